@@ -1,0 +1,218 @@
+"""CaseContext: what a check holds while it runs: target, scenario path, evidence, clients, parameters.
+
+A check asks the case for clients (``case.imap()``, ``case.submission()``), which connect through the
+scenario's path and record into the case transcript; records measurements (``case.measure``); marks
+softer outcomes (``case.informational``, ``case.non_strict``); and declares applicability
+(``case.require_capability``). Teardown closes every client and stops the path.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Catalog
+from .clients.imap import ImapConnection, insecure_context
+from .clients.imapwire import parse_capabilities, quote
+from .clients.smtp import CapturingSMTP
+from .errors import ConformanceFailure, HarnessError, NotApplicable
+from .intermediaries.path import NetworkPath
+from .intermediaries.scenario import Scenario
+from .targets import Target
+from .transcript import Transcript
+
+
+@dataclass
+class Outcome:
+    informational: list[str] = field(default_factory=list)
+    non_strict: list[str] = field(default_factory=list)
+    summary: str = ""
+
+
+class CaseContext:
+    def __init__(self, *, target: Target, scenario: Scenario, catalog: Catalog, requirements: list[str],
+                 profiles: list[str], depth: str, check: str) -> None:
+        self.target = target
+        self.scenario = scenario
+        self.catalog = catalog
+        self.requirements = requirements
+        self.profiles = profiles
+        self.depth = depth
+        self.check = check
+        self.transcript = Transcript(secrets=target.secrets())
+        self.measurements: dict[str, dict[str, Any]] = {}
+        self.attachments: dict[str, Any] = {}
+        self.outcome = Outcome()
+        self._clients: list[Any] = []
+        self._cleanups: list[Any] = []
+        self.path = NetworkPath(scenario, target, self.transcript)
+        self.started = time.time()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "CaseContext":
+        self.path.start()
+        return self
+
+    def close(self) -> None:
+        errors = []
+        for fn in reversed(self._cleanups):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - cleanup must go on
+                errors.append(e)
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self.path.stop()
+        if errors:
+            raise HarnessError(f"cleanup failed: {errors[0]}")
+
+    def on_cleanup(self, fn) -> None:
+        self._cleanups.append(fn)
+
+    # -- evidence -----------------------------------------------------------------------------
+    def measure(self, name: str, value: Any, unit: str = "", **extra: Any) -> None:
+        self.measurements[name] = {"value": value, "unit": unit, **extra}
+
+    def attach(self, name: str, data: Any) -> None:
+        """Structured evidence for the report: e.g. 'timeline' for push pictures, 'chart' for resync cost."""
+        self.attachments[name] = data
+
+    def note(self, text: str) -> None:
+        self.transcript.note(text)
+
+    def informational(self, message: str) -> None:
+        """Measured or observed, with no rule to judge it: verdict informational unless something fails."""
+        self.outcome.informational.append(message)
+
+    def non_strict(self, message: str) -> None:
+        """A SHOULD-level violation: verdict non-strict unless a MUST fails."""
+        self.outcome.non_strict.append(message)
+
+    def passed(self, summary: str) -> None:
+        """One line saying what was verified, shown for passing results."""
+        self.outcome.summary = summary
+
+    # -- parameters ---------------------------------------------------------------------------
+    def param(self, name: str) -> Any:
+        for rid in self.requirements:
+            req = self.catalog.requirements[rid]
+            if name in req.parameters:
+                value = self.catalog.parameter(rid, name, self.depth, self.profiles)
+                self.measurements.setdefault(f"param.{name}", {"value": value, "unit": req.parameters[name].unit})
+                return value
+        raise HarnessError(f"none of {self.requirements} defines parameter '{name}'")
+
+    # -- applicability -------------------------------------------------------------------------
+    def required_capabilities(self) -> set[str]:
+        """Capabilities a selected profile demands of this check's requirements (Lemonade's list)."""
+        req_caps: set[str] = set()
+        for prof in self.profiles:
+            p = self.catalog.profiles.get(prof)
+            if not p or not set(self.requirements) & set(p.ids):
+                continue
+            if "lemonade.store.capabilities" in p.entries:
+                req_caps |= {c.upper() for c in self.catalog.parameter(
+                    "lemonade.store.capabilities", "required", self.depth, [prof])}
+        return req_caps
+
+    def require_capability(self, capabilities: list[str], *names: str) -> None:
+        """Not applicable if a capability is absent, unless a selected profile requires it (then fail)."""
+        have = {c.upper() for c in capabilities}
+        for name in names:
+            if name.upper() in have:
+                continue
+            if name.upper() in self.required_capabilities():
+                raise ConformanceFailure(f"capability {name} is required by the selected profile but not advertised "
+                                         f"(CAPABILITY: {' '.join(capabilities)})")
+            raise NotApplicable(f"target does not advertise {name}")
+
+    def require_endpoint(self, name: str) -> None:
+        if self.target.endpoint(name) is None:
+            raise NotApplicable(f"target {self.target.name} has no {name} endpoint")
+
+    # -- clients ------------------------------------------------------------------------------
+    def account(self, index: int):
+        if index >= len(self.target.accounts):
+            raise NotApplicable(f"check needs {index + 1} accounts, target has {len(self.target.accounts)}")
+        return self.target.accounts[index]
+
+    def imap(self, account: int | None = 0, *, endpoint: str = "imap", tls: str = "auto", label: str | None = None,
+             timeout: float = 10.0, via_path: bool = True) -> ImapConnection:
+        """An IMAP connection through the scenario path, greeted, TLS-protected and logged in.
+
+        ``tls``: auto (STARTTLS on imap when advertised; implicit on imaps), starttls (required), none.
+        ``account=None`` stops after the greeting/TLS (not authenticated). ``via_path=False`` connects
+        directly (a second, undisturbed connection that changes the mailbox, for example).
+        """
+        ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
+        if ep is None:
+            raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
+        leg = self.path.leg if via_path else "direct"
+        conn = ImapConnection(ep.host, ep.port, transcript=self.transcript,
+                              tls="implicit" if ep.scheme == "imaps" else "none",
+                              ssl_context=self.target.tls.client_context(), timeout=timeout,
+                              label=label, leg=leg)
+        self._clients.append(conn)
+        conn.read_greeting()
+        if ep.scheme == "imap" and tls != "none":
+            caps = parse_capabilities(conn.greeting.text) or conn.capability()
+            if "STARTTLS" in caps:
+                res = conn.starttls(self.target.tls.client_context())
+                if not res.ok:
+                    raise ConformanceFailure(f"STARTTLS advertised but refused: {res.tagged.first_line}")
+            elif tls == "starttls":
+                raise ConformanceFailure(f"STARTTLS not advertised on the cleartext port (CAPABILITY: {' '.join(caps)})")
+        if account is not None:
+            acct = self.account(account)
+            res = conn.login(acct.username, acct.password)
+            if not res.ok:
+                raise HarnessError(f"login as {acct.username} failed ({res.tagged.first_line}): check the target's accounts")
+        return conn
+
+    def submission(self, account: int | None = 0, *, endpoint: str = "submission", tls: str = "starttls",
+                   timeout: float = 10.0, via_path: bool = True) -> CapturingSMTP:
+        ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
+        if ep is None:
+            raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
+        smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript, timeout=timeout,
+                             label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct")
+        self._clients.append(smtp)
+        smtp.ehlo("client.test")
+        if tls == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise ConformanceFailure("submission does not advertise STARTTLS")
+            smtp.starttls(context=self.target.tls.client_context())
+            smtp.ehlo("client.test")
+        if account is not None:
+            acct = self.account(account)
+            smtp.login(acct.username, acct.password)
+            smtp.ehlo("client.test")
+        return smtp
+
+    def scratch_mailbox(self, conn: ImapConnection, prefix: str = "lemonade") -> str:
+        """A fresh mailbox only this case uses; deleted at teardown through a direct connection."""
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        res = conn.command(f"CREATE {quote(name)}")
+        if not res.ok:
+            raise HarnessError(f"cannot create scratch mailbox {name}: {res.tagged.first_line}")
+        account_index = next((i for i, a in enumerate(self.target.accounts)
+                              if a.password in conn.redactor.secrets), 0)
+
+        def delete() -> None:
+            try:
+                c = self.imap(account_index, via_path=False, label="cleanup", timeout=5)
+                c.command(f"DELETE {quote(name)}")
+                c.close()
+            except Exception:  # noqa: BLE001 - a leftover scratch mailbox is harmless
+                pass
+
+        self.on_cleanup(delete)
+        return name
+
+
+_ = insecure_context  # re-exported for checks that pin TLS versions

@@ -1,0 +1,266 @@
+"""Requirements and profiles as data: load profiles/**/*.yaml, validate, resolve levels and parameters.
+
+Layout: ``profiles/requirements/*.yaml`` hold requirements (one file per source document),
+``profiles/*.yaml`` hold profiles. Every mistake is a CatalogError naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import BadInput
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+LEVELS = ("MUST", "SHOULD", "MAY", "PROFILE")
+STRICT_LEVELS = ("MUST", "PROFILE")  # a failure at these levels fails a run
+FAMILIES = ("http-binding", "push", "reconnect", "envelope-security", "transport-security", "capability")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*){1,5}$")
+PARAM_TYPES = {"float": float, "int": int, "str": str, "bool": bool, "list": list}
+
+
+class CatalogError(BadInput):
+    """The catalog or a profile is inconsistent; the message names file and entry."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    quick: Any
+    full: Any
+    unit: str = ""
+    help: str = ""
+
+    def value(self, depth: str) -> Any:
+        return self.quick if depth == "quick" else self.full
+
+
+@dataclass
+class Requirement:
+    id: str
+    title: str
+    level: str
+    family: str
+    source: dict[str, Any]
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    untestable: str | None = None
+    file: str = ""
+
+    @property
+    def source_text(self) -> str:
+        s = self.source
+        if "rfc" in s:
+            return f"RFC {s['rfc']}" + (f" §{s['section']}" if s.get("section") else "")
+        return "derived: " + ", ".join(str(d) for d in s.get("documents", []))
+
+    @property
+    def url(self) -> str | None:
+        s = self.source
+        if "rfc" not in s:
+            return None
+        base = f"https://www.rfc-editor.org/rfc/rfc{s['rfc']}"
+        sec = str(s.get("section") or "").split()[0] if s.get("section") else ""
+        if sec and re.match(r"^[\dA-Z][\d.]*$", sec):
+            prefix = "appendix-" if sec[0].isalpha() else "section-"
+            return f"{base}#{prefix}{sec.rstrip('.')}"
+        return base
+
+
+@dataclass
+class ProfileEntry:
+    id: str
+    level: str | None = None
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Profile:
+    name: str
+    title: str
+    description: str
+    entries: dict[str, ProfileEntry]
+    file: str = ""
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.entries)
+
+
+@dataclass
+class Catalog:
+    requirements: dict[str, Requirement]
+    profiles: dict[str, Profile]
+
+    # -- queries -------------------------------------------------------------------------------
+    def requirement(self, rid: str) -> Requirement:
+        return self.requirements[rid]
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise BadInput(f"unknown profile '{name}' (known: {', '.join(sorted(self.profiles))}; "
+                           "see 'lemonade profiles list')")
+        return self.profiles[name]
+
+    def level(self, rid: str, profiles: list[str] | None = None) -> str:
+        """The effective level: the strictest override among the given profiles, else the catalog's."""
+        levels = [self.profiles[p].entries[rid].level for p in (profiles or [])
+                  if p in self.profiles and rid in self.profiles[p].entries and self.profiles[p].entries[rid].level]
+        if levels:
+            return min(levels, key=LEVELS.index) if "PROFILE" not in levels else "PROFILE"
+        return self.requirements[rid].level
+
+    def parameter(self, rid: str, name: str, depth: str, profiles: list[str] | None = None) -> Any:
+        for p in profiles or []:
+            prof = self.profiles.get(p)
+            entry = prof.entries.get(rid) if prof else None
+            if entry and name in entry.parameters:
+                over = entry.parameters[name]
+                if depth in over:
+                    return over[depth]
+        req = self.requirements[rid]
+        if name not in req.parameters:
+            raise KeyError(f"requirement {rid} has no parameter '{name}'")
+        return req.parameters[name].value(depth)
+
+    def ids_for(self, profiles: list[str]) -> set[str]:
+        out: set[str] = set()
+        for p in profiles:
+            out.update(self.profile(p).ids)
+        return out
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{path}: not valid YAML: {e}") from None
+
+
+def _parse_parameters(raw: Any, where: str) -> dict[str, Parameter]:
+    if raw in (None, {}):
+        return {}
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: parameters must be a mapping of name -> {{type, quick, full}}")
+    out = {}
+    for name, spec in raw.items():
+        if not isinstance(spec, dict) or not {"type", "quick", "full"} <= set(spec):
+            raise CatalogError(f"{where}: parameter '{name}' needs type, quick and full")
+        unknown = set(spec) - {"type", "quick", "full", "unit", "help"}
+        if unknown:
+            raise CatalogError(f"{where}: parameter '{name}': unknown key(s) {', '.join(sorted(unknown))}")
+        typ = PARAM_TYPES.get(spec["type"])
+        if typ is None:
+            raise CatalogError(f"{where}: parameter '{name}': type must be one of {', '.join(PARAM_TYPES)}")
+        for depth in ("quick", "full"):
+            v = spec[depth]
+            ok = isinstance(v, typ) or (typ is float and isinstance(v, int) and not isinstance(v, bool))
+            if not ok:
+                raise CatalogError(f"{where}: parameter '{name}': {depth} value {v!r} is not {spec['type']}")
+        out[name] = Parameter(name, spec["type"], spec["quick"], spec["full"], spec.get("unit", ""), spec.get("help", ""))
+    return out
+
+
+_REQ_KEYS = {"id", "title", "source", "level", "family", "parameters", "untestable", "notes", "test"}
+
+
+def load_requirements(directory: Path) -> dict[str, Requirement]:
+    reqs: dict[str, Requirement] = {}
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise CatalogError(f"{directory}: no requirement files (*.yaml)")
+    for path in files:
+        data = _load_yaml(path)
+        if not isinstance(data, dict) or not isinstance(data.get("requirements"), list):
+            raise CatalogError(f"{path}: expected a mapping with a 'requirements' list")
+        for i, raw in enumerate(data["requirements"], 1):
+            where = f"{path.name} requirement #{i}"
+            if not isinstance(raw, dict):
+                raise CatalogError(f"{where}: must be a mapping")
+            rid = raw.get("id")
+            if not isinstance(rid, str) or not ID_RE.match(rid):
+                raise CatalogError(f"{where}: id {rid!r} must look like family.topic.rule (lower case, dots)")
+            where = f"{path.name} requirement {rid}"
+            unknown = set(raw) - _REQ_KEYS
+            if unknown:
+                raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+            if rid in reqs:
+                raise CatalogError(f"{where}: duplicate id (also in {reqs[rid].file})")
+            for key in ("title", "source", "level", "family"):
+                if key not in raw:
+                    raise CatalogError(f"{where}: missing '{key}'")
+            if raw["level"] not in LEVELS:
+                raise CatalogError(f"{where}: level {raw['level']!r} must be one of {', '.join(LEVELS)}")
+            if raw["family"] not in FAMILIES:
+                raise CatalogError(f"{where}: family {raw['family']!r} must be one of {', '.join(FAMILIES)}")
+            src = raw["source"]
+            if not isinstance(src, dict) or not (("rfc" in src) or ("derived" in src and "documents" in src)):
+                raise CatalogError(f"{where}: source must be {{rfc, section}} or {{derived, documents}}")
+            if "derived" in src and raw["level"] != "PROFILE":
+                raise CatalogError(f"{where}: a derived requirement has level PROFILE")
+            reqs[rid] = Requirement(rid, str(raw["title"]).strip(), raw["level"], raw["family"], src,
+                                    _parse_parameters(raw.get("parameters"), where),
+                                    raw.get("untestable"), path.name)
+    return reqs
+
+
+_PROFILE_KEYS = {"name", "title", "description", "requirements", "include"}
+
+
+def load_profiles(directory: Path, reqs: dict[str, Requirement]) -> dict[str, Profile]:
+    profiles: dict[str, Profile] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        data = _load_yaml(path)
+        if not isinstance(data, dict):
+            raise CatalogError(f"{path.name}: a profile is a mapping")
+        unknown = set(data) - _PROFILE_KEYS
+        if unknown:
+            raise CatalogError(f"{path.name}: unknown key(s) {', '.join(sorted(unknown))}")
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise CatalogError(f"{path.name}: missing 'name'")
+        if name in profiles:
+            raise CatalogError(f"{path.name}: duplicate profile name '{name}' (also {profiles[name].file})")
+        entries: dict[str, ProfileEntry] = {}
+        for raw in data.get("requirements") or []:
+            entry = ProfileEntry(raw) if isinstance(raw, str) else None
+            if isinstance(raw, dict):
+                if "id" not in raw or set(raw) - {"id", "level", "parameters"}:
+                    raise CatalogError(f"{path.name}: entry {raw!r} needs 'id' and only level/parameters besides")
+                entry = ProfileEntry(raw["id"], raw.get("level"), raw.get("parameters") or {})
+            if entry is None:
+                raise CatalogError(f"{path.name}: entry {raw!r} must be an id or a mapping")
+            if entry.id not in reqs:
+                raise CatalogError(f"profile '{name}' ({path.name}) names requirement '{entry.id}', "
+                                   "which does not exist in profiles/requirements/")
+            if entry.level and entry.level not in LEVELS:
+                raise CatalogError(f"profile '{name}': level override {entry.level!r} for {entry.id} is not one of {LEVELS}")
+            for pname, over in entry.parameters.items():
+                if pname not in reqs[entry.id].parameters:
+                    raise CatalogError(f"profile '{name}': {entry.id} has no parameter '{pname}'")
+                if not isinstance(over, dict) or set(over) - {"quick", "full"}:
+                    raise CatalogError(f"profile '{name}': parameter '{pname}' override must map quick/full to values")
+            entries[entry.id] = entry
+        for pattern in data.get("include") or []:
+            matched = [rid for rid in reqs if fnmatch.fnmatchcase(rid, pattern)]
+            if not matched:
+                raise CatalogError(f"profile '{name}' ({path.name}): include pattern '{pattern}' matches no requirement")
+            for rid in matched:
+                entries.setdefault(rid, ProfileEntry(rid))
+        if not entries:
+            raise CatalogError(f"profile '{name}' ({path.name}) lists no requirements")
+        profiles[name] = Profile(name, data.get("title", name), str(data.get("description", "")).strip(), entries, path.name)
+    if not profiles:
+        raise CatalogError(f"{directory}: no profiles (*.yaml)")
+    return profiles
+
+
+def load_catalog(root: Path | None = None) -> Catalog:
+    root = root or PROFILES_DIR
+    reqs = load_requirements(root / "requirements")
+    return Catalog(reqs, load_profiles(root, reqs))

@@ -1,0 +1,328 @@
+"""The `lemonade` command: run checks, list profiles and scenarios, re-render reports.
+
+Exit codes: 0 conformant (baseline applied), 1 conformance failures, 2 harness error, bad input or nothing run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import BadInput
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REPORTS = Path(os.environ.get("LEMONADE_REPORTS", REPO_ROOT / "reports"))
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "non-strict": "yellow", "informational": "cyan",
+                 "not-applicable": "dim", "error": "bold magenta", "xfail": "blue", "xpass": "bold red",
+                 "skipped": "dim"}
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def die(msg: str, code: int = 2) -> int:
+    console(stderr=True).print(f"[bold red]lemonade:[/] {msg}", markup=True)
+    return code
+
+
+# -- run ---------------------------------------------------------------------------------------
+class ProgressPrinter:
+    """A pytest plugin object: prints one line per finished case (works under xdist's controller)."""
+
+    def __init__(self) -> None:
+        self.con = console()
+        self.n = 0
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.con.print(f"[bold red]cannot collect {report.nodeid}:[/]", markup=True)
+            self.con.print(report.longreprtext, markup=False)
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when != "teardown":
+            return
+        for key, r in report.user_properties:
+            if key == "lemonade_result":
+                self.n += 1
+                style = VERDICT_STYLE.get(r["verdict"], "default")
+                msg = r["message"]
+                self.con.print(f"[{style}]{r['verdict']:>14}[/] {r['check']} [dim]{r['target']} | {r['scenario']}"
+                               f" {r['duration_s']:.2f}s[/]" + (f"  {msg}" if msg and r["verdict"] != "pass" else ""),
+                               markup=True, highlight=False)
+
+
+def make_run_dir(output: str | None) -> Path:
+    if output:
+        out = Path(output)
+        if any((out / "results.d").glob("*.jsonl")):
+            raise BadInput(f"{out} already holds a run's results; choose another --output or remove it")
+    else:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        out = DEFAULT_REPORTS / stamp
+        n = 1
+        while out.exists():
+            n += 1
+            out = DEFAULT_REPORTS / f"{stamp}-{n}"
+    out.mkdir(parents=True, exist_ok=True)
+    if not output:
+        latest = DEFAULT_REPORTS / "latest"
+        tmp = DEFAULT_REPORTS / f".latest-{uuid.uuid4().hex[:6]}"
+        tmp.symlink_to(out.name)
+        tmp.replace(latest)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .catalog import load_catalog
+    from .intermediaries.scenario import parse_scenario
+    from .providers import provider_for, target_name
+
+    # validate everything before starting anything: bad input is exit 2 with one clear line
+    try:
+        catalog = load_catalog()
+        profiles = args.profile or sorted(catalog.profiles)
+        for p in profiles:
+            catalog.profile(p)
+        scenarios = [str(parse_scenario(s, args.depth)) for s in args.scenario]
+        targets = args.target or ["dovecot"]
+        names = {}
+        for t in targets:
+            provider_for(t, args.depth)
+            names[t] = target_name(t)
+    except BadInput as e:
+        return die(str(e))
+    from .providers import NAMED
+    for t in targets:
+        if t not in NAMED:
+            unreachable = probe_target_file(t)
+            if unreachable:
+                return die(unreachable)
+
+    try:
+        out = make_run_dir(args.output)
+    except BadInput as e:
+        return die(str(e))
+    import pytest
+
+    from . import checks
+    from .report import render_all
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_meta: dict[str, Any] = {
+        "id": out.name, "started": started, "command": "lemonade " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "suite_version": __version__, "profiles": profiles, "scenarios": scenarios or ["(per check)"],
+        "depth": args.depth, "targets": [], "output": str(out),
+    }
+    (out / "run.json").write_text(json.dumps(run_meta, indent=1))
+    pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
+                   "-p", "no:terminal", "-p", "no:warnings",
+                   "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
+                   "--lemonade-output", str(out), "--lemonade-depth", args.depth]
+    for t in targets:
+        pytest_args += ["--lemonade-target", t]
+    for p in args.profile:
+        pytest_args += ["--lemonade-profile", p]
+    for s in args.scenario:
+        pytest_args += ["--lemonade-scenario", s]
+    if args.k:
+        pytest_args += ["-k", args.k]
+    if args.n and args.n != "0":
+        pytest_args += ["-n", args.n, "-p", "xdist"]
+    if args.shard:
+        pytest_args += ["--lemonade-shard", args.shard]
+    con = console()
+    con.print(f"[bold]lemonade run[/] targets={', '.join(names.values())} profiles={', '.join(profiles)} "
+              f"depth={args.depth} -> {out}", markup=True)
+    t0 = time.monotonic()
+    rc = pytest.main(pytest_args, plugins=[ProgressPrinter()])
+    run_meta["targets"] = target_descriptions(out, targets, names)
+    run_meta["wall_s"] = round(time.monotonic() - t0, 2)
+    run_meta["pytest_exit"] = int(rc)
+    doc = finalize_run(out, run_meta, catalog, profiles)
+    render_all(out, doc)
+    print_summary(doc, out)
+    if not doc["results"]:
+        if int(rc) in (3, 4):
+            return die("the checks could not be collected (see the message above)")
+        return die("nothing was selected: no check matches the given profiles, scenarios and -k expression")
+    from .results import exit_code
+
+    return exit_code(doc)
+
+
+def target_descriptions(out: Path, targets: list[str], names: dict[str, str]) -> list[dict[str, Any]]:
+    """What results.json says about each target (no secrets). Embedded targets describe themselves."""
+    from .providers import NAMED
+    from .targets import load_target_file
+
+    descs = []
+    for t in targets:
+        if t in NAMED:
+            info_files = sorted((out / "results.d").glob(f"target-{names[t]}-*.json"))
+            if info_files:
+                descs.append(json.loads(info_files[0].read_text()))
+            else:
+                descs.append({"name": names[t], "provider": "local", "note": NAMED[t][0]})
+        else:
+            descs.append(load_target_file(t).describe())
+    return descs
+
+
+def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[str]) -> dict[str, Any]:
+    from .coverage import coverage_for
+    from .results import finalize
+
+    doc = finalize(out, run_meta)
+    doc["coverage"] = coverage_for(catalog, profiles, doc["results"])
+    from .results import summarize
+
+    doc["summary"] = summarize(doc["results"], profiles, doc["coverage"])
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False))
+    return doc
+
+
+def probe_target_file(spec: str) -> str | None:
+    """A message if no endpoint of an external target answers a TCP connect within 3 s."""
+    import socket
+
+    from .targets import load_target_file
+
+    target = load_target_file(spec)
+    problems = []
+    for name, ep in target.endpoints.items():
+        try:
+            with socket.create_connection((ep.host, ep.port), timeout=3):
+                return None
+        except OSError as e:
+            problems.append(f"{name} {ep.host}:{ep.port}: {e}")
+    return f"target '{target.name}' ({spec}) is unreachable: " + "; ".join(problems)
+
+
+def print_summary(doc: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    con = console()
+    s = doc["summary"]
+    from .results import VERDICTS
+
+    shown = [v for v in VERDICTS if s["counts"].get(v)]
+    table = Table(title="lemonade: verdicts per profile", show_lines=False)
+    table.add_column("profile")
+    table.add_column("verdict")
+    for v in shown:
+        table.add_column(v, justify="right", style=VERDICT_STYLE.get(v, ""))
+    table.add_column("untested", justify="right")
+    for name, p in s["profiles"].items():
+        c = p["counts"]
+        cov = p.get("coverage", {})
+        style = {"pass": "green", "fail": "red", "error": "magenta"}.get(p["verdict"], "default")
+        table.add_row(name, f"[{style}]{p['verdict']}[/]", *[str(c.get(v, 0) or "") for v in shown],
+                      f"{len(cov.get('untested', []))}/{cov.get('total', '?')}")
+    con.print(table)
+    counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
+    con.print(f"{s['total']} results: {counts or 'none'}")
+    con.print(f"verdict: [bold]{s['verdict'].upper()}[/]   report: {out / 'index.html'}", markup=True)
+
+
+# -- other commands ------------------------------------------------------------------------------
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from .intermediaries.scenario import describe_all
+
+    rows = describe_all()
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="scenarios (compose with '+', e.g. link:latency=200+nat-idle:timeout=30)")
+    for col in ("name", "path", "parameters (quick / full default)", "what it emulates"):
+        table.add_column(col)
+    for r in rows:
+        params = "\n".join(f"{p['name']}={p['quick']}/{p['full']}{p['unit']}"
+                           + (f" ({'|'.join(p['choices'])})" if p["choices"] else "") for p in r["params"])
+        table.add_row(r["name"], r["path"], params or "-", r["summary"])
+    console().print(table)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from .profiles_cli import profiles_list, profiles_show
+
+    try:
+        if args.action == "list":
+            return profiles_list(args.format)
+        return profiles_show(args.name, args.format)
+    except BadInput as e:
+        return die(str(e))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_all
+    from .results import load_results
+
+    try:
+        doc = load_results(Path(args.results))
+    except BadInput as e:
+        return die(str(e))
+    out = Path(args.output) if args.output else Path(args.results if Path(args.results).is_dir() else Path(args.results).parent)
+    out.mkdir(parents=True, exist_ok=True)
+    render_all(out, doc)
+    console().print(f"report: {out / 'index.html'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lemonade", description=__doc__.splitlines()[0])
+    ap.add_argument("--version", action="version", version=f"lemonade-conformance {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run checks against targets and write a report")
+    r.add_argument("--target", action="append", default=[], help="dovecot (default) or a target file; repeatable")
+    r.add_argument("--profile", action="append", default=[], help="select checks by profile; repeatable (default: all)")
+    r.add_argument("--scenario", action="append", default=[], help="scenario string; repeatable (default: per check)")
+    r.add_argument("--depth", choices=("quick", "full"), default="quick")
+    r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
+    r.add_argument("-k", help="pytest -k expression over check names")
+    r.add_argument("-n", help="parallel workers (pytest-xdist), e.g. 2 or auto")
+    r.add_argument("--shard", help="i/n: run only this deterministic share of the cases")
+    r.set_defaults(fn=cmd_run)
+    s = sub.add_parser("scenarios", help="scenario catalogue")
+    s.add_argument("action", choices=["list"])
+    s.add_argument("--format", choices=["text", "json"], default="text")
+    s.set_defaults(fn=cmd_scenarios)
+    p = sub.add_parser("profiles", help="requirement profiles and their coverage")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(fn=cmd_profiles)
+    rep = sub.add_parser("report", help="re-render index.html and junit.xml from a results.json")
+    rep.add_argument("results", help="results.json or a run directory")
+    rep.add_argument("-o", "--output", help="directory to write into (default: beside the results)")
+    rep.set_defaults(fn=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "profiles" and args.action == "show" and not args.name:
+        return die("profiles show needs a profile name")
+    try:
+        return args.fn(args)
+    except BadInput as e:
+        return die(str(e))
+    except KeyboardInterrupt:
+        return die("interrupted; results appended so far are kept in the run directory's results.d/")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

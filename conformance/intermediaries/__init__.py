@@ -1,0 +1,1 @@
+"""Emulated intermediaries: mitmproxy addons composed by scenario strings, run per case by a NetworkPath."""

@@ -1,0 +1,32 @@
+"""lifetime: connections are cut at age T whatever their traffic (a proxy or carrier session limit).
+
+Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s lifetime.py --set lifetime_max=60``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mitmproxy import ctx, tcp
+
+from conformance.intermediaries.addons.common import RawTcp, cut, shared
+
+
+class Lifetime:
+    def load(self, loader) -> None:
+        loader.add_option("lifetime_max", float, 300.0, "Maximum age of a connection in seconds.")
+        loader.add_option("lifetime_mode", str, "fin", "How the cut looks: rst or fin.")
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        asyncio.get_running_loop().create_task(self._cut_later(flow))
+
+    async def _cut_later(self, flow: tcp.TCPFlow) -> None:
+        await asyncio.sleep(ctx.options.lifetime_max)
+        s = shared()
+        if s.live(flow):
+            s.record("lifetime", f"connection reached its maximum age of {ctx.options.lifetime_max:g} s, "
+                                 f"cut with {ctx.options.lifetime_mode.upper()}", s.label(flow))
+            cut(flow, ctx.options.lifetime_mode, "lifetime")
+
+
+addons = [RawTcp(), Lifetime()]

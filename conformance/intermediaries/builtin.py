@@ -1,0 +1,34 @@
+"""The built-in intermediaries: registry entries that map scenario parameters to addons and options."""
+
+from __future__ import annotations
+
+from .addons import kill, lifetime, nat_idle
+from .scenario import Intermediary, Param, register
+
+register(Intermediary(
+    name="nat-idle", path="tcp",
+    summary="NAT/stateful firewall that drops a connection after `timeout` seconds without a byte either way.",
+    params=(
+        Param("timeout", float, 3.0, 30.0, "idle seconds before the mapping is dropped", unit="s"),
+        Param("mode", str, "rst", "rst", "rst: reset both sides; fin: orderly close; silent: black hole, nobody told",
+              choices=("rst", "fin", "silent")),
+    ),
+    build=lambda p: ([nat_idle.NatIdle()], {"nat_idle_timeout": float(p["timeout"]), "nat_idle_mode": p["mode"]}),
+))
+
+register(Intermediary(
+    name="lifetime", path="tcp",
+    summary="Carrier/proxy session limit: every connection is cut at age `max` whatever its traffic.",
+    params=(
+        Param("max", float, 5.0, 300.0, "maximum connection age", unit="s"),
+        Param("mode", str, "fin", "fin", "how the cut looks", choices=("rst", "fin")),
+    ),
+    build=lambda p: ([lifetime.Lifetime()], {"lifetime_max": float(p["max"]), "lifetime_mode": p["mode"]}),
+))
+
+register(Intermediary(
+    name="kill", path="tcp",
+    summary="Cuts connections on demand: checks drop every connection now, or after N octets from one side.",
+    params=(),
+    build=lambda p: ([kill.Kill()], {}),
+))

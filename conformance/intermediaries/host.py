@@ -1,0 +1,149 @@
+"""Runs one mitmproxy master in a background thread for one case: the emulated intermediaries of a path.
+
+The master gets mitmproxy's default addons plus the scenario's addons, framed by two recorders that write
+both legs of every connection into the case transcript. mitmproxy's own TCP timeout is raised far beyond
+any emulated window, so an emulated drop is never confused with mitmproxy's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+import mitmproxy.proxy.server as _mitm_server
+from mitmproxy import addons as _mitm_addons
+from mitmproxy import options
+from mitmproxy.master import Master
+
+from ..errors import HarnessError
+from ..transcript import Transcript
+
+# emulated windows go up to hours in full depth; mitmproxy's own idle watchdog (600 s) must never fire first
+_mitm_server.TCP_TIMEOUT = 24 * 3600
+logging.getLogger("mitmproxy").setLevel(logging.CRITICAL)
+
+
+class ProxyHost:
+    """One mitmproxy master in its own thread and loop. ``start(modes, addons)``, ``call(fn)``, ``stop()``."""
+
+    def __init__(self, transcript: Transcript, confdir: Path | None = None) -> None:
+        self.transcript = transcript
+        self._tmp = None
+        if confdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="lemonade-mitm-")
+            confdir = Path(self._tmp.name)
+        self.confdir = confdir
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.master: Master | None = None
+        self.thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.listen: dict[str, tuple[str, int]] = {}  # mode spec -> (host, port)
+
+    def start(self, modes: list[str], addons: list[Any], extra_options: dict[str, Any] | None = None,
+              timeout: float = 10.0) -> dict[str, tuple[str, int]]:
+        self.thread = threading.Thread(target=self._run, args=(modes, addons, extra_options or {}),
+                                       name="lemonade-intermediary", daemon=True)
+        self.thread.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise HarnessError(f"intermediary did not start listening within {timeout} s")
+        if self._error:
+            err = self._error
+            self.stop()
+            raise HarnessError(f"intermediary failed to start: {err}")
+        return self.listen
+
+    def _run(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.set_exception_handler(_quiet_exceptions)
+        try:
+            self.loop.run_until_complete(self._main(modes, addons, extra))
+        except BaseException as e:  # noqa: BLE001 - reported to the starter
+            self._error = e
+            self._ready.set()
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.wait(pending, timeout=2))
+            finally:
+                self.loop.close()
+
+    async def _main(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:
+        opts = options.Options(listen_host="127.0.0.1", confdir=str(self.confdir))
+        self.master = Master(opts, event_loop=asyncio.get_running_loop())
+        self.master.addons.add(*_mitm_addons.default_addons())
+        self.master.addons.add(*addons)
+        opts.update(mode=modes, ssl_insecure=True, connection_strategy="eager", **extra)
+        run = asyncio.ensure_future(self.master.run())
+        ps = self.master.addons.get("proxyserver")
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            if run.done():
+                run.result()
+                raise HarnessError("mitmproxy master exited during start")
+            servers = list(ps.servers)
+            if servers and all(s.is_running for s in servers) and len(servers) == len(modes):
+                break
+            errors = [s.last_exception for s in servers if s.last_exception]
+            if errors:
+                raise HarnessError(f"cannot listen: {errors[0]}")
+            await asyncio.sleep(0.005)
+        else:
+            raise HarnessError("mitmproxy servers did not come up")
+        for s in ps.servers:
+            addr = s.listen_addrs[0]
+            self.listen[s.mode.full_spec] = (addr[0], addr[1])
+        self._ready.set()
+        await run
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` (sync or coroutine function) on the proxy loop and return its result."""
+        if not self.loop or self.loop.is_closed():
+            raise HarnessError("intermediary is not running")
+
+        async def runner():
+            r = fn()
+            if asyncio.iscoroutine(r):
+                r = await r
+            return r
+
+        fut: Future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
+        return fut.result(timeout)
+
+    def stop(self) -> None:
+        if self.master and self.loop and not self.loop.is_closed():
+            try:
+                self.master.shutdown()
+            except RuntimeError:
+                pass
+        if self.thread:
+            self.thread.join(10)
+        if self._tmp:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def _quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """Connections cancelled at shutdown are expected; anything else goes to the log, not the terminal."""
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.CancelledError):
+        return
+    logging.getLogger("lemonade.intermediary").debug("proxy loop: %s", context.get("message"), exc_info=exc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

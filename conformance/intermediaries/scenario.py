@@ -1,0 +1,175 @@
+"""Scenario strings and the registry of intermediaries: parse, validate, fill depth defaults, describe.
+
+Grammar: ``direct`` or ``ELEMENT[+ELEMENT...]``, ELEMENT = ``name[:key=value[,key=value...]]``.
+Example: ``nat-idle:timeout=30,mode=silent`` or ``link:latency=200+nat-idle:timeout=60``.
+The canonical string (every parameter, in declaration order) is what results record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import BadInput
+
+DEPTHS = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type  # float, int or str
+    quick: Any
+    full: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    unit: str = ""
+
+    def default(self, depth: str) -> Any:
+        return self.quick if depth == "quick" else self.full
+
+    def convert(self, raw: str, where: str) -> Any:
+        try:
+            value = self.type(raw)
+        except ValueError:
+            raise BadInput(f"{where}: parameter '{self.name}' must be {self.type.__name__}, got {raw!r}") from None
+        if self.choices and value not in self.choices:
+            raise BadInput(f"{where}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {raw!r}")
+        if self.type in (int, float) and value < 0:
+            raise BadInput(f"{where}: parameter '{self.name}' must not be negative")
+        return value
+
+
+@dataclass(frozen=True)
+class Intermediary:
+    """One kind of intermediary: its name, the path it sits on, its parameters and how to build it."""
+
+    name: str
+    path: str  # "tcp" (reverse TCP proxy in front of every endpoint), "http-forward", "http-reverse"
+    summary: str
+    params: tuple[Param, ...] = ()
+    # build(params) -> (list of addon objects, dict of mitmproxy option values)
+    build: Callable[[dict[str, Any]], tuple[list[Any], dict[str, Any]]] | None = None
+    endpoints: tuple[str, ...] = ("imap", "imaps", "submission", "submissions", "jmap")
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+REGISTRY: dict[str, Intermediary] = {}
+
+
+def register(spec: Intermediary) -> Intermediary:
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+@dataclass(frozen=True)
+class Element:
+    name: str
+    params: tuple[tuple[str, Any], ...]
+
+    @property
+    def spec(self) -> Intermediary:
+        return REGISTRY[self.name]
+
+    def get(self, key: str) -> Any:
+        return dict(self.params)[key]
+
+    def __str__(self) -> str:
+        if not self.params:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={_fmt(v)}" for k, v in self.params)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    elements: tuple[Element, ...] = ()
+    depth: str = "quick"
+    given: str = field(default="direct", compare=False)  # as the user wrote it
+
+    @property
+    def is_direct(self) -> bool:
+        return not self.elements
+
+    def __str__(self) -> str:
+        return "direct" if self.is_direct else "+".join(str(e) for e in self.elements)
+
+    def element(self, name: str) -> Element | None:
+        return next((e for e in self.elements if e.name == name), None)
+
+    def supports(self, endpoint: str) -> bool:
+        return all(endpoint in e.spec.endpoints for e in self.elements)
+
+    @property
+    def paths(self) -> set[str]:
+        return {e.spec.path for e in self.elements}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def parse_scenario(text: str, depth: str = "quick") -> Scenario:
+    """Parse and validate a scenario string; unknown names or parameters raise BadInput."""
+    _load_builtin()
+    if depth not in DEPTHS:
+        raise BadInput(f"unknown depth {depth!r} (quick or full)")
+    raw = (text or "").strip()
+    if raw in ("", "direct"):
+        return Scenario((), depth, "direct")
+    elements = []
+    seen = set()
+    for part in raw.split("+"):
+        part = part.strip()
+        name, _, args = part.partition(":")
+        name = name.strip()
+        where = f"scenario {raw!r}"
+        if name not in REGISTRY:
+            raise BadInput(f"{where}: unknown intermediary '{name}' (known: direct, {', '.join(sorted(REGISTRY))}; "
+                           "see 'lemonade scenarios list')")
+        if name in seen:
+            raise BadInput(f"{where}: '{name}' appears twice")
+        seen.add(name)
+        spec = REGISTRY[name]
+        given: dict[str, Any] = {}
+        for kv in filter(None, (a.strip() for a in args.split(","))):
+            key, eq, value = kv.partition("=")
+            if not eq:
+                raise BadInput(f"{where}: '{kv}' is not key=value")
+            p = spec.param(key.strip())
+            if p is None:
+                known = ", ".join(x.name for x in spec.params) or "none"
+                raise BadInput(f"{where}: '{name}' has no parameter '{key.strip()}' (parameters: {known})")
+            given[p.name] = p.convert(value.strip(), where)
+        params = tuple((p.name, given.get(p.name, p.default(depth))) for p in spec.params)
+        elements.append(Element(name, params))
+    paths = {REGISTRY[e.name].path for e in elements}
+    if "http-forward" in paths and len([e for e in elements if REGISTRY[e.name].path == "http-forward"]) > 1:
+        raise BadInput(f"scenario {raw!r}: at most one forward proxy per scenario")
+    return Scenario(tuple(elements), depth, raw)
+
+
+_loaded = False
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import builtin  # noqa: F401  registers the built-in intermediaries
+
+
+def describe_all(depth: str = "quick") -> list[dict[str, Any]]:
+    _load_builtin()
+    out = [{"name": "direct", "path": "-", "summary": "No intermediary: clients talk to the target directly.",
+            "params": []}]
+    for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
+        out.append({
+            "name": spec.name, "path": spec.path, "summary": spec.summary,
+            "params": [{"name": p.name, "type": p.type.__name__, "quick": p.quick, "full": p.full,
+                        "unit": p.unit, "choices": list(p.choices), "help": p.help} for p in spec.params],
+        })
+    return out

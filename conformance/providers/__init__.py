@@ -1,0 +1,59 @@
+"""Providers bring targets to life: `local` processes, `container`s, or an `external` target file.
+
+``NAMED`` maps the target names users type (``--target dovecot``) to provider factories; anything else
+given to --target is read as a target file. Later providers register here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from ..errors import BadInput
+from ..targets import Target, load_target_file
+
+
+class Provider(Protocol):
+    def start(self) -> Target: ...
+    def stop(self) -> None: ...
+
+
+class ExternalProvider:
+    """A server that is already running, described by a target file: nothing to start or stop."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def start(self) -> Target:
+        return load_target_file(self.path)
+
+    def stop(self) -> None:
+        pass
+
+
+def _dovecot(depth: str, logs: Path | None, **kw: Any) -> Provider:
+    from .dovecot import DovecotProvider
+
+    return DovecotProvider(depth=depth, keep_logs=logs, **kw)
+
+
+NAMED: dict[str, tuple[str, Callable[..., Provider]]] = {
+    "dovecot": ("embedded Dovecot 2.3 as a local process (the default)", _dovecot),
+}
+
+
+def provider_for(spec: str, depth: str = "quick", logs: Path | None = None) -> Provider:
+    if spec in NAMED:
+        return NAMED[spec][1](depth, logs)
+    p = Path(spec)
+    if p.suffix == ".toml" or p.exists() or "/" in spec:
+        load_target_file(p)  # validate now: a wrong file is a clear message before anything starts
+        return ExternalProvider(spec)
+    raise BadInput(f"unknown target '{spec}': use one of {', '.join(NAMED)} or the path of a target file (.toml)")
+
+
+def target_name(spec: str) -> str:
+    """The name results use for a --target value (a file's 'name' key, or the built-in name)."""
+    if spec in NAMED:
+        return spec
+    return load_target_file(spec).name

@@ -1,0 +1,66 @@
+"""JUnit XML: one testcase per check x target x scenario, requirement ids as properties."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from typing import Any
+
+
+FAIL = ("fail", "xpass")
+
+
+def _clean(text: str) -> str:
+    # XML 1.0 cannot carry most control characters; what a server sent must not break the file
+    return "".join(ch if ch in "\t\n\r" or ord(ch) >= 0x20 else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def render_junit(doc: dict[str, Any]) -> str:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in doc["results"]:
+        groups[f"{r['target']}|{r['scenario']}"].append(r)
+    root = ET.Element("testsuites", name="lemonade", tests=str(len(doc["results"])))
+    for name, results in sorted(groups.items()):
+        suite = ET.SubElement(root, "testsuite", name=_clean(name), tests=str(len(results)),
+                              failures=str(sum(r["verdict"] in FAIL for r in results)),
+                              errors=str(sum(r["verdict"] == "error" for r in results)),
+                              skipped=str(sum(r["verdict"] in ("skipped", "not-applicable", "xfail") for r in results)),
+                              time=f"{sum(r['duration_s'] for r in results):.3f}")
+        for r in results:
+            tc = ET.SubElement(suite, "testcase", classname=_clean(f"{r['target']}.{r['scenario']}"),
+                               name=_clean(r["check"]), time=f"{r['duration_s']:.3f}")
+            props = ET.SubElement(tc, "properties")
+            for rid in r["requirements"]:
+                ET.SubElement(props, "property", name="requirement", value=rid)
+            ET.SubElement(props, "property", name="verdict", value=r["verdict"])
+            ET.SubElement(props, "property", name="level", value=r.get("level", ""))
+            ET.SubElement(props, "property", name="rerun", value=_clean(r.get("rerun", "")))
+            msg = _clean(r.get("message", ""))
+            if r["verdict"] in FAIL:
+                el = ET.SubElement(tc, "failure", message=msg[:500], type=r["verdict"])
+                el.text = _clean(evidence_summary(r))
+            elif r["verdict"] == "error":
+                el = ET.SubElement(tc, "error", message=msg[:500], type="harness-error")
+                el.text = _clean(evidence_summary(r))
+            elif r["verdict"] in ("skipped", "not-applicable", "xfail"):
+                ET.SubElement(tc, "skipped", message=_clean(f"{r['verdict']}: {msg}")[:500])
+            elif r["verdict"] in ("non-strict", "informational"):
+                out = ET.SubElement(tc, "system-out")
+                out.text = _clean(f"{r['verdict']}: {msg}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def evidence_summary(r: dict[str, Any], lines: int = 40) -> str:
+    ev = r.get("evidence", {})
+    out = [r.get("message", ""), "", f"requirements: {', '.join(r['requirements'])}", f"rerun: {r.get('rerun', '')}"]
+    meas = ev.get("measurements") or {}
+    if meas:
+        out.append("measurements: " + ", ".join(f"{k}={v.get('value')}{v.get('unit', '')}" for k, v in meas.items()))
+    tr = ev.get("transcript") or []
+    if tr:
+        out.append("transcript (last lines):")
+        for e in tr[-lines:]:
+            text = e["text"].replace("\r\n", "\n").rstrip("\n").replace("\n", "\n" + " " * 24)
+            out.append(f"t={e['t']:8.3f} {e.get('conn') or e['leg']:>10} {e['direction']}: {text}")
+    return "\n".join(out)

@@ -1,0 +1,139 @@
+"""The results contract: one Result per check x target x scenario, appended as each finishes, finalised once.
+
+``results.d/<worker>.jsonl`` grows while a run goes (a killed run keeps what it did); ``finalize`` merges
+them with ``run.json`` into ``results.json`` (schema_version 1; later versions only add keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+VERDICTS = ("pass", "fail", "non-strict", "informational", "not-applicable", "error", "xfail", "xpass", "skipped")
+FAILING = ("fail", "xpass")  # verdicts that make a run non-conformant (exit 1)
+
+
+@dataclass
+class Result:
+    check: str  # stable id: family/function, e.g. capability/store_capabilities
+    requirements: list[str]
+    target: str
+    scenario: str
+    verdict: str
+    message: str = ""
+    duration_s: float = 0.0
+    evidence: dict[str, Any] = field(default_factory=dict)  # transcript, measurements, actions, timeline...
+    level: str = ""  # strictest effective level among the requirements
+    profiles: list[str] = field(default_factory=list)
+    nodeid: str = ""
+    rerun: str = ""
+    started: float = 0.0
+    worker: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.check}|{self.target}|{self.scenario}"
+
+
+class ResultsWriter:
+    """Appends results of one process (pytest worker) to its own JSONL file, flushed per result."""
+
+    def __init__(self, directory: Path, worker: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{worker}.jsonl"
+        self.worker = worker
+
+    def append(self, result: Result) -> None:
+        result.worker = self.worker
+        line = json.dumps(result.as_dict(), default=str, ensure_ascii=False)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_partial(directory: Path) -> list[dict[str, Any]]:
+    """Every result appended so far; a torn last line (killed mid-write) is skipped."""
+    out = []
+    for p in sorted(directory.glob("*.jsonl")):
+        for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    out.sort(key=lambda r: (r.get("started", 0), r.get("check", "")))
+    return out
+
+
+def summarize(results: list[dict[str, Any]], profiles: list[str], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+    counts = Counter(r["verdict"] for r in results)
+    per_profile: dict[str, Any] = {}
+    for p in profiles:
+        c = Counter(r["verdict"] for r in results if p in r.get("profiles", []))
+        per_profile[p] = {"counts": {v: c.get(v, 0) for v in VERDICTS if c.get(v)},
+                          "verdict": overall_verdict([r for r in results if p in r.get("profiles", [])])}
+        if coverage and p in coverage:
+            per_profile[p]["coverage"] = coverage[p]
+    return {"total": len(results), "counts": {v: counts.get(v, 0) for v in VERDICTS if counts.get(v)},
+            "profiles": per_profile, "verdict": overall_verdict(results)}
+
+
+def overall_verdict(results: list[dict[str, Any]]) -> str:
+    verdicts = {r["verdict"] for r in results}
+    if not results:
+        return "empty"
+    if "error" in verdicts:
+        return "error"
+    if verdicts & set(FAILING):
+        return "fail"
+    return "pass"
+
+
+def exit_code(doc: dict[str, Any]) -> int:
+    """0 conformant, 1 conformance failures, 2 harness errors or nothing run."""
+    v = doc["summary"]["verdict"]
+    return {"pass": 0, "fail": 1}.get(v, 2)
+
+
+def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+    results = read_partial(outdir / "results.d")
+    run = dict(run_meta)
+    run.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "run": run,
+        "results": results,
+        "summary": summarize(results, run.get("profiles", []), coverage),
+    }
+    if coverage is not None:
+        doc["coverage"] = coverage
+    tmp = outdir / "results.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(outdir / "results.json")
+    return doc
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    from .errors import BadInput
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise BadInput(f"{p}: no such results file")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"{p}: not a results.json file: {e}") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "results" not in doc:
+        raise BadInput(f"{p}: not a results.json of schema_version {SCHEMA_VERSION}")
+    return doc
