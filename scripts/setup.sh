@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what the suite needs, idempotently: Debian packages (as root), a virtualenv in .venv with the
+# project and its Python dependencies. Safe to run again; does nothing that is already done.
+# Without root: have an administrator run the apt-get line this prints, then run this again.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Debian packages the embedded reference servers and the tests use (more are added by later features).
+APT_PACKAGES=(dovecot-core dovecot-imapd dovecot-submissiond openssl ca-certificates)
+APT_PACKAGES+=(${LEMONADE_EXTRA_APT:-})
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: as root run: apt-get install -y ${missing[*]}   (then run this command again)" >&2
+    exit 2
+  fi
+fi
+
+PY="${LEMONADE_PYTHON:-}"
+if [ -z "$PY" ]; then
+  for c in python3.11 python3 python3.12 python3.13; do
+    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(0 if (3,11) <= sys.version_info[:2] < (3,12) else 1)' 2>/dev/null; then PY="$c"; break; fi
+  done
+  if [ -z "$PY" ]; then
+    for c in python3.12 python3.13 python3; do
+      if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3,11) else 1)' 2>/dev/null; then PY="$c"; break; fi
+    done
+  fi
+fi
+[ -n "$PY" ] || { echo "setup: need Python >= 3.11" >&2; exit 2; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.lemonade-installed"
+want="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, imapclient' 2>/dev/null; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c 'import conformance, mitmproxy, imapclient, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,45 @@
+"""The sans-IO IMAP response reader and parsers, with plain bytes."""
+
+import pytest
+
+from conformance.clients.imapwire import (ResponseReader, format_uid_set, parse_capabilities, parse_fetch,
+                                          parse_uid_set, parse_vanished)
+from conformance.errors import ProtocolViolation
+
+
+def test_reader_joins_literals_across_feeds():
+    r = ResponseReader()
+    assert r.feed(b"* 1 FETCH (UID 7 BODY[] {5}\r\nhel") == []
+    out = r.feed(b"lo)\r\nA1 OK done\r\n")
+    assert [x.first_line for x in out] == ["* 1 FETCH (UID 7 BODY[] {5}", "A1 OK done"]
+    seq, items = parse_fetch(out[0])
+    assert seq == 1 and items["UID"] == 7 and items["BODY[]"] == b"hello"
+    assert out[1].status == "OK" and out[1].tag == "A1"
+
+
+def test_reader_rejects_endless_line():
+    r = ResponseReader()
+    with pytest.raises(ProtocolViolation):
+        r.feed(b"x" * (1 << 20 + 1))
+
+
+def test_status_code_and_capabilities():
+    r = ResponseReader()
+    (g,) = r.feed(b"* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n")
+    assert g.status == "OK" and g.code == "CAPABILITY IMAP4rev1 IDLE"
+    assert parse_capabilities(g.text) == ["IMAP4REV1", "IDLE"]
+    assert parse_capabilities("* CAPABILITY a b\r\n") == ["A", "B"]
+
+
+def test_uid_sets_and_vanished():
+    assert parse_uid_set("1:3,7,10:9") == {1, 2, 3, 7, 9, 10}
+    assert format_uid_set({1, 2, 3, 7, 9, 10}) == "1:3,7,9:10"
+    r = ResponseReader()
+    (v,) = r.feed(b"* VANISHED (EARLIER) 3:4\r\n")
+    assert parse_vanished(v) == (True, {3, 4})
+
+
+def test_fetch_flags_modseq():
+    r = ResponseReader()
+    (f,) = r.feed(b"* 2 FETCH (UID 9 MODSEQ (41) FLAGS (\\Seen $Forwarded))\r\n")
+    assert parse_fetch(f) == (2, {"UID": 9, "MODSEQ": 41, "FLAGS": ["\\Seen", "$Forwarded"]})
