@@ -6,8 +6,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# Debian packages the embedded reference servers and the tests use (more are added by later features).
-APT_PACKAGES=(dovecot-core dovecot-imapd dovecot-submissiond openssl ca-certificates)
+# Debian packages the reference servers and the tests use: one file per feature in scripts/apt.d/
+# (one package a line, # comments).
+mapfile -t APT_PACKAGES < <(cat scripts/apt.d/*.txt | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 APT_PACKAGES+=(${LEMONADE_EXTRA_APT:-})
 
 missing=()
@@ -49,7 +50,8 @@ want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, imapclient' 2>/dev/null; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip-install.log 2>&1 \
+    || { tail -20 .venv/pip-install.log >&2; echo "setup: pip install failed (log: .venv/pip-install.log)" >&2; exit 2; }
   .venv/bin/python -c 'import conformance, mitmproxy, imapclient, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
   echo "$want" > "$stamp"
 fi

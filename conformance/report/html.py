@@ -8,6 +8,8 @@ from typing import Any
 
 import jinja2
 
+from .figures import result_figures, run_figures
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ORDER = ("fail", "xpass", "error", "non-strict", "informational", "pass", "xfail", "not-applicable", "skipped")
 
@@ -16,6 +18,8 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt_t"] = lambda t: f"{t:8.3f}"
+    env.globals["result_figures"] = result_figures
+    env.globals["run_figures"] = run_figures
     return env
 
 
