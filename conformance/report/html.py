@@ -25,7 +25,7 @@ COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "xpass": "#cf222e", "error": "#8
 COVERAGE_BUCKETS = (("verified", "verified", "#1a7f37"), ("failed", "failed", "#cf222e"),
                     ("non_strict", "non-strict", "#9a6700"), ("error", "error", "#8250df"),
                     ("not_applicable", "not applicable", "#afb8c1"), ("skipped", "skipped", "#d8dee4"),
-                    ("not_run", "not run", "#eaeef2"), ("untested", "untested (no check)", "#ffffff"),
+                    ("not_run", "not run", "#c9d1d9"), ("untested", "untested (no check)", "#eaeef2"),
                     ("untestable", "untestable by design", "#f6f8fa"))
 KNOWN_EVIDENCE = {"transcript", "measurements", "scenario_params", "transcript_dropped"}
 
