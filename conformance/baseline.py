@@ -5,7 +5,7 @@ One ``[[expected]]`` table per known failure::
     [[expected]]
     check = "capability/store_capabilities"      # or: requirement = "lemonade.store.capabilities"
     target = "dovecot"                           # target name as results.json shows it
-    version = "2.3*"                             # optional: glob over the target's version
+    version = "Dovecot 2.3.*"                    # optional: glob over the target's version (as results.json shows it)
     scenario = "direct"                          # optional: only under this scenario
     reason = "Dovecot 2.3 implements neither CONVERT nor CONTEXT=SORT"   # mandatory
     rfc = "RFC 5550 section 3.1"                 # optional citation

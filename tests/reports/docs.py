@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from conformance.results import summarize
+from tests.fakes.imap import FakeImapSession
 
 HOSTILE = "<script>alert(1)</script></pre><img src=x onerror=alert(2)>"
 
@@ -31,3 +32,10 @@ def doc(results: list[dict[str, Any]], run_id: str = "run-a", targets: list[dict
             "requirements": {"lemonade.store.capabilities": {"title": "Store capabilities", "level": "MUST",
                                                              "family": "capability", "source": "RFC 5550 §3.2",
                                                              "url": "https://www.rfc-editor.org/rfc/rfc5550#section-3.2"}}}
+
+
+class Hostile(FakeImapSession):
+    """A server whose greeting and capabilities carry markup (NOTIFY replaced, so the capability check fails)."""
+
+    greeting_text = f"fake {HOSTILE} ready"
+    capabilities = FakeImapSession.capabilities.replace(" NOTIFY", f" {HOSTILE}")

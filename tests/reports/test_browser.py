@@ -12,7 +12,7 @@ import pytest
 
 from conformance.schema import validate_results
 from tests.fakes.imap import FakeImapServer
-from tests.reports.test_cli_reports import Hostile
+from tests.reports.docs import Hostile
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = os.environ.get("LEMONADE_CHROMIUM", "/usr/bin/chromium")
