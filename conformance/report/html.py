@@ -146,6 +146,11 @@ def legs_of(transcript: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(legs.values())
 
 
+def safe_url(url: Any) -> bool:
+    """Only http(s) links are rendered as links: a results.json from elsewhere cannot smuggle javascript: URLs."""
+    return isinstance(url, str) and url.lower().startswith(("https://", "http://"))
+
+
 def fmt_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -162,7 +167,7 @@ def _env() -> jinja2.Environment:
     env.filters["fmt_t"] = lambda t: f"{float(t):.3f}"
     env.filters["css"] = css_token
     env.filters["fmt_num"] = fmt_value
-    env.globals.update(result_figures=result_figures, run_figures=run_figures, anchor=anchor,
+    env.globals.update(safe_url=safe_url, result_figures=result_figures, run_figures=run_figures, anchor=anchor,
                        coverage_bar=coverage_bar, other_evidence=other_evidence, legs_of=legs_of,
                        colors=COLORS, coverage_buckets=COVERAGE_BUCKETS, rank=rank)
     return env

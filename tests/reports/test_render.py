@@ -26,6 +26,20 @@ def test_everything_a_server_sends_is_escaped_in_html():
     assert html.count("<script") == 1  # only the report's own filter script
 
 
+def test_only_http_links_are_rendered_as_links():
+    d = hostile_doc()
+    d["requirements"]["lemonade.store.capabilities"]["url"] = "javascript:alert(3)"
+    assert "javascript:" not in render_html(d)
+
+
+def test_the_schema_is_a_valid_json_schema():
+    import jsonschema
+
+    from conformance.schema import results_schema
+
+    jsonschema.Draft202012Validator.check_schema(results_schema())
+
+
 def test_junit_is_well_formed_with_hostile_text_and_carries_requirements():
     root = ET.fromstring(render_junit(hostile_doc()).split("\n", 1)[1])
     tc = root.find(".//testcase")
