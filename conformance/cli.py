@@ -100,6 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for t in targets:
             provider_for(t, args.depth)
             names[t] = target_name(t)
+        baseline = None
+        if args.baseline:
+            from .baseline import load_baseline
+
+            baseline = load_baseline(args.baseline, set(catalog.requirements))
     except BadInput as e:
         return die(str(e))
     from .providers import NAMED
@@ -149,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_meta["targets"] = target_descriptions(out, targets, names)
     run_meta["wall_s"] = round(time.monotonic() - t0, 2)
     run_meta["pytest_exit"] = int(rc)
-    doc = finalize_run(out, run_meta, catalog, profiles)
+    doc = finalize_run(out, run_meta, catalog, profiles, baseline, args.allow_xpass)
     render_all(out, doc)
     print_summary(doc, out)
     if not doc["results"]:
@@ -179,15 +184,21 @@ def target_descriptions(out: Path, targets: list[str], names: dict[str, str]) ->
     return descs
 
 
-def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[str]) -> dict[str, Any]:
+def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[str], baseline=None,
+                 allow_xpass: bool = False) -> dict[str, Any]:
     from .coverage import coverage_for
-    from .results import finalize
+    from .report.requirements import requirements_map
+    from .results import FAILING, finalize
 
     doc = finalize(out, run_meta)
-    doc["coverage"] = coverage_for(catalog, profiles, doc["results"])
+    doc["coverage"] = coverage_for(catalog, profiles, doc["results"])  # from the server's own verdicts
+    doc["requirements"] = requirements_map(catalog, profiles, doc["results"])
+    if baseline is not None:
+        baseline.apply(doc, allow_xpass=allow_xpass)
     from .results import summarize
 
-    doc["summary"] = summarize(doc["results"], profiles, doc["coverage"])
+    failing = tuple(v for v in FAILING if not (allow_xpass and v == "xpass"))
+    doc["summary"] = summarize(doc["results"], profiles, doc["coverage"], failing)
     (out / "results.json").write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False))
     return doc
 
@@ -282,6 +293,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .diffing import diff_runs, print_diff
+    from .results import load_results
+
+    if not 0 <= args.tolerance:
+        return die("--tolerance must be >= 0")
+    old, new = load_results(Path(args.old)), load_results(Path(args.new))
+    d = diff_runs(old, new, args.tolerance)
+    print_diff(d)
+    if args.html:
+        from .report.html import render_diff_html
+
+        Path(args.html).write_text(render_diff_html(d, old, new), encoding="utf-8")
+        console().print(f"diff report: {args.html}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(d.as_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    return d.exit_code
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .catalog import load_catalog
+    from .diffing import merge_runs
+    from .report import render_all
+    from .results import exit_code, load_results
+
+    docs = [load_results(Path(p)) for p in args.inputs]
+    try:
+        catalog = load_catalog()
+    except BadInput:
+        catalog = None  # the merged report then keeps the inputs' coverage
+    doc = merge_runs(docs, args.inputs, catalog)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
+    render_all(out, doc)
+    print_summary(doc, out)
+    return exit_code(doc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lemonade", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"lemonade-conformance {__version__}")
@@ -295,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-k", help="pytest -k expression over check names")
     r.add_argument("-n", help="parallel workers (pytest-xdist), e.g. 2 or auto")
     r.add_argument("--shard", help="i/n: run only this deterministic share of the cases")
+    r.add_argument("--baseline", help="TOML file of expected failures (reason mandatory): matching failures become "
+                                      "xfail, matching passes xpass")
+    r.add_argument("--allow-xpass", action="store_true", help="an xpass (baseline entry that now passes) does not "
+                                                              "fail the run")
     r.set_defaults(fn=cmd_run)
     s = sub.add_parser("scenarios", help="scenario catalogue")
     s.add_argument("action", choices=["list"])
@@ -309,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", help="results.json or a run directory")
     rep.add_argument("-o", "--output", help="directory to write into (default: beside the results)")
     rep.set_defaults(fn=cmd_report)
+    d = sub.add_parser("diff", help="compare two runs: regressions, fixes, new and removed cases, measurements")
+    d.add_argument("old", help="results.json or run directory of the earlier run")
+    d.add_argument("new", help="results.json or run directory of the later run")
+    d.add_argument("--tolerance", type=float, default=0.25, help="relative change of a measurement that counts "
+                                                                 "(default 0.25 = 25%%)")
+    d.add_argument("--html", help="also write the comparison as a self-contained HTML file")
+    d.add_argument("--json", help="also write the comparison as JSON")
+    d.set_defaults(fn=cmd_diff)
+    m = sub.add_parser("merge", help="join results of shards or machines into one run (with a matrix report)")
+    m.add_argument("inputs", nargs="+", help="results.json files or run directories")
+    m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")
+    m.set_defaults(fn=cmd_merge)
     return ap
 
 

@@ -74,26 +74,27 @@ def read_partial(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-def summarize(results: list[dict[str, Any]], profiles: list[str], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(results: list[dict[str, Any]], profiles: list[str], coverage: dict[str, Any] | None = None,
+              failing: tuple[str, ...] = FAILING) -> dict[str, Any]:
     counts = Counter(r["verdict"] for r in results)
     per_profile: dict[str, Any] = {}
     for p in profiles:
         c = Counter(r["verdict"] for r in results if p in r.get("profiles", []))
         per_profile[p] = {"counts": {v: c.get(v, 0) for v in VERDICTS if c.get(v)},
-                          "verdict": overall_verdict([r for r in results if p in r.get("profiles", [])])}
+                          "verdict": overall_verdict([r for r in results if p in r.get("profiles", [])], failing)}
         if coverage and p in coverage:
             per_profile[p]["coverage"] = coverage[p]
     return {"total": len(results), "counts": {v: counts.get(v, 0) for v in VERDICTS if counts.get(v)},
-            "profiles": per_profile, "verdict": overall_verdict(results)}
+            "profiles": per_profile, "verdict": overall_verdict(results, failing)}
 
 
-def overall_verdict(results: list[dict[str, Any]]) -> str:
+def overall_verdict(results: list[dict[str, Any]], failing: tuple[str, ...] = FAILING) -> str:
     verdicts = {r["verdict"] for r in results}
     if not results:
         return "empty"
     if "error" in verdicts:
         return "error"
-    if verdicts & set(FAILING):
+    if verdicts & set(failing):
         return "fail"
     return "pass"
 

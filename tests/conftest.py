@@ -57,6 +57,13 @@ def lemonade(tmp_path):
             cmd += ["--output", str(out_dir)]
         env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+        run_dir = out_dir if args and args[0] == "run" else None
+        if run_dir is not None and (run_dir / "results.json").is_file():
+            # every run any test makes must match the documented results.json schema
+            from conformance.schema import validate_results
+
+            problems = validate_results(json.loads((run_dir / "results.json").read_text()))
+            assert not problems, "results.json breaks conformance/schema/results.schema.json:\n" + "\n".join(problems[:20])
         return CliRun(p.returncode, p.stdout, p.stderr, out_dir)
 
     return run

@@ -30,9 +30,18 @@ def render_junit(doc: dict[str, Any]) -> str:
             tc = ET.SubElement(suite, "testcase", classname=_clean(f"{r['target']}.{r['scenario']}"),
                                name=_clean(r["check"]), time=f"{r['duration_s']:.3f}")
             props = ET.SubElement(tc, "properties")
+            reqinfo = doc.get("requirements", {})
             for rid in r["requirements"]:
                 ET.SubElement(props, "property", name="requirement", value=rid)
+                if reqinfo.get(rid, {}).get("source"):
+                    ET.SubElement(props, "property", name=f"source:{rid}", value=_clean(reqinfo[rid]["source"]))
             ET.SubElement(props, "property", name="verdict", value=r["verdict"])
+            ET.SubElement(props, "property", name="target", value=_clean(r["target"]))
+            ET.SubElement(props, "property", name="scenario", value=_clean(r["scenario"]))
+            if r.get("baseline"):
+                b = r["baseline"]
+                ET.SubElement(props, "property", name="baseline",
+                              value=_clean(f"was {b.get('original_verdict')}: {b.get('reason', '')}"))
             ET.SubElement(props, "property", name="level", value=r.get("level", ""))
             ET.SubElement(props, "property", name="rerun", value=_clean(r.get("rerun", "")))
             msg = _clean(r.get("message", ""))
@@ -42,7 +51,10 @@ def render_junit(doc: dict[str, Any]) -> str:
             elif r["verdict"] == "error":
                 el = ET.SubElement(tc, "error", message=msg[:500], type="harness-error")
                 el.text = _clean(evidence_summary(r))
-            elif r["verdict"] in ("skipped", "not-applicable", "xfail"):
+            elif r["verdict"] == "xfail":
+                reason = (r.get("baseline") or {}).get("reason", "")
+                ET.SubElement(tc, "skipped", message=_clean(f"xfail (expected by baseline: {reason}): {msg}")[:500])
+            elif r["verdict"] in ("skipped", "not-applicable"):
                 ET.SubElement(tc, "skipped", message=_clean(f"{r['verdict']}: {msg}")[:500])
             elif r["verdict"] in ("non-strict", "informational"):
                 out = ET.SubElement(tc, "system-out")
@@ -53,7 +65,10 @@ def render_junit(doc: dict[str, Any]) -> str:
 
 def evidence_summary(r: dict[str, Any], lines: int = 40) -> str:
     ev = r.get("evidence", {})
-    out = [r.get("message", ""), "", f"requirements: {', '.join(r['requirements'])}", f"rerun: {r.get('rerun', '')}"]
+    out = [r.get("message", ""), "", f"requirements: {', '.join(r['requirements'])}",
+           f"target: {r['target']}  scenario: {r['scenario']}", f"rerun: {r.get('rerun', '')}"]
+    if r.get("baseline"):
+        out.append(f"baseline: was {r['baseline'].get('original_verdict')}; {r['baseline'].get('reason', '')}")
     meas = ev.get("measurements") or {}
     if meas:
         out.append("measurements: " + ", ".join(f"{k}={v.get('value')}{v.get('unit', '')}" for k, v in meas.items()))
