@@ -54,7 +54,8 @@ def append(imap: ImapConnection, mailbox: str, message: bytes = SAMPLE, flags: s
 
 
 def uids(imap: ImapConnection) -> list[int]:
-    """UIDs of the selected mailbox, in order (UID SEARCH ALL)."""
+    """UIDs of the selected mailbox, in order (NOOP first, so messages this session appended are announced)."""
+    imap.command("NOOP")
     res = imap.command("UID SEARCH ALL")
     if not res.ok:
         raise HarnessError(f"UID SEARCH ALL failed: {res.tagged.first_line}")

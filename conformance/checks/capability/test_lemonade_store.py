@@ -76,7 +76,7 @@ def test_url_partial_in_catenate_and_urlfetch(case):
         acct = case.account(0)
         host = case.target.endpoint("imap").host
         url = (f"imap://{acct.username}@{host}/{box};UIDVALIDITY={sel.uidvalidity}/;UID={src}/;SECTION=1"
-               f"/;PARTIAL=6.7;URLAUTH=submit+{acct.username}")
+               f"/;PARTIAL=6.7;URLAUTH=user+{acct.username}")
         res = imap.command(f"GENURLAUTH {quote(url)} INTERNAL")
         gen = res.find("GENURLAUTH")
         assert res.ok and gen, f"GENURLAUTH for a PARTIAL URL failed: {' | '.join(res.lines())}"
