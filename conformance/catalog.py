@@ -227,7 +227,7 @@ def load_requirements(directory: Path) -> dict[str, Requirement]:
                                    "document such as the WHATWG HTML standard) or {{derived, documents}}")
             if "derived" in src and raw["level"] != "PROFILE":
                 raise CatalogError(f"{where}: a derived requirement has level PROFILE")
-            if "rfc" in src and not re.fullmatch(r"0|\d{3,5}", str(src["rfc"])):
+            if "rfc" in src and not re.fullmatch(r"0|[1-9][0-9]{0,4}", str(src["rfc"])):
                 raise CatalogError(f"{where}: source rfc {src['rfc']!r} must be an RFC number "
                                    "(use {spec, section} for documents that are not RFCs)")
             if "derived" in src and not (isinstance(src["documents"], list) and src["documents"]):
