@@ -238,7 +238,7 @@ def load_requirements(directory: Path) -> dict[str, Requirement]:
     return reqs
 
 
-_PROFILE_KEYS = {"name", "title", "description", "requirements", "include", "exclude"}
+_PROFILE_KEYS = {"name", "title", "description", "requirements", "include", "exclude", "levels"}
 
 
 def _patterns(data: dict[str, Any], key: str, where: str) -> list[str]:
@@ -279,7 +279,11 @@ def _profile_entry(raw: Any, reqs: dict[str, Requirement], where: str) -> Profil
 
 
 def load_profiles(directory: Path, reqs: dict[str, Requirement]) -> dict[str, Profile]:
-    """Profiles: explicit ``requirements`` entries, plus ids matched by ``include`` minus ``exclude`` patterns."""
+    """Profiles: explicit ``requirements`` entries, plus ids matched by ``include`` minus ``exclude`` patterns.
+
+    ``levels`` (optional) limits what the include patterns pick up to those catalog levels; explicit
+    entries are always kept.
+    """
     profiles: dict[str, Profile] = {}
     for path in sorted(directory.glob("*.yaml")):
         data = _load_yaml(path)
@@ -313,12 +317,16 @@ def load_profiles(directory: Path, reqs: dict[str, Requirement]) -> dict[str, Pr
             if clash:
                 raise CatalogError(f"{where}: exclude pattern '{pattern}' removes explicitly listed {', '.join(clash)}")
             excluded |= matched
+        levels = data.get("levels") or list(LEVELS)
+        if not isinstance(levels, list) or not levels or set(levels) - set(LEVELS):
+            raise CatalogError(f"{where}: 'levels' (the catalog levels include patterns pick up) must be a list "
+                               f"drawn from {', '.join(LEVELS)}, not {data.get('levels')!r}")
         for pattern in _patterns(data, "include", where):
             matched = [rid for rid in reqs if fnmatch.fnmatchcase(rid, pattern)]
             if not matched:
                 raise CatalogError(f"{where}: include pattern '{pattern}' matches no requirement")
             for rid in matched:
-                if rid not in excluded:
+                if rid not in excluded and reqs[rid].level in levels:
                     entries.setdefault(rid, ProfileEntry(rid))
         if not entries:
             raise CatalogError(f"{where} lists no requirements")

@@ -152,6 +152,18 @@ def test_profile_entry_with_overrides(cat):
     assert "lemonade.store.keywords" in c.profiles["zz"].ids and "lemonade.store.starttls" not in c.profiles["zz"].ids
 
 
+def test_levels_limit_what_patterns_pick_up(cat):
+    write_profile(cat, """\
+        name: zz
+        requirements: [mobile.tls.min-version]
+        include: ["qresync.*", "idle.*"]
+        levels: [MUST]
+        """)
+    ids = load_catalog(cat).profiles["zz"].ids
+    assert "qresync.enable" in ids and "mobile.tls.min-version" in ids  # explicit entries are always kept
+    assert "qresync.resync-equivalence" not in ids and "idle.reissue-29" not in ids  # PROFILE and SHOULD rows
+
+
 @pytest.mark.parametrize("body, expect", [
     (PROFILE + "  - no.such.requirement\n",
      "profile 'zz' (zz-profile.yaml) names requirement 'no.such.requirement', which does not exist"),
@@ -171,6 +183,7 @@ def test_profile_entry_with_overrides(cat):
     (PROFILE.replace("- zz.topic.rule", "- {id: zz.topic.rule, why: because}"),
      "needs 'id' and only 'level'/'parameters' besides"),
     (PROFILE + "colour: red\n", "zz-profile.yaml: unknown key(s) colour"),
+    (PROFILE + "levels: [MUST, OFTEN]\n", "'levels' (the catalog levels include patterns pick up) must be a list"),
     (PROFILE.replace("name: zz", "name: Bad Name"), "zz-profile.yaml: 'name' must be a lower-case word"),
     (PROFILE.replace("name: zz", "name: lemonade"), "duplicate profile name 'lemonade'"),
     ("name: zz\ntitle: empty\n", "profile 'zz' (zz-profile.yaml) lists no requirements"),
