@@ -42,16 +42,16 @@ def test_esearch_count_always_single_response(case):
     case.require_capability(imap.capability(), "ESEARCH")
     box = case.scratch_mailbox(imap)
     select(imap, box)
-    probes = [("UID SEARCH RETURN (COUNT MIN) UNDELETED", True, 0)]
-    res0 = imap.command(probes[0][0])
-    results = [(probes[0], res0)]
+    results = []  # (command, UID indicator expected, COUNT expected, reply)
+    text = "UID SEARCH RETURN (COUNT MIN) UNDELETED"  # on the empty mailbox
+    results.append((text, True, 0, imap.command(text)))
     append(imap, box)
     imap.command("NOOP")
-    probe = ("SEARCH RETURN (COUNT) ALL", False, 1)
-    results.append((probe, imap.command(probe[0])))
-    for (text, want_uid, want_count), res in results:
+    text = "SEARCH RETURN (COUNT) ALL"  # one message now
+    results.append((text, False, 1, imap.command(text)))
+    for text, want_uid, want_count, res in results:
         assert res.ok, f"'{text}' failed: {res.tagged.first_line}"
-        plain = res.find("SEARCH ")
+        plain = [r for r in res.untagged if re.match(r"^\* SEARCH\b", r.first_line, re.I)]
         assert not plain, f"'{text}' got an old-style SEARCH response instead of ESEARCH: {plain[0].first_line!r}"
         es = [e for e in (parse_esearch(r) for r in res.untagged) if e is not None]
         assert len(es) == 1, f"'{text}' got {len(es)} ESEARCH responses, expected exactly one ({' | '.join(res.lines())})"
