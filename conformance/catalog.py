@@ -55,17 +55,21 @@ class Requirement:
     @property
     def source_text(self) -> str:
         s = self.source
-        if "rfc" in s:
+        if "rfc" in s and str(s["rfc"]) != "0":
             return f"RFC {s['rfc']}" + (f" §{s['section']}" if s.get("section") else "")
+        if "spec" in s or "rfc" in s:  # rfc: 0 is the older spelling of "not an RFC", the section names it
+            name = str(s.get("spec") or "")
+            return " ".join(x for x in (name, f"§{s['section']}" if name and s.get("section") else
+                                        str(s.get("section") or "")) if x)
         return "derived: " + ", ".join(str(d) for d in s.get("documents", []))
 
     @property
     def url(self) -> str | None:
         s = self.source
-        if "rfc" not in s:
+        if "rfc" not in s or str(s["rfc"]) == "0":
             return None
         base = f"https://www.rfc-editor.org/rfc/rfc{s['rfc']}"
-        sec = str(s.get("section") or "").split()[0] if s.get("section") else ""
+        sec = str(s.get("section") or "").split()[0].rstrip(",;") if s.get("section") else ""
         if sec and re.match(r"^[\dA-Z][\d.]*$", sec):
             prefix = "appendix-" if sec[0].isalpha() else "section-"
             return f"{base}#{prefix}{sec.rstrip('.')}"
@@ -135,11 +139,22 @@ class Catalog:
         return out
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10x faster
+
+
 def _load_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         raise CatalogError(f"{path}: not valid YAML: {e}") from None
+
+
+def value_has_type(value: Any, type_name: str) -> bool:
+    """True if a parameter value fits its declared type (an int is a float; a bool is neither)."""
+    typ = PARAM_TYPES[type_name]
+    if isinstance(value, bool) and typ is not bool:
+        return False
+    return isinstance(value, typ) or (typ is float and isinstance(value, int))
 
 
 def _parse_parameters(raw: Any, where: str) -> dict[str, Parameter]:
@@ -158,10 +173,11 @@ def _parse_parameters(raw: Any, where: str) -> dict[str, Parameter]:
         if typ is None:
             raise CatalogError(f"{where}: parameter '{name}': type must be one of {', '.join(PARAM_TYPES)}")
         for depth in ("quick", "full"):
-            v = spec[depth]
-            ok = isinstance(v, typ) or (typ is float and isinstance(v, int) and not isinstance(v, bool))
-            if not ok:
-                raise CatalogError(f"{where}: parameter '{name}': {depth} value {v!r} is not {spec['type']}")
+            if not value_has_type(spec[depth], spec["type"]):
+                raise CatalogError(f"{where}: parameter '{name}': {depth} value {spec[depth]!r} is not {spec['type']}")
+        for key in ("unit", "help"):
+            if key in spec and not isinstance(spec[key], str):
+                raise CatalogError(f"{where}: parameter '{name}': {key} must be a string (quote help text with commas)")
         out[name] = Parameter(name, spec["type"], spec["quick"], spec["full"], spec.get("unit", ""), spec.get("help", ""))
     return out
 
@@ -198,63 +214,124 @@ def load_requirements(directory: Path) -> dict[str, Requirement]:
                 raise CatalogError(f"{where}: level {raw['level']!r} must be one of {', '.join(LEVELS)}")
             if raw["family"] not in FAMILIES:
                 raise CatalogError(f"{where}: family {raw['family']!r} must be one of {', '.join(FAMILIES)}")
+            if not isinstance(raw["title"], str) or not raw["title"].strip():
+                raise CatalogError(f"{where}: title must be a non-empty sentence")
+            untestable = raw.get("untestable")
+            if untestable is not None and (not isinstance(untestable, str) or not untestable.strip()):
+                raise CatalogError(f"{where}: untestable must be the reason (a non-empty string), "
+                                   f"not {untestable!r}")
             src = raw["source"]
-            if not isinstance(src, dict) or not (("rfc" in src) or ("derived" in src and "documents" in src)):
-                raise CatalogError(f"{where}: source must be {{rfc, section}} or {{derived, documents}}")
+            if not isinstance(src, dict) or not (("rfc" in src) or ("spec" in src)
+                                                 or ("derived" in src and "documents" in src)):
+                raise CatalogError(f"{where}: source must be {{rfc, section}}, {{spec, section}} (a non-RFC "
+                                   "document such as the WHATWG HTML standard) or {{derived, documents}}")
             if "derived" in src and raw["level"] != "PROFILE":
                 raise CatalogError(f"{where}: a derived requirement has level PROFILE")
+            if "rfc" in src and not re.fullmatch(r"0|[1-9][0-9]{0,4}", str(src["rfc"])):
+                raise CatalogError(f"{where}: source rfc {src['rfc']!r} must be an RFC number "
+                                   "(use {spec, section} for documents that are not RFCs)")
+            if "derived" in src and not (isinstance(src["documents"], list) and src["documents"]):
+                raise CatalogError(f"{where}: a derived source names its documents as a non-empty list")
             reqs[rid] = Requirement(rid, str(raw["title"]).strip(), raw["level"], raw["family"], src,
                                     _parse_parameters(raw.get("parameters"), where),
-                                    raw.get("untestable"), path.name)
+                                    untestable.strip() if untestable else None, path.name)
     return reqs
 
 
-_PROFILE_KEYS = {"name", "title", "description", "requirements", "include"}
+_PROFILE_KEYS = {"name", "title", "description", "requirements", "include", "exclude", "levels"}
+
+
+def _patterns(data: dict[str, Any], key: str, where: str) -> list[str]:
+    raw = data.get(key) or []
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        raise CatalogError(f"{where}: '{key}' must be a list of id patterns such as \"idle.*\"")
+    return raw
+
+
+def _profile_entry(raw: Any, reqs: dict[str, Requirement], where: str) -> ProfileEntry:
+    """One explicit entry: an id, or {id, level, parameters: {name: {quick, full}}}."""
+    if isinstance(raw, str):
+        entry = ProfileEntry(raw)
+    elif isinstance(raw, dict):
+        if "id" not in raw or set(raw) - {"id", "level", "parameters"}:
+            raise CatalogError(f"{where}: entry {raw!r} needs 'id' and only 'level'/'parameters' besides")
+        if not isinstance(raw.get("parameters") or {}, dict):
+            raise CatalogError(f"{where}: entry {raw['id']}: parameters must map names to {{quick, full}}")
+        entry = ProfileEntry(str(raw["id"]), raw.get("level"), raw.get("parameters") or {})
+    else:
+        raise CatalogError(f"{where}: entry {raw!r} must be an id or a mapping with 'id'")
+    if entry.id not in reqs:
+        raise CatalogError(f"{where} names requirement '{entry.id}', which does not exist in profiles/requirements/")
+    if entry.level is not None and entry.level not in LEVELS:
+        raise CatalogError(f"{where}: level override {entry.level!r} for {entry.id} must be one of {', '.join(LEVELS)}")
+    req = reqs[entry.id]
+    for pname, over in entry.parameters.items():
+        if pname not in req.parameters:
+            known = ", ".join(req.parameters) or "none"
+            raise CatalogError(f"{where}: {entry.id} has no parameter '{pname}' (it has: {known})")
+        if not isinstance(over, dict) or not over or set(over) - {"quick", "full"}:
+            raise CatalogError(f"{where}: {entry.id} parameter '{pname}': the override maps quick and/or full to values")
+        for depth, value in over.items():
+            if not value_has_type(value, req.parameters[pname].type):
+                raise CatalogError(f"{where}: {entry.id} parameter '{pname}': {depth} value {value!r} "
+                                   f"is not {req.parameters[pname].type}")
+    return entry
 
 
 def load_profiles(directory: Path, reqs: dict[str, Requirement]) -> dict[str, Profile]:
+    """Profiles: explicit ``requirements`` entries, plus ids matched by ``include`` minus ``exclude`` patterns.
+
+    ``levels`` (optional) limits what the include patterns pick up to those catalog levels; explicit
+    entries are always kept.
+    """
     profiles: dict[str, Profile] = {}
     for path in sorted(directory.glob("*.yaml")):
         data = _load_yaml(path)
         if not isinstance(data, dict):
-            raise CatalogError(f"{path.name}: a profile is a mapping")
+            raise CatalogError(f"{path.name}: a profile is a mapping (name, title, description, requirements, include)")
         unknown = set(data) - _PROFILE_KEYS
         if unknown:
-            raise CatalogError(f"{path.name}: unknown key(s) {', '.join(sorted(unknown))}")
+            raise CatalogError(f"{path.name}: unknown key(s) {', '.join(sorted(unknown))} "
+                               f"(allowed: {', '.join(sorted(_PROFILE_KEYS))})")
         name = data.get("name")
-        if not isinstance(name, str) or not name:
-            raise CatalogError(f"{path.name}: missing 'name'")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+            raise CatalogError(f"{path.name}: 'name' must be a lower-case word such as 'imap-push', not {name!r}")
         if name in profiles:
             raise CatalogError(f"{path.name}: duplicate profile name '{name}' (also {profiles[name].file})")
+        where = f"profile '{name}' ({path.name})"
+        explicit = data.get("requirements") or []
+        if not isinstance(explicit, list):
+            raise CatalogError(f"{where}: 'requirements' must be a list of ids or {{id, level, parameters}}")
         entries: dict[str, ProfileEntry] = {}
-        for raw in data.get("requirements") or []:
-            entry = ProfileEntry(raw) if isinstance(raw, str) else None
-            if isinstance(raw, dict):
-                if "id" not in raw or set(raw) - {"id", "level", "parameters"}:
-                    raise CatalogError(f"{path.name}: entry {raw!r} needs 'id' and only level/parameters besides")
-                entry = ProfileEntry(raw["id"], raw.get("level"), raw.get("parameters") or {})
-            if entry is None:
-                raise CatalogError(f"{path.name}: entry {raw!r} must be an id or a mapping")
-            if entry.id not in reqs:
-                raise CatalogError(f"profile '{name}' ({path.name}) names requirement '{entry.id}', "
-                                   "which does not exist in profiles/requirements/")
-            if entry.level and entry.level not in LEVELS:
-                raise CatalogError(f"profile '{name}': level override {entry.level!r} for {entry.id} is not one of {LEVELS}")
-            for pname, over in entry.parameters.items():
-                if pname not in reqs[entry.id].parameters:
-                    raise CatalogError(f"profile '{name}': {entry.id} has no parameter '{pname}'")
-                if not isinstance(over, dict) or set(over) - {"quick", "full"}:
-                    raise CatalogError(f"profile '{name}': parameter '{pname}' override must map quick/full to values")
+        for raw in explicit:
+            entry = _profile_entry(raw, reqs, where)
+            if entry.id in entries:
+                raise CatalogError(f"{where}: requirement '{entry.id}' is listed twice")
             entries[entry.id] = entry
-        for pattern in data.get("include") or []:
+        excluded: set[str] = set()
+        for pattern in _patterns(data, "exclude", where):
+            matched = {rid for rid in reqs if fnmatch.fnmatchcase(rid, pattern)}
+            if not matched:
+                raise CatalogError(f"{where}: exclude pattern '{pattern}' matches no requirement")
+            clash = sorted(matched & set(entries))
+            if clash:
+                raise CatalogError(f"{where}: exclude pattern '{pattern}' removes explicitly listed {', '.join(clash)}")
+            excluded |= matched
+        levels = data.get("levels") or list(LEVELS)
+        if not isinstance(levels, list) or not levels or set(levels) - set(LEVELS):
+            raise CatalogError(f"{where}: 'levels' (the catalog levels include patterns pick up) must be a list "
+                               f"drawn from {', '.join(LEVELS)}, not {data.get('levels')!r}")
+        for pattern in _patterns(data, "include", where):
             matched = [rid for rid in reqs if fnmatch.fnmatchcase(rid, pattern)]
             if not matched:
-                raise CatalogError(f"profile '{name}' ({path.name}): include pattern '{pattern}' matches no requirement")
+                raise CatalogError(f"{where}: include pattern '{pattern}' matches no requirement")
             for rid in matched:
-                entries.setdefault(rid, ProfileEntry(rid))
+                if rid not in excluded and reqs[rid].level in levels:
+                    entries.setdefault(rid, ProfileEntry(rid))
         if not entries:
-            raise CatalogError(f"profile '{name}' ({path.name}) lists no requirements")
-        profiles[name] = Profile(name, data.get("title", name), str(data.get("description", "")).strip(), entries, path.name)
+            raise CatalogError(f"{where} lists no requirements")
+        profiles[name] = Profile(name, str(data.get("title") or name), str(data.get("description") or "").strip(),
+                                 entries, path.name)
     if not profiles:
         raise CatalogError(f"{directory}: no profiles (*.yaml)")
     return profiles

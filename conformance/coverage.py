@@ -1,7 +1,12 @@
 """Coverage per profile: which requirements a run verified, failed, found not applicable, or never tested.
 
-"untested" means no check covers the requirement at all (or the catalog marks it untestable), so a reader
-never mistakes "no check" for "pass"; "not run" means a check exists but this run did not select it.
+"untested" means no check covers the requirement at all, "untestable" that the catalog says no black-box
+check can (with the reason), so a reader never mistakes "no check" for "pass"; "not run" means a check
+exists but this run did not select it (for example ``-k`` or ``--scenario`` filtered it out).
+
+The bucket keys are part of results.json and stable: verified, failed, non_strict, not_applicable, error,
+skipped, not_run, untested, untestable (lists of ids), total and covered (numbers). ``known_failure``
+(xfail against a baseline), ``levels`` and ``requirements`` (one row per id) were added later.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from typing import Any
 
 from .catalog import Catalog
 
-GOOD = ("pass", "xfail", "informational")
-BAD = ("fail", "xpass")
+GOOD = ("pass", "informational", "xpass")  # xpass: the requirement held, only the baseline is stale
+BAD = ("fail",)
+BUCKETS = ("verified", "failed", "non_strict", "known_failure", "not_applicable", "error", "skipped", "not_run",
+           "untested", "untestable")
 
 
 def checks_by_requirement() -> dict[str, list[str]]:
+    """Requirement id -> the checks (family/name) that name it, from the checks' markers."""
     from .checks import index
 
     out: dict[str, list[str]] = {}
@@ -24,8 +32,32 @@ def checks_by_requirement() -> dict[str, list[str]]:
     return out
 
 
-def coverage_for(catalog: Catalog, profiles: list[str], results: list[dict[str, Any]]) -> dict[str, Any]:
-    by_req = checks_by_requirement()
+def status(verdicts: list[str], has_check: bool, untestable: bool) -> str:
+    """The bucket of one requirement given every verdict of the checks that cover it in this run."""
+    if untestable:
+        return "untestable"
+    if not has_check:
+        return "untested"
+    if not verdicts:
+        return "not_run"
+    if any(v in BAD for v in verdicts):
+        return "failed"
+    if "error" in verdicts:
+        return "error"
+    if "xfail" in verdicts:
+        return "known_failure"
+    if "non-strict" in verdicts:
+        return "non_strict"
+    if any(v in GOOD for v in verdicts):
+        return "verified"
+    if all(v == "not-applicable" for v in verdicts):
+        return "not_applicable"
+    return "skipped"
+
+
+def coverage_for(catalog: Catalog, profiles: list[str], results: list[dict[str, Any]],
+                 by_req: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    by_req = checks_by_requirement() if by_req is None else by_req
     verdicts: dict[str, list[str]] = {}
     for r in results:
         for rid in r.get("requirements", []):
@@ -33,30 +65,20 @@ def coverage_for(catalog: Catalog, profiles: list[str], results: list[dict[str, 
     out: dict[str, Any] = {}
     for name in profiles:
         prof = catalog.profile(name)
-        buckets: dict[str, list[str]] = {k: [] for k in
-                                         ("verified", "failed", "non_strict", "not_applicable", "error", "skipped",
-                                          "not_run", "untested", "untestable")}
+        buckets: dict[str, list[str]] = {k: [] for k in BUCKETS}
+        levels: dict[str, int] = {}
+        rows = []
         for rid in prof.ids:
             req = catalog.requirements[rid]
-            vs = verdicts.get(rid, [])
+            level = catalog.level(rid, [name])
+            levels[level] = levels.get(level, 0) + 1
+            st = status(verdicts.get(rid, []), rid in by_req, bool(req.untestable))
+            buckets[st].append(rid)
+            row = {"id": rid, "level": level, "family": req.family, "status": st, "checks": by_req.get(rid, [])}
             if req.untestable:
-                buckets["untestable"].append(rid)
-            elif rid not in by_req:
-                buckets["untested"].append(rid)
-            elif not vs:
-                buckets["not_run"].append(rid)
-            elif any(v in BAD for v in vs):
-                buckets["failed"].append(rid)
-            elif "error" in vs:
-                buckets["error"].append(rid)
-            elif "non-strict" in vs:
-                buckets["non_strict"].append(rid)
-            elif any(v in GOOD for v in vs):
-                buckets["verified"].append(rid)
-            elif all(v == "not-applicable" for v in vs):
-                buckets["not_applicable"].append(rid)
-            else:
-                buckets["skipped"].append(rid)
+                row["untestable"] = req.untestable
+            rows.append(row)
         out[name] = {"title": prof.title, "total": len(prof.ids), **buckets,
-                     "covered": len(prof.ids) - len(buckets["untested"]) - len(buckets["untestable"])}
+                     "covered": len(prof.ids) - len(buckets["untested"]) - len(buckets["untestable"]),
+                     "levels": dict(sorted(levels.items())), "requirements": rows}
     return out
