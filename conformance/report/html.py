@@ -23,6 +23,7 @@ ORDER = ("fail", "xpass", "error", "non-strict", "informational", "pass", "xfail
 COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "xpass": "#cf222e", "error": "#8250df", "non-strict": "#9a6700",
           "informational": "#0969da", "xfail": "#57606a", "not-applicable": "#d8dee4", "skipped": "#d8dee4"}
 COVERAGE_BUCKETS = (("verified", "verified", "#1a7f37"), ("failed", "failed", "#cf222e"),
+                    ("known_failure", "known failure (baseline)", "#57606a"),
                     ("non_strict", "non-strict", "#9a6700"), ("error", "error", "#8250df"),
                     ("not_applicable", "not applicable", "#afb8c1"), ("skipped", "skipped", "#d8dee4"),
                     ("not_run", "not run", "#c9d1d9"), ("untested", "untested (no check)", "#eaeef2"),

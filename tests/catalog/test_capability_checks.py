@@ -72,4 +72,4 @@ def test_capability_checks_pass_against_dovecot(lemonade):
     assert {"lemonade.store.keywords", "context.update-order", "lemonade.store.idle-timely"} <= set(cov["verified"])
     assert "lemonade.submit.size-after-burl" in cov["untested"] and "lemonade.store.capabilities" in cov["not_run"]
     html = (run.dir / "index.html").read_text()
-    assert "untested:" in html and "<code>lemonade.submit.size-after-burl</code>" in html
+    assert "<dt>untested (" in html and "<code>lemonade.submit.size-after-burl</code>" in html
