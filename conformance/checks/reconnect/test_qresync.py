@@ -271,6 +271,14 @@ def test_vanished_not_expunge_and_uid_modseq(case):
     case.passed(f"{len(vanished)} expunges as VANISHED, {len(fetches)} FETCHes all with UID and MODSEQ")
 
 
+def fetch_modseq(conn: ImapConnection, uid: int) -> int:
+    res = conn.command(f"UID FETCH {uid} (MODSEQ)")
+    got = [int(p[1]["MODSEQ"]) for r in res.untagged if (p := parse_fetch(r)) and p[1].get("UID") == uid
+           and "MODSEQ" in p[1]]
+    assert res.ok and got, f"UID FETCH {uid} (MODSEQ) returned no MODSEQ for UID {uid}: {res}"
+    return max(got)
+
+
 @pytest.mark.requirement("condstore.unchangedsince")
 def test_store_unchangedsince_modified(case):
     """STORE (UNCHANGEDSINCE m) on a message changed since m fails with [MODIFIED uid] and is not applied;
@@ -279,8 +287,7 @@ def test_store_unchangedsince_modified(case):
     name = scratch_with(case, conn, 4)
     cached, _ = full_sync(conn, name)
     uid = sorted(cached.flags)[1]
-    first = conn.command(f"UID FETCH {uid} (MODSEQ)")
-    old = int(parse_fetch(first.untagged[-1])[1]["MODSEQ"]) if first.untagged else cached.highestmodseq
+    old = fetch_modseq(conn, uid)
     changer = case.imap(via_path=False, label="changer")
     select(changer, name)
     changer.command(f"UID STORE {uid} +FLAGS (\\Answered)")
@@ -292,8 +299,7 @@ def test_store_unchangedsince_modified(case):
         f"expected OK [MODIFIED {uid}] for a message changed since modseq {old}, got: {res.tagged.first_line}")
     truth = ground_truth(case.imap(via_path=False, label="truth"), name)
     assert "\\Seen" not in truth.flags[uid], f"a failed conditional STORE was applied: UID {uid} has {sorted(truth.flags[uid])}"
-    cur = conn.command(f"UID FETCH {uid} (MODSEQ)")
-    now = max(int(p[1]["MODSEQ"]) for r in cur.untagged if (p := parse_fetch(r)) and "MODSEQ" in p[1])
+    now = fetch_modseq(conn, uid)
     ok = conn.command(f"UID STORE {uid} (UNCHANGEDSINCE {now}) +FLAGS.SILENT (\\Seen)")
     assert ok.ok and find_code(ok, "MODIFIED") is None, f"conditional STORE with the current modseq failed: {ok}"
     got = [parse_fetch(r)[1] for r in ok.untagged if parse_fetch(r)]

@@ -117,6 +117,19 @@ def test_append_cut_midway(case, variant):
     case.passed(f"{outcome}: {'the complete message' if copies else 'no message'} stored; uncut retry stored exactly")
 
 
+def submission_session(case):
+    """A submission session through the path: STARTTLS and AUTH when the server offers them."""
+    smtp = case.submission(account=None, tls="none")
+    if smtp.has_extn("starttls"):
+        smtp.starttls(context=case.target.tls.client_context())
+        smtp.ehlo("client.test")
+    if smtp.has_extn("auth"):
+        acct = case.account(0)
+        smtp.login(acct.username, acct.password)
+        smtp.ehlo("client.test")
+    return smtp
+
+
 def cut_submission(case, smtp, command: str, message: bytes) -> str:
     half = len(message) // 2
     code, msg = smtp.mail("alice@lemonade.test")
@@ -154,7 +167,7 @@ def test_submission_cut_midway(case, command):
     sink = getattr(case.target, "sink", None)
     if sink is None:
         raise NotApplicable("what the submission server relays is only visible with a relay sink (embedded targets)")
-    smtp = case.submission()
+    smtp = submission_session(case)
     if command == "BDAT" and not smtp.has_extn("chunking"):
         case.require_capability([], "CHUNKING")
     size = int(case.param("message_size"))
@@ -169,7 +182,7 @@ def test_submission_cut_midway(case, command):
             f"{len(message)} sent")
     aborted = [a for a in sink.aborted]
     # control: the uncut message goes through the same path and is relayed
-    again = case.submission()
+    again = submission_session(case)
     again.sendmail("alice@lemonade.test", ["bob@lemonade.test"], message)
     got = sink.wait_for(lambda m: marker.encode() in m.data, 10)
     assert got is not None, "the uncut retry was not relayed within 10 s"

@@ -1,0 +1,72 @@
+"""Fakes for the reconnect family that misbehave on purpose: an IMAP store that keeps the truncated part of an
+APPEND cut mid-literal, and a submission relay that relays whatever arrived before DATA was cut."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from conformance.providers.smtpsink import SmtpSink
+from tests.fakes.imap import FakeImapSession
+
+
+class TruncatingAppendSession(FakeImapSession):
+    """Stores an APPEND's literal even when the connection drops halfway (a non-atomic APPEND)."""
+
+    def stored(self) -> list[bytes]:
+        if not hasattr(self.server, "stored"):
+            self.server.stored = []
+        return self.server.stored
+
+    def cmd_append(self, tag: str, args: str):
+        m = re.search(r"\{(\d+)(\+?)\}$", args)
+        if not m:
+            self.send(f"{tag} BAD no literal")
+            return
+        if not m.group(2):
+            self.send("+ OK")
+        n = int(m.group(1))
+        while len(self.buf) < n:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.stored().append(bytes(self.buf))  # the bug: keep what arrived
+                return False
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        self.stored().append(data)
+        self.readline()
+        self.send(f"{tag} OK [APPENDUID 1 {len(self.stored())}] APPEND completed")
+
+    def cmd_uid_search(self, tag: str, args: str):
+        marker = args.rsplit(" ", 1)[-1].strip('"').encode()
+        uids = [str(i + 1) for i, d in enumerate(self.stored()) if marker in d]
+        self.send("* SEARCH" + "".join(" " + u for u in uids))
+        self.send(f"{tag} OK SEARCH completed")
+
+    def cmd_uid_fetch(self, tag: str, args: str):
+        for u in args.split(" ", 1)[0].split(","):
+            data = self.stored()[int(u) - 1]
+            self.send(f"* {u} FETCH (UID {u} BODY[] {{{len(data)}}}\r\n".encode() + data + b")")
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_unselect(self, tag: str, args: str):
+        self.send(f"{tag} OK UNSELECT completed")
+
+
+class HalfSentRelay(SmtpSink):
+    """A submission server (and its own relay record) that relays a DATA cut by a dropped connection as if the
+    client had finished it."""
+
+    async def _read_data(self, reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+        buf = bytearray()
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readline(), self.IDLE_TIMEOUT)
+            except (ConnectionError, asyncio.TimeoutError):
+                line = b""
+            if not line or line in (b".\r\n", b".\n"):
+                return bytes(buf), True  # the bug: end of connection treated as end of data
+            buf += line[1:] if line.startswith(b".") else line
