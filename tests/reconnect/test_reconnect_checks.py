@@ -30,6 +30,8 @@ def test_every_reconnect_check_passes_against_dovecot(lemonade):
     run = lemonade("run", "-k", "reconnect", timeout=400)
     verdicts = {}
     for r in run.results["results"]:
+        if not r["check"].startswith("reconnect/"):
+            continue
         verdicts.setdefault(f"{r['check']}|{r['scenario']}", set()).add(r["verdict"])
     missing = ALL_CHECKS - set(verdicts)
     assert not missing, f"checks that did not run: {missing}\n{run.out}"
