@@ -87,7 +87,7 @@ def test_stripped_modseq_fails_the_modseq_checks(lemonade, stripping_modseq):
 
 
 def test_truncated_append_fails_the_upload_check(lemonade, tmp_path):
-    with FakeImapServer(TruncatingAppendSession) as fake:
+    with FakeImapServer(TruncatingAppendSession, timeout=1.0) as fake:
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "append_cut_midway")
     results = run.results["results"]
     assert len(results) == 3, run.out
