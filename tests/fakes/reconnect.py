@@ -70,3 +70,48 @@ class HalfSentRelay(SmtpSink):
             if not line or line in (b".\r\n", b".\n"):
                 return bytes(buf), True  # the bug: end of connection treated as end of data
             buf += line[1:] if line.startswith(b".") else line
+
+
+class UncompressedReplySession(FakeImapSession):
+    """Accepts COMPRESS DEFLATE and inflates what the client sends, but keeps answering uncompressed."""
+
+    def __init__(self, sock, server) -> None:
+        super().__init__(sock, server)
+        self.inflate = None
+        self.messages = 0
+
+    def readline(self) -> bytes | None:
+        import zlib
+
+        while b"\r\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buf += self.inflate.decompress(chunk) if self.inflate else chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def cmd_compress(self, tag: str, args: str):
+        import zlib
+
+        self.send(f"{tag} OK DEFLATE active")
+        self.inflate = zlib.decompressobj(-15)  # the bug: replies stay uncompressed
+
+    def cmd_append(self, tag: str, args: str):
+        m = re.search(r"\{(\d+)\+?\}", args)
+        if m and self.read_literal(int(m.group(1))) is None:
+            return False
+        self.readline()
+        self.server.count = getattr(self.server, "count", 0) + 1
+        self.send(f"{tag} OK APPEND completed")
+
+    def cmd_uid_fetch(self, tag: str, args: str):
+        for i in range(1, getattr(self.server, "count", 0) + 1):
+            self.send(f"* {i} FETCH (UID {i} FLAGS ())")
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_unselect(self, tag: str, args: str):
+        self.send(f"{tag} OK UNSELECT completed")

@@ -2,7 +2,9 @@
 leaves out what RFC 7162 demands. Not part of the product: it emulates a non-conforming server.
 
 Options: ``rewrite_drop_vanished`` removes every ``* VANISHED`` line; ``rewrite_strip_modseq`` removes the
-``MODSEQ (n)`` item from FETCH responses. Only works on cleartext IMAP (a target without STARTTLS).
+``MODSEQ (n)`` item from FETCH responses; ``rewrite_vanished_last`` moves VANISHED lines after the FETCH lines
+of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per message after ``* n EXISTS`` (a
+server whose SELECT costs grow with the mailbox). Only works on cleartext IMAP (a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
@@ -18,6 +20,8 @@ from mitmproxy import ctx, tcp
 from conformance.intermediaries.addons.common import RawTcp
 
 _vanished = re.compile(rb"^\* VANISHED[^\r\n]*\r\n", re.M | re.I)
+_exists = re.compile(rb"^\* (\d+) EXISTS\r\n", re.M)
+_tagged = re.compile(rb"^[A-Za-z]\d+ ", re.M)
 _modseq = re.compile(rb"^(\* \d+ FETCH \([^\r\n]*?) ?MODSEQ \(\d+\)", re.M | re.I)
 
 
@@ -28,6 +32,8 @@ class RewriteResponses:
     def load(self, loader) -> None:
         loader.add_option("rewrite_drop_vanished", bool, False, "Drop every '* VANISHED' response line.")
         loader.add_option("rewrite_strip_modseq", bool, False, "Remove 'MODSEQ (n)' from FETCH responses.")
+        loader.add_option("rewrite_vanished_last", bool, False, "Move VANISHED lines after the FETCH lines.")
+        loader.add_option("rewrite_pad_exists", bool, False, "Add one untagged OK line per message after EXISTS.")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
@@ -46,11 +52,21 @@ class RewriteResponses:
                 data, n = _modseq.subn(rb"\1", data)
                 if not n:
                     break
+        if ctx.options.rewrite_vanished_last:
+            lines = _vanished.findall(data)
+            if lines:
+                data = _vanished.sub(b"", data)
+                t = _tagged.search(data)
+                at = t.start() if t else len(data)
+                data = data[:at] + b"".join(lines) + data[at:]
+        if ctx.options.rewrite_pad_exists:
+            data = _exists.sub(lambda mm: mm.group(0) + b"* OK [X-LEMONADE-PAD] per-message chatter\r\n"
+                               * min(int(mm.group(1)), 100000), data)
         m.content = data
 
 
 @contextmanager
-def rewriting_target(directory: Path, *, drop_vanished: bool = False, strip_modseq: bool = False):
+def rewriting_target(directory: Path, **rewrite: bool):
     """A cleartext embedded Dovecot behind the rewriting proxy; yields the path of a target file for it."""
     from conformance.intermediaries.host import ProxyHost, free_port
     from conformance.providers.dovecot import DovecotProvider
@@ -64,7 +80,7 @@ def rewriting_target(directory: Path, *, drop_vanished: bool = False, strip_mods
         imap = target.endpoint("imap")
         mode = f"reverse:tcp://{imap.host}:{imap.port}@127.0.0.1:{free_port()}"
         listen = host.start([mode], [RawTcp(), RewriteResponses()],
-                            {"rewrite_drop_vanished": drop_vanished, "rewrite_strip_modseq": strip_modseq})
+                            {f"rewrite_{k}": v for k, v in rewrite.items()})
         h, p = next(iter(listen.values()))
         target.endpoints = {"imap": Endpoint("imap", "imap", h, p)}
         target.name = "dovecot-rewritten"

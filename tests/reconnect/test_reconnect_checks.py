@@ -118,3 +118,28 @@ def test_half_sent_submission_relayed_fails_the_check(tmp_path):
     finally:
         case.close()
         relay.stop()
+
+
+def test_vanished_after_fetch_fails_the_order_check(lemonade, tmp_path):
+    with rewriting_target(tmp_path, vanished_last=True) as f:
+        run = lemonade("run", "--target", str(f), "-k", "resync_after_drop", "--scenario", "kill")
+    r = run.result("reconnect/resync_after_drop")
+    assert r["verdict"] == "fail" and "VANISHED (EARLIER) after a FETCH" in r["message"], r["message"]
+
+
+def test_select_cost_growing_with_the_mailbox_fails_the_cost_check(lemonade, tmp_path):
+    with rewriting_target(tmp_path, pad_exists=True) as f:
+        run = lemonade("run", "--target", str(f), "-k", "quick_resync_cost")
+    r = run.result("reconnect/quick_resync_cost_follows_changes")
+    assert r["verdict"] == "fail" and "over the bound: N=200" in r["message"], r["message"]
+    assert r["evidence"]["resync_cost"]["quick"][1] > r["evidence"]["resync_cost"]["bound"]
+
+
+def test_uncompressed_replies_fail_the_compress_check(lemonade, tmp_path):
+    from tests.fakes.reconnect import UncompressedReplySession
+
+    with FakeImapServer(UncompressedReplySession, timeout=1.0) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "compress_full_sync",
+                       "--scenario", "kill")
+    r = run.result("reconnect/compress_full_sync_through_path")
+    assert r["verdict"] == "fail" and "compressed session broke" in r["message"], r["message"]
