@@ -18,7 +18,7 @@ ALL_CHECKS = {
     "reconnect/quick_resync_cost_follows_changes|kill", "reconnect/append_cut_midway|kill",
     "reconnect/submission_cut_midway|kill", "reconnect/compress_full_sync_through_path|kill",
     "reconnect/compress_full_sync_through_path|nat-idle:timeout=30,mode=silent",
-    "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7",
+    "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7", "reconnect/known_uids_and_sequence_match|direct",
 }
 
 
@@ -61,12 +61,13 @@ def stripping_modseq(tmp_path_factory):
 
 def test_dropped_vanished_lines_fail_the_resync_checks(lemonade, dropping_vanished):
     run = lemonade("run", "--target", str(dropping_vanished), "-k",
-                   "resync_after_drop or old_modseq or uid_fetch_changedsince or vanished_not_expunge or flaky_link")
+                   "resync_after_drop or old_modseq or uid_fetch_changedsince or vanished_not_expunge or flaky_link or known_uids")
     got = {f"{r['check']}|{r['scenario']}": r for r in run.results["results"]}
     assert set(got) >= {"reconnect/resync_after_drop|kill", "reconnect/old_modseq_reports_every_expunge|direct",
                         "reconnect/uid_fetch_changedsince_vanished|direct",
                         "reconnect/vanished_not_expunge_and_uid_modseq|direct",
-                        "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7"}, run.out
+                        "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7",
+                        "reconnect/known_uids_and_sequence_match|direct"}, run.out
     for key, r in got.items():
         assert r["verdict"] == "fail", f"{key}: {r['verdict']} {r['message']}\n{run.out}"
         assert "VANISHED" in r["message"] or "expunged" in r["message"], (key, r["message"])

@@ -333,3 +333,42 @@ def test_highestmodseq_on_select(case):
         assert int(m.group(1)) == int(codes[0]), (f"STATUS HIGHESTMODSEQ {m.group(1)} differs from SELECT's "
                                                   f"{codes[0]} on an unchanged mailbox")
     case.passed(f"HIGHESTMODSEQ {codes[0]} on SELECT and EXAMINE; STATUS agrees")
+
+
+@pytest.mark.requirement("qresync.select-scope")
+def test_known_uids_and_sequence_match(case):
+    """SELECT (QRESYNC (v m known-uids)) reports the expunged UIDs of known-uids (UIDs outside it are noted);
+    with a sequence-match pair the reconstructed state still equals a fresh full sync."""
+    conn = qresync_session(case)
+    name = scratch_with(case, conn, 12)
+    cached, _ = full_sync(conn, name)
+    conn.command("UNSELECT")
+    uids = sorted(cached.flags)
+    inside, outside = uids[2], uids[9]
+    changer = case.imap(via_path=False, label="changer")
+    select(changer, name)
+    changer.command(f"UID STORE {inside},{outside} +FLAGS.SILENT (\\Deleted)")
+    changer.command(f"UID EXPUNGE {inside},{outside}")
+    known = format_uid_set(uids[:6])
+    res = select(conn, name, qresync=(cached.uidvalidity, cached.highestmodseq, known))
+    assert res.ok, f"SELECT (QRESYNC (v m known-uids)) failed: {res.tagged.first_line}"
+    vanished = set().union(*[v[1] for r in res.untagged if (v := parse_vanished(r))] or [set()])
+    assert inside in vanished, (f"UID {inside} is in known-uids {known} and was expunged, but VANISHED (EARLIER) "
+                                f"reported {format_uid_set(vanished) or 'nothing'}")
+    if outside in vanished:
+        case.informational(f"VANISHED (EARLIER) also named UID {outside}, outside known-uids {known}")
+    conn.command("UNSELECT")
+    truth1 = ground_truth(case.imap(via_path=False, label="truth"), name)
+    # second round: the client knows truth1 and offers a sequence-match pair for its first three messages
+    later = sorted(truth1.flags)[-2]
+    changer.command(f"UID STORE {later} +FLAGS.SILENT (\\Deleted)")
+    changer.command(f"UID EXPUNGE {later}")
+    first3 = sorted(truth1.flags)[:3]
+    resync = quick_resync(conn, name, truth1, seq_match=("1:3", format_uid_set(first3)))
+    truth2 = ground_truth(case.imap(via_path=False, label="truth2"), name)
+    assert not resync.problems, "; ".join(resync.problems)
+    assert later in resync.vanished, (f"UID {later} (above the sequence-match pairs) was expunged but not reported: "
+                                      f"{format_uid_set(resync.vanished) or 'nothing'}")
+    diff = resync.view.diff(truth2)
+    assert not diff, "resync with sequence-match data differs from a fresh full sync: " + "; ".join(diff)
+    case.passed(f"expunged UID {inside} of known-uids reported; sequence-match resync exact")
