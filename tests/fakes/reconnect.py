@@ -115,3 +115,28 @@ class UncompressedReplySession(FakeImapSession):
 
     def cmd_unselect(self, tag: str, args: str):
         self.send(f"{tag} OK UNSELECT completed")
+
+
+class SloppyQresyncSession(FakeImapSession):
+    """Accepts SELECT (QRESYNC ...) without ENABLE and answers it with VANISHED (EARLIER) even for a stale
+    UIDVALIDITY (the server's UIDVALIDITY is always 1)."""
+
+    def cmd_select(self, tag: str, args: str):
+        self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
+        self.send("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Flags permitted")
+        self.send("* 6 EXISTS")
+        self.send("* OK [UIDVALIDITY 1] UIDs valid")
+        self.send("* OK [UIDNEXT 7] Predicted next UID")
+        self.send("* OK [HIGHESTMODSEQ 9] Highest")
+        if "QRESYNC" in args.upper():
+            self.send("* VANISHED (EARLIER) 2")
+            self.send("* 1 FETCH (UID 1 MODSEQ (9) FLAGS (\\Seen))")
+        self.send(f"{tag} OK [READ-WRITE] SELECT completed")
+
+    cmd_examine = cmd_select
+
+    def cmd_unselect(self, tag: str, args: str):
+        self.send(f"{tag} OK UNSELECT completed")
+
+    def cmd_fetch(self, tag: str, args: str):
+        self.send(f"{tag} OK FETCH completed")

@@ -4,7 +4,8 @@ leaves out what RFC 7162 demands. Not part of the product: it emulates a non-con
 Options: ``rewrite_drop_vanished`` removes every ``* VANISHED`` line; ``rewrite_strip_modseq`` removes the
 ``MODSEQ (n)`` item from FETCH responses; ``rewrite_vanished_last`` moves VANISHED lines after the FETCH lines
 of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per message after ``* n EXISTS`` (a
-server whose SELECT costs grow with the mailbox). Only works on cleartext IMAP (a target without STARTTLS).
+server whose SELECT costs grow with the mailbox); ``rewrite_strip_highestmodseq`` removes [HIGHESTMODSEQ n]
+codes; ``rewrite_drop_enabled`` removes ``* ENABLED`` lines. Only works on cleartext IMAP (a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
@@ -21,6 +22,8 @@ from conformance.intermediaries.addons.common import RawTcp
 
 _vanished = re.compile(rb"^\* VANISHED[^\r\n]*\r\n", re.M | re.I)
 _exists = re.compile(rb"^\* (\d+) EXISTS\r\n", re.M)
+_highest = re.compile(rb"\[HIGHESTMODSEQ \d+\] ?")
+_enabled = re.compile(rb"^\* ENABLED[^\r\n]*\r\n", re.M | re.I)
 _tagged = re.compile(rb"^[A-Za-z]\d+ ", re.M)
 _modseq = re.compile(rb"^(\* \d+ FETCH \([^\r\n]*?) ?MODSEQ \(\d+\)", re.M | re.I)
 
@@ -33,6 +36,8 @@ class RewriteResponses:
         loader.add_option("rewrite_drop_vanished", bool, False, "Drop every '* VANISHED' response line.")
         loader.add_option("rewrite_strip_modseq", bool, False, "Remove 'MODSEQ (n)' from FETCH responses.")
         loader.add_option("rewrite_vanished_last", bool, False, "Move VANISHED lines after the FETCH lines.")
+        loader.add_option("rewrite_strip_highestmodseq", bool, False, "Remove [HIGHESTMODSEQ n] response codes.")
+        loader.add_option("rewrite_drop_enabled", bool, False, "Drop every '* ENABLED' response line.")
         loader.add_option("rewrite_pad_exists", bool, False, "Add one untagged OK line per message after EXISTS.")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
@@ -52,6 +57,10 @@ class RewriteResponses:
                 data, n = _modseq.subn(rb"\1", data)
                 if not n:
                     break
+        if ctx.options.rewrite_strip_highestmodseq:
+            data = _highest.sub(b"", data)
+        if ctx.options.rewrite_drop_enabled:
+            data = _enabled.sub(b"", data)
         if ctx.options.rewrite_vanished_last:
             lines = _vanished.findall(data)
             if lines:

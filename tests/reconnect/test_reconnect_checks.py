@@ -55,7 +55,7 @@ def dropping_vanished(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stripping_modseq(tmp_path_factory):
-    with rewriting_target(tmp_path_factory.mktemp("strip-modseq"), strip_modseq=True) as f:
+    with rewriting_target(tmp_path_factory.mktemp("strip-modseq"), strip_modseq=True, strip_highestmodseq=True) as f:
         yield f
 
 
@@ -78,10 +78,10 @@ def test_dropped_vanished_lines_fail_the_resync_checks(lemonade, dropping_vanish
 
 def test_stripped_modseq_fails_the_modseq_checks(lemonade, stripping_modseq):
     run = lemonade("run", "--target", str(stripping_modseq), "-k",
-                   "resync_after_drop or vanished_not_expunge or unchangedsince")
+                   "resync_after_drop or vanished_not_expunge or unchangedsince or highestmodseq_on")
     got = {f"{r['check']}|{r['scenario']}": r for r in run.results["results"]}
     for key in ("reconnect/resync_after_drop|kill", "reconnect/vanished_not_expunge_and_uid_modseq|direct",
-                "reconnect/store_unchangedsince_modified|direct"):
+                "reconnect/store_unchangedsince_modified|direct", "reconnect/highestmodseq_on_select|direct"):
         r = got[key]
         assert r["verdict"] == "fail" and "MODSEQ" in r["message"], f"{key}: {r['verdict']} {r['message']}"
         assert "MODSEQ (" not in texts(r), key
@@ -144,3 +144,22 @@ def test_uncompressed_replies_fail_the_compress_check(lemonade, tmp_path):
                        "--scenario", "kill")
     r = run.result("reconnect/compress_full_sync_through_path")
     assert r["verdict"] == "fail" and "compressed session broke" in r["message"], r["message"]
+
+
+def test_missing_enabled_response_fails_the_enable_check(lemonade, tmp_path):
+    with rewriting_target(tmp_path, drop_enabled=True) as f:
+        run = lemonade("run", "--target", str(f), "-k", "enable_reports")
+    r = run.result("reconnect/enable_reports_enabled")
+    assert r["verdict"] == "fail" and "ENABLED QRESYNC" in r["message"], r["message"]
+    assert "* ENABLED" not in texts(r)
+
+
+def test_sloppy_qresync_server_fails_the_precondition_and_baseline_checks(lemonade, tmp_path):
+    from tests.fakes.reconnect import SloppyQresyncSession
+
+    with FakeImapServer(SloppyQresyncSession, timeout=1.0) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "before_enable or stale_uidvalidity")
+    before = run.result("reconnect/qresync_before_enable_is_bad")
+    assert before["verdict"] == "fail" and "must be BAD" in before["message"], before["message"]
+    stale = run.result("reconnect/stale_uidvalidity_ignored")
+    assert stale["verdict"] == "fail" and "VANISHED (EARLIER)" in stale["message"], stale["message"]
