@@ -18,7 +18,7 @@ from .test_qresync import select
 
 # a cut inside a TLS record makes the server answer with a TLS alert: also the expected end of the connection
 CUT_ERRORS = (ServerClosed, ServerTimeout, ProtocolViolation, smtplib.SMTPServerDisconnected, OSError)
-SETTLE_SECONDS = 1.0  # how long the server gets to (wrongly) store a cut upload before the last look
+SETTLE_SECONDS = 0.5  # how long the server gets to (wrongly) store a cut upload before the last look
 
 
 def make_message(marker: str, size: int) -> bytes:
