@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from conformance.clients.imap import CommandResult, ImapConnection
-from conformance.clients.imapwire import Response, format_uid_set, parse_fetch, parse_uid_set, parse_vanished, quote
+from conformance.clients.imapwire import Response, format_uid_set, parse_fetch, parse_vanished, quote
 from conformance.errors import ConformanceFailure, HarnessError
 
 # flags that describe a session, not the message: never part of the compared state
@@ -286,6 +286,3 @@ def change_mailbox(conn: ImapConnection, mailbox: str, uids: list[int], changes:
         out.appended = n_new
     return out
 
-
-def parse_uids(text: str) -> set[int]:
-    return parse_uid_set(text)

@@ -109,7 +109,7 @@ class Client:
             return False
 
 
-@pytest.mark.requirement("mobile.reconnect.flaky-convergence", "qresync.resync-equivalence")
+@pytest.mark.requirement("mobile.reconnect.flaky-convergence", "qresync.resync-equivalence", "qresync.no-lost-changes")
 @pytest.mark.scenarios("flaky:reset_every=1,seed=7")
 def test_flaky_link_converges(case):
     """While a second session changes the mailbox for a while and the link resets again and again, the client
