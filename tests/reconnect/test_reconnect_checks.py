@@ -18,6 +18,8 @@ ALL_CHECKS = {
     "reconnect/submission_cut_midway|kill", "reconnect/compress_full_sync_through_path|kill",
     "reconnect/compress_full_sync_through_path|nat-idle:timeout=30,mode=silent",
     "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7", "reconnect/known_uids_and_sequence_match|direct",
+    "reconnect/closed_code_between_mailboxes|direct", "reconnect/expunge_codes_and_close|direct",
+    "reconnect/compress_refusals|direct",
 }
 
 
@@ -45,7 +47,8 @@ def test_every_reconnect_check_passes_against_dovecot(lemonade):
 def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_checks(lemonade, tmp_path):
     with FakeImapServer(MisbehavingStoreSession, timeout=1.0) as fake:
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k",
-                       "append_cut_midway or before_enable or stale_uidvalidity or compress_full_sync",
+                       "append_cut_midway or before_enable or stale_uidvalidity or compress_full_sync or closed_code "
+                       "or expunge_codes or compress_refusals",
                        "--scenario", "kill")
     appends = [r for r in run.results["results"] if r["check"] == "reconnect/append_cut_midway"]
     assert len(appends) == 3, run.out
@@ -58,6 +61,11 @@ def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_c
     assert stale["verdict"] == "fail" and "VANISHED (EARLIER)" in stale["message"], stale["message"]
     comp = run.result("reconnect/compress_full_sync_through_path")
     assert comp["verdict"] == "fail" and "compressed session broke" in comp["message"], comp["message"]
+    expected = {"closed_code_between_mailboxes": "no OK [CLOSED]", "expunge_codes_and_close": "[HIGHESTMODSEQ n]",
+                "compress_refusals": "COMPRESS before authentication must be refused"}
+    for check, words in expected.items():
+        r = run.result(f"reconnect/{check}")
+        assert r["verdict"] == "fail" and words in r["message"], (check, r["verdict"], r["message"])
     assert run.rc == 1
 
 

@@ -13,7 +13,7 @@ from conformance.clients.imap import ImapConnection
 from conformance.clients.imapwire import format_uid_set, parse_fetch, parse_vanished, quote
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 
-from .mailbox import (MailboxView, apply_responses, change_mailbox, find_code, full_sync, ground_truth, populate,
+from .mailbox import (MailboxView, apply_responses, change_mailbox, code_value, find_code, full_sync, ground_truth, populate,
                       quick_resync, select)
 
 
@@ -371,3 +371,69 @@ def test_known_uids_and_sequence_match(case):
     diff = resync.view.diff(truth2)
     assert not diff, "resync with sequence-match data differs from a fresh full sync: " + "; ".join(diff)
     case.passed(f"expunged UID {inside} of known-uids reported; sequence-match resync exact")
+
+
+@pytest.mark.requirement("qresync.closed-code")
+def test_closed_code_between_mailboxes(case):
+    """SELECT of a second mailbox while one is selected (QRESYNC enabled) sends OK [CLOSED] before the new
+    mailbox's data."""
+    conn = qresync_session(case)
+    first = scratch_with(case, conn, 2)
+    second = case.scratch_mailbox(conn, "closed")
+    assert select(conn, first).ok
+    res = select(conn, second)
+    assert res.ok, f"SELECT {second} failed: {res.tagged.first_line}"
+    lines = [r.first_line for r in res.untagged]
+    closed = [i for i, line in enumerate(lines) if "[CLOSED]" in line.upper()]
+    exists = [i for i, line in enumerate(lines) if line.upper().endswith(" EXISTS")]
+    assert closed, f"no OK [CLOSED] when SELECT replaced the selected mailbox: {res}"
+    assert not exists or closed[0] < exists[0], f"OK [CLOSED] came after the new mailbox's EXISTS: {res}"
+    case.passed("OK [CLOSED] before the new mailbox's data")
+
+
+@pytest.mark.requirement("qresync.expunge-modseq", "qresync.close-no-highestmodseq")
+def test_expunge_codes_and_close(case):
+    """With QRESYNC enabled, the tagged OK of EXPUNGE and UID EXPUNGE carries a growing [HIGHESTMODSEQ n], the
+    tagged OK of CLOSE none; every expunge (EXPUNGE, UID EXPUNGE, CLOSE) is remembered for a later resync."""
+    conn = qresync_session(case)
+    name = scratch_with(case, conn, 5)
+    cached, _ = full_sync(conn, name)
+    uids = sorted(cached.flags)
+    seen = [cached.highestmodseq]
+    for uid, command in ((uids[0], "EXPUNGE"), (uids[1], f"UID EXPUNGE {uids[1]}")):
+        conn.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
+        res = conn.command(command)
+        hm = code_value(res.tagged, "HIGHESTMODSEQ")
+        assert res.ok and hm, f"tagged OK of {command.split(' ')[0]} without [HIGHESTMODSEQ n]: {res.tagged.first_line}"
+        assert int(hm) > seen[-1], f"{command.split(' ')[0]} HIGHESTMODSEQ {hm} did not grow beyond {seen[-1]}"
+        seen.append(int(hm))
+    conn.command(f"UID STORE {uids[2]} +FLAGS.SILENT (\\Deleted)")
+    close = conn.command("CLOSE")
+    assert close.ok, f"CLOSE failed: {close.tagged.first_line}"
+    assert code_value(close.tagged, "HIGHESTMODSEQ") is None, f"CLOSE must not carry HIGHESTMODSEQ: {close.tagged.first_line}"
+    resync = quick_resync(conn, name, cached)
+    missed = set(uids[:3]) - resync.vanished
+    assert not missed, (f"UIDs expunged by EXPUNGE, UID EXPUNGE and CLOSE must be reported to a resync from "
+                        f"modseq {cached.highestmodseq}; missing {format_uid_set(missed)}")
+    case.passed(f"HIGHESTMODSEQ {seen[1]} then {seen[2]} on EXPUNGE/UID EXPUNGE, none on CLOSE; all three remembered")
+
+
+@pytest.mark.requirement("compress.failure-modes", "compress.capability")
+def test_compress_refusals(case):
+    """COMPRESS before login, with an unknown mechanism, or a second time is refused, and the session goes on
+    uncompressed (or compressed, after the second attempt) without a hitch."""
+    pre = case.imap(account=None, label="not-authenticated")
+    early = pre.command("COMPRESS DEFLATE")
+    assert early.status in ("BAD", "NO"), f"COMPRESS before authentication must be refused: {early.tagged.first_line}"
+    assert pre.command("NOOP").ok, "session unusable after a refused COMPRESS"
+    conn = case.imap()
+    case.require_capability(conn.capability(), "COMPRESS=DEFLATE")
+    bad = conn.command("COMPRESS X-LEMONADE-NONE")
+    assert bad.status in ("BAD", "NO"), f"COMPRESS with an unknown mechanism must be refused: {bad.tagged.first_line}"
+    assert conn.command("NOOP").ok, "after a refused COMPRESS the next reply must be plain text"
+    assert conn.compress().ok
+    again = conn.command("COMPRESS DEFLATE")
+    assert again.status in ("BAD", "NO"), f"a second COMPRESS must be refused: {again.tagged.first_line}"
+    assert conn.command("NOOP").ok, "the compressed session broke after a refused second COMPRESS"
+    case.passed(f"refused before login ({early.status}), unknown mechanism ({bad.status}) and second COMPRESS "
+                f"({again.status}); plain and compressed sessions went on working")
