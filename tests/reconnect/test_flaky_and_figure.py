@@ -38,7 +38,8 @@ def test_flaky_resets_a_live_connection_within_its_window(dovecot):
 
 def test_same_seed_same_schedule(monkeypatch):
     def lifetimes(seed: int) -> list[float]:
-        monkeypatch.setattr(flaky, "ctx", SimpleNamespace(options=SimpleNamespace(flaky_seed=seed, flaky_reset_every=2.0)))
+        options = SimpleNamespace(flaky_seed=seed, flaky_reset_every=2.0)
+        monkeypatch.setattr(flaky, "ctx", SimpleNamespace(options=options))
         f = flaky.Flaky()
         return [f._lifetime() for _ in range(5)]
 

@@ -26,7 +26,8 @@ def stripping_modseq(tmp_path_factory):
 
 def test_dropped_vanished_lines_fail_the_resync_checks(lemonade, dropping_vanished):
     run = lemonade("run", "--target", str(dropping_vanished), "-k",
-                   "resync_after_drop or old_modseq or uid_fetch_changedsince or vanished_not_expunge or flaky_link or known_uids")
+                   "resync_after_drop or old_modseq or uid_fetch_changedsince or vanished_not_expunge or flaky_link "
+                   "or known_uids")
     got = {f"{r['check']}|{r['scenario']}": r for r in run.results["results"]}
     assert set(got) >= {"reconnect/resync_after_drop|kill", "reconnect/old_modseq_reports_every_expunge|direct",
                         "reconnect/uid_fetch_changedsince_vanished|direct",

@@ -137,7 +137,8 @@ class Resync:
 
 
 def apply_responses(view: MailboxView, responses: list[Response], problems: list[str] | None = None,
-                    *, earlier_expected: bool | None = None, require_modseq: bool = False) -> tuple[set[int], dict[int, frozenset[str]]]:
+                    *, earlier_expected: bool | None = None,
+                    require_modseq: bool = False) -> tuple[set[int], dict[int, frozenset[str]]]:
     """Apply VANISHED and FETCH responses to ``view``; note protocol problems (FETCH without UID, VANISHED after
     FETCH) in ``problems``."""
     problems = problems if problems is not None else []

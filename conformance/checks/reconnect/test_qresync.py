@@ -13,8 +13,8 @@ from conformance.clients.imap import ImapConnection
 from conformance.clients.imapwire import format_uid_set, parse_fetch, parse_vanished, quote
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 
-from .mailbox import (MailboxView, apply_responses, change_mailbox, code_value, find_code, full_sync, ground_truth, populate,
-                      quick_resync, select)
+from .mailbox import (MailboxView, apply_responses, change_mailbox, code_value, find_code, full_sync, ground_truth,
+                      populate, quick_resync, select)
 
 
 def qresync_session(case, **kw) -> ImapConnection:
@@ -105,7 +105,8 @@ def test_stale_uidvalidity_ignored(case):
     res = select(conn, name, qresync=(uv + 1 if uv < 4294967295 else uv - 1, 1, "1:6"))
     assert res.ok, f"SELECT (QRESYNC ...) with a stale UIDVALIDITY failed: {res.tagged.first_line}"
     missing = [what for what, ok in (
-        ("FLAGS", bool(res.find("FLAGS"))), ("EXISTS", any(r.first_line.upper().endswith(" EXISTS") for r in res.untagged)),
+        ("FLAGS", bool(res.find("FLAGS"))),
+        ("EXISTS", any(r.first_line.upper().endswith(" EXISTS") for r in res.untagged)),
         ("UIDVALIDITY", find_code(res, "UIDVALIDITY") is not None), ("UIDNEXT", find_code(res, "UIDNEXT") is not None),
         ("PERMANENTFLAGS", find_code(res, "PERMANENTFLAGS") is not None)) if not ok]
     assert not missing, f"SELECT (QRESYNC) left out normal SELECT data {missing}: {res}"
@@ -170,7 +171,8 @@ def test_resync_after_drop(case):
 
 @pytest.mark.requirement("qresync.old-modseq")
 def test_old_modseq_reports_every_expunge(case):
-    """Resync (EXAMINE) from modseq 1: VANISHED (EARLIER) covers every expunged UID of known-uids, and no existing one."""
+    """Resync (EXAMINE) from modseq 1: VANISHED (EARLIER) covers every expunged UID of known-uids, and no
+    existing one."""
     conn = qresync_session(case)
     name = scratch_with(case, conn, 12)
     cached, _ = full_sync(conn, name)
@@ -303,7 +305,8 @@ def test_store_unchangedsince_modified(case):
     ok = conn.command(f"UID STORE {uid} (UNCHANGEDSINCE {now}) +FLAGS.SILENT (\\Seen)")
     assert ok.ok and find_code(ok, "MODIFIED") is None, f"conditional STORE with the current modseq failed: {ok}"
     got = [parse_fetch(r)[1] for r in ok.untagged if parse_fetch(r)]
-    assert any("MODSEQ" in g for g in got), (f"a successful conditional .SILENT STORE must still send FETCH with MODSEQ; "
+    assert any("MODSEQ" in g for g in got), ("a successful conditional .SILENT STORE must still send FETCH with "
+                                              "MODSEQ; "
                                               f"saw: {[r.first_line for r in ok.untagged] or 'nothing'}")
     case.passed(f"MODIFIED {modified} for a stale modseq; FETCH MODSEQ after the successful .SILENT STORE")
 
@@ -410,7 +413,8 @@ def test_expunge_codes_and_close(case):
     conn.command(f"UID STORE {uids[2]} +FLAGS.SILENT (\\Deleted)")
     close = conn.command("CLOSE")
     assert close.ok, f"CLOSE failed: {close.tagged.first_line}"
-    assert code_value(close.tagged, "HIGHESTMODSEQ") is None, f"CLOSE must not carry HIGHESTMODSEQ: {close.tagged.first_line}"
+    assert code_value(close.tagged, "HIGHESTMODSEQ") is None, (f"CLOSE must not carry HIGHESTMODSEQ: "
+                                                               f"{close.tagged.first_line}")
     resync = quick_resync(conn, name, cached)
     missed = set(uids[:3]) - resync.vanished
     assert not missed, (f"UIDs expunged by EXPUNGE, UID EXPUNGE and CLOSE must be reported to a resync from "

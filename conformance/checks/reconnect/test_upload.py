@@ -55,7 +55,8 @@ def cut_append(case, conn: ImapConnection, mailbox: str, variant: str, message: 
         if not resp.is_continuation:
             raise HarnessError(f"APPEND literal refused before the cut: {resp.first_line}")
         case.path.kill_after(half, side="client", endpoint="imap")
-        conn.send_raw(message + b"\r\n", note=f"[{len(message)} octets of literal; the intermediary cuts after ~{half}]")
+        conn.send_raw(message + b"\r\n",
+                      note=f"[{len(message)} octets of literal; the intermediary cuts after ~{half}]")
     else:
         if variant == "literal+":
             head = f"{tag} APPEND {box} {{{len(message)}+}}\r\n".encode()
