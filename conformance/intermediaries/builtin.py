@@ -32,3 +32,16 @@ register(Intermediary(
     params=(),
     build=lambda p: ([kill.Kill()], {}),
 ))
+
+from .addons import flaky  # noqa: E402  reconnect family
+
+register(Intermediary(
+    name="flaky", path="tcp",
+    summary="Unreliable mobile link: each connection is reset after a seeded random lifetime around `reset_every`.",
+    params=(
+        Param("reset_every", float, 1.0, 3.0, "mean connection lifetime before a reset (drawn from 0.5x to 1.5x)",
+              unit="s"),
+        Param("seed", int, 1, 1, "seed of the random lifetimes: the same seed gives the same schedule"),
+    ),
+    build=lambda p: ([flaky.Flaky()], {"flaky_reset_every": float(p["reset_every"]), "flaky_seed": int(p["seed"])}),
+))

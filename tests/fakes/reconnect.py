@@ -1,0 +1,114 @@
+"""Fakes for the reconnect family that misbehave on purpose.
+
+``MisbehavingStoreSession``: an IMAP store that gets every reconnect matter wrong at once: it keeps the
+truncated part of an APPEND cut mid-literal, accepts SELECT (QRESYNC ...) without ENABLE and answers it with
+resync data even for a stale UIDVALIDITY, and after COMPRESS DEFLATE inflates what it reads but keeps
+answering uncompressed. ``HalfSentRelay``: a submission server (and its own relay record) that relays a DATA
+cut by a dropped connection as if the client had finished it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import zlib
+
+from conformance.providers.smtpsink import SmtpSink
+from tests.fakes.imap import FakeImapSession
+
+
+class MisbehavingStoreSession(FakeImapSession):
+    def __init__(self, sock, server) -> None:
+        super().__init__(sock, server)
+        self.inflate = None
+        if not hasattr(server, "stored"):
+            server.stored = []
+        self.stored: list[bytes] = server.stored
+
+    def readline(self) -> bytes | None:
+        while b"\r\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buf += self.inflate.decompress(chunk) if self.inflate else chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def cmd_compress(self, tag: str, args: str):
+        self.send(f"{tag} OK DEFLATE active")
+        self.inflate = zlib.decompressobj(-15)  # the bug: replies stay uncompressed
+
+    def cmd_append(self, tag: str, args: str):
+        m = re.search(r"\{(\d+)(\+?)\}$", args)
+        if not m:
+            self.send(f"{tag} BAD no literal")
+            return
+        if not m.group(2):
+            self.send("+ OK")
+        n = int(m.group(1))
+        while len(self.buf) < n:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.stored.append(bytes(self.buf))  # the bug: keep what arrived of a cut APPEND
+                return False
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        self.stored.append(data)
+        self.readline()
+        self.send(f"{tag} OK [APPENDUID 1 {len(self.stored)}] APPEND completed")
+
+    def cmd_select(self, tag: str, args: str):
+        self.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
+        self.send("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Flags permitted")
+        self.send(f"* {len(self.stored)} EXISTS")
+        self.send("* OK [UIDVALIDITY 1] UIDs valid")
+        self.send(f"* OK [UIDNEXT {len(self.stored) + 1}] Predicted next UID")
+        self.send("* OK [HIGHESTMODSEQ 9] Highest")
+        if "QRESYNC" in args.upper():  # the bug: no ENABLE needed, UIDVALIDITY not compared
+            self.send("* VANISHED (EARLIER) 2")
+            self.send("* 1 FETCH (UID 1 MODSEQ (9) FLAGS (\\Seen))")
+        self.send(f"{tag} OK [READ-WRITE] SELECT completed")
+
+    cmd_examine = cmd_select
+
+    def cmd_uid_search(self, tag: str, args: str):
+        marker = args.rsplit(" ", 1)[-1].strip('"').encode()
+        uids = [str(i + 1) for i, d in enumerate(self.stored) if marker in d]
+        self.send("* SEARCH" + "".join(" " + u for u in uids))
+        self.send(f"{tag} OK SEARCH completed")
+
+    def cmd_uid_fetch(self, tag: str, args: str):
+        which = args.split(" ", 1)[0]
+        if "BODY" not in args.upper():
+            for i in range(1, len(self.stored) + 1):
+                self.send(f"* {i} FETCH (UID {i} FLAGS ())")
+        else:
+            for u in which.split(","):
+                data = self.stored[int(u) - 1]
+                self.send(f"* {u} FETCH (UID {u} BODY[] {{{len(data)}}}\r\n".encode() + data + b")")
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_fetch(self, tag: str, args: str):
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_unselect(self, tag: str, args: str):
+        self.send(f"{tag} OK UNSELECT completed")
+
+
+class HalfSentRelay(SmtpSink):
+    async def _read_data(self, reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+        buf = bytearray()
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readline(), self.IDLE_TIMEOUT)
+            except (ConnectionError, asyncio.TimeoutError):
+                line = b""
+            if not line or line in (b".\r\n", b".\n"):
+                return bytes(buf), True  # the bug: end of connection treated as end of data
+            buf += line[1:] if line.startswith(b".") else line

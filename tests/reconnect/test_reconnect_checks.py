@@ -1,0 +1,93 @@
+"""The reconnect checks end to end against real and fake servers: they all pass against the embedded Dovecot,
+and fail, with the truncated or misanswered exchange as evidence, against fakes that misbehave on purpose."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.imap import FakeImapServer
+from tests.fakes.reconnect import HalfSentRelay, MisbehavingStoreSession
+
+ALL_CHECKS = {
+    "reconnect/enable_reports_enabled|direct", "reconnect/qresync_before_enable_is_bad|direct",
+    "reconnect/stale_uidvalidity_ignored|direct", "reconnect/resync_after_drop|kill",
+    "reconnect/resync_after_drop|nat-idle:timeout=1,mode=silent", "reconnect/old_modseq_reports_every_expunge|direct",
+    "reconnect/uid_fetch_changedsince_vanished|direct", "reconnect/vanished_not_expunge_and_uid_modseq|direct",
+    "reconnect/store_unchangedsince_modified|direct", "reconnect/highestmodseq_on_select|direct",
+    "reconnect/quick_resync_cost_follows_changes|kill", "reconnect/append_cut_midway|kill",
+    "reconnect/submission_cut_midway|kill", "reconnect/compress_full_sync_through_path|kill",
+    "reconnect/compress_full_sync_through_path|nat-idle:timeout=30,mode=silent",
+    "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7", "reconnect/known_uids_and_sequence_match|direct",
+    "reconnect/closed_code_between_mailboxes|direct", "reconnect/expunge_codes_and_close|direct",
+    "reconnect/compress_refusals|direct",
+}
+
+
+def test_every_reconnect_check_passes_against_dovecot(lemonade):
+    run = lemonade("run", "-k", "reconnect", timeout=400)
+    verdicts = {}
+    for r in run.results["results"]:
+        if not r["check"].startswith("reconnect/"):
+            continue
+        verdicts.setdefault(f"{r['check']}|{r['scenario']}", set()).add(r["verdict"])
+    missing = ALL_CHECKS - set(verdicts)
+    assert not missing, f"checks that did not run: {missing}\n{run.out}"
+    bad = {k: v for k, v in verdicts.items() if v != {"pass"}}
+    assert not bad, f"{bad}\n{run.out}"
+    cost = run.result("reconnect/quick_resync_cost_follows_changes")
+    data = cost["evidence"]["resync_cost"]
+    assert data["sizes"] == [50, 200] and all(q <= data["bound"] for q in data["quick"])
+    assert data["full"][1] > data["full"][0] * 2, data  # a full resync grows with the mailbox, the quick one does not
+    html = (run.dir / "index.html").read_text()
+    assert "quick vs full resync bytes" in html
+    comp = run.result("reconnect/compress_full_sync_through_path")["evidence"]["measurements"]
+    assert comp["full_sync_bytes.compressed"]["value"] < comp["full_sync_bytes.plain"]["value"]
+
+
+def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_checks(lemonade, tmp_path):
+    with FakeImapServer(MisbehavingStoreSession, timeout=1.0) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k",
+                       "append_cut_midway or before_enable or stale_uidvalidity or compress_full_sync or closed_code "
+                       "or expunge_codes or compress_refusals",
+                       "--scenario", "kill")
+    appends = [r for r in run.results["results"] if r["check"] == "reconnect/append_cut_midway"]
+    assert len(appends) == 3, run.out
+    for r in appends:  # literal, LITERAL+ and CATENATE: the truncated part was stored
+        assert r["verdict"] == "fail" and "not the one sent" in r["message"], (r["nodeid"], r["verdict"], r["message"])
+        assert any("cut" in e["text"] for e in r["evidence"]["transcript"])
+    before = run.result("reconnect/qresync_before_enable_is_bad")
+    assert before["verdict"] == "fail" and "must be BAD" in before["message"], before["message"]
+    stale = run.result("reconnect/stale_uidvalidity_ignored")
+    assert stale["verdict"] == "fail" and "VANISHED (EARLIER)" in stale["message"], stale["message"]
+    comp = run.result("reconnect/compress_full_sync_through_path")
+    assert comp["verdict"] == "fail" and "compressed session broke" in comp["message"], comp["message"]
+    expected = {"closed_code_between_mailboxes": "no OK [CLOSED]", "expunge_codes_and_close": "[HIGHESTMODSEQ n]",
+                "compress_refusals": "COMPRESS before authentication must be refused"}
+    for check, words in expected.items():
+        r = run.result(f"reconnect/{check}")
+        assert r["verdict"] == "fail" and words in r["message"], (check, r["verdict"], r["message"])
+    assert run.rc == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the check module uses lemonade markers
+def test_half_sent_submission_relayed_fails_the_check(tmp_path):
+    from conformance.case import CaseContext
+    from conformance.catalog import load_catalog
+    from conformance.checks.reconnect.test_upload import test_submission_cut_midway
+    from conformance.intermediaries.scenario import parse_scenario
+    from conformance.targets import Account, Endpoint, Target
+
+    relay = HalfSentRelay().start()
+    target = Target(name="half-sent-relay", accounts=[Account("alice", "pw-not-used")], sink=relay,
+                    endpoints={"submission": Endpoint("submission", "smtp", "127.0.0.1", relay.port)})
+    case = CaseContext(target=target, scenario=parse_scenario("kill"), catalog=load_catalog(),
+                       requirements=["mobile.upload.no-partial-message"], profiles=["mobile-intermediary"],
+                       depth="quick", check="reconnect/submission_cut_midway").start()
+    try:
+        with pytest.raises(AssertionError, match="relayed truncated"):
+            test_submission_cut_midway(case, "DATA")
+        assert relay.messages and len(relay.messages[0].data) < 65536
+        assert any("cut" in e["text"] for e in case.transcript.as_list())
+    finally:
+        case.close()
+        relay.stop()
