@@ -32,3 +32,14 @@ register(Intermediary(
     params=(),
     build=lambda p: ([kill.Kill()], {}),
 ))
+
+# -- envelope/transport security (issue 7) -------------------------------------------------------------
+from .addons import strip_starttls  # noqa: E402
+
+register(Intermediary(
+    name="strip-starttls", path="tcp",
+    summary="Active attacker that removes STARTTLS and LOGINDISABLED from cleartext capability lists and EHLO replies.",
+    params=(),
+    build=lambda p: ([strip_starttls.StripStarttls()], {}),
+    endpoints=("imap", "submission"),
+))
