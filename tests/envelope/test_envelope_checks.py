@@ -1,0 +1,106 @@
+"""Envelope checks: the S/MIME fixtures against OpenSSL, the checks against the real embedded Dovecot, and a
+test-only rewriting intermediary that the checks must catch."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conformance.fixtures.smime import SmimeKit, split_multipart_signed
+from tests.conftest import ROOT, CliRun
+
+ENVELOPE = ("signed_append_fetch or signed_8bit or binary_append or body_stable or catenate_signed or "
+            "burl_submission or interrupted_and_retried")
+
+
+@pytest.fixture(scope="module")
+def kit():
+    k = SmimeKit()
+    yield k
+    k.cleanup()
+
+
+def test_every_fixture_verifies_untouched(kit):
+    fixtures = kit.fixtures()
+    assert {f.name for f in fixtures} == {"signed-7bit", "signed-8bit", "signed-binary", "signed-folded-headers",
+                                          "opaque-signed", "enveloped"}
+    for f in fixtures:
+        v = kit.check(f, f.data)
+        assert v.ok, (f.name, v.detail)
+        if f.kind == "detached":
+            assert split_multipart_signed(f.data)[0] == f.content
+
+
+@pytest.mark.parametrize("tamper", ["crlf-to-lf", "strip-trailing-space", "refold-part-header", "8bit-to-qp",
+                                    "cte-label"])
+def test_openssl_detects_each_field_rewrite(kit, tamper):
+    fixtures = {f.name: f for f in kit.fixtures()}
+    f = {"crlf-to-lf": fixtures["signed-7bit"], "strip-trailing-space": fixtures["signed-7bit"],
+         "refold-part-header": fixtures["signed-folded-headers"], "8bit-to-qp": fixtures["signed-8bit"],
+         "cte-label": fixtures["signed-7bit"]}[tamper]
+    data = {
+        "crlf-to-lf": lambda d: d.replace(b"\r\n", b"\n"),
+        "strip-trailing-space": lambda d: d.replace(b"line   \r\n", b"line\r\n"),
+        "refold-part-header": lambda d: d.replace(b"Content-Type:   text/plain;\r\n\t charset", b"Content-Type: text/plain; charset"),
+        "8bit-to-qp": lambda d: d.replace(b"Transfer-Encoding: 8bit", b"Transfer-Encoding: quoted-printable").replace(
+            "ü".encode(), b"=C3=BC"),
+        "cte-label": lambda d: d.replace(b"Transfer-Encoding: 7bit", b"Transfer-Encoding: 8bit"),
+    }[tamper](f.data)
+    assert data != f.data
+    assert not kit.verify(data).ok
+
+
+def test_envelope_checks_pass_on_default_dovecot(lemonade):
+    run = lemonade("run", "-k", ENVELOPE)
+    v = run.verdicts()
+    assert run.rc == 0, run.out + run.err
+    link = v.pop("envelope/signed_roundtrip_interrupted_and_retried|link", None)  # once the link intermediary exists
+    assert link in (None, "pass"), link
+    assert v == {
+        "envelope/signed_append_fetch_byte_exact|direct": "pass",
+        "envelope/signed_8bit_append|direct": "pass",
+        "envelope/binary_append_fetch|direct": "informational",  # Dovecot re-encodes binary parts to base64
+        "envelope/body_stable_across_sessions_flags_copy_move|direct": "pass",
+        "envelope/catenate_signed_part|direct": "pass",
+        "envelope/burl_submission_byte_exact|direct": "pass",
+        "envelope/signed_roundtrip_interrupted_and_retried|kill": "pass",
+    }, v
+    binary = run.result("envelope/binary_append_fetch")
+    assert "RFC 3516 4.4" in binary["message"] and "no longer verifies" in binary["message"]
+    rows = run.result("envelope/signed_append_fetch_byte_exact")["evidence"]["roundtrip"]
+    assert {r["fixture"] for r in rows} == {"signed-7bit", "signed-folded-headers", "opaque-signed", "enveloped"}
+    assert all(r["identical"] for r in rows)
+    burl = run.result("envelope/burl_submission_byte_exact")["evidence"]["roundtrip"][0]
+    assert burl["identical_after_trace_fields"] and burl["fields_added"] == ["Received"]
+
+
+def run_with_rewrite(tmp_path, *args: str) -> CliRun:
+    """`lemonade run` in a process that first registers the test-only rewriting intermediary."""
+    out = tmp_path / "rewrite-run"
+    code = ("import sys, tests.envelope.rewrite_addon; from conformance.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
+    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), *args], capture_output=True,
+                       text=True, timeout=300, cwd=ROOT, env=env)
+    return CliRun(p.returncode, p.stdout, p.stderr, out)
+
+
+@pytest.mark.parametrize("mode", ["eol", "cte"])
+def test_rewriting_intermediary_is_caught_by_the_signature(tmp_path, mode):
+    run = run_with_rewrite(tmp_path, "--scenario", f"rewrite:mode={mode}", "-k", "signed_append_fetch")
+    r = run.result("envelope/signed_append_fetch_byte_exact")
+    assert r["verdict"] == "fail" and run.rc == 1, run.out + run.err
+    assert "did not come back intact" in r["message"] and "first difference at octet" in r["message"]
+    assert "OpenSSL: FAILS" in r["message"]
+    rows = r["evidence"]["roundtrip"]
+    multipart = [x for x in rows if x["fixture"] in ("signed-7bit", "signed-folded-headers")]
+    assert multipart and all(not x["identical"] and x["openssl"].startswith("FAILS") for x in multipart)
+    actions = [e["text"] for e in r["evidence"]["transcript"] if e["direction"] == "I"]
+    assert any(re.search(r"server->client leg: .*(CRLF turned into LF|7bit labels turned into 8bit)", a) for a in actions)
+    # the proxy-server leg carried the intact octets: the server is not the one who changed them
+    assert any(e["leg"] == "proxy-server" and "Content-Transfer-Encoding: 7bit" in e["text"]
+               for e in r["evidence"]["transcript"])

@@ -1,0 +1,86 @@
+"""Transport checks against the real embedded Dovecot (secure default and a deliberately weak configuration)
+and against scripted fakes whose STARTTLS is injectable; the stripping intermediary on its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.intermediaries.addons.strip_starttls import distinct_loopback, strip_capabilities
+from conformance.providers.dovecot import DovecotProvider
+from conformance.targets import write_target_file
+from tests.fakes.starttls import InjectableServers
+
+TRANSPORT = ("starttls_injection or starttls_once or state_after_starttls or logindisabled or cleartext_auth or "
+             "pre_tls_hygiene or preauth or implicit_tls_port or stripped or tls_versions or certificate_names")
+WEAK = {"ssl": "yes", "disable_plaintext_auth": "no", "ssl_min_protocol": "TLSv1",
+        "ssl_cipher_list": "ALL:@SECLEVEL=0"}
+
+
+def test_strip_capabilities_rewrites_imap_and_smtp_announcements():
+    data, removed = strip_capabilities(b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=PLAIN] hi\r\n")
+    assert data == b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n" and set(removed) == {"STARTTLS", "LOGINDISABLED"}
+    data, removed = strip_capabilities(b"* CAPABILITY IMAP4rev1 STARTTLS\r\nL1 OK done\r\n")
+    assert data == b"* CAPABILITY IMAP4rev1\r\nL1 OK done\r\n"
+    data, removed = strip_capabilities(b"250-localhost\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+    assert data == b"250-localhost\r\n250 PIPELINING\r\n" and removed == ["STARTTLS"]
+    assert strip_capabilities(b"* 1 FETCH (BODY[] {8}\r\nSTARTTLS)\r\n")[1] == []
+    assert distinct_loopback("127.0.0.1") == "127.0.0.2" and distinct_loopback("192.0.2.1") is None
+
+
+def test_transport_checks_pass_on_secure_default_dovecot(lemonade):
+    run = lemonade("run", "-k", TRANSPORT)
+    verdicts = run.verdicts()
+    assert run.rc == 0, run.out + run.err
+    assert len(verdicts) == 15, verdicts
+    assert verdicts.pop("transport/certificate_names|direct") == "informational"
+    assert set(verdicts.values()) == {"pass"}, verdicts
+    table = run.result("transport/tls_versions_every_endpoint")["evidence"]["tls_versions"]
+    assert {r["endpoint"] for r in table} == {"imaps", "imap", "submission"}
+    assert all(r["result"].startswith("refused") for r in table if r["offered"] in ("TLSv1", "TLSv1.1"))
+    stripped = run.result("transport/imap_stripped_starttls_cleartext_login")["evidence"]["transcript"]
+    assert any(e["direction"] == "I" and "removed LOGINDISABLED STARTTLS" in e["text"] for e in stripped)
+    assert "PRIVACYREQUIRED" in run.result("transport/imap_stripped_starttls_cleartext_login")["message"]
+
+
+@pytest.fixture(scope="module")
+def weak_dovecot(tmp_path_factory):
+    prov = DovecotProvider(settings=WEAK, name="dovecot-weak")
+    target = prov.start()
+    yield write_target_file(target, tmp_path_factory.mktemp("weak") / "weak.toml")
+    prov.stop()
+
+
+def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot):
+    run = lemonade("run", "--target", str(weak_dovecot), "-k",
+                   "tls_versions or pre_tls_hygiene or stripped or logindisabled or submission_cleartext_auth")
+    v = run.verdicts()
+    assert run.rc == 1, run.out + run.err
+    tls = run.result("transport/tls_versions_every_endpoint")
+    assert tls["verdict"] == "fail" and "imaps accepted TLSv1" in tls["message"] and "imap accepted TLSv1.1" in tls["message"]
+    assert any(r["offered"] == "TLSv1" and r["result"] == "negotiated TLSv1" for r in tls["evidence"]["tls_versions"])
+    hygiene = run.result("transport/imap_pre_tls_hygiene")
+    assert hygiene["verdict"] == "fail" and "LOGINDISABLED not advertised" in hygiene["message"]
+    assert "AUTH=PLAIN" in hygiene["message"]
+    strip = run.result("transport/imap_stripped_starttls_cleartext_login")
+    assert strip["verdict"] == "fail" and "accepted LOGIN with valid credentials over cleartext" in strip["message"]
+    assert v["transport/submission_stripped_starttls_cleartext_auth|strip-starttls"] == "fail"
+    assert v["transport/submission_cleartext_auth_refused|direct"] == "fail"
+    login = run.result("transport/imap_logindisabled_honoured")
+    assert login["verdict"] == "informational" and "was ACCEPTED" in login["message"]
+    text = (run.dir / "results.json").read_text()
+    assert "Lemonade-pw" not in text, "a password reached the results"
+
+
+@pytest.mark.parametrize("vulnerable", [True, False])
+def test_injectable_fake_fails_the_injection_checks(lemonade, tmp_path, vulnerable):
+    with InjectableServers(vulnerable=vulnerable) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "starttls_injection")
+    imap = run.result("transport/imap_starttls_injection")
+    smtp = run.result("transport/submission_starttls_injection")
+    if vulnerable:
+        assert imap["verdict"] == "fail" and "'b NOOP') was executed inside TLS" in imap["message"], imap["message"]
+        assert smtp["verdict"] == "fail" and "NOOP INJECTED" in smtp["message"], smtp["message"]
+        assert run.rc == 1
+    else:
+        assert (imap["verdict"], smtp["verdict"]) == ("pass", "pass"), (imap["message"], smtp["message"])
+        assert run.rc == 0
