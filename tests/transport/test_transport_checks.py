@@ -84,3 +84,17 @@ def test_injectable_fake_fails_the_injection_checks(lemonade, tmp_path, vulnerab
     else:
         assert (imap["verdict"], smtp["verdict"]) == ("pass", "pass"), (imap["message"], smtp["message"])
         assert run.rc == 0
+
+
+def test_received_tls_clause_parser_and_dovecot_omission(lemonade):
+    from conformance.checks.transport.test_submission_trace import received_tls_clause
+
+    msg = (b"Received: from client.test ([192.0.2.1])\r\n\tby mx.test with ESMTPSA\r\n"
+           b"\ttls TLS_AES_256_GCM_SHA384; Thu, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nbody\r\n")
+    assert received_tls_clause(msg)[1] == "TLS_AES_256_GCM_SHA384"
+    assert received_tls_clause(msg.replace(b"\ttls TLS_AES_256_GCM_SHA384", b"\t"))[1] is None
+    run = lemonade("run", "-k", "received_field_names_tls")
+    r = run.result("transport/received_field_names_tls")
+    # Dovecot 2.3 writes 'with ESMTPSA' but no tls clause: a SHOULD of RFC 8314 4.3 it does not meet
+    assert r["verdict"] == "non-strict" and "no 'tls <cipher suite>' clause" in r["message"], r
+    assert "ESMTPSA" in r["evidence"]["received"]["field"]

@@ -142,7 +142,7 @@ def test_imap_starttls_once(case):
     case.passed(f"STARTTLS gone after TLS, second STARTTLS: {again.tagged.first_line}")
 
 
-@pytest.mark.requirement("tls.starttls-once")
+@pytest.mark.requirement("tls.smtp-starttls-once")
 @pytest.mark.uses("submission")
 def test_submission_starttls_once(case):
     """After STARTTLS, EHLO no longer lists STARTTLS and a second STARTTLS gets an error reply."""
