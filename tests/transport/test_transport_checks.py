@@ -10,8 +10,7 @@ from conformance.providers.dovecot import DovecotProvider
 from conformance.targets import write_target_file
 from tests.fakes.starttls import InjectableServers
 
-TRANSPORT = ("starttls_injection or starttls_once or state_after_starttls or logindisabled or cleartext_auth or "
-             "pre_tls_hygiene or preauth or implicit_tls_port or stripped or tls_versions or certificate_names")
+TRANSPORT = "test_starttls or test_tls_versions"  # the two check modules of conformance/checks/transport
 WEAK = {"ssl": "yes", "disable_plaintext_auth": "no", "ssl_min_protocol": "TLSv1",
         "ssl_cipher_list": "ALL:@SECLEVEL=0"}
 
@@ -51,8 +50,7 @@ def weak_dovecot(tmp_path_factory):
 
 
 def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot):
-    run = lemonade("run", "--target", str(weak_dovecot), "-k",
-                   "tls_versions or pre_tls_hygiene or stripped or logindisabled or submission_cleartext_auth")
+    run = lemonade("run", "--target", str(weak_dovecot), "-k", "test_starttls or test_tls_versions")
     v = run.verdicts()
     assert run.rc == 1, run.out + run.err
     tls = run.result("transport/tls_versions_every_endpoint")
@@ -74,7 +72,7 @@ def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot):
 @pytest.mark.parametrize("vulnerable", [True, False])
 def test_injectable_fake_fails_the_injection_checks(lemonade, tmp_path, vulnerable):
     with InjectableServers(vulnerable=vulnerable) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "starttls_injection")
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "test_starttls and starttls_injection")
     imap = run.result("transport/imap_starttls_injection")
     smtp = run.result("transport/submission_starttls_injection")
     if vulnerable:
@@ -87,7 +85,7 @@ def test_injectable_fake_fails_the_injection_checks(lemonade, tmp_path, vulnerab
 
 
 def test_received_tls_clause_parser_and_dovecot_omission(lemonade):
-    from conformance.checks.transport.test_submission_trace import received_tls_clause
+    from conformance.checks.transport.wire import received_tls_clause
 
     msg = (b"Received: from client.test ([192.0.2.1])\r\n\tby mx.test with ESMTPSA\r\n"
            b"\ttls TLS_AES_256_GCM_SHA384; Thu, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nbody\r\n")

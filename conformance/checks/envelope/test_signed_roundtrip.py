@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conformance.clients.imapwire import parse_capabilities, quote
+from conformance.clients.imapwire import quote
 from conformance.errors import ConformanceFailure
 from conformance.fixtures.smime import SmimeKit, first_difference
 

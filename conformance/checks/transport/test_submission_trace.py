@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 
 from conformance.errors import NotApplicable
 
-
-def received_tls_clause(message: bytes) -> tuple[str, str | None]:
-    """(the first Received field unfolded, its 'tls <cipher suite>' clause or None)."""
-    header = message.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    m = re.search(r"(?ims)^Received:(.*?)(?=^\S|\Z)", header + "\r\n")
-    if not m:
-        return "", None
-    field = re.sub(r"\s+", " ", m.group(1)).strip()
-    clause = re.search(r"\btls\s+([A-Z0-9_-]+)", field, re.I)
-    return field, clause.group(1) if clause else None
+from .wire import received_tls_clause
 
 
 @pytest.mark.requirement("tls.received-clause")

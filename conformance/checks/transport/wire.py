@@ -195,3 +195,14 @@ class SmtpLine:
 
 def ehlo_keywords(reply: SmtpReply) -> set[str]:
     return {line[4:].split(" ")[0].upper() for line in reply.lines[1:] if len(line) > 4}
+
+
+def received_tls_clause(message: bytes) -> tuple[str, str | None]:
+    """(the first Received field unfolded, its 'tls <cipher suite>' clause or None)."""
+    header = message.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    m = re.search(r"(?ims)^Received:(.*?)(?=^\S|\Z)", header + "\r\n")
+    if not m:
+        return "", None
+    field = re.sub(r"\s+", " ", m.group(1)).strip()
+    clause = re.search(r"\btls\s+([A-Z0-9_-]+)", field, re.I)
+    return field, clause.group(1) if clause else None
