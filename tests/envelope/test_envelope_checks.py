@@ -103,3 +103,6 @@ def test_rewriting_intermediary_is_caught_by_the_signature(tmp_path, mode):
     # the proxy-server leg carried the intact octets: the server is not the one who changed them
     assert any(e["leg"] == "proxy-server" and "Content-Transfer-Encoding: 7bit" in e["text"]
                for e in r["evidence"]["transcript"])
+    html = (run.dir / "index.html").read_text()
+    assert "what the intermediaries did on the path" in html
+    assert ("CRLF turned into LF" if mode == "eol" else "7bit labels turned into 8bit") in html
