@@ -159,3 +159,47 @@ class InjectableServers:
     def target_file(self, directory: Path) -> Path:
         return self.imap.target_file(directory, name="fake-starttls",
                                      extra_endpoints={"submission": f"smtp://127.0.0.1:{self.smtp.port}"})
+
+
+class PreauthImapsSession(InjectableImapSession):
+    """Implicit TLS that misbehaves twice: a PREAUTH greeting, and OK to STARTTLS inside TLS."""
+
+    def run(self) -> None:
+        self.sock = self.server.tls_context.wrap_socket(self.sock, server_side=True)
+        self.tls = True
+        self._greeting = True
+        super().run()
+
+    def send(self, line) -> None:
+        if getattr(self, "_greeting", False):
+            self._greeting = False
+            line = line.replace("* OK", "* PREAUTH", 1)
+        super().send(line)
+
+    def cmd_starttls(self, tag: str, args: str):
+        self.send(f"{tag} OK Begin TLS negotiation now")
+
+
+class PreauthImapsServer:
+    """An implicit-TLS IMAP fake (PreauthImapsSession) with its target file."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="lemonade-fake-imaps-"))
+        self.imap = FakeImapServer(PreauthImapsSession)
+        self.imap.tls_context = server_context(self.dir)  # type: ignore[attr-defined]
+
+    def __enter__(self) -> "PreauthImapsServer":
+        self.imap.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.imap.__exit__(*exc)
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def target_file(self, directory: Path) -> Path:
+        path = Path(directory) / "fake-imaps.toml"
+        path.write_text(f'name = "fake-imaps"\n[endpoints]\nimaps = "imaps://127.0.0.1:{self.imap.port}"\n'
+                        '[tls]\nverify = false\n[[accounts]]\nusername = "alice"\npassword = "alice-fake-pw"\n')
+        return path

@@ -3,10 +3,12 @@ and against scripted fakes whose STARTTLS is injectable; the stripping intermedi
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from conformance.intermediaries.addons.strip_starttls import distinct_loopback, strip_capabilities
-from conformance.providers.dovecot import DovecotProvider
+from conformance.providers.dovecot import ACCOUNTS, DovecotProvider
 from conformance.targets import write_target_file
 from tests.fakes.starttls import InjectableServers
 
@@ -30,8 +32,10 @@ def test_transport_checks_pass_on_secure_default_dovecot(lemonade):
     run = lemonade("run", "-k", TRANSPORT)
     verdicts = run.verdicts()
     assert run.rc == 0, run.out + run.err
-    assert len(verdicts) == 15, verdicts
+    assert len(verdicts) == 17, verdicts
     assert verdicts.pop("transport/certificate_names|direct") == "informational"
+    # the embedded target has no implicit-TLS submission port (465): a SHOULD of RFC 8314 3.3, reported
+    assert verdicts.pop("transport/submissions_implicit_tls|direct") == "non-strict"
     assert set(verdicts.values()) == {"pass"}, verdicts
     table = run.result("transport/tls_versions_every_endpoint")["evidence"]["tls_versions"]
     assert {r["endpoint"] for r in table} == {"imaps", "imap", "submission"}
@@ -67,6 +71,8 @@ def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot):
     assert login["verdict"] == "informational" and "was ACCEPTED" in login["message"]
     text = (run.dir / "results.json").read_text()
     assert "Lemonade-pw" not in text, "a password reached the results"
+    blob = base64.b64encode(f"\0alice\0{ACCOUNTS[0][1]}".encode()).decode()
+    assert blob not in text, "an AUTH PLAIN blob reached the results"
 
 
 @pytest.mark.parametrize("vulnerable", [True, False])
@@ -96,3 +102,16 @@ def test_received_tls_clause_parser_and_dovecot_omission(lemonade):
     # Dovecot 2.3 writes 'with ESMTPSA' but no tls clause: a SHOULD of RFC 8314 4.3 it does not meet
     assert r["verdict"] == "non-strict" and "no 'tls <cipher suite>' clause" in r["message"], r
     assert "ESMTPSA" in r["evidence"]["received"]["field"]
+
+
+def test_misbehaving_implicit_tls_fake_fails_the_imaps_checks(lemonade, tmp_path):
+    from tests.fakes.starttls import PreauthImapsServer
+
+    with PreauthImapsServer() as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k",
+                       "imaps_greeting or starttls_on_implicit_tls_port")
+    greeting = run.result("transport/imaps_greeting_not_authenticated")
+    assert greeting["verdict"] == "fail" and "PREAUTH" in greeting["message"], greeting["message"]
+    starttls = run.result("transport/starttls_on_implicit_tls_port")
+    assert starttls["verdict"] == "fail" and "must get tagged BAD" in starttls["message"], starttls["message"]
+    assert run.rc == 1

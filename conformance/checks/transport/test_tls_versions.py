@@ -161,3 +161,35 @@ def test_certificate_names(case):
     case.informational(f"certificate for {', '.join(dns + ips) or cert.subject.rfc4514_string()}; "
                        f"{'matches' if matches else 'does not match'} {host}; "
                        f"{'self-signed' if self_signed else 'issued by ' + cert.issuer.rfc4514_string()}")
+
+
+@pytest.mark.requirement("tls.implicit-tls-ports")
+@pytest.mark.uses("imaps")
+def test_imaps_greeting_not_authenticated(case):
+    """Over implicit TLS the server greets with OK and the session is not authenticated yet."""
+    imap = case.imap(account=None, endpoint="imaps", label="imaps-greeting")
+    assert imap.greeting.status == "OK", f"implicit-TLS greeting must be '* OK', got {imap.greeting.first_line!r}"
+    res = imap.command("SELECT INBOX")
+    assert res.status in ("NO", "BAD"), f"SELECT before LOGIN on imaps must fail, got {res.tagged.first_line!r}"
+    case.passed(f"{imap.tls_version} greeting OK; SELECT before LOGIN: {res.tagged.first_line}")
+
+
+@pytest.mark.requirement("tls.submissions-port")
+@pytest.mark.uses("submission")
+def test_submissions_implicit_tls(case):
+    """Submission over implicit TLS (465) greets with 220 after the handshake; its absence is reported."""
+    if case.target.endpoint("submissions") is None:
+        case.non_strict(f"target {case.target.name} declares no submissions (implicit TLS, port 465) endpoint; "
+                        "RFC 8314 3.3 asks for one beside STARTTLS on 587")
+        return
+    sock = case.path.open("submissions")
+    case.on_cleanup(sock.close)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tls = ctx.wrap_socket(sock, server_hostname="localhost")
+    tls.settimeout(10)
+    greeting = tls.recv(512)
+    case.transcript.add(case.path.leg, "S", printable(greeting), len(greeting), conn="submissions")
+    assert greeting.startswith(b"220"), f"implicit-TLS submission greeting must be 220, got {greeting[:80]!r}"
+    case.passed(f"submissions greets over {tls.version()}")
