@@ -53,6 +53,20 @@ def test_openssl_detects_each_field_rewrite(kit, tamper):
     assert not kit.verify(data).ok
 
 
+def test_reversible_conversion_is_recognised(kit):
+    import quopri
+
+    from conformance.checks.envelope.roundtrip import reversible_conversion
+
+    f = next(x for x in kit.fixtures() if x.name == "signed-8bit")
+    head, _, text = f.content.partition(b"\r\n\r\n")
+    converted = head.replace(b"8bit", b"quoted-printable") + b"\r\n\r\n" + quopri.encodestring(text)
+    assert reversible_conversion(f.content, f.data.replace(f.content, converted)) == "quoted-printable"
+    assert reversible_conversion(f.content, f.data.replace(b"\r\n", b"\n")) is None
+    lossy = head.replace(b"8bit", b"quoted-printable") + b"\r\n\r\n" + quopri.encodestring(text[:-5])
+    assert reversible_conversion(f.content, f.data.replace(f.content, lossy)) is None
+
+
 def test_envelope_checks_pass_on_default_dovecot(lemonade):
     run = lemonade("run", "-k", ENVELOPE)
     v = run.verdicts()
@@ -88,21 +102,41 @@ def run_with_rewrite(tmp_path, *args: str) -> CliRun:
     return CliRun(p.returncode, p.stdout, p.stderr, out)
 
 
-@pytest.mark.parametrize("mode", ["eol", "cte"])
-def test_rewriting_intermediary_is_caught_by_the_signature(tmp_path, mode):
-    run = run_with_rewrite(tmp_path, "--scenario", f"rewrite:mode={mode}", "-k", "test_signed_roundtrip and signed_append_fetch")
-    r = run.result("envelope/signed_append_fetch_byte_exact")
-    assert r["verdict"] == "fail" and run.rc == 1, run.out + run.err
-    assert "did not come back intact" in r["message"] and "first difference at octet" in r["message"]
-    assert "OpenSSL: FAILS" in r["message"]
+def _assert_caught(run: CliRun, check: str, scenario: str, words: str) -> dict:
+    r = next((x for x in run.results["results"] if x["check"] == check and x["scenario"] == scenario), None)
+    assert r is not None, (check, scenario, run.verdicts(), run.err[-2000:])
+    assert r["verdict"] == "fail" and words in r["message"], (check, scenario, r["verdict"], r["message"])
+    return r
+
+
+def test_rewriting_intermediary_fails_every_envelope_check(tmp_path):
+    """CRLF->LF on the server->client leg: every check that reads the octets back must fail, with evidence."""
+    run = run_with_rewrite(tmp_path, "--scenario", "rewrite:mode=eol", "--scenario", "kill+rewrite:mode=eol",
+                           "-k", ENVELOPE)
+    assert run.rc == 1, run.out + run.err
+    sc = "rewrite:mode=eol"
+    r = _assert_caught(run, "envelope/signed_append_fetch_byte_exact", sc, "did not come back intact")
+    assert "first difference at octet" in r["message"] and "OpenSSL: FAILS" in r["message"]
     rows = r["evidence"]["roundtrip"]
     multipart = [x for x in rows if x["fixture"] in ("signed-7bit", "signed-folded-headers")]
     assert multipart and all(not x["identical"] and x["openssl"].startswith("FAILS") for x in multipart)
     actions = [e["text"] for e in r["evidence"]["transcript"] if e["direction"] == "I"]
-    assert any(re.search(r"server->client leg: .*(CRLF turned into LF|7bit labels turned into 8bit)", a) for a in actions)
+    assert any(re.search(r"server->client leg: .*CRLF turned into LF", a) for a in actions), actions
     # the proxy-server leg carried the intact octets: the server is not the one who changed them
-    assert any(e["leg"] == "proxy-server" and "Content-Transfer-Encoding: 7bit" in e["text"]
+    assert any(e["leg"] == "proxy-server" and "Content-Transfer-Encoding: 7bit\r\n" in e["text"]
                for e in r["evidence"]["transcript"])
+    _assert_caught(run, "envelope/signed_8bit_append", sc, "without a reversible 7bit conversion")
+    _assert_caught(run, "envelope/binary_append_fetch", sc, "BINARY[1.2] does not return the appended binary octets")
+    _assert_caught(run, "envelope/body_stable_across_sessions_flags_copy_move", sc, "BODY[] changed")
+    _assert_caught(run, "envelope/catenate_signed_part", sc, "octets were not copied unchanged")
+    _assert_caught(run, "envelope/signed_roundtrip_interrupted_and_retried", "kill+rewrite:mode=eol",
+                   "did not survive the path")
     html = (run.dir / "index.html").read_text()
-    assert "what the intermediaries did on the path" in html
-    assert ("CRLF turned into LF" if mode == "eol" else "7bit labels turned into 8bit") in html
+    assert "what the intermediaries did on the path" in html and "CRLF turned into LF" in html
+
+
+def test_relabelled_transfer_encoding_is_caught(tmp_path):
+    run = run_with_rewrite(tmp_path, "--scenario", "rewrite:mode=cte", "-k",
+                           "test_signed_roundtrip and signed_append_fetch")
+    r = _assert_caught(run, "envelope/signed_append_fetch_byte_exact", "rewrite:mode=cte", "did not come back intact")
+    assert "Transfer-Encoding: 8bit" in r["message"] and "OpenSSL: FAILS" in r["message"]

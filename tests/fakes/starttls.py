@@ -2,8 +2,9 @@
 
 The classic bug (CVE-2011-0411 and the 2021 EAST findings): the server reads ``STARTTLS\\r\\nINJECTED\\r\\n`` in
 one read, starts TLS, and then runs what is left in its cleartext input buffer as if it had arrived inside
-TLS. ``vulnerable=False`` discards the buffer as a correct server does, so the same fake proves the check
-also passes when it should.
+TLS. The vulnerable fakes also keep advertising STARTTLS after TLS, accept LOGIN while advertising
+LOGINDISABLED, do not reset state after STARTTLS and answer a second STARTTLS with NO. ``vulnerable=False``
+behaves correctly, so the same fakes prove the checks also pass when they should.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ class InjectableImapSession(FakeImapSession):
 
     def cmd_capability(self, tag: str, args: str):
         caps = self.capabilities if self.tls else self.greeting_caps
+        if self.tls and self.vulnerable:
+            caps += " STARTTLS"
         self.send(f"* CAPABILITY {caps}")
         self.send(f"{tag} OK CAPABILITY completed")
 
     def cmd_starttls(self, tag: str, args: str):
         if self.tls:
-            self.send(f"{tag} BAD TLS already active")
+            self.send(f"{tag} {'NO' if self.vulnerable else 'BAD'} TLS already active")
             return
         self.send(f"{tag} OK Begin TLS negotiation now")
         if not self.vulnerable:
@@ -54,10 +57,16 @@ class InjectableImapSession(FakeImapSession):
         self.tls = True
 
     def cmd_login(self, tag: str, args: str):
-        if not self.tls:
+        if not self.tls and not self.vulnerable:
             self.send(f"{tag} NO [PRIVACYREQUIRED] LOGINDISABLED")
             return
         super().cmd_login(tag, args)
+
+    def cmd_select(self, tag: str, args: str):
+        if not self.authenticated and not self.vulnerable:
+            self.send(f"{tag} NO not authenticated")
+            return
+        super().cmd_select(tag, args)
 
 
 class InjectableSmtpServer:
@@ -98,7 +107,7 @@ class InjectableSmtpServer:
             self.threads.append(t)
 
     def _session(self, sock: socket.socket) -> None:
-        buf, tls = b"", False
+        buf, tls, greeted = b"", False, False
         try:
             sock.sendall(b"220 fake.test ESMTP injectable\r\n")
             while not self.stopping.is_set():
@@ -110,13 +119,19 @@ class InjectableSmtpServer:
                 line, _, buf = buf.partition(b"\r\n")
                 verb = line.split(b" ", 1)[0].upper()
                 if verb == b"EHLO":
-                    sock.sendall(b"250-fake.test\r\n" + (b"" if tls else b"250-STARTTLS\r\n") + b"250 PIPELINING\r\n")
-                elif verb == b"STARTTLS" and not tls:
+                    offer = not tls or self.vulnerable
+                    sock.sendall(b"250-fake.test\r\n" + (b"250-STARTTLS\r\n" if offer else b"") + b"250 PIPELINING\r\n")
+                    greeted = True
+                elif verb == b"STARTTLS" and tls:
+                    sock.sendall(b"503 5.5.1 TLS already active\r\n")
+                elif verb == b"STARTTLS":
                     sock.sendall(b"220 2.0.0 go ahead\r\n")
                     if not self.vulnerable:
-                        buf = b""
+                        buf, greeted = b"", False
                     sock = self.tls_context.wrap_socket(sock, server_side=True)
                     tls = True
+                elif verb == b"MAIL":
+                    sock.sendall(b"250 2.1.0 OK\r\n" if greeted else b"503 5.5.1 EHLO first\r\n")
                 elif verb == b"NOOP":
                     sock.sendall(b"250 2.0.0 OK\r\n")
                 elif verb == b"QUIT":
@@ -203,3 +218,13 @@ class PreauthImapsServer:
         path.write_text(f'name = "fake-imaps"\n[endpoints]\nimaps = "imaps://127.0.0.1:{self.imap.port}"\n'
                         '[tls]\nverify = false\n[[accounts]]\nusername = "alice"\npassword = "alice-fake-pw"\n')
         return path
+
+
+class PreauthPlainSession(FakeImapSession):
+    """Cleartext IMAP whose greeting is PREAUTH: an attacker on the path gets an authenticated session."""
+
+    def send(self, line) -> None:
+        if not getattr(self, "_greeted", False):
+            self._greeted = True
+            line = line.replace("* OK", "* PREAUTH", 1)
+        super().send(line)

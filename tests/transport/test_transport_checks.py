@@ -75,19 +75,47 @@ def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot):
     assert blob not in text, "an AUTH PLAIN blob reached the results"
 
 
+STARTTLS_RULES = ("imap_starttls_injection", "submission_starttls_injection", "imap_starttls_once",
+                  "submission_starttls_once", "imap_state_after_starttls", "submission_state_after_starttls",
+                  "imap_logindisabled_honoured")
+
+
 @pytest.mark.parametrize("vulnerable", [True, False])
-def test_injectable_fake_fails_the_injection_checks(lemonade, tmp_path, vulnerable):
+def test_injectable_fake_fails_the_starttls_checks(lemonade, tmp_path, vulnerable):
     with InjectableServers(vulnerable=vulnerable) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "test_starttls and starttls_injection")
-    imap = run.result("transport/imap_starttls_injection")
-    smtp = run.result("transport/submission_starttls_injection")
-    if vulnerable:
-        assert imap["verdict"] == "fail" and "'b NOOP') was executed inside TLS" in imap["message"], imap["message"]
-        assert smtp["verdict"] == "fail" and "NOOP INJECTED" in smtp["message"], smtp["message"]
-        assert run.rc == 1
-    else:
-        assert (imap["verdict"], smtp["verdict"]) == ("pass", "pass"), (imap["message"], smtp["message"])
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k",
+                       "test_starttls and (" + " or ".join(STARTTLS_RULES) + ")")
+    results = {name: run.result(f"transport/{name}") for name in STARTTLS_RULES}
+    if not vulnerable:
+        assert {n: r["verdict"] for n, r in results.items()} == dict.fromkeys(STARTTLS_RULES, "pass"), \
+            {n: r["message"] for n, r in results.items()}
         assert run.rc == 0
+        return
+    expected = {
+        "imap_starttls_injection": "'b NOOP') was executed inside TLS",
+        "submission_starttls_injection": "NOOP INJECTED",
+        "imap_starttls_once": "STARTTLS still advertised after TLS",
+        "submission_starttls_once": "STARTTLS still offered after TLS",
+        "imap_state_after_starttls": "SELECT right after STARTTLS must fail",
+        "submission_state_after_starttls": "MAIL without EHLO after STARTTLS must be refused",
+        "imap_logindisabled_honoured": "succeeded in cleartext although LOGINDISABLED is advertised",
+    }
+    for name, words in expected.items():
+        assert results[name]["verdict"] in ("fail", "non-strict") and words in results[name]["message"], \
+            (name, results[name]["verdict"], results[name]["message"])
+    assert results["imap_starttls_once"]["verdict"] == "non-strict"  # RFC 9051 6.2.1 is a SHOULD NOT
+    assert run.rc == 1
+
+
+def test_preauth_on_cleartext_fails(lemonade, tmp_path):
+    from tests.fakes.imap import FakeImapServer
+    from tests.fakes.starttls import PreauthPlainSession
+
+    with FakeImapServer(PreauthPlainSession) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "no_preauth_on_cleartext")
+    r = run.result("transport/no_preauth_on_cleartext")
+    # a SHOULD (RFC 9051 7.1.4): non-strict, with the greeting as evidence
+    assert r["verdict"] == "non-strict" and "PREAUTH greeting on a cleartext connection" in r["message"], r
 
 
 def test_received_tls_clause_parser_and_dovecot_omission(lemonade):

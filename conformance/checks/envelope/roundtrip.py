@@ -12,7 +12,7 @@ import re
 from conformance.clients.imap import ImapConnection
 from conformance.clients.imapwire import parse_fetch, quote
 from conformance.errors import ConformanceFailure, HarnessError
-from conformance.fixtures.smime import Fixture, SmimeKit, first_difference
+from conformance.fixtures.smime import Fixture, SmimeKit, first_difference, split_multipart_signed
 
 APPENDUID = re.compile(r"\[APPENDUID (\d+) ([0-9:,]+)\]", re.I)
 COPYUID = re.compile(r"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.I)
@@ -97,3 +97,23 @@ def describe(rows: list[dict]) -> str:
     bad = [r for r in rows if not r["identical"] or not verifies(r)]
     return "; ".join(f"{r['fixture']} after {r['step']}: {'identical' if r['identical'] else r['difference']}; "
                      f"OpenSSL: {r['openssl']}" for r in bad)
+
+
+def reversible_conversion(entity: bytes, stored: bytes) -> str | None:
+    """The 7bit encoding the stored copy's signed part now uses, if decoding it restores the original body."""
+    import base64
+    import quopri
+
+    parts = split_multipart_signed(stored)
+    if not isinstance(parts, tuple):
+        return None
+    head, _, text = parts[0].partition(b"\r\n\r\n")
+    m = re.search(rb"(?im)^content-transfer-encoding:\s*(quoted-printable|base64)\s*$", head)
+    if not m:
+        return None
+    original = entity.partition(b"\r\n\r\n")[2]
+    try:
+        decoded = quopri.decodestring(text) if m.group(1).lower() == b"quoted-printable" else base64.b64decode(text)
+    except ValueError:
+        return None
+    return m.group(1).decode().lower() if decoded == original else None
