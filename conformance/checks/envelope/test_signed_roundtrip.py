@@ -12,7 +12,7 @@ import re
 import pytest
 
 from conformance.clients.imapwire import quote
-from conformance.errors import ConformanceFailure
+from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.fixtures.smime import SmimeKit, first_difference
 
 from .roundtrip import COPYUID, append, body, compare, describe, fetch, reversible_conversion, select, verifies
@@ -207,6 +207,9 @@ def test_catenate_signed_part(case, smime):
 def test_burl_submission_byte_exact(case, smime):
     """URLAUTH + BURL submission relays the stored signed message unchanged; $Submitted etc. are storable."""
     sink = getattr(case.target, "sink", None)
+    if sink is None:
+        raise NotApplicable("the target's relay is not observable (only the embedded target has an SMTP sink), "
+                            "so what BURL delivered cannot be compared")
     imap = case.imap()
     caps = _caps(imap)
     case.require_capability(caps, "URLAUTH")
@@ -222,16 +225,9 @@ def test_burl_submission_byte_exact(case, smime):
     found = res.find("GENURLAUTH")
     assert found, "GENURLAUTH OK without an untagged GENURLAUTH response"
     url = re.search(r'GENURLAUTH "?([^"\s]+)', found[0].first_line).group(1)
-    if sink is None:
-        from conformance.errors import NotApplicable
-
-        raise NotApplicable("the target's relay is not observable (only the embedded target has an SMTP sink), "
-                            "so what BURL delivered cannot be compared")
     smtp = case.submission()
     kw = smtp.ehlo_keywords()
     if "BURL" not in kw:
-        from conformance.errors import NotApplicable
-
         raise NotApplicable(f"submission does not advertise BURL (EHLO: {' '.join(sorted(kw))})")
     rcpt = f"burl-{uid}-{uidvalidity}@lemonade.test"
     code, msg = smtp.docmd(f"MAIL FROM:<{acct.username}@lemonade.test>")

@@ -13,7 +13,7 @@ import pytest
 
 from conformance.clients.imap import ImapConnection, insecure_context
 from conformance.clients.imapwire import parse_capabilities
-from conformance.errors import NotApplicable, ProtocolViolation, ServerClosed
+from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed
 
 from .wire import SmtpLine, ehlo_keywords, remote_source
 
@@ -201,7 +201,10 @@ def test_imap_logindisabled_honoured(case):
     assert good.status != "OK", "LOGIN with valid credentials succeeded in cleartext although LOGINDISABLED is advertised"
     imap2, _ = _imap_plain(case, "imap-cleartext-bad")
     bad = imap2.login(acct.username, "wrong-" + acct.password[::-1])
-    strip = lambda r: r.tagged.first_line.split(" ", 1)[1]  # noqa: E731 - without the tag
+
+    def strip(r):  # the tagged reply without its tag
+        return r.tagged.first_line.split(" ", 1)[1]
+
     assert strip(good) == strip(bad), (f"valid and invalid credentials get different cleartext denials "
                                        f"({strip(good)!r} vs {strip(bad)!r}): the reply confirms the password")
     case.passed(f"LOGIN refused before TLS with the same reply for good and bad passwords: {strip(good)}")
@@ -275,8 +278,6 @@ def test_imap_stripped_starttls_cleartext_login(case):
     """Behind an intermediary that hides STARTTLS and LOGINDISABLED, the server still refuses a cleartext LOGIN."""
     imap, caps = _imap_plain(case, "imap-stripped")
     if "STARTTLS" in caps:
-        from conformance.errors import HarnessError
-
         raise HarnessError(f"the stripping intermediary left STARTTLS in CAPABILITY: {' '.join(caps)}")
     acct = case.account(0)
     try:
@@ -296,8 +297,6 @@ def test_submission_stripped_starttls_cleartext_auth(case):
     """Behind an intermediary that hides STARTTLS, submission still refuses AUTH in cleartext."""
     smtp, kw = _smtp_plain(case, "smtp-stripped")
     if "STARTTLS" in kw:
-        from conformance.errors import HarnessError
-
         raise HarnessError(f"the stripping intermediary left STARTTLS in EHLO: {' '.join(sorted(kw))}")
     acct = case.account(0)
     smtp.redactor.secrets.add(acct.password)
