@@ -70,6 +70,7 @@ class ImapConnection:
         label: str | None = None,
         leg: str = "direct",
         server_hostname: str = "localhost",
+        source_address: tuple[str, int] | None = None,
     ) -> None:
         ImapConnection._counter += 1
         self.label = label or f"imap#{ImapConnection._counter}"
@@ -91,7 +92,7 @@ class ImapConnection:
         self.greeting: Response | None = None
         self.tls_version: str | None = None
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
         except OSError as e:
             raise TargetUnreachable(f"cannot connect to IMAP at {host}:{port}: {e}") from e
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -45,3 +45,14 @@ register(Intermediary(
     ),
     build=lambda p: ([flaky.Flaky()], {"flaky_reset_every": float(p["reset_every"]), "flaky_seed": int(p["seed"])}),
 ))
+
+# -- envelope/transport security (issue 7) -------------------------------------------------------------
+from .addons import strip_starttls  # noqa: E402
+
+register(Intermediary(
+    name="strip-starttls", path="tcp",
+    summary="Active attacker that removes STARTTLS and LOGINDISABLED from cleartext capability lists and EHLO replies.",
+    params=(),
+    build=lambda p: ([strip_starttls.StripStarttls()], {}),
+    endpoints=("imap", "submission"),
+))

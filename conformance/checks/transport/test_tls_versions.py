@@ -1,0 +1,195 @@
+"""TLS versions and certificates on every TLS endpoint (RFC 8314 4, RFC 8996): 1.2 and 1.3 yes, 1.0 and 1.1 never.
+
+Each handshake is pinned to one version; for 1.0 and 1.1 the client first proves that its own TLS library can
+still offer them (OpenSSL 3 needs security level 0), so a refusal is the server's. Endpoints: imaps (implicit
+TLS), imap after STARTTLS, submission after STARTTLS, submissions when the target has it.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+
+from conformance.clients.imapwire import ResponseReader, parse_capabilities
+from conformance.errors import HarnessError, NotApplicable
+from conformance.transcript import printable
+
+from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
+
+
+def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
+    """Greeting, CAPABILITY and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
+    leg = case.path.leg
+    reader = ResponseReader()
+
+    def read(tag: str | None):
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                raise HarnessError("connection closed before STARTTLS completed")
+            case.transcript.add(leg, "S", printable(data), len(data), conn=label)
+            for r in reader.feed(data):
+                if tag is None or r.tag == tag:
+                    return r
+
+    def send(line: bytes) -> None:
+        case.transcript.add(leg, "C", printable(line), len(line), conn=label)
+        sock.sendall(line)
+
+    greeting = read(None)
+    caps = parse_capabilities(greeting.text)
+    if not caps:
+        send(b"c1 CAPABILITY\r\n")
+        r = read(None)
+        caps = parse_capabilities(r.text)
+        read("c1")
+    if "STARTTLS" not in caps:
+        raise NotApplicable("the cleartext IMAP port does not advertise STARTTLS")
+    send(b"c2 STARTTLS\r\n")
+    res = read("c2")
+    if res.status != "OK":
+        raise NotApplicable(f"STARTTLS refused: {res.first_line}")
+
+
+def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
+    smtp = SmtpLine.__new__(SmtpLine)
+    smtp.transcript, smtp.leg, smtp.label, smtp.timeout = case.transcript, case.path.leg, label, 10.0
+    smtp.redactor, smtp.sock, smtp.buf, smtp.tls_version = case.transcript.redactor(), sock, b"", None
+    assert smtp.reply().code == 220, "no 220 greeting from submission"
+    if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):
+        raise NotApplicable("submission does not advertise STARTTLS")
+    res = smtp.command("STARTTLS")
+    if res.code != 220:
+        raise NotApplicable(f"STARTTLS refused: {res.text}")
+
+
+UPGRADES = {"imaps": None, "imap": _imap_upgrade, "submission": _smtp_upgrade, "submissions": None}
+
+
+def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
+    """(negotiated version or None, what happened) for one pinned handshake on ``endpoint``."""
+    label = f"{endpoint}-{version}"
+    sock = case.path.open(endpoint)
+    case.on_cleanup(sock.close)
+    sock.settimeout(10)
+    case.transcript.add(case.path.leg, "N", f"connected; handshake pinned to {version}", conn=label)
+    upgrade = UPGRADES[endpoint]
+    if upgrade:
+        upgrade(case, sock, label)
+    try:
+        tls = pinned_context(version).wrap_socket(sock, server_hostname="localhost")
+    except ssl.SSLError as e:
+        case.transcript.add(case.path.leg, "N", f"{version} handshake refused: {e.reason or e}", conn=label)
+        return None, f"refused ({e.reason or e})"
+    except OSError as e:
+        case.transcript.add(case.path.leg, "N", f"{version} handshake ended by the peer: {e}", conn=label)
+        return None, f"connection ended during the handshake ({e})"
+    got = tls.version()
+    case.transcript.add(case.path.leg, "N", f"{version} handshake completed: {got} {tls.cipher()[0]}", conn=label)
+    tls.close()
+    return got, f"negotiated {got}"
+
+
+def _endpoints(case) -> list[str]:
+    return [e for e in ("imaps", "imap", "submission", "submissions") if case.target.endpoint(e) is not None
+            and case.scenario.supports(e)]
+
+
+@pytest.mark.requirement("tls.min-version", "mobile.tls.min-version")
+@pytest.mark.uses("imap", "imaps", "submission")
+def test_tls_versions_every_endpoint(case):
+    """TLS 1.0 and 1.1 are refused and TLS 1.2 and 1.3 accepted on every TLS endpoint and after every STARTTLS."""
+    for v in OLD_VERSIONS:
+        why = client_can_offer(v)
+        if why:
+            raise HarnessError(f"cannot test {v} refusal: {why}")
+    table: list[dict] = []
+    problems: list[str] = []
+    for ep in _endpoints(case):
+        for v in VERSIONS:
+            try:
+                got, what = handshake(case, ep, v)
+            except NotApplicable as e:
+                table.append({"endpoint": ep, "offered": v, "result": f"not applicable: {e}"})
+                break
+            table.append({"endpoint": ep, "offered": v, "result": what})
+            if v in OLD_VERSIONS and got is not None:
+                problems.append(f"{ep} accepted {got}")
+            if v in GOOD_VERSIONS and got is None:
+                problems.append(f"{ep} refused {v}: {what}")
+    case.attach("tls_versions", table)
+    case.measure("handshakes", len(table), "")
+    assert not problems, ("TLS version policy violated: " + "; ".join(problems)
+                          + " (1.0/1.1 must be refused, 1.2/1.3 accepted; see the tls_versions table)")
+    eps = sorted({r["endpoint"] for r in table if not r["result"].startswith("not applicable")})
+    case.passed(f"1.0/1.1 refused, 1.2/1.3 accepted on {', '.join(eps)}")
+
+
+@pytest.mark.requirement("tls.cert-identity")
+@pytest.mark.uses("imaps")
+def test_certificate_names(case):
+    """Informational: the names the imaps certificate carries and whether it validates for the target's host."""
+    sock = case.path.open("imaps")
+    case.on_cleanup(sock.close)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tls = ctx.wrap_socket(sock, server_hostname="localhost")
+    der = tls.getpeercert(binary_form=True)
+    tls.close()
+    if not der:
+        raise HarnessError("the server sent no certificate")
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    host = case.target.endpoint("imaps").host
+    matches = host in ips or host in dns or any(n.startswith("*.") and host.endswith(n[1:]) and
+                                                host.count(".") == n.count(".") for n in dns)
+    self_signed = cert.issuer == cert.subject
+    info = {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(), "dns_names": dns,
+            "ip_addresses": ips, "host": host, "name_matches_host": matches, "self_signed": self_signed,
+            "not_after": cert.not_valid_after_utc.isoformat() if hasattr(cert, "not_valid_after_utc") else ""}
+    case.attach("certificate", info)
+    case.informational(f"certificate for {', '.join(dns + ips) or cert.subject.rfc4514_string()}; "
+                       f"{'matches' if matches else 'does not match'} {host}; "
+                       f"{'self-signed' if self_signed else 'issued by ' + cert.issuer.rfc4514_string()}")
+
+
+@pytest.mark.requirement("tls.implicit-tls-ports")
+@pytest.mark.uses("imaps")
+def test_imaps_greeting_not_authenticated(case):
+    """Over implicit TLS the server greets with OK and the session is not authenticated yet."""
+    imap = case.imap(account=None, endpoint="imaps", label="imaps-greeting")
+    assert imap.greeting.status == "OK", f"implicit-TLS greeting must be '* OK', got {imap.greeting.first_line!r}"
+    res = imap.command("SELECT INBOX")
+    assert res.status in ("NO", "BAD"), f"SELECT before LOGIN on imaps must fail, got {res.tagged.first_line!r}"
+    case.passed(f"{imap.tls_version} greeting OK; SELECT before LOGIN: {res.tagged.first_line}")
+
+
+@pytest.mark.requirement("tls.submissions-port")
+@pytest.mark.uses("submission")
+def test_submissions_implicit_tls(case):
+    """Submission over implicit TLS (465) greets with 220 after the handshake; its absence is reported."""
+    if case.target.endpoint("submissions") is None:
+        case.non_strict(f"target {case.target.name} declares no submissions (implicit TLS, port 465) endpoint; "
+                        "RFC 8314 3.3 asks for one beside STARTTLS on 587")
+        return
+    sock = case.path.open("submissions")
+    case.on_cleanup(sock.close)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    tls = ctx.wrap_socket(sock, server_hostname="localhost")
+    tls.settimeout(10)
+    greeting = tls.recv(512)
+    case.transcript.add(case.path.leg, "S", printable(greeting), len(greeting), conn="submissions")
+    assert greeting.startswith(b"220"), f"implicit-TLS submission greeting must be 220, got {greeting[:80]!r}"
+    case.passed(f"submissions greets over {tls.version()}")

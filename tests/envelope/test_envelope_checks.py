@@ -1,0 +1,139 @@
+"""Envelope checks: the S/MIME fixtures against OpenSSL, the checks against the real embedded Dovecot, and a
+test-only rewriting intermediary that the checks must catch."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conformance.fixtures.smime import SmimeKit, split_multipart_signed
+from tests.conftest import ROOT, CliRun
+
+ENVELOPE = "test_signed_roundtrip or test_through_intermediaries"  # the check modules of checks/envelope
+
+
+@pytest.fixture(scope="module")
+def kit():
+    k = SmimeKit()
+    yield k
+    k.cleanup()
+
+
+def test_every_fixture_verifies_untouched(kit):
+    fixtures = kit.fixtures()
+    assert {f.name for f in fixtures} == {"signed-7bit", "signed-8bit", "signed-binary", "signed-folded-headers",
+                                          "opaque-signed", "enveloped"}
+    for f in fixtures:
+        v = kit.check(f, f.data)
+        assert v.ok, (f.name, v.detail)
+        if f.kind == "detached":
+            assert split_multipart_signed(f.data)[0] == f.content
+
+
+@pytest.mark.parametrize("tamper", ["crlf-to-lf", "strip-trailing-space", "refold-part-header", "8bit-to-qp",
+                                    "cte-label"])
+def test_openssl_detects_each_field_rewrite(kit, tamper):
+    fixtures = {f.name: f for f in kit.fixtures()}
+    f = {"crlf-to-lf": fixtures["signed-7bit"], "strip-trailing-space": fixtures["signed-7bit"],
+         "refold-part-header": fixtures["signed-folded-headers"], "8bit-to-qp": fixtures["signed-8bit"],
+         "cte-label": fixtures["signed-7bit"]}[tamper]
+    data = {
+        "crlf-to-lf": lambda d: d.replace(b"\r\n", b"\n"),
+        "strip-trailing-space": lambda d: d.replace(b"line   \r\n", b"line\r\n"),
+        "refold-part-header": lambda d: d.replace(b"Content-Type:   text/plain;\r\n\t charset", b"Content-Type: text/plain; charset"),
+        "8bit-to-qp": lambda d: d.replace(b"Transfer-Encoding: 8bit", b"Transfer-Encoding: quoted-printable").replace(
+            "ü".encode(), b"=C3=BC"),
+        "cte-label": lambda d: d.replace(b"Transfer-Encoding: 7bit", b"Transfer-Encoding: 8bit"),
+    }[tamper](f.data)
+    assert data != f.data
+    assert not kit.verify(data).ok
+
+
+def test_reversible_conversion_is_recognised(kit):
+    import quopri
+
+    from conformance.checks.envelope.roundtrip import reversible_conversion
+
+    f = next(x for x in kit.fixtures() if x.name == "signed-8bit")
+    head, _, text = f.content.partition(b"\r\n\r\n")
+    converted = head.replace(b"8bit", b"quoted-printable") + b"\r\n\r\n" + quopri.encodestring(text)
+    assert reversible_conversion(f.content, f.data.replace(f.content, converted)) == "quoted-printable"
+    assert reversible_conversion(f.content, f.data.replace(b"\r\n", b"\n")) is None
+    lossy = head.replace(b"8bit", b"quoted-printable") + b"\r\n\r\n" + quopri.encodestring(text[:-5])
+    assert reversible_conversion(f.content, f.data.replace(f.content, lossy)) is None
+
+
+def test_envelope_checks_pass_on_default_dovecot(lemonade):
+    run = lemonade("run", "-k", ENVELOPE)
+    v = run.verdicts()
+    assert run.rc == 0, run.out + run.err
+    link = v.pop("envelope/signed_roundtrip_interrupted_and_retried|link", None)  # once the link intermediary exists
+    assert link in (None, "pass"), link
+    assert v == {
+        "envelope/signed_append_fetch_byte_exact|direct": "pass",
+        "envelope/signed_8bit_append|direct": "pass",
+        "envelope/binary_append_fetch|direct": "informational",  # Dovecot re-encodes binary parts to base64
+        "envelope/body_stable_across_sessions_flags_copy_move|direct": "pass",
+        "envelope/catenate_signed_part|direct": "pass",
+        "envelope/burl_submission_byte_exact|direct": "pass",
+        "envelope/signed_roundtrip_interrupted_and_retried|kill": "pass",
+    }, v
+    binary = run.result("envelope/binary_append_fetch")
+    assert "RFC 3516 4.4" in binary["message"] and "no longer verifies" in binary["message"]
+    rows = run.result("envelope/signed_append_fetch_byte_exact")["evidence"]["roundtrip"]
+    assert {r["fixture"] for r in rows} == {"signed-7bit", "signed-folded-headers", "opaque-signed", "enveloped"}
+    assert all(r["identical"] for r in rows)
+    burl = run.result("envelope/burl_submission_byte_exact")["evidence"]["roundtrip"][0]
+    assert burl["identical_after_trace_fields"] and burl["fields_added"] == ["Received"]
+
+
+def run_with_rewrite(tmp_path, *args: str) -> CliRun:
+    """`lemonade run` in a process that first registers the test-only rewriting intermediary."""
+    out = tmp_path / "rewrite-run"
+    code = ("import sys, tests.envelope.rewrite_addon; from conformance.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
+    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), *args], capture_output=True,
+                       text=True, timeout=300, cwd=ROOT, env=env)
+    return CliRun(p.returncode, p.stdout, p.stderr, out)
+
+
+def _assert_caught(run: CliRun, check: str, scenario: str, words: str) -> dict:
+    r = next((x for x in run.results["results"] if x["check"] == check and x["scenario"] == scenario), None)
+    assert r is not None, (check, scenario, run.verdicts(), run.err[-2000:])
+    assert r["verdict"] == "fail" and words in r["message"], (check, scenario, r["verdict"], r["message"])
+    return r
+
+
+def test_rewriting_intermediary_fails_every_envelope_check(tmp_path):
+    """CRLF->LF (or a 7bit label relabelled 8bit) on the server->client leg: every check that reads the octets back
+    must fail, with evidence. One run: unpinned checks run under both scenarios, the kill check under the second."""
+    run = run_with_rewrite(tmp_path, "--scenario", "rewrite:mode=eol", "--scenario", "kill+rewrite:mode=cte",
+                           "-k", ENVELOPE)
+    assert run.rc == 1, run.out + run.err
+    sc = "rewrite:mode=eol"
+    r = _assert_caught(run, "envelope/signed_append_fetch_byte_exact", sc, "did not come back intact")
+    assert "first difference at octet" in r["message"] and "OpenSSL: FAILS" in r["message"]
+    rows = r["evidence"]["roundtrip"]
+    multipart = [x for x in rows if x["fixture"] in ("signed-7bit", "signed-folded-headers")]
+    assert multipart and all(not x["identical"] and x["openssl"].startswith("FAILS") for x in multipart)
+    actions = [e["text"] for e in r["evidence"]["transcript"] if e["direction"] == "I"]
+    assert any(re.search(r"server->client leg: .*CRLF turned into LF", a) for a in actions), actions
+    # the proxy-server leg carried the intact octets: the server is not the one who changed them
+    assert any(e["leg"] == "proxy-server" and "Content-Transfer-Encoding: 7bit\r\n" in e["text"]
+               for e in r["evidence"]["transcript"])
+    _assert_caught(run, "envelope/signed_8bit_append", sc, "without a reversible 7bit conversion")
+    _assert_caught(run, "envelope/binary_append_fetch", sc, "BINARY[1.2] does not return the appended binary octets")
+    _assert_caught(run, "envelope/body_stable_across_sessions_flags_copy_move", sc, "BODY[] changed")
+    _assert_caught(run, "envelope/catenate_signed_part", sc, "octets were not copied unchanged")
+    _assert_caught(run, "envelope/signed_roundtrip_interrupted_and_retried", "kill+rewrite:mode=cte",
+                   "did not survive the path")
+    relabelled = _assert_caught(run, "envelope/signed_append_fetch_byte_exact", "kill+rewrite:mode=cte",
+                                "did not come back intact")
+    assert "Transfer-Encoding: 8bit" in relabelled["message"] and "OpenSSL: FAILS" in relabelled["message"]
+    html = (run.dir / "index.html").read_text()
+    assert "what the intermediaries did on the path" in html and "CRLF turned into LF" in html
