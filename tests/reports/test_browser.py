@@ -116,7 +116,7 @@ def test_two_scenarios_merged_with_a_second_dovecot_run_read_in_chromium(lemonad
 
 def test_hostile_report_runs_no_script_in_chromium(lemonade, tmp_path, browser):
     with FakeImapServer(Hostile) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "capabilit")
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "store_capabilities or capability_code")
     assert run.rc == 1
     page, problems = open_page(browser, run.dir / "index.html")
     page.locator("article.result.v-fail details summary").first.click()

@@ -105,7 +105,7 @@ def test_report_rerenders_any_results_file(lemonade, tmp_path):
 
 def test_hostile_server_text_is_escaped_through_a_full_run(lemonade, tmp_path):
     with FakeImapServer(Hostile) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "capabilit")
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "store_capabilities or capability_code")
     assert run.rc == 1, run.out + run.err  # NOTIFY is missing: a real failure whose message carries the markup
     assert any("<script>" in e["text"] for r in run.results["results"] for e in r["evidence"]["transcript"])
     html = (run.dir / "index.html").read_text().lower()  # the check upper-cases capabilities in its message
@@ -142,6 +142,6 @@ def test_credentials_never_reach_any_file_of_a_run_with_failures(lemonade, tmp_p
     assert any(f.is_file() for f in (run.dir / "logs").rglob("*")), "the server's own logs are part of the run"
     _assert_no_secrets(run.dir, DOVECOT_ACCOUNTS)
     with FakeImapServer(NoNotify) as fake:
-        fake_run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "capabilit")
+        fake_run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "store_capabilities or capability_code")
     assert fake_run.rc == 1
     _assert_no_secrets(fake_run.dir, FAKE_ACCOUNTS)
