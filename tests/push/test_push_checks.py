@@ -1,0 +1,80 @@
+"""Push checks end to end: pass against the embedded Dovecot, FAIL with timelines when the keepalive is too long,
+and FAIL against fakes that never report new mail or answer an unsupported NOTIFY event with BAD."""
+
+from __future__ import annotations
+
+from conformance.providers.dovecot import DovecotProvider
+from conformance.targets import write_target_file
+from tests.fakes.imap import FakeImapServer
+from tests.fakes.push import IdleNeverReports, NotifyUnsupportedIsBad
+
+PUSH_UNDER_INTERMEDIARIES = "push_survives_idle_timeout or silent_drop_noticed or idle_reports_new_mail_promptly"
+
+
+def by_case(run) -> dict[str, dict]:
+    return {f"{r['check']}|{r['scenario']}": r for r in run.results["results"]}
+
+
+def test_push_passes_on_dovecot_direct_and_behind_nat_idle(lemonade):
+    """Short keepalive (1 s, quick depth) against nat-idle:timeout=3 (quick default): every push case passes."""
+    run = lemonade("run", "-k", PUSH_UNDER_INTERMEDIARIES)
+    results = by_case(run)
+    assert run.rc == 0, run.out + run.err
+    for scenario in ("direct", "nat-idle:timeout=3,mode=rst", "nat-idle:timeout=3,mode=fin",
+                     "nat-idle:timeout=3,mode=silent", "lifetime:max=5,mode=fin"):
+        r = results[f"push/push_survives_idle_timeout|{scenario}"]
+        assert r["verdict"] == "pass", r["message"]
+        m = r["evidence"]["measurements"]
+        assert m["longest_gap"]["value"] < 3 and m["idle_timeout"]["value"] == 3
+        assert r["evidence"]["timeline"]["version"] == 1
+        kinds = {e["kind"] for e in r["evidence"]["timeline"]["events"]}
+        assert {"client", "keepalive", "change"} <= kinds, kinds
+        if not scenario.startswith("lifetime"):
+            assert "notification" in kinds and m["survived"]["value"] is True
+    assert results["push/silent_drop_noticed|nat-idle:timeout=3,mode=silent"]["verdict"] == "pass"
+    assert results["push/idle_reports_new_mail_promptly|nat-idle:timeout=3,mode=rst"]["verdict"] == "pass"
+    html = (run.dir / "index.html").read_text()
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="timeline"') >= 7
+
+
+def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path):
+    """The same checks against a Dovecot whose keepalive (20 s) is longer than the intermediary's timeout (3 s)."""
+    prov = DovecotProvider("quick", settings={"imap_idle_notify_interval": "20 secs"})
+    target = prov.start()
+    try:
+        f = write_target_file(target, tmp_path / "slow-keepalive.toml")
+        run = lemonade("run", "--target", str(f), "-k", "push_survives_idle_timeout or silent_drop_noticed",
+                       "--scenario", "direct", "--scenario", "nat-idle:timeout=3,mode=rst",
+                       "--scenario", "nat-idle:timeout=3,mode=silent")
+    finally:
+        prov.stop()
+    results = by_case(run)
+    assert run.rc == 1, run.out + run.err
+    direct = results["push/push_survives_idle_timeout|direct"]
+    assert direct["verdict"] == "fail" and "not below the idle timeout 3 s" in direct["message"], direct["message"]
+    rst = results["push/push_survives_idle_timeout|nat-idle:timeout=3,mode=rst"]
+    assert rst["verdict"] == "fail" and "did not survive an idle timeout of 3 s" in rst["message"], rst["message"]
+    tl = rst["evidence"]["timeline"]
+    assert tl["verdict"] == "fail" and any(e["kind"] == "intermediary" for e in tl["events"])
+    assert any(s["kind"] == "gap" and s["end"] - s["start"] >= 2.9 for s in tl["spans"])
+    silent = results["push/push_survives_idle_timeout|nat-idle:timeout=3,mode=silent"]
+    assert silent["verdict"] == "fail" and "silent black hole nobody noticed" in silent["message"], silent["message"]
+    assert any(s["kind"] == "blackhole" for s in silent["evidence"]["timeline"]["spans"])
+    noticed = results["push/silent_drop_noticed|nat-idle:timeout=3,mode=silent"]
+    assert noticed["verdict"] == "fail" and "no keepalive" in noticed["message"], noticed["message"]
+
+
+def test_idle_that_never_reports_fails_promptness(lemonade, tmp_path):
+    with FakeImapServer(IdleNeverReports) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "--scenario", "direct",
+                       "-k", "idle_reports_new_mail_promptly")
+    r = run.result("push/idle_reports_new_mail_promptly")
+    assert r["verdict"] == "fail" and "no '* n EXISTS'" in r["message"], r["message"]
+    assert r["evidence"]["timeline"]["verdict"] == "fail"
+
+
+def test_notify_bad_for_unsupported_event_fails_badevent_check(lemonade, tmp_path):
+    with FakeImapServer(NotifyUnsupportedIsBad) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "notify_unsupported_event")
+    r = run.result("push/notify_unsupported_event_is_no_badevent")
+    assert r["verdict"] == "fail" and "tagged NO" in r["message"] and "BAD" in r["message"], r["message"]
