@@ -17,7 +17,7 @@ def by_case(run) -> dict[str, dict]:
 
 def test_push_passes_on_dovecot_direct_and_behind_nat_idle(lemonade):
     """Short keepalive (1 s, quick depth) against nat-idle:timeout=3 (quick default): every push case passes."""
-    run = lemonade("run", "-k", PUSH_UNDER_INTERMEDIARIES)
+    run = lemonade("run", "-n", "2", "-k", PUSH_UNDER_INTERMEDIARIES)
     results = by_case(run)
     assert run.rc == 0, run.out + run.err
     for scenario in ("direct", "nat-idle:timeout=3,mode=rst", "nat-idle:timeout=3,mode=fin",
@@ -43,7 +43,7 @@ def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path):
     target = prov.start()
     try:
         f = write_target_file(target, tmp_path / "slow-keepalive.toml")
-        run = lemonade("run", "--target", str(f), "-k", "push_survives_idle_timeout or silent_drop_noticed",
+        run = lemonade("run", "--target", str(f), "-n", "2", "-k", "push_survives_idle_timeout or silent_drop_noticed",
                        "--scenario", "direct", "--scenario", "nat-idle:timeout=3,mode=rst",
                        "--scenario", "nat-idle:timeout=3,mode=silent")
     finally:

@@ -51,6 +51,7 @@ ROW_OF = {"client": "client", "noticed": "client", "closed": "client", "server":
           "notification": "server", "change": "change", "intermediary": "intermediary"}
 COLOURS = {"client": "#3465a4", "server": "#4e9a06", "keepalive": "#73d216", "notification": "#c17d11",
            "change": "#75507b", "intermediary": "#cc0000", "noticed": "#f57900", "closed": "#2e3436"}
+LABELLED = ("intermediary", "change", "notification", "noticed", "closed")
 SPAN_COLOURS = {"idle": "#eef5e6", "gap": "#fce94f", "blackhole": "#2e3436", "waiting": "#e9b96e"}
 
 
@@ -91,7 +92,7 @@ class TimelineBuilder:
 
 
 # -- drawing ---------------------------------------------------------------------------------------
-WIDTH, LEFT, RIGHT, ROW_H, TOP = 860, 96, 16, 26, 22
+WIDTH, LEFT, RIGHT, ROW_H, TOP = 900, 96, 16, 26, 22
 
 
 def _num(v: Any, default: float = 0.0) -> float:
@@ -163,7 +164,9 @@ def render_timeline(data: dict[str, Any]) -> str:
         name = escape(str(th.get("name", "threshold")))
         parts.append(f'<line x1="{x1:.1f}" y1="{y}" x2="{x2:.1f}" y2="{y}" stroke="#cc0000" stroke-width="2" '
                      f'stroke-dasharray="4 2"><title>{name}: {secs:g} s</title></line>'
-                     f'<line x1="{x2:.1f}" y1="{y - 5}" x2="{x2:.1f}" y2="{y + 3}" stroke="#cc0000" stroke-width="2"/>')
+                     f'<line x1="{x2:.1f}" y1="{y - 5}" x2="{x2:.1f}" y2="{y + 3}" stroke="#cc0000" stroke-width="2"/>'
+                     f'<text x="{x2 - 3:.1f}" y="{y - 3}" font-size="9" text-anchor="end" fill="#cc0000">'
+                     f'{name} {secs:g} s</text>')
     # events
     for e in data.get("events") or []:
         if not isinstance(e, dict):
@@ -191,6 +194,15 @@ def render_timeline(data: dict[str, Any]) -> str:
             shape = (f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{fill}" stroke="#fff" stroke-width="1">'
                      f'<title>{tip_s}</title></circle>')
         parts.append(shape)
+        if kind in LABELLED and e.get("label"):
+            text = str(e.get("label"))
+            text = (text[:57] + "...") if len(text) > 60 else text
+            text = f"{text} ({_num(e.get('t')):.2f} s)"
+            # text goes left of the marker near the right edge, and left of intermediary actions (a black hole
+            # span is drawn to their right)
+            right = cx > LEFT + plot_w * (0.3 if kind == "intermediary" else 0.55)
+            parts.append(f'<text x="{cx - 10 if right else cx + 10:.1f}" y="{cy + 4:.1f}" font-size="10" '
+                         f'text-anchor="{"end" if right else "start"}" fill="{fill}">{escape(text)}</text>')
     # axis
     parts.append(f'<line x1="{LEFT}" y1="{axis_y}" x2="{WIDTH - RIGHT}" y2="{axis_y}" stroke="#555"/>')
     step = _tick_step(end - start)
@@ -204,12 +216,12 @@ def render_timeline(data: dict[str, Any]) -> str:
         n += 1
     legend = [("client", "client bytes"), ("server", "server bytes"), ("keepalive", "keepalive"),
               ("change", "change made"), ("notification", "notification"), ("intermediary", "intermediary action"),
-              ("noticed", "drop noticed")]
+              ("noticed", "noticed")]
     lx = LEFT
     for kind, text in legend:
         parts.append(f'<rect x="{lx}" y="{axis_y + 24}" width="9" height="9" fill="{COLOURS[kind]}"/>'
                      f'<text x="{lx + 12}" y="{axis_y + 32}" font-size="10" fill="#333">{text}</text>')
-        lx += 14 + 6 * len(text) + 10
+        lx += 12 + 5.9 * len(text) + 10
     parts.append(f'<rect x="{lx}" y="{axis_y + 24}" width="9" height="9" fill="{SPAN_COLOURS["gap"]}"/>'
                  f'<text x="{lx + 12}" y="{axis_y + 32}" font-size="10" fill="#333">longest silence</text>')
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{WIDTH}" height="{height}" '
