@@ -64,17 +64,17 @@ def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path):
     assert noticed["verdict"] == "fail" and "no keepalive" in noticed["message"], noticed["message"]
 
 
-def test_idle_that_never_reports_fails_promptness(lemonade, tmp_path):
-    with FakeImapServer(IdleNeverReports) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "--scenario", "direct",
-                       "-k", "idle_reports_new_mail_promptly")
-    r = run.result("push/idle_reports_new_mail_promptly")
+def test_fakes_fail_the_promptness_and_badevent_checks(lemonade, tmp_path):
+    """One run, two misbehaving fakes: IDLE that never reports new mail; NOTIFY answering an unsupported event BAD."""
+    with FakeImapServer(IdleNeverReports) as silent, FakeImapServer(NotifyUnsupportedIsBad) as bad:
+        run = lemonade("run", "--target", str(silent.target_file(tmp_path, name="idle-never-reports")),
+                       "--target", str(bad.target_file(tmp_path, name="notify-bad")), "--scenario", "direct",
+                       "-k", "idle_reports_new_mail_promptly or notify_unsupported_event")
+    results = {(r["check"], r["target"]): r for r in run.results["results"]}
+    r = results[("push/idle_reports_new_mail_promptly", "idle-never-reports")]
     assert r["verdict"] == "fail" and "no '* n EXISTS'" in r["message"], r["message"]
     assert r["evidence"]["timeline"]["verdict"] == "fail"
-
-
-def test_notify_bad_for_unsupported_event_fails_badevent_check(lemonade, tmp_path):
-    with FakeImapServer(NotifyUnsupportedIsBad) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "notify_unsupported_event")
-    r = run.result("push/notify_unsupported_event_is_no_badevent")
+    assert any(s["kind"] == "waiting" and "never" in s["label"] for s in r["evidence"]["timeline"]["spans"])
+    r = results[("push/notify_unsupported_event_is_no_badevent", "notify-bad")]
     assert r["verdict"] == "fail" and "tagged NO" in r["message"] and "BAD" in r["message"], r["message"]
+    assert run.rc == 1
