@@ -78,8 +78,9 @@ class Watch:
         return None
 
 
-def conn_entries(case, label: str, start: float, end: float) -> list:
-    return [e for e in case.transcript.entries if e.conn == label and start <= e.t <= end and e.direction in "CS"]
+def conn_entries(case, label: str | tuple[str, ...], start: float, end: float) -> list:
+    labels = (label,) if isinstance(label, str) else label
+    return [e for e in case.transcript.entries if e.conn in labels and start <= e.t <= end and e.direction in "CS"]
 
 
 def longest_gap(case, label: str, start: float, end: float) -> tuple[float, float, float]:
@@ -96,10 +97,11 @@ def intermediary_actions(case) -> list:
     return [e for e in case.transcript.entries if e.direction == "I"]
 
 
-def timeline(case, label: str, title: str, *, start: float, end: float, change_at: float | None = None,
+def timeline(case, label: str | tuple[str, ...], title: str, *, start: float, end: float, change_at: float | None = None,
              change_label: str = "", noticed_at: float | None = None, noticed_label: str = "",
              closed_at: float | None = None, closed_label: str = "", idle_from: float | None = None,
-             gap: tuple[float, float, float] | None = None, thresholds: dict[str, float] | None = None,
+             gap: tuple[float, float, float] | None = None,
+             thresholds: dict[str, float | tuple[float, float]] | None = None,
              blackhole_at: float | None = None) -> TimelineBuilder:
     """Timeline data (format in conformance/report/figures/timeline.py) for one client connection."""
     b = TimelineBuilder(title, start=start, end=end)
@@ -132,6 +134,7 @@ def timeline(case, label: str, title: str, *, start: float, end: float, change_a
         notified = next((ev["t"] for ev in b.events if ev["kind"] == "notification"), None)
         b.span(change_at, notified if notified is not None else end, "waiting",
                "waiting for the notification" if notified is not None else "change never reported")
-    for name, secs in (thresholds or {}).items():
-        b.threshold(name, secs)
+    for name, value in (thresholds or {}).items():
+        secs, begin = value if isinstance(value, tuple) else (value, None)
+        b.threshold(name, secs, begin)
     return b

@@ -113,6 +113,13 @@ def test_push_survives_idle_timeout(case, scenario):
                                       f"a new message within {wait:g} s")
             case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
             again.done(tag2, timeout=3)
+            end2 = case.transcript.now()
+            tl = timeline(case, (imap.label, again.label), f"IMAP IDLE through {scenario}, then a new session",
+                          start=max(0.0, idle_from - 0.3), end=end2 + 0.2, idle_from=idle_from, change_at=change_at,
+                          change_label="second connection APPENDed a message", closed_at=watch.closed_at,
+                          closed_label=watch.closed_reason, gap=gap, thresholds={"idle timeout": limit})
+            tl.event(change2, "change", "APPEND while the new session idles")
+            case.attach("timeline", tl.as_dict("pass"))
             case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; the session was cut at its maximum age "
                         f"(t={watch.closed_at or end:.3f}); a new session got the change after "
                         f"{second.seen[-1][0] - change2:.3f} s")
@@ -197,7 +204,7 @@ def test_silent_drop_noticed(case, scenario):
                   idle_from=idle_from, noticed_at=noticed_at,
                   noticed_label=f"no keepalive for {expected:.3f} s: client declares the channel dead" if expected else "",
                   gap=schedule if server_times else None, blackhole_at=blackhole_at,
-                  thresholds={"detect within": detect_within})
+                  thresholds={"detect within": (detect_within, blackhole_at)})
     ok = delay is not None and delay <= detect_within
     case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
     assert server_times, (

@@ -25,8 +25,9 @@ Format (version 1; JSON-serialisable; times in seconds on the case clock, i.e. t
         {"start": 2.21, "end": 4.20, "kind": "gap",      "label": "longest silence 2.0 s"},
         {"start": 4.20, "end": 9.40, "kind": "blackhole", "label": "black hole: nothing forwarded"}
       ],
-      "thresholds": [                    # optional: durations drawn as a ruler from the start of the longest gap
-        {"name": "idle timeout", "seconds": 3.0}
+      "thresholds": [                    # optional: durations drawn as a ruler starting at "from"
+        {"name": "idle timeout", "seconds": 3.0},           # no "from": the start of the first "gap" span
+        {"name": "detect within", "seconds": 5.0, "from": 4.2}
       ],
       "verdict": "fail"                  # optional: colours the caption
     }
@@ -76,8 +77,11 @@ class TimelineBuilder:
         self.spans.append({"start": round(float(start), 4), "end": round(float(end), 4), "kind": kind,
                            "label": str(label)[:200]})
 
-    def threshold(self, name: str, seconds: float) -> None:
-        self.thresholds.append({"name": name, "seconds": float(seconds)})
+    def threshold(self, name: str, seconds: float, start: float | None = None) -> None:
+        th: dict[str, Any] = {"name": name, "seconds": float(seconds)}
+        if start is not None:
+            th["from"] = round(float(start), 4)
+        self.thresholds.append(th)
 
     def as_dict(self, verdict: str | None = None) -> dict[str, Any]:
         times = [e["t"] for e in self.events] + [s["start"] for s in self.spans] + [s["end"] for s in self.spans]
@@ -159,7 +163,8 @@ def render_timeline(data: dict[str, Any]) -> str:
         if not isinstance(th, dict):
             continue
         secs = _num(th.get("seconds"))
-        x1, x2 = x(origin), x(origin + secs)
+        begin = _num(th.get("from"), origin) if "from" in th else origin
+        x1, x2 = x(begin), x(begin + secs)
         y = rows_y["server"] + ROW_H - 2 + i * 4
         name = escape(str(th.get("name", "threshold")))
         parts.append(f'<line x1="{x1:.1f}" y1="{y}" x2="{x2:.1f}" y2="{y}" stroke="#cc0000" stroke-width="2" '
@@ -167,7 +172,8 @@ def render_timeline(data: dict[str, Any]) -> str:
                      f'<line x1="{x2:.1f}" y1="{y - 5}" x2="{x2:.1f}" y2="{y + 3}" stroke="#cc0000" stroke-width="2"/>'
                      f'<text x="{x2 - 3:.1f}" y="{y - 3}" font-size="9" text-anchor="end" fill="#cc0000">'
                      f'{name} {secs:g} s</text>')
-    # events
+    # events (labels of crowded markers are left to their tooltips)
+    occupied: dict[str, list[tuple[float, float]]] = {}
     for e in data.get("events") or []:
         if not isinstance(e, dict):
             continue
@@ -201,6 +207,12 @@ def render_timeline(data: dict[str, Any]) -> str:
             # text goes left of the marker near the right edge, and left of intermediary actions (a black hole
             # span is drawn to their right)
             right = cx > LEFT + plot_w * (0.3 if kind == "intermediary" else 0.55)
+            width = 5.5 * len(text)
+            span = (cx - 10 - width, cx - 10) if right else (cx + 10, cx + 10 + width)
+            taken = occupied.setdefault(row, [])
+            if any(a < span[1] and span[0] < b for a, b in taken):
+                continue  # crowded: the marker keeps its tooltip
+            taken.append(span)
             parts.append(f'<text x="{cx - 10 if right else cx + 10:.1f}" y="{cy + 4:.1f}" font-size="10" '
                          f'text-anchor="{"end" if right else "start"}" fill="{fill}">{escape(text)}</text>')
     # axis
