@@ -24,3 +24,13 @@ class NotifyUnsupportedIsBad(FakeImapSession):
             self.send(f"{tag} BAD unknown NOTIFY event AnnotationChange")
         else:
             self.send(f"{tag} OK NOTIFY completed")
+
+
+class NotifyBadeventListsSupported(FakeImapSession):
+    """The behaviour RFC 5465 3.1 asks for: NO [BADEVENT (supported events)] for an unsupported event."""
+
+    def cmd_notify(self, tag: str, args: str):
+        if "ANNOTATIONCHANGE" in args.upper():
+            self.send(f"{tag} NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName)] Unsupported event")
+        else:
+            self.send(f"{tag} OK NOTIFY completed")

@@ -77,20 +77,30 @@ def test_notify_status_indicator(case):
 
 @pytest.mark.requirement("notify.unsupported-event")
 def test_notify_unsupported_event_is_no_badevent(case):
-    """Asking for an event the server does not support gives tagged NO, with a BADEVENT code (SHOULD)."""
+    """An unsupported event gives tagged NO (not BAD); its BADEVENT code (SHOULD) lists the supported events."""
     imap, caps = notify_session(case)
     if any(c.startswith("ANNOTATE") for c in caps):
         raise NotApplicable("the target supports ANNOTATE, so AnnotationChange is no unsupported event to ask for")
     select(imap, "INBOX")
+    base = imap.command("NOTIFY SET (selected (MessageNew MessageExpunge))", timeout=5)
     res = imap.command("NOTIFY SET (selected (MessageNew MessageExpunge AnnotationChange))", timeout=5)
     assert res.tagged.status == "NO", (f"NOTIFY SET with the unsupported event AnnotationChange (no ANNOTATE "
                                        f"capability) must be answered with tagged NO, saw {res.tagged.first_line!r}")
     code = res.code or ""
     if not code.upper().startswith("BADEVENT"):
         case.non_strict(f"tagged NO without a BADEVENT response code: {res.tagged.first_line!r}")
-    else:
-        case.measure("badevent", code)
-    case.passed(f"{res.tagged.first_line}")
+        case.passed(res.tagged.first_line)
+        return
+    case.measure("badevent", code)
+    listed = re.fullmatch(r"BADEVENT \(([^()]*)\)", code, re.I)
+    assert listed, (f"BADEVENT must carry a parenthesized list of the events the server supports (RFC 5465 3.1, "
+                    f"ABNF in 8), saw [{code}]")
+    events = {e.lower() for e in listed.group(1).split()}
+    wrong = [e for e in ("MessageNew", "MessageExpunge") if base.ok and e.lower() not in events]
+    assert not wrong and "annotationchange" not in events, (
+        f"BADEVENT must list every supported event and only those: [{code}] "
+        f"{'omits ' + ', '.join(wrong) + ' (accepted by the NOTIFY SET before)' if wrong else 'names AnnotationChange'}")
+    case.passed(res.tagged.first_line)
 
 
 @pytest.mark.requirement("notify.event-pairing")
@@ -126,7 +136,11 @@ def test_notify_ignores_unknown_mailboxes(case):
 
 @pytest.mark.requirement("notify.flagchange-fetch")
 def test_notify_flag_change_fetch_has_uid_and_flags(case):
-    """With FlagChange watched, a flag change in the selected mailbox arrives as FETCH with UID and FLAGS."""
+    """With FlagChange watched, a flag change in the selected mailbox arrives as FETCH with UID and FLAGS.
+
+    The change is made while the client idles, so only the content of the FETCH is judged here; whether events
+    also flow with no command in progress is notify.between-commands.
+    """
     wait = float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
     imap, _ = notify_session(case)
     other = case.imap(via_path=False, label="changer")
@@ -136,22 +150,29 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
     res = imap.command(f"NOTIFY SET {SELECTED_ALL}", timeout=5)
     assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
     select(other, box)
+    tag = imap.idle(timeout=5)
+    idle_from = case.transcript.now()
+    watch = Watch(case, imap)
+    change_at = case.transcript.now()
     if not other.command("UID STORE 1 +FLAGS (\\Flagged)").ok:
         raise HarnessError("the second connection could not set \\Flagged")
-    watch = Watch(case, imap)
     fetch = watch.until(wait, lambda r: " FETCH " in r.first_line.upper())
-    if fetch is None:
-        noop = imap.command("NOOP", timeout=5)
-        later = [r.first_line for r in noop.untagged if " FETCH " in r.first_line.upper()]
-        raise AssertionError(f"no unsolicited FETCH within {wait:g} s of a flag change in the selected mailbox with "
-                             f"FlagChange watched (a NOOP afterwards returned {later or 'no FETCH'})")
-    parsed = parse_fetch(fetch)
-    items = parsed[1] if parsed else {}
+    end = case.transcript.now()
+    items: dict = {}
+    if fetch is not None:
+        parsed = parse_fetch(fetch)
+        items = parsed[1] if parsed else {}
     missing = [k for k in ("UID", "FLAGS") if k not in items]
+    tl = timeline(case, imap.label, "NOTIFY FlagChange during IDLE", start=max(0.0, idle_from - 0.3), end=end + 0.2,
+                  idle_from=idle_from, change_at=change_at, change_label="second connection set \\Flagged",
+                  gap=longest_gap(case, imap.label, idle_from, end))
+    case.attach("timeline", tl.as_dict("pass" if fetch is not None and not missing else "fail"))
+    assert fetch is not None, (f"no FETCH within {wait:g} s of a flag change in the selected mailbox with FlagChange "
+                               f"watched, during IDLE (saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
     assert not missing, (f"FlagChange FETCH must carry UID and FLAGS (RFC 5465 5.1); {', '.join(missing)} missing "
                          f"in {fetch.first_line!r}")
-    how = "unsolicited"
-    case.passed(f"{fetch.first_line} ({how})")
+    imap.done(tag, timeout=3)
+    case.passed(f"{fetch.first_line}")
 
 
 @pytest.mark.requirement("notify.between-commands")
