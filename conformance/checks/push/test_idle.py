@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conformance.clients.imapwire import parse_fetch
-from conformance.errors import HarnessError, NotApplicable
+from conformance.errors import HarnessError, NotApplicable, ServerTimeout
 
 from .support import Watch, append, longest_gap, select, timeline
 
@@ -26,15 +26,21 @@ def test_idle_continuation_and_done(case):
     assert res.tagged.status == "OK", f"expected '{tag} OK' after DONE, saw {res.tagged.first_line!r}"
     case.measure("done_s", round(res.elapsed, 3), "s")
     # robustness: something other than DONE while idling must end IDLE (BAD, NO or OK), not hang the session
+    # (RFC 2177 forbids the client this; how the server copes is robustness, judged SHOULD-like: non-strict)
     tag = imap.idle(timeout=5)
     imap.send_raw(b"x NOOP\r\n")
-    ended = imap.wait_tagged(tag, timeout=3)
+    try:
+        ended = imap.wait_tagged(tag, timeout=3)
+    except ServerTimeout:
+        case.non_strict("a command sent instead of DONE left IDLE hanging: no tagged reply within 3 s")
+        case.passed(f"'+' then OK after DONE ({res.elapsed:.3f} s)")
+        return
     case.note(f"server answered a command sent instead of DONE with {ended.tagged.first_line!r}")
-    stray = imap.queue[:]
     noop = imap.command("NOOP", timeout=3)
-    assert noop.ok, f"the session is unusable after IDLE ended without DONE: NOOP gave {noop.tagged.first_line!r}"
+    if not noop.ok:
+        case.non_strict(f"the session is unusable after IDLE ended without DONE: NOOP gave {noop.tagged.first_line!r}")
     case.passed(f"'+' then OK after DONE ({res.elapsed:.3f} s); 'x NOOP' instead of DONE ended IDLE with "
-                f"{ended.tagged.status}{' plus ' + str(len(stray)) + ' queued responses' if stray else ''}")
+                f"{ended.tagged.first_line!r}")
 
 
 @pytest.mark.requirement("lemonade.store.idle-timely", "idle.continuation", "mobile.push.prompt-through-intermediary")
@@ -88,7 +94,7 @@ def test_idle_reports_submitted_mail(case):
     smtp.sendmail(address, [address], (b"From: " + address.encode() + b"\r\nTo: " + address.encode()
                                        + b"\r\nSubject: lemonade push via submission\r\n\r\nhello\r\n"))
     watch = Watch(case, imap)
-    bound = max(5.0, 3 * max_latency)
+    bound = max(4.0, 2 * max_latency)
     got = watch.until(bound, lambda r: bool(re.match(r"^\* \d+ EXISTS", r.first_line)))
     if got is None:
         raise NotApplicable(
