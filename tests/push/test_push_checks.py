@@ -38,8 +38,13 @@ def test_push_passes_on_dovecot_direct_and_behind_nat_idle(lemonade):
 
 
 def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path):
-    """The same checks against a Dovecot whose keepalive (20 s) is longer than the intermediary's timeout (3 s)."""
-    prov = DovecotProvider("quick", settings={"imap_idle_notify_interval": "20 secs"})
+    """The same checks against a Dovecot whose keepalive is longer than the intermediary's timeout (3 s).
+
+    Dovecot aligns the first keepalive of an IDLE to a slot derived from the clock and the client address, so it
+    comes after a random 0..interval seconds; a 60 min interval keeps it out of the few observed seconds
+    (a 20 s interval would let it land inside them now and then, and a quick observation would see a short gap).
+    """
+    prov = DovecotProvider("quick", settings={"imap_idle_notify_interval": "60 mins"})
     target = prov.start()
     try:
         f = write_target_file(target, tmp_path / "slow-keepalive.toml")
