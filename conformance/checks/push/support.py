@@ -1,0 +1,140 @@
+"""Shared steps of the push checks: changes from a second connection, watching an idling connection, timelines.
+
+Times are seconds on the case clock (``case.transcript.now()``), the clock of the transcript and the timeline.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from conformance.clients.imap import ImapConnection
+from conformance.clients.imapwire import Response, quote
+from conformance.errors import HarnessError, ServerClosed
+from conformance.report.figures.timeline import TimelineBuilder
+
+MESSAGE = (b"From: push-check@example.test\r\nTo: alice@example.test\r\nSubject: lemonade push check\r\n"
+           b"Message-ID: <push-{n}@example.test>\r\n\r\nA change the idling client should hear about.\r\n")
+CHANGE_RE = re.compile(r"^\* (?:\d+ (?:EXISTS|EXPUNGE|FETCH)\b|STATUS\b|VANISHED\b|LIST\b)", re.I)
+KEEPALIVE_RE = re.compile(r"^\* OK(?! \[)", re.I)
+
+
+def message(n: int | str = 1) -> bytes:
+    return MESSAGE.replace(b"{n}", str(n).encode())
+
+
+def append(conn: ImapConnection, mailbox: str, n: int | str = 1, flags: str = "") -> None:
+    """APPEND a small message (harness step on an undisturbed connection): HarnessError if refused."""
+    data = message(n)
+    res = conn.command(f"APPEND {quote(mailbox)}{' (' + flags + ')' if flags else ''} {{{len(data)}}}", literal=data)
+    if not res.ok:
+        raise HarnessError(f"the second connection could not APPEND to {mailbox}: {res.tagged.first_line}")
+
+
+def select(conn: ImapConnection, mailbox: str, examine: bool = False) -> list[Response]:
+    res = conn.command(f"{'EXAMINE' if examine else 'SELECT'} {quote(mailbox)}")
+    if not res.ok:
+        raise HarnessError(f"cannot select {mailbox}: {res.tagged.first_line}")
+    return res.untagged
+
+
+def is_change(resp: Response) -> bool:
+    return bool(CHANGE_RE.match(resp.first_line))
+
+
+@dataclass
+class Watch:
+    """Reads an idling connection until a predicate holds, a deadline passes or the connection ends."""
+
+    case: object
+    conn: ImapConnection
+    seen: list[tuple[float, Response]] = field(default_factory=list)
+    closed_at: float | None = None
+    closed_reason: str = ""
+
+    def now(self) -> float:
+        return self.case.transcript.now()
+
+    def until(self, seconds: float, stop: Callable[[Response], bool] | None = None) -> Response | None:
+        """The first response for which ``stop`` holds (None: keep reading) within ``seconds``; None otherwise."""
+        deadline = time.monotonic() + seconds
+        while self.closed_at is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                resp = self.conn.poll(left)
+            except ServerClosed as e:
+                self.closed_at = self.now()
+                self.closed_reason = str(e)
+                return None
+            if resp is None:
+                return None
+            self.seen.append((self.now(), resp))
+            if stop is not None and stop(resp):
+                return resp
+        return None
+
+
+def conn_entries(case, label: str | tuple[str, ...], start: float, end: float) -> list:
+    labels = (label,) if isinstance(label, str) else label
+    return [e for e in case.transcript.entries if e.conn in labels and start <= e.t <= end and e.direction in "CS"]
+
+
+def longest_gap(case, label: str, start: float, end: float) -> tuple[float, float, float]:
+    """(length, from, to) of the longest stretch without a byte either way on connection ``label``."""
+    times = sorted({start, end, *(e.t for e in conn_entries(case, label, start, end))})
+    best = (0.0, start, start)
+    for a, b in zip(times, times[1:]):
+        if b - a > best[0]:
+            best = (round(b - a, 3), a, b)
+    return best
+
+
+def intermediary_actions(case) -> list:
+    return [e for e in case.transcript.entries if e.direction == "I"]
+
+
+def timeline(case, label: str | tuple[str, ...], title: str, *, start: float, end: float, change_at: float | None = None,
+             change_label: str = "", noticed_at: float | None = None, noticed_label: str = "",
+             closed_at: float | None = None, closed_label: str = "", idle_from: float | None = None,
+             gap: tuple[float, float, float] | None = None,
+             thresholds: dict[str, float | tuple[float, float]] | None = None,
+             blackhole_at: float | None = None) -> TimelineBuilder:
+    """Timeline data (format in conformance/report/figures/timeline.py) for one client connection."""
+    b = TimelineBuilder(title, start=start, end=end)
+    for e in conn_entries(case, label, start, end):
+        first = e.text.split("\r\n", 1)[0].split("\n", 1)[0]
+        if e.direction == "C":
+            b.event(e.t, "client", first, e.nbytes)
+        elif change_at is not None and e.t >= change_at and CHANGE_RE.match(first):
+            b.event(e.t, "notification", first, e.nbytes)
+        elif idle_from is not None and e.t > idle_from and KEEPALIVE_RE.match(first):
+            b.event(e.t, "keepalive", first, e.nbytes)
+        else:
+            b.event(e.t, "server", first, e.nbytes)
+    for e in intermediary_actions(case):
+        if start <= e.t <= end:
+            b.event(e.t, "intermediary", e.text)
+    if change_at is not None:
+        b.event(change_at, "change", change_label or "change made on a second connection")
+    if noticed_at is not None:
+        b.event(noticed_at, "noticed", noticed_label or "client noticed the loss")
+    if closed_at is not None:
+        b.event(closed_at, "closed", closed_label or "connection ended")
+    if idle_from is not None:
+        b.span(idle_from, closed_at if closed_at is not None else end, "idle", "IDLE in progress")
+    if gap is not None and gap[0] > 0:
+        b.span(gap[1], gap[2], "gap", f"longest silence {gap[0]:.3f} s")
+    if blackhole_at is not None:
+        b.span(blackhole_at, end, "blackhole", "black hole: nothing forwarded, nobody told")
+    if change_at is not None:
+        notified = next((ev["t"] for ev in b.events if ev["kind"] == "notification"), None)
+        b.span(change_at, notified if notified is not None else end, "waiting",
+               "waiting for the notification" if notified is not None else "change never reported")
+    for name, value in (thresholds or {}).items():
+        secs, begin = value if isinstance(value, tuple) else (value, None)
+        b.threshold(name, secs, begin)
+    return b

@@ -1,0 +1,218 @@
+"""Push through idle-timeout intermediaries (mobile-intermediary profile): keepalive gap, survival, silent drops.
+
+Which idle timeout T a verdict uses: under ``nat-idle`` the intermediary's own ``timeout`` (what really sat in
+the path: depth default 3 s quick / 30 s full, or the one given with ``--scenario nat-idle:timeout=T``);
+under ``direct`` and ``lifetime`` the profile's ``idle_timeout``. Both values are recorded as measurements,
+so a reader sees when they differ; pass ``--scenario nat-idle:timeout=120`` to test the profile's value.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conformance.errors import HarnessError, NotApplicable
+from conformance.intermediaries.addons.common import blackhole, shared
+
+from .support import Watch, append, conn_entries, intermediary_actions, longest_gap, select, timeline
+
+SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=silent", "lifetime")
+
+
+def exists(resp) -> bool:
+    return bool(re.match(r"^\* \d+ EXISTS", resp.first_line))
+
+
+def blackhole_now(case) -> int:
+    """Black-hole every live connection of the case's path now (a NAT that silently forgets its mappings)."""
+    kill = case.path._kill_addon()  # the path always carries a Kill addon; it knows the live flows
+
+    def run() -> int:
+        s = shared()
+        n = 0
+        for flow in list(kill.flows.values()):
+            if s.live(flow) and flow.client_conn.id not in s.blackholed:
+                blackhole(flow)
+                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
+                                      "no FIN or RST to either side)", s.label(flow))
+                n += 1
+        return n
+
+    return case.path.host.call(run)
+
+
+def _prompt_wait(case) -> float:
+    return float(case.catalog.parameter("mobile.push.prompt-through-intermediary", "max_latency", case.depth))
+
+
+@pytest.mark.requirement("mobile.push.survives-idle-timeout", "idle.keepalive", "nat.idle-timeouts")
+@pytest.mark.scenarios(*SCENARIOS)
+def test_push_survives_idle_timeout(case, scenario):
+    """An IDLE session outlives an idle-timeout intermediary because the server's keepalives come often enough."""
+    profile_t = float(case.param("idle_timeout"))
+    observe = float(case.param("observe"))
+    wait = _prompt_wait(case)
+    nat, life = scenario.element("nat-idle"), scenario.element("lifetime")
+    if life is not None:  # watch past the session limit, so the cut and the recovery after it are seen
+        observe = max(observe, float(life.get("max")) + 0.5)
+    limit = float(nat.get("timeout")) if nat else profile_t
+    mode = nat.get("mode") if nat else None
+    case.measure("idle_timeout", limit, "s", source="nat-idle scenario" if nat else "profile idle_timeout",
+                 profile_idle_timeout=profile_t)
+    imap = case.imap(label="idler")
+    other = case.imap(via_path=False, label="changer")
+    box = case.scratch_mailbox(other)
+    select(imap, box)
+    tag = imap.idle(timeout=5)
+    idle_from = case.transcript.now()
+    watch = Watch(case, imap)
+    watch.until(observe)
+    change_at = case.transcript.now()
+    append(other, box)
+    case.note("second connection APPENDed one message to the idled mailbox")
+    got = watch.until(wait, exists) if watch.closed_at is None else None
+    end = case.transcript.now()
+    gap = longest_gap(case, imap.label, idle_from, watch.closed_at if watch.closed_at is not None else end)
+    drops = [e for e in intermediary_actions(case) if e.t >= idle_from]
+    drop = drops[0] if drops else None
+    blackhole_at = drop.t if drop is not None and mode == "silent" else None
+    latency = round(next(t for t, r in watch.seen if r is got) - change_at, 3) if got is not None else None
+    keepalives = sum(1 for t, r in watch.seen if t < change_at and r.first_line.upper().startswith("* OK"))
+    case.measure("longest_gap", gap[0], "s", start=gap[1], end=gap[2], threshold=limit)
+    case.measure("keepalives", keepalives, "", observed_s=round(change_at - idle_from, 3))
+    case.measure("survived", watch.closed_at is None and got is not None)
+    case.measure("notification_latency", latency, "s")
+    if drop is not None:
+        case.measure("intermediary_action_at", drop.t, "s", action=drop.text)
+    if watch.closed_at is not None:
+        case.measure("closed_at", watch.closed_at, "s", reason=watch.closed_reason)
+    tl = timeline(case, imap.label, f"IMAP IDLE through {scenario}", start=max(0.0, idle_from - 0.3), end=end + 0.2,
+                  idle_from=idle_from, change_at=change_at, change_label="second connection APPENDed a message",
+                  closed_at=watch.closed_at, closed_label=watch.closed_reason, gap=gap,
+                  thresholds={"idle timeout": limit}, blackhole_at=blackhole_at)
+
+    def verdict(ok: bool) -> None:
+        case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
+
+    if life is not None:
+        # a session limit cuts whatever the traffic: not the server's fault; the keepalive gap and a working
+        # push on the next session are what the server controls
+        verdict(gap[0] < limit)
+        assert gap[0] < limit, (f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}) "
+                                f"is not below the idle timeout {limit:g} s (profile idle_timeout)")
+        if got is None:
+            again = case.imap(label="idler-2")
+            select(again, box)
+            tag2 = again.idle(timeout=5)
+            second = Watch(case, again)
+            change2 = case.transcript.now()
+            append(other, box, 2)
+            got2 = second.until(wait, exists)
+            assert got2 is not None, (f"after {scenario} cut the first session, a new IDLE session was not told about "
+                                      f"a new message within {wait:g} s")
+            case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
+            again.done(tag2, timeout=3)
+            end2 = case.transcript.now()
+            tl = timeline(case, (imap.label, again.label), f"IMAP IDLE through {scenario}, then a new session",
+                          start=max(0.0, idle_from - 0.3), end=end2 + 0.2, idle_from=idle_from, change_at=change_at,
+                          change_label="second connection APPENDed a message", closed_at=watch.closed_at,
+                          closed_label=watch.closed_reason, gap=gap, thresholds={"idle timeout": limit})
+            tl.event(change2, "change", "APPEND while the new session idles")
+            case.attach("timeline", tl.as_dict("pass"))
+            case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; the session was cut at its maximum age "
+                        f"(t={watch.closed_at or end:.3f}); a new session got the change after "
+                        f"{second.seen[-1][0] - change2:.3f} s")
+        else:
+            case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; change reported after {latency:.3f} s "
+                        "(the session limit had not cut the connection yet)")
+        return
+
+    survived = watch.closed_at is None and got is not None and drop is None
+    verdict(survived and gap[0] < limit)
+    quiet_before_drop = 0.0
+    if drop is not None:
+        before = [e.t for e in conn_entries(case, imap.label, idle_from, drop.t)]
+        quiet_before_drop = round(drop.t - max(before or [idle_from]), 3)
+    if drop is not None and mode == "silent":
+        raise AssertionError(
+            f"silent black hole nobody noticed: after {quiet_before_drop:.3f} s without a keepalive (idle timeout "
+            f"{limit:g} s) "
+            f"the intermediary dropped the mapping at t={drop.t:.3f} s ({drop.text}); no byte, FIN or RST reached "
+            f"the client, and the message APPENDed at t={change_at:.3f} s was never reported "
+            f"({'session looks alive to the client' if watch.closed_at is None else watch.closed_reason})")
+    if drop is not None:
+        raise AssertionError(
+            f"push did not survive an idle timeout of {limit:g} s: the server sent nothing for {quiet_before_drop:.3f} s "
+            f"(longest gap t={gap[1]:.3f}-{gap[2]:.3f}), so the intermediary dropped the idling connection at "
+            f"t={drop.t:.3f} s ({drop.text}); the message APPENDed at t={change_at:.3f} s never reached the client")
+    assert gap[0] < limit, (
+        f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}, "
+        f"{keepalives} keepalives in {change_at - idle_from:.1f} s) is not below the idle timeout {limit:g} s: "
+        f"an intermediary with that timeout would drop this push channel")
+    assert watch.closed_at is None, f"the idling connection ended at t={watch.closed_at:.3f} s: {watch.closed_reason}"
+    assert got is not None, f"the message APPENDed at t={change_at:.3f} s was not reported within {wait:g} s"
+    imap.done(tag, timeout=3)
+    case.passed(f"keepalive gap {gap[0]:.3f} s < idle timeout {limit:g} s ({keepalives} keepalives); "
+                f"change reported after {latency:.3f} s")
+
+
+@pytest.mark.requirement("mobile.push.silent-drop-noticed")
+@pytest.mark.scenarios("nat-idle:mode=silent")
+def test_silent_drop_noticed(case, scenario):
+    """A black-holed IDLE channel is noticed within detect_within, because keepalives stop on a known schedule."""
+    nat = scenario.element("nat-idle")
+    if nat is None or nat.get("mode") != "silent":
+        raise NotApplicable(f"needs a silent drop; {scenario} is not nat-idle with mode=silent "
+                            "(run with --scenario nat-idle:mode=silent)")
+    detect_within = float(case.param("detect_within"))
+    slack = float(case.param("slack"))
+    imap = case.imap(label="idler")
+    other = case.imap(via_path=False, label="changer")
+    box = case.scratch_mailbox(other)
+    select(imap, box)
+    imap.idle(timeout=5)
+    idle_from = case.transcript.now()
+    watch = Watch(case, imap)
+    learn = detect_within / slack + 0.5  # long enough to see at least one gap a passing server may have
+    watch.until(learn)
+    learned_at = case.transcript.now()
+    natural = [e for e in intermediary_actions(case) if e.t >= idle_from]
+    schedule = longest_gap(case, imap.label, idle_from, natural[0].t if natural else learned_at)
+    server_times = [t for t, _ in watch.seen]
+    if natural:
+        blackhole_at = natural[0].t
+    else:
+        blackhole_at = case.transcript.now()
+        if blackhole_now(case) < 1:
+            raise HarnessError("the intermediary had no live connection to black-hole")
+    last_server = max([t for t in server_times if t <= blackhole_at] or [idle_from])
+    expected = schedule[0] * slack if server_times else None
+    noticed_at = last_server + expected if expected is not None else None
+    if noticed_at is not None:
+        leak = watch.until(max(0.0, noticed_at - case.transcript.now()) + 0.3, lambda r: True)
+        if leak is not None:
+            raise HarnessError(f"data arrived through a black-holed connection: {leak.first_line!r}")
+    else:
+        watch.until(1.0)
+    end = case.transcript.now()
+    delay = round(noticed_at - blackhole_at, 3) if noticed_at is not None else None
+    case.measure("keepalive_gap", schedule[0] if server_times else None, "s")
+    case.measure("blackhole_at", round(blackhole_at, 3), "s", natural=bool(natural))
+    case.measure("noticed_after", delay, "s", threshold=detect_within, rule=f"{slack:g} x longest keepalive gap")
+    tl = timeline(case, imap.label, f"silent drop on {scenario}", start=max(0.0, idle_from - 0.3), end=end + 0.2,
+                  idle_from=idle_from, noticed_at=noticed_at,
+                  noticed_label=f"no keepalive for {expected:.3f} s: client declares the channel dead" if expected else "",
+                  gap=schedule if server_times else None, blackhole_at=blackhole_at,
+                  thresholds={"detect within": (detect_within, blackhole_at)})
+    ok = delay is not None and delay <= detect_within
+    case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
+    assert server_times, (
+        f"no keepalive in {learned_at - idle_from:.1f} s of IDLE, so a client cannot tell a silent drop from a quiet "
+        f"mailbox: the black hole that began at t={blackhole_at:.3f} s went unnoticed "
+        f"(detect_within {detect_within:g} s)")
+    assert delay <= detect_within, (
+        f"a black hole that began at t={blackhole_at:.3f} s is only noticeable at t={noticed_at:.3f} s "
+        f"({delay:.3f} s later; longest keepalive gap {schedule[0]:.3f} s x {slack:g}), expected within {detect_within:g} s")
+    case.passed(f"keepalives every <= {schedule[0]:.3f} s: the black hole from t={blackhole_at:.3f} s is noticed "
+                f"{delay:.3f} s later (<= {detect_within:g} s)")
