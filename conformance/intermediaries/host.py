@@ -24,6 +24,7 @@ from mitmproxy.master import Master
 
 from ..errors import HarnessError
 from ..transcript import Transcript
+from .ca import BASENAME, write_ca
 
 # emulated windows go up to hours in full depth; mitmproxy's own idle watchdog (600 s) must never fire first
 _mitm_server.TCP_TIMEOUT = 24 * 3600
@@ -46,9 +47,18 @@ class ProxyHost:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.listen: dict[str, tuple[str, int]] = {}  # mode spec -> (host, port)
+        self.started_in: float | None = None  # seconds from start() to listening (benchmarked)
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate of this master's own CA (trusted only by the suite's clients)."""
+        return self.confdir / f"{BASENAME}-ca-cert.pem"
 
     def start(self, modes: list[str], addons: list[Any], extra_options: dict[str, Any] | None = None,
               timeout: float = 10.0) -> dict[str, tuple[str, int]]:
+        t0 = time.monotonic()
+        if not (self.confdir / f"{BASENAME}-ca.pem").exists():
+            write_ca(self.confdir)
         self.thread = threading.Thread(target=self._run, args=(modes, addons, extra_options or {}),
                                        name="lemonade-intermediary", daemon=True)
         self.thread.start()
@@ -59,6 +69,7 @@ class ProxyHost:
             err = self._error
             self.stop()
             raise HarnessError(f"intermediary failed to start: {err}")
+        self.started_in = time.monotonic() - t0
         return self.listen
 
     def _run(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:

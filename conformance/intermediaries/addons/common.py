@@ -12,8 +12,9 @@ import struct
 import time
 from typing import Callable
 
-from mitmproxy import ctx, tcp
+from mitmproxy import ctx, http, tcp
 from mitmproxy.proxy import layers
+from mitmproxy.proxy.layers.modes import HttpProxy, ReverseProxy
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 log = logging.getLogger("lemonade.intermediary")
@@ -82,12 +83,16 @@ def shared() -> Shared:
     return s
 
 
-def cut(flow: tcp.TCPFlow, how: str, reason: str) -> bool:
-    """Close both sides of a live TCP flow now: how = 'fin' (orderly close) or 'rst' (reset)."""
+def cut(flow: tcp.TCPFlow | http.HTTPFlow, how: str, reason: str) -> bool:
+    """Close both sides of a live flow's connection now: how = 'fin' (orderly close) or 'rst' (reset)."""
     ps = ctx.master.addons.get("proxyserver")
     handler = ps.connections.get(flow.client_conn.id) if ps else None
     if handler is None:
         return False
+    for io in list(handler.transports.values()):
+        discard = getattr(io.writer, "discard", None)
+        if discard is not None:  # a shaped link: queued data is lost with the connection
+            discard()
     if how == "rst":
         for io in list(handler.transports.values()):
             sock = io.writer.get_extra_info("socket") if io.writer is not None else None
@@ -113,9 +118,14 @@ class RawTcp:
     """Makes every reverse:tcp connection a plain TCP relay (no TLS interception), with tcp_* hooks on."""
 
     def next_layer(self, nextlayer) -> None:
-        mode = nextlayer.context.client.proxy_mode
-        if isinstance(mode, ReverseMode) and mode.scheme == "tcp" and nextlayer.layer is None:
-            nextlayer.layer = layers.TCPLayer(nextlayer.context)
+        # mitmproxy's own NextLayer addon runs first and puts a ClientTLSLayer under TCP when the client starts
+        # with a ClientHello (IMAPS): replace that stack, the path relays TLS untouched.
+        context = nextlayer.context
+        mode = context.client.proxy_mode
+        if not (isinstance(mode, ReverseMode) and mode.scheme == "tcp" and isinstance(context.layers[0], ReverseProxy)):
+            return
+        if not isinstance(nextlayer.layer, layers.TCPLayer):
+            replace_layer(nextlayer, layers.TCPLayer)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         shared().open(flow)
@@ -137,3 +147,26 @@ class Blackhole:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         if flow.client_conn.id in shared().blackholed:
             flow.messages[-1].content = b""
+
+
+def replace_layer(nextlayer, make) -> None:
+    """Replace the layer stack mitmproxy's own NextLayer addon chose for this decision with ``make(context)``."""
+    context = nextlayer.context
+    if nextlayer.layer is not None and nextlayer.layer in context.layers:
+        del context.layers[context.layers.index(nextlayer.layer):]
+    nextlayer.layer = make(context)
+
+
+def in_connect_tunnel(context) -> bool:
+    """True for the first layer decision inside an explicit proxy's CONNECT tunnel."""
+    return (len(context.layers) >= 2 and isinstance(context.layers[0], HttpProxy)
+            and isinstance(context.layers[1], layers.HttpLayer))
+
+
+class StreamResponses:
+    """HTTP responses pass through as they arrive (mitmproxy holds whole bodies by default, which would make
+    every HTTP intermediary a buffering one). Behaviour addons that run later may replace the stream."""
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and not flow.response.stream:
+            flow.response.stream = True

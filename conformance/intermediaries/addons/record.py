@@ -7,7 +7,7 @@ The client-to-proxy leg is recorded by the suite's own clients.
 
 from __future__ import annotations
 
-from mitmproxy import tcp
+from mitmproxy import http, tcp
 
 from conformance.intermediaries.addons.common import shared
 from conformance.transcript import Transcript, printable
@@ -33,6 +33,53 @@ class ServerLegIn:
                                 conn=shared().label(flow))
 
 
+def _head(message: http.Message, first: str) -> str:
+    return first + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in message.headers.items(multi=True))
+
+
+class HttpLegIn:
+    """HTTP flows on the proxy-server leg: response heads as they arrive and how each exchange ended."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.redactor = transcript.redactor()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        r = flow.response
+        if r is not None:
+            self.transcript.add(LEG, "S", self.redactor.server(_head(r, f"{r.http_version} {r.status_code} {r.reason}")),
+                                conn=f"http {flow.request.method} {flow.request.path}")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and flow.request.method != "CONNECT":
+            self.transcript.add(LEG, "N", f"response {flow.response.status_code} complete",
+                                conn=f"http {flow.request.method} {flow.request.path}")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.transcript.add(LEG, "N", f"exchange ended: {flow.error.msg if flow.error else 'error'}",
+                            conn=f"http {flow.request.method} {flow.request.path}")
+
+
+class HttpLegOut:
+    """HTTP requests as forwarded to the server (after every addon), credentials redacted."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.redactor = transcript.redactor()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:  # answered by the intermediary itself, never forwarded
+            return
+        q = flow.request
+        self.transcript.add(LEG, "C", self.redactor.client(_head(q, f"{q.method} {q.url} {q.http_version}")),
+                            len(q.raw_content or b""), conn=f"http {q.method} {q.path}")
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        q = flow.request
+        verdict = f"answered {flow.response.status_code} by the intermediary" if flow.response else "tunnel opened"
+        self.transcript.add(LEG, "N", f"CONNECT {q.host}:{q.port}: {verdict}", conn=f"connect {q.host}:{q.port}")
+
+
 class ServerLegOut:
     def __init__(self, transcript: Transcript) -> None:
         self.transcript = transcript
@@ -46,6 +93,7 @@ class ServerLegOut:
                 self.transcript.add(LEG, "C", self.redactor.client(printable(m.content)), len(m.content), conn=label)
             else:
                 self.transcript.add(LEG, "I", "client data not forwarded to the server", conn=label)
+        del flow.messages[:-1]  # every addon reads only the newest message; keep memory flat on long transfers
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self.transcript.add(LEG, "N", "connection closed", conn=shared().label(flow))
