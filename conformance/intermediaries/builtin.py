@@ -55,11 +55,13 @@ def _endpoints_ok(value: str) -> str | None:
 
 
 def _https_ports(p: dict) -> str:
-    """The declared HTTPS ports: the `ports` parameter plus the target's ports of the named endpoints."""
+    """The declared HTTPS ports: the `ports` parameter plus the target's ports of the named endpoints
+    (jmap only when the target serves it over https)."""
     ports = set(https_only.parse_ports(p["ports"]))
-    target_ports = p.get("_target_ports", {})
+    target = p.get("_target_endpoints", {})
     if p["endpoints"] != "none":
-        ports |= {target_ports[n] for n in p["endpoints"].split("/") if n in target_ports}
+        ports |= {target[n][1] for n in p["endpoints"].split("/")
+                  if n in target and (n != "jmap" or target[n][0] == "https")}
     return ",".join(str(x) for x in sorted(ports))
 
 

@@ -124,7 +124,7 @@ class NetworkPath:
     def _build_params(self, element) -> dict[str, Any]:
         """The element's parameters, plus what a builder needs to know about the target (ports by endpoint)."""
         params = dict(element.params)
-        params["_target_ports"] = {k: ep.port for k, ep in self.target.endpoints.items()}
+        params["_target_endpoints"] = {k: (ep.scheme, ep.port) for k, ep in self.target.endpoints.items()}
         return params
 
     def _attach_recorder(self) -> None:

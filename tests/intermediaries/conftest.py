@@ -58,6 +58,8 @@ def outcome(sock: socket.socket, timeout: float) -> tuple[str, float]:
         data = sock.recv(65536)
     except ConnectionResetError:
         return "rst", time.monotonic() - t0
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        return "eof", time.monotonic() - t0
     except (socket.timeout, TimeoutError):
         return "timeout", time.monotonic() - t0
     return ("data" if data else "eof"), time.monotonic() - t0
@@ -147,3 +149,88 @@ def peer_target(imap_port: int, jmap: Endpoint | None = None) -> Target:
     if jmap:
         eps["jmap"] = jmap
     return Target(name="scripted", endpoints=eps, accounts=[Account("user", "secretpw")])
+
+
+
+def _make_http_peer(tls_dir=None):
+    """A threaded HTTP/1.1 server with scripted routes; TLS when ``tls_dir`` holds cert.pem/key.pem."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        def do_GET(self):  # noqa: N802
+            if self.path.startswith("/stream") or self.path.startswith("/silent"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                if self.path.startswith("/stream"):
+                    for i in range(3):
+                        self._chunk(b"data: %d\n\n" % i)
+                        time.sleep(0.4)
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                else:
+                    self._chunk(b"data: hello\n\n")
+                    self.server.stop_flag.wait(6)  # silent, until the test ends
+                    try:
+                        self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        pass
+                return
+            body = b"hello over http\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.stop_flag = threading.Event()
+    if tls_dir is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def http_peer():
+    server = _make_http_peer()
+    yield server
+    server.stop_flag.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def https_peer(tmp_path):
+    from conformance.providers.dovecot import make_certificate
+
+    make_certificate(tmp_path)
+    server = _make_http_peer(tmp_path)
+    server.cert_file = tmp_path / "cert.pem"
+    yield server
+    server.stop_flag.set()
+    server.shutdown()
+    server.server_close()
+
+
+def http_target(server, scheme: str = "http", imap_port: int | None = None) -> Target:
+    port = server.server_address[1]
+    jmap = Endpoint("jmap", scheme, "127.0.0.1", port, "/jmap")
+    eps = {"jmap": jmap}
+    if imap_port:
+        eps["imap"] = Endpoint("imap", "imap", "127.0.0.1", imap_port)
+    return Target(name="http-scripted", endpoints=eps, accounts=[Account("user", "secretpw")])

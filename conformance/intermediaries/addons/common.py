@@ -157,10 +157,12 @@ def replace_layer(nextlayer, make) -> None:
     nextlayer.layer = make(context)
 
 
-def in_connect_tunnel(context) -> bool:
-    """True for the first layer decision inside an explicit proxy's CONNECT tunnel."""
-    return (len(context.layers) >= 2 and isinstance(context.layers[0], HttpProxy)
-            and isinstance(context.layers[1], layers.HttpLayer))
+def in_connect_tunnel(nextlayer) -> bool:
+    """True for the first layer decision inside an explicit proxy's CONNECT tunnel (not the proxy's own
+    HTTP layer, which is decided with the same stack)."""
+    stack = nextlayer.context.layers
+    return (len(stack) >= 2 and isinstance(stack[0], HttpProxy) and isinstance(stack[1], layers.HttpLayer)
+            and nextlayer.layer is not stack[1])
 
 
 class StreamResponses:

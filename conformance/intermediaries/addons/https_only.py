@@ -38,7 +38,7 @@ class HttpsOnly:
 
     def next_layer(self, nextlayer) -> None:
         # an allowed tunnel is opaque: relay the bytes, never intercept TLS
-        if in_connect_tunnel(nextlayer.context) and not isinstance(nextlayer.layer, layers.TCPLayer):
+        if in_connect_tunnel(nextlayer) and not isinstance(nextlayer.layer, layers.TCPLayer):
             replace_layer(nextlayer, layers.TCPLayer)
 
 
