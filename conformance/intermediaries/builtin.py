@@ -13,7 +13,7 @@ register(Intermediary(
         Param("mode", str, "rst", "rst", "rst: reset both sides; fin: orderly close; silent: black hole, nobody told",
               choices=("rst", "fin", "silent")),
     ),
-    build=lambda p: ([nat_idle.NatIdle()], {"nat_idle_timeout": float(p["timeout"]), "nat_idle_mode": p["mode"]}),
+    build=lambda p: ([nat_idle.NatIdle()], {"nat_idle_timeout": str(float(p["timeout"])), "nat_idle_mode": p["mode"]}),
 ))
 
 register(Intermediary(
@@ -23,7 +23,7 @@ register(Intermediary(
         Param("max", float, 5.0, 300.0, "maximum connection age", unit="s"),
         Param("mode", str, "fin", "fin", "how the cut looks", choices=("rst", "fin")),
     ),
-    build=lambda p: ([lifetime.Lifetime()], {"lifetime_max": float(p["max"]), "lifetime_mode": p["mode"]}),
+    build=lambda p: ([lifetime.Lifetime()], {"lifetime_max": str(float(p["max"])), "lifetime_mode": p["mode"]}),
 ))
 
 register(Intermediary(
@@ -69,10 +69,10 @@ register(Intermediary(
     name="link", path="tcp",
     summary="Slow mobile link: one-way delay and bandwidth per direction (a pipe: data in flight overlaps).",
     params=(
-        Param("latency", float, 100.0, 300.0, "one-way delay added in each direction", unit="ms"),
-        Param("rate", float, 0.0, 50.0, "bandwidth per direction, 0 = unlimited", unit="KB/s"),
+        Param("latency", int, 100, 300, "one-way delay added in each direction", unit="ms"),
+        Param("rate", int, 0, 50, "bandwidth per direction, 0 = unlimited", unit="KB/s"),
     ),
-    build=lambda p: ([link.Link()], {"link_latency": float(p["latency"]), "link_rate": float(p["rate"])}),
+    build=lambda p: ([link.Link()], {"link_latency": int(p["latency"]), "link_rate": int(p["rate"])}),
 ))
 
 register(Intermediary(
@@ -111,6 +111,6 @@ register(Intermediary(
     summary="Reverse proxy ending a response after `timeout` seconds without a byte from upstream "
             "(nginx proxy_read_timeout).",
     params=(Param("timeout", float, 5.0, 60.0, "seconds without a byte from upstream", unit="s"),),
-    build=lambda p: ([read_timeout.ReadTimeout()], {"read_timeout": float(p["timeout"])}),
+    build=lambda p: ([read_timeout.ReadTimeout()], {"read_timeout": str(float(p["timeout"]))}),
     endpoints=("jmap",),
 ))

@@ -27,7 +27,8 @@ from ..transcript import Transcript
 from .ca import BASENAME, write_ca
 
 # emulated windows go up to hours in full depth; mitmproxy's own idle watchdog (600 s) must never fire first
-_mitm_server.TCP_TIMEOUT = 24 * 3600
+# (addons raise it further when an emulated window is longer: common.keep_proxy_timeout_above)
+_mitm_server.TCP_TIMEOUT = max(_mitm_server.TCP_TIMEOUT, 24 * 3600)
 logging.getLogger("mitmproxy").setLevel(logging.CRITICAL)
 
 
@@ -96,7 +97,9 @@ class ProxyHost:
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
         self.master.addons.add(*_mitm_addons.default_addons())
         self.master.addons.add(*addons)
-        opts.update(mode=modes, ssl_insecure=True, connection_strategy="eager", **extra)
+        # http2_ping_keepalive=0: mitmproxy must not add traffic of its own (PINGs would keep an emulated
+        # idle timer, or a real upstream NAT, alive)
+        opts.update(mode=modes, ssl_insecure=True, connection_strategy="eager", http2_ping_keepalive=0, **extra)
         run = asyncio.ensure_future(self.master.run())
         ps = self.master.addons.get("proxyserver")
         deadline = time.monotonic() + 8

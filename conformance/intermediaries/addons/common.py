@@ -12,7 +12,7 @@ import struct
 import time
 from typing import Callable
 
-from mitmproxy import ctx, http, tcp
+from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import layers
 from mitmproxy.proxy.layers.modes import HttpProxy, ReverseProxy
 from mitmproxy.proxy.mode_specs import ReverseMode
@@ -147,6 +147,28 @@ class Blackhole:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         if flow.client_conn.id in shared().blackholed:
             flow.messages[-1].content = b""
+
+
+def seconds(name: str) -> float:
+    """A duration option in seconds. mitmproxy's ``--set`` parses only str/int/bool options, so durations are
+    strings such as "30" or "0.5"; ``configure`` hooks validate them with this function."""
+    raw = getattr(ctx.options, name)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise exceptions.OptionsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise exceptions.OptionsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def keep_proxy_timeout_above(seconds: float) -> None:
+    """mitmproxy closes connections idle for ``TCP_TIMEOUT`` (600 s in 11.0.2, no option): raise it far above an
+    emulated window, so mitmproxy's own close is never mistaken for the emulated one (also under mitmdump)."""
+    import mitmproxy.proxy.server as server
+
+    if server.TCP_TIMEOUT < 2 * seconds + 60:
+        server.TCP_TIMEOUT = 2 * seconds + 60
 
 
 def replace_layer(nextlayer, make) -> None:

@@ -124,8 +124,8 @@ class ShapedWriter:
 
 class Link:
     def load(self, loader) -> None:
-        loader.add_option("link_latency", float, 100.0, "One-way delay added in each direction, milliseconds.")
-        loader.add_option("link_rate", float, 0.0, "Bandwidth of each direction in KB/s (1000 octets), 0 = unlimited.")
+        loader.add_option("link_latency", int, 100, "One-way delay added in each direction, milliseconds.")
+        loader.add_option("link_rate", int, 0, "Bandwidth of each direction in KB/s (1000 octets), 0 = unlimited.")
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         self._shape(flow)

@@ -13,7 +13,7 @@ import time
 
 from mitmproxy import ctx, http
 
-from conformance.intermediaries.addons.common import StreamResponses, cut, shared
+from conformance.intermediaries.addons.common import keep_proxy_timeout_above, seconds, StreamResponses, cut, shared
 
 
 class ReadTimeout:
@@ -22,7 +22,11 @@ class ReadTimeout:
         self.tasks: dict[str, asyncio.Task] = {}
 
     def load(self, loader) -> None:
-        loader.add_option("read_timeout", float, 60.0, "Seconds without a byte from upstream before the response is ended.")
+        loader.add_option("read_timeout", str, "60", "Seconds without a byte from upstream before the response is ended.")
+
+    def configure(self, updated) -> None:
+        if "read_timeout" in updated:
+            keep_proxy_timeout_above(seconds("read_timeout"))
 
     def request(self, flow: http.HTTPFlow) -> None:
         self.last[flow.id] = time.monotonic()
@@ -54,7 +58,7 @@ class ReadTimeout:
             task.cancel()
 
     async def _watch(self, flow: http.HTTPFlow) -> None:
-        timeout = ctx.options.read_timeout
+        timeout = seconds("read_timeout")
         while flow.id in self.last:
             left = self.last[flow.id] + timeout - time.monotonic()
             if left > 0:

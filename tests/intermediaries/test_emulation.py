@@ -1,0 +1,72 @@
+"""Honest emulation and parallel fitness: mitmproxy's own timers never fire inside an emulated window,
+every case gets its own ports and CA, the registry and `lemonade scenarios list` agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conformance.errors import BadInput
+from conformance.intermediaries.scenario import REGISTRY, describe_all, parse_scenario
+
+from .conftest import peer_target
+
+
+def test_mitmproxy_timeouts_are_beyond_every_emulated_window(tcp_peer, open_path):
+    import mitmproxy.proxy.server as server
+
+    describe_all()  # loads the registry
+    longest = max(p.full for spec in REGISTRY.values() for p in spec.params if p.unit == "s")
+    assert server.TCP_TIMEOUT > 2 * longest, "mitmproxy's idle watchdog must never fire first"
+    path = open_path("nat-idle:timeout=100000", peer_target(tcp_peer.port))
+    assert server.TCP_TIMEOUT > 200000, "an emulated window longer than the default raises mitmproxy's own"
+    assert path.host.call(lambda: path.host.master.options.http2_ping_keepalive) == 0, \
+        "mitmproxy must not send HTTP/2 PINGs of its own"
+
+
+def test_each_case_gets_its_own_ports_and_ca_and_starts_fast(tcp_peer, open_path):
+    target = peer_target(tcp_peer.port)
+    a, b = open_path("kill", target), open_path("kill", target)
+    assert a.address("imap") != b.address("imap")
+    assert a.host.ca_file != b.host.ca_file and a.host.ca_file.read_bytes() != b.host.ca_file.read_bytes()
+    assert a.host.started_in < 2.0 and b.host.started_in < 2.0  # measured in bench/tcp_path.py: ~0.05 s
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("https-only:ports=abc", "must be port numbers"),
+    ("https-only:endpoints=pop3", "must be 'none' or endpoint names"),
+    ("buffering:limit=-1", "must not be negative"),
+    ("link:delay=5", "has no parameter 'delay'"),
+    ("read-timeout:timeout=x", "must be float"),
+])
+def test_bad_parameters_are_clear_errors(text, expect):
+    with pytest.raises(BadInput, match=expect):
+        parse_scenario(text)
+
+
+def test_canonical_strings_and_composition():
+    assert str(parse_scenario("link")) == "link:latency=100,rate=0"
+    assert str(parse_scenario("https-only+inspecting")) == "https-only:ports=443,endpoints=jmap+inspecting"
+    assert str(parse_scenario("buffering+read-timeout:timeout=2")) == "buffering:limit=65536+read-timeout:timeout=2"
+    assert parse_scenario("buffering").supports("jmap") and not parse_scenario("buffering").supports("imap")
+
+
+def test_scenarios_list_describes_every_intermediary():
+    out = subprocess.run([sys.executable, "-m", "conformance.cli", "scenarios", "list", "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    names = {r["name"] for r in json.loads(out.stdout)}
+    assert {"direct", "nat-idle", "lifetime", "kill", "link", "https-only", "inspecting", "buffering",
+            "read-timeout"} <= names
+    assert names == {r["name"] for r in describe_all()}
+
+
+def test_unknown_scenario_or_parameter_exits_2(tmp_path):
+    for bad in ("nat-idel", "buffering:lmit=5"):
+        out = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--scenario", bad,
+                              "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, (bad, out.stdout, out.stderr)
+        assert "scenario" in (out.stdout + out.stderr)
