@@ -13,6 +13,11 @@ from conformance.intermediaries.addons.common import shared
 from conformance.transcript import Transcript, printable
 
 LEG = "proxy-server"
+SUMMARY = 256  # a chunk larger than 4 KiB is recorded by its first 256 octets and its size (bulk transfers)
+
+
+def text_of(data: bytes) -> str:
+    return printable(data, limit=SUMMARY if len(data) > 4096 else 2000)
 
 
 class ServerLegIn:
@@ -29,7 +34,7 @@ class ServerLegIn:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         if not m.from_client and m.content:
-            self.transcript.add(LEG, "S", self.redactor.server(printable(m.content)), len(m.content),
+            self.transcript.add(LEG, "S", self.redactor.server(text_of(m.content)), len(m.content),
                                 conn=shared().label(flow))
 
 
@@ -90,7 +95,7 @@ class ServerLegOut:
         label = shared().label(flow)
         if m.from_client:
             if m.content:
-                self.transcript.add(LEG, "C", self.redactor.client(printable(m.content)), len(m.content), conn=label)
+                self.transcript.add(LEG, "C", self.redactor.client(text_of(m.content)), len(m.content), conn=label)
             else:
                 self.transcript.add(LEG, "I", "client data not forwarded to the server", conn=label)
         del flow.messages[:-1]  # every addon reads only the newest message; keep memory flat on long transfers
