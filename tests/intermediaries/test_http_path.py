@@ -136,3 +136,24 @@ def test_read_timeout_ends_a_silent_response(http_peer, open_path):
     assert b"0\r\n\r\n" not in data, "the response was cut, not completed"
     acts = _actions(path, "read-timeout")
     assert acts and "without a byte from upstream: response 200 ended mid-body" in acts[0], acts
+
+
+def test_reverse_proxy_in_front_of_an_https_jmap_terminates_tls_with_its_own_ca(https_peer, open_path):
+    path = open_path("buffering", http_target(https_peer, "https"))
+    ep = path.endpoint("jmap")
+    assert ep.scheme == "https" and ep.port != https_peer.server_address[1] and path.ca_file
+    r = httpx.get(ep.url.replace("localhost", "127.0.0.1"), verify=ssl.create_default_context(cafile=path.ca_file),
+                  timeout=5)
+    assert r.status_code == 200 and r.text == "hello over http\n"
+    assert any("response complete" in a for a in _actions(path, "buffering"))
+
+
+def test_tcp_faults_compose_with_the_forward_proxy(dovecot, open_path):
+    path = open_path("https-only:endpoints=imaps+nat-idle:timeout=1,mode=fin", dovecot)
+    tunnel = insecure_tls().wrap_socket(path.open("imaps"), server_hostname="localhost")
+    recv_until(tunnel, b"* OK")
+    t0 = time.monotonic()
+    fate, _ = outcome(tunnel, 4)
+    waited = time.monotonic() - t0
+    assert fate in ("eof", "rst") and 0.8 <= waited < 1.7, f"the idle tunnel must be cut after ~1 s: {fate} {waited:.3f}"
+    assert _actions(path, "nat-idle")

@@ -7,6 +7,7 @@ way mitmproxy's own idle watchdog does; an RST cut first sets SO_LINGER 0 on bot
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 import socket
 import struct
 import time
@@ -18,6 +19,16 @@ from mitmproxy.proxy.layers.modes import HttpProxy, ReverseProxy
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 log = logging.getLogger("lemonade.intermediary")
+
+
+@dataclass
+class Trigger:
+    after: int  # octets from `side` that may pass
+    side: str = "client"  # client | server
+    how: str = "rst"
+    port: int | None = None  # only connections to this upstream port (None: any)
+    once: bool = True
+
 
 Recorder = Callable[[str, str, str], None]  # (who, text, connection label)
 
