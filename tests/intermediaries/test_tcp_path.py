@@ -39,6 +39,8 @@ def test_nat_idle_keeps_a_connection_idle_below_the_timeout_and_resets_one_idle_
     assert len(acts) == 1 and re.match(r"nat-idle: 1\.\d{3} s without traffic, connection closed with RST", acts[0].text), acts
     idle = float(acts[0].text.split()[1])
     assert 1.0 <= idle < 1.25, f"cut after {idle} s idle, expected 1 s (+ scheduling slack)"
+    last_reply = [e for e in path.transcript.entries if e.leg == "proxy-server" and e.direction == "S"][-1]
+    assert 1.0 <= acts[0].t - last_reply.t < 1.3, "the action's timestamp is on the legs' clock, 1 s after the last byte"
 
 
 def test_nat_idle_fin_gives_the_client_an_orderly_close(dovecot, open_path):
