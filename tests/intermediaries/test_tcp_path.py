@@ -38,9 +38,9 @@ def test_nat_idle_keeps_a_connection_idle_below_the_timeout_and_resets_one_idle_
     acts = _actions(path, "nat-idle")
     assert len(acts) == 1 and re.match(r"nat-idle: 1\.\d{3} s without traffic, connection closed with RST", acts[0].text), acts
     idle = float(acts[0].text.split()[1])
-    assert 1.0 <= idle < 1.25, f"cut after {idle} s idle, expected 1 s (+ scheduling slack)"
+    assert 1.0 <= idle < 1.5, f"cut after {idle} s idle, expected 1 s (+ scheduling slack)"
     last_reply = [e for e in path.transcript.entries if e.leg == "proxy-server" and e.direction == "S"][-1]
-    assert 1.0 <= acts[0].t - last_reply.t < 1.3, "the action's timestamp is on the legs' clock, 1 s after the last byte"
+    assert 1.0 <= acts[0].t - last_reply.t < 1.5, "the action's timestamp is on the legs' clock, 1 s after the last byte"
 
 
 def test_nat_idle_fin_gives_the_client_an_orderly_close(dovecot, open_path):
@@ -178,6 +178,6 @@ def test_link_adds_latency_per_direction_and_limits_rate(tcp_peer, open_path):
         time.sleep(0.005)
     took = time.monotonic() - t0
     assert len(tcp_peer.received[0]) == 50_000
-    assert 0.5 <= took < 1.2, f"50 KB at 100 KB/s + 100 ms took {took:.3f} s, expected ~0.6 s"
+    assert 0.5 <= took < 2.0, f"50 KB at 100 KB/s + 100 ms took {took:.3f} s, expected ~0.6 s"
     sock.close()
     assert tcp_peer.ended[0].wait(3), "the close is forwarded after the data"
