@@ -28,6 +28,7 @@ from mitmproxy.master import Master
 
 from ..errors import HarnessError
 from ..transcript import Transcript
+from .addons.common import bind_master
 from .ca import BASENAME, write_ca
 
 # emulated windows go up to hours in full depth; mitmproxy's own idle watchdog (600 s) must never fire first
@@ -102,6 +103,7 @@ class ProxyHost:
     async def _main(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:
         opts = options.Options(listen_host="127.0.0.1", confdir=str(self.confdir))
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
+        bind_master(asyncio.get_running_loop(), self.master)
         # only the default addons a path needs: every hook event walks all addons, and mitmproxy's ~30
         # defaults (playback, export, onboarding...) cost ~0.8 ms per TCP message on a loaded machine
         self.master.addons.add(*[a for a in _mitm_addons.default_addons() if type(a).__name__ in NEEDED_DEFAULTS])

@@ -70,3 +70,23 @@ def test_unknown_scenario_or_parameter_exits_2(tmp_path):
                               "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
         assert out.returncode == 2, (bad, out.stdout, out.stderr)
         assert "scenario" in (out.stdout + out.stderr)
+
+
+def test_two_paths_alive_in_one_process_keep_their_own_options_and_state(tcp_peer, open_path):
+    """mitmproxy's ctx.options is process-global (the newest master): each path must still use its own."""
+    import time
+
+    from .conftest import outcome, recv_until
+
+    target = peer_target(tcp_peer.port)
+    short = open_path("nat-idle:timeout=1,mode=fin", target)
+    long = open_path("nat-idle:timeout=30,mode=fin+kill", target)  # started last: owns mitmproxy's globals
+    a, b = short.open("imap"), long.open("imap")
+    recv_until(a, b"* OK")
+    recv_until(b, b"* OK")
+    t0 = time.monotonic()
+    fate, _ = outcome(a, 4)
+    assert fate == "eof" and time.monotonic() - t0 < 1.8, "the first path's 1 s window must apply to its connection"
+    assert short.kill("rst") == 0 and long.kill("fin") == 1, "each path cuts only its own connections"
+    assert outcome(b, 2)[0] == "eof"
+    assert not [e for e in long.transcript.entries if e.leg == "nat-idle"], "no action leaks into the other case"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
-from conformance.intermediaries.addons.common import StreamResponses, shared
+from conformance.intermediaries.addons.common import StreamResponses, options, shared
 
 
 class Holder:
@@ -53,9 +53,9 @@ class Buffering:
         if flow.response is None:
             return
         label = f"{flow.request.method} {flow.request.path}"
-        flow.response.stream = Holder(ctx.options.buffering_limit, label)
+        flow.response.stream = Holder(options().buffering_limit, label)
         shared().record("buffering", f"response {flow.response.status_code} to {label}: body held until complete "
-                                     f"or {ctx.options.buffering_limit} octets", label)
+                                     f"or {options().buffering_limit} octets", label)
 
 
 addons = [StreamResponses(), Buffering()]

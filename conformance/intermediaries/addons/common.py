@@ -6,12 +6,14 @@ way mitmproxy's own idle watchdog does; an RST cut first sets SO_LINGER 0 on bot
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 import socket
 import struct
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import layers
@@ -84,9 +86,33 @@ class Shared:
 SHARED_ATTR = "_lemonade_shared"
 
 
+_LOOP_MASTERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+
+def bind_master(loop: asyncio.AbstractEventLoop, master: Any) -> None:
+    """Tie a master to the event loop it runs on. mitmproxy's ``ctx.master``/``ctx.options`` are process
+    globals (the newest master wins); each ProxyHost runs its master on its own loop, so addons look their
+    master up by the running loop and two paths alive in one process never read each other's state."""
+    _LOOP_MASTERS[loop] = master
+
+
+def current_master() -> Any:
+    """The master whose loop is running this code (``ctx.master`` under a plain mitmdump)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return ctx.master
+    return _LOOP_MASTERS.get(loop) or ctx.master
+
+
+def options() -> Any:
+    """The options of the current master (use instead of ``ctx.options``)."""
+    return current_master().options
+
+
 def shared() -> Shared:
     """The Shared state of the current master (created on first use, so addons work alone too)."""
-    master = ctx.master
+    master = current_master()
     s = getattr(master, SHARED_ATTR, None)
     if s is None:
         s = Shared()
@@ -96,7 +122,7 @@ def shared() -> Shared:
 
 def cut(flow: tcp.TCPFlow | http.HTTPFlow, how: str, reason: str) -> bool:
     """Close both sides of a live flow's connection now: how = 'fin' (orderly close) or 'rst' (reset)."""
-    ps = ctx.master.addons.get("proxyserver")
+    ps = current_master().addons.get("proxyserver")
     handler = ps.connections.get(flow.client_conn.id) if ps else None
     if handler is None:
         return False
@@ -163,7 +189,7 @@ class Blackhole:
 def seconds(name: str) -> float:
     """A duration option in seconds. mitmproxy's ``--set`` parses only str/int/bool options, so durations are
     strings such as "30" or "0.5"; ``configure`` hooks validate them with this function."""
-    raw = getattr(ctx.options, name)
+    raw = getattr(options(), name)
     try:
         value = float(raw)
     except (TypeError, ValueError):

@@ -7,10 +7,12 @@ Alone: ``mitmdump --mode regular@3128 -s https_only.py --set https_only_ports=44
 
 from __future__ import annotations
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 from mitmproxy.proxy import layers
 
-from conformance.intermediaries.addons.common import RawTcp, StreamResponses, in_connect_tunnel, replace_layer, shared
+from conformance.intermediaries.addons.common import (
+    RawTcp, StreamResponses, in_connect_tunnel, options, replace_layer, shared,
+)
 
 
 def parse_ports(text: str) -> set[int]:
@@ -26,7 +28,7 @@ class HttpsOnly:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         s = shared()
         host, port = flow.request.host, flow.request.port
-        ports = parse_ports(ctx.options.https_only_ports)
+        ports = parse_ports(options().https_only_ports)
         if port in ports:
             s.record("https-only", f"CONNECT {host}:{port} allowed (port declared HTTPS)", "")
             return

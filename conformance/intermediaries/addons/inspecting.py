@@ -8,11 +8,11 @@ Alone: ``mitmdump --mode regular@3128 -s inspecting.py`` (clients trust ~/.mitmp
 
 from __future__ import annotations
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 from mitmproxy.proxy import layers
 from mitmproxy.proxy.layers.modes import HttpProxy
 
-from conformance.intermediaries.addons.common import StreamResponses, cut, shared
+from conformance.intermediaries.addons.common import StreamResponses, cut, options, shared
 
 
 class Inspecting:
@@ -29,8 +29,8 @@ class Inspecting:
         addr = flow.server_conn.address
         inside = "inside TLS" if flow.client_conn.tls_established else "in a plain tunnel"
         s.record("inspecting", f"non-HTTP traffic {inside} to {addr[0]}:{addr[1]}: connection cut with "
-                               f"{ctx.options.inspecting_cut.upper()}", s.label(flow))
-        cut(flow, ctx.options.inspecting_cut, "inspecting proxy: not HTTP")
+                               f"{options().inspecting_cut.upper()}", s.label(flow))
+        cut(flow, options().inspecting_cut, "inspecting proxy: not HTTP")
 
     def tls_failed_client(self, data) -> None:
         s = shared()

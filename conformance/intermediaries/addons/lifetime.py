@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import keep_proxy_timeout_above, seconds, RawTcp, cut, shared
+from conformance.intermediaries.addons.common import (
+    RawTcp, cut, keep_proxy_timeout_above, options, seconds, shared,
+)
 
 
 class Lifetime:
@@ -29,8 +31,8 @@ class Lifetime:
         s = shared()
         if s.live(flow):
             s.record("lifetime", f"connection reached its maximum age of {seconds('lifetime_max'):g} s, "
-                                 f"cut with {ctx.options.lifetime_mode.upper()}", s.label(flow))
-            cut(flow, ctx.options.lifetime_mode, "lifetime")
+                                 f"cut with {options().lifetime_mode.upper()}", s.label(flow))
+            cut(flow, options().lifetime_mode, "lifetime")
 
 
 addons = [RawTcp(), Lifetime()]

@@ -12,9 +12,9 @@ import asyncio
 import time
 from collections import deque
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import RawTcp, shared
+from conformance.intermediaries.addons.common import RawTcp, current_master, options, shared
 
 SLICE = 16384  # octets released at once at most, so a big read is spread over its transmission time
 
@@ -134,12 +134,12 @@ class Link:
         self._shape(flow)  # the upstream writer may appear only after tcp_start
 
     def _shape(self, flow: tcp.TCPFlow) -> None:
-        ps = ctx.master.addons.get("proxyserver")
+        ps = current_master().addons.get("proxyserver")
         handler = ps.connections.get(flow.client_conn.id) if ps else None
         if handler is None:
             return
-        latency = ctx.options.link_latency / 1000.0
-        rate = ctx.options.link_rate * 1000.0
+        latency = options().link_latency / 1000.0
+        rate = options().link_rate * 1000.0
         shaped = 0
         for io in handler.transports.values():
             if io.writer is not None and not isinstance(io.writer, ShapedWriter) and isinstance(io.writer, asyncio.StreamWriter):
@@ -147,8 +147,8 @@ class Link:
                 shaped += 1
         if shaped:
             s = shared()
-            s.record("link", f"{shaped} direction(s) shaped: {ctx.options.link_latency:g} ms one-way delay, "
-                             + (f"{ctx.options.link_rate:g} KB/s" if rate else "unlimited rate"), s.label(flow))
+            s.record("link", f"{shaped} direction(s) shaped: {options().link_latency:g} ms one-way delay, "
+                             + (f"{options().link_rate:g} KB/s" if rate else "unlimited rate"), s.label(flow))
 
 
 addons = [RawTcp(), Link()]

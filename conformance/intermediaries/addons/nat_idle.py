@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import keep_proxy_timeout_above, seconds, Blackhole, RawTcp, blackhole, cut, shared
+from conformance.intermediaries.addons.common import (
+    Blackhole, RawTcp, blackhole, cut, keep_proxy_timeout_above, options, seconds, shared,
+)
 
 
 class NatIdle:
@@ -30,7 +32,7 @@ class NatIdle:
     async def _watch(self, flow: tcp.TCPFlow) -> None:
         s = shared()
         cid = flow.client_conn.id
-        timeout, mode = seconds("nat_idle_timeout"), ctx.options.nat_idle_mode
+        timeout, mode = seconds("nat_idle_timeout"), options().nat_idle_mode
         while s.live(flow) and cid not in s.blackholed:
             left = s.last.get(cid, 0) + timeout - time.monotonic()
             if left <= 0:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
-from conformance.intermediaries.addons.common import keep_proxy_timeout_above, seconds, StreamResponses, cut, shared
+from conformance.intermediaries.addons.common import (
+    StreamResponses, cut, keep_proxy_timeout_above, seconds, shared,
+)
 
 
 class ReadTimeout:
