@@ -173,11 +173,13 @@ class FastLifecycle:
     def __init__(self, manager) -> None:
         self.manager = manager
         self.cache: dict[str, list[Callable]] = {}
+        self.inline: dict[str, bool] = {}
         self.chain_len = -1
 
     def handlers(self, event) -> list[Callable]:
         if len(self.manager.chain) != self.chain_len:
             self.cache.clear()
+            self.inline.clear()
             self.chain_len = len(self.manager.chain)
         found = self.cache.get(event.name)
         if found is None:
@@ -196,6 +198,27 @@ class FastLifecycle:
                 return
             except Exception as e:  # noqa: BLE001 - an addon's error is logged, the connection goes on
                 logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+
+    def run_inline(self, event) -> bool:
+        """Run the hook's handlers synchronously, in order; False (nothing run) if one is a coroutine
+        function or the flow needs an ``update`` hook, so the caller raises the hook the usual way."""
+        handlers = self.handlers(event)
+        inline = self.inline.get(event.name)
+        if inline is None or len(self.manager.chain) != self.chain_len:
+            inline = not any(inspect.iscoroutinefunction(f) for f in handlers) and not self.handlers(
+                _mitm_hooks.UpdateHook([]))
+            self.inline[event.name] = inline
+        if not inline:
+            return False
+        args = event.args()
+        for func in handlers:
+            try:
+                func(*args)
+            except _mitm_exceptions.AddonHalt:
+                break
+            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall: logged, the relay goes on
+                logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+        return True
 
     async def __call__(self, event) -> None:
         await self.run(event)

@@ -11,7 +11,7 @@ from mitmproxy import http
 from mitmproxy.proxy import layers
 
 from conformance.intermediaries.addons.common import (
-    RawTcp, StreamResponses, in_connect_tunnel, options, replace_layer, shared,
+    InlineTCPLayer, RawTcp, StreamResponses, in_connect_tunnel, options, replace_layer, shared,
 )
 
 
@@ -40,8 +40,8 @@ class HttpsOnly:
 
     def next_layer(self, nextlayer) -> None:
         # an allowed tunnel is opaque: relay the bytes, never intercept TLS
-        if in_connect_tunnel(nextlayer) and not isinstance(nextlayer.layer, layers.TCPLayer):
-            replace_layer(nextlayer, layers.TCPLayer)
+        if in_connect_tunnel(nextlayer) and not isinstance(nextlayer.layer, InlineTCPLayer):
+            replace_layer(nextlayer, InlineTCPLayer)
 
 
 addons = [StreamResponses(), RawTcp(), HttpsOnly()]
