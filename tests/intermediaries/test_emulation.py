@@ -90,3 +90,15 @@ def test_two_paths_alive_in_one_process_keep_their_own_options_and_state(tcp_pee
     assert short.kill("rst") == 0 and long.kill("fin") == 1, "each path cuts only its own connections"
     assert outcome(b, 2)[0] == "eof"
     assert not [e for e in long.transcript.entries if e.leg == "nat-idle"], "no action leaks into the other case"
+
+
+def test_recorder_text_matches_the_transcript_rendering():
+    import os
+
+    from conformance.intermediaries.addons.record import text_of
+    from conformance.transcript import printable
+
+    for data in (b"a1 NOOP\r\n", bytes(range(256)) * 3, os.urandom(3000), b"x\x00y\x1b\x7f\t", b"\x16\x03\x01abc"):
+        assert text_of(data) == printable(data)
+    bulk = os.urandom(9000)
+    assert text_of(bulk) == printable(bulk, 256) and text_of(bulk).endswith("[8744 more octets]")
