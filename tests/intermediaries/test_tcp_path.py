@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
 from .conftest import outcome, peer_target, recv_until
 
 

@@ -8,7 +8,6 @@ Alone: ``mitmdump --mode regular@3128 -s https_only.py --set https_only_ports=44
 from __future__ import annotations
 
 from mitmproxy import http
-from mitmproxy.proxy import layers
 
 from conformance.intermediaries.addons.common import (
     InlineTCPLayer, RawTcp, StreamResponses, in_connect_tunnel, options, replace_layer, shared,

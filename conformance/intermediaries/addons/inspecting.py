@@ -9,8 +9,6 @@ Alone: ``mitmdump --mode regular@3128 -s inspecting.py`` (clients trust ~/.mitmp
 from __future__ import annotations
 
 from mitmproxy import tcp
-from mitmproxy.proxy import layers
-from mitmproxy.proxy.layers.modes import HttpProxy
 
 from conformance.intermediaries.addons.common import StreamResponses, cut, options, shared
 
