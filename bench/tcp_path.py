@@ -72,6 +72,42 @@ class Imap:
             data += chunk
 
 
+class BareRelay:
+    """The floor for any Python relay: a plain asyncio TCP relay in a thread of this process, no mitmproxy."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        import asyncio
+        import threading
+
+        self.upstream = upstream
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader, writer):
+            ur, uw = await asyncio.open_connection(*self.upstream)
+            await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+
+        async def main():
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.address = self.server.sockets[0].getsockname()[:2]
+            ready.set()
+            await self.server.serve_forever()
+
+        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(main()), daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+
 def noop_rtts(addr, n: int) -> list[float]:
     c = Imap(addr)
     c.cmd(b"NOOP")  # warm up
@@ -142,6 +178,9 @@ def main() -> int:
                 cpu_fetch += c2 - c1
         finally:
             path.stop()
+        bare = BareRelay(direct)
+        rb = noop_rtts(bare.address, args.noops // 2)
+        fb = fetch_rate(bare.address, user, size)
         starts = []
         for _ in range(args.starts):
             t0 = time.perf_counter()
@@ -158,6 +197,9 @@ def main() -> int:
           f"path/direct {tp / td:.0%} (aim >= 50%)")
     print(f"path start (NetworkPath.start, one mitmproxy master, 3 listeners), median of {len(starts)}: "
           f"{statistics.median(starts) * 1e3:.0f} ms, max {max(starts) * 1e3:.0f} ms")
+    print(f"for scale, a bare asyncio relay in a thread of this process (no mitmproxy, no recording): NOOP "
+          f"{statistics.median(rb) * 1e3:.3f} ms (ratio {statistics.median(rb) / md:.2f}), FETCH {fb / 1e6:.1f} MB/s "
+          f"({fb / td:.0%} of direct)")
     print(f"proxy thread CPU: {cpu_noop / len(rp) * 1e3:.3f} ms per NOOP round trip (two relayed messages), "
           f"{cpu_fetch / (2 * size / 1e6) * 1e3:.1f} ms per MB fetched")
     print(f"transcript entries recorded on the path: {len(transcript.entries)} (+{transcript.dropped} over the cap)")
