@@ -8,6 +8,7 @@ any emulated window, so an emulated drop is never confused with mitmproxy's.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 import tempfile
@@ -19,15 +20,24 @@ from typing import Any, Callable
 
 import mitmproxy.proxy.server as _mitm_server
 from mitmproxy import addons as _mitm_addons
+from mitmproxy import exceptions as _mitm_exceptions
+from mitmproxy import flow as _mitm_flow
+from mitmproxy import hooks as _mitm_hooks
 from mitmproxy import options
 from mitmproxy.master import Master
 
 from ..errors import HarnessError
 from ..transcript import Transcript
+from .addons.common import bind_master
+from .ca import BASENAME, write_ca
 
 # emulated windows go up to hours in full depth; mitmproxy's own idle watchdog (600 s) must never fire first
-_mitm_server.TCP_TIMEOUT = 24 * 3600
+# (addons raise it further when an emulated window is longer: common.keep_proxy_timeout_above)
+_mitm_server.TCP_TIMEOUT = max(_mitm_server.TCP_TIMEOUT, 24 * 3600)
 logging.getLogger("mitmproxy").setLevel(logging.CRITICAL)
+
+
+NEEDED_DEFAULTS = {"Core", "Proxyserver", "NextLayer", "TlsConfig", "DisableH2C", "UpdateAltSvc"}
 
 
 class ProxyHost:
@@ -46,9 +56,18 @@ class ProxyHost:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.listen: dict[str, tuple[str, int]] = {}  # mode spec -> (host, port)
+        self.started_in: float | None = None  # seconds from start() to listening (benchmarked)
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate of this master's own CA (trusted only by the suite's clients)."""
+        return self.confdir / f"{BASENAME}-ca-cert.pem"
 
     def start(self, modes: list[str], addons: list[Any], extra_options: dict[str, Any] | None = None,
               timeout: float = 10.0) -> dict[str, tuple[str, int]]:
+        t0 = time.monotonic()
+        if not (self.confdir / f"{BASENAME}-ca.pem").exists():
+            write_ca(self.confdir)
         self.thread = threading.Thread(target=self._run, args=(modes, addons, extra_options or {}),
                                        name="lemonade-intermediary", daemon=True)
         self.thread.start()
@@ -59,6 +78,7 @@ class ProxyHost:
             err = self._error
             self.stop()
             raise HarnessError(f"intermediary failed to start: {err}")
+        self.started_in = time.monotonic() - t0
         return self.listen
 
     def _run(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:
@@ -83,9 +103,15 @@ class ProxyHost:
     async def _main(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:
         opts = options.Options(listen_host="127.0.0.1", confdir=str(self.confdir))
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
-        self.master.addons.add(*_mitm_addons.default_addons())
+        bind_master(asyncio.get_running_loop(), self.master)
+        # only the default addons a path needs: every hook event walks all addons, and mitmproxy's ~30
+        # defaults (playback, export, onboarding...) cost ~0.8 ms per TCP message on a loaded machine
+        self.master.addons.add(*[a for a in _mitm_addons.default_addons() if type(a).__name__ in NEEDED_DEFAULTS])
         self.master.addons.add(*addons)
-        opts.update(mode=modes, ssl_insecure=True, connection_strategy="eager", **extra)
+        self.master.addons.handle_lifecycle = FastLifecycle(self.master.addons)
+        # http2_ping_keepalive=0: mitmproxy must not add traffic of its own (PINGs would keep an emulated
+        # idle timer, or a real upstream NAT, alive)
+        opts.update(mode=modes, ssl_insecure=True, connection_strategy="eager", http2_ping_keepalive=0, **extra)
         run = asyncio.ensure_future(self.master.run())
         ps = self.master.addons.get("proxyserver")
         deadline = time.monotonic() + 8
@@ -133,6 +159,74 @@ class ProxyHost:
         if self._tmp:
             self._tmp.cleanup()
             self._tmp = None
+
+
+class FastLifecycle:
+    """mitmproxy's ``AddonManager.handle_lifecycle`` with the hook handlers looked up once per hook name.
+
+    The stock dispatch walks every addon twice per TCP message (the hook and an ``update`` hook), with
+    ``getattr`` and a context manager per addon: most of the proxy's CPU time per message. The addons of a
+    path are fixed before it starts, so the handlers are cached (refreshed if the chain changes); errors are
+    logged like mitmproxy's ``safecall`` and ``AddonHalt`` stops the chain, as before.
+    """
+
+    def __init__(self, manager) -> None:
+        self.manager = manager
+        self.cache: dict[str, list[Callable]] = {}
+        self.inline: dict[str, bool] = {}
+        self.chain_len = -1
+
+    def handlers(self, event) -> list[Callable]:
+        if len(self.manager.chain) != self.chain_len:
+            self.cache.clear()
+            self.inline.clear()
+            self.chain_len = len(self.manager.chain)
+        found = self.cache.get(event.name)
+        if found is None:
+            found = [func for addon in self.manager.chain for _, func in self.manager._iter_hooks(addon, event)]
+            self.cache[event.name] = found
+        return found
+
+    async def run(self, event) -> None:
+        args = event.args()
+        for func in self.handlers(event):
+            try:
+                res = func(*args)
+                if res is not None and inspect.isawaitable(res):
+                    await res
+            except _mitm_exceptions.AddonHalt:
+                return
+            except Exception as e:  # noqa: BLE001 - an addon's error is logged, the connection goes on
+                logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+
+    def run_inline(self, event) -> bool:
+        """Run the hook's handlers synchronously, in order; False (nothing run) if one is a coroutine
+        function or the flow needs an ``update`` hook, so the caller raises the hook the usual way."""
+        handlers = self.handlers(event)
+        inline = self.inline.get(event.name)
+        if inline is None or len(self.manager.chain) != self.chain_len:
+            inline = not any(inspect.iscoroutinefunction(f) for f in handlers) and not self.handlers(
+                _mitm_hooks.UpdateHook([]))
+            self.inline[event.name] = inline
+        if not inline:
+            return False
+        args = event.args()
+        for func in handlers:
+            try:
+                func(*args)
+            except _mitm_exceptions.AddonHalt:
+                break
+            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall: logged, the relay goes on
+                logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+        return True
+
+    async def __call__(self, event) -> None:
+        await self.run(event)
+        message = event.args()[0]
+        if isinstance(message, _mitm_flow.Flow):
+            update = _mitm_hooks.UpdateHook([message])
+            if self.handlers(update):
+                await self.run(update)
 
 
 def _quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict) -> None:

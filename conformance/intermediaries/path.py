@@ -8,16 +8,28 @@ socket (through the intermediaries, or direct), ``path.address("jmap")`` where t
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from ..errors import HarnessError, NotApplicable, TargetUnreachable
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
-from .addons.common import Blackhole, RawTcp, shared
+from .addons.common import Blackhole, RawTcp, StreamResponses, shared
 from .addons.kill import Kill, Trigger
-from .addons.record import ServerLegIn, ServerLegOut
+from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
 from .host import ProxyHost, free_port
 from .scenario import Scenario
+
+
+class Blocked(HarnessError):
+    """The intermediary refused to carry a connection (e.g. https-only answered CONNECT with 403).
+
+    A firewall decision, not a fault of the target: reachability checks catch it and record it as data.
+    """
+
+    def __init__(self, endpoint: str, status: int, reason: str, via: str) -> None:
+        self.endpoint, self.status, self.reason, self.via = endpoint, status, reason, via
+        super().__init__(f"{endpoint}: blocked by the intermediary ({via} answered {status} {reason})")
 
 
 class NetworkPath:
@@ -27,33 +39,65 @@ class NetworkPath:
         self.transcript = transcript
         self.host: ProxyHost | None = None
         self.reverse: dict[str, tuple[str, int]] = {}  # endpoint name -> proxy listen address
-        self.forward_proxy: tuple[str, int] | None = None
+        self.forward_proxy: tuple[str, int] | None = None  # explicit HTTP proxy (https-only, inspecting)
         self.addons: list[Any] = []
         self.options: dict[str, Any] = {}
+        self.intercepts_tls = False  # the path terminates TLS with its own CA (inspecting, reverse https)
 
     @property
     def leg(self) -> str:
         return "direct" if self.scenario.is_direct else "client-proxy"
+
+    @property
+    def proxy_url(self) -> str | None:
+        """The explicit HTTP proxy HTTP clients must use (httpx ``proxy=``), or None when there is none."""
+        if self.forward_proxy is None:
+            return None
+        return f"http://{self.forward_proxy[0]}:{self.forward_proxy[1]}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA file clients must trust when the path terminates TLS itself (httpx ``verify=``), else None
+        (then the target's own TLS policy applies). The key stays in the case's private temporary directory."""
+        if self.host is None or not self.intercepts_tls:
+            return None
+        return str(self.host.ca_file)
 
     def start(self) -> "NetworkPath":
         if self.scenario.is_direct:
             return self
         behaviour: list[Any] = []
         for element in self.scenario.elements:
-            addons, opts = element.spec.build(dict(element.params))
+            addons, opts = element.spec.build(self._build_params(element))
             behaviour += addons
             self.options.update(opts)
         if not any(isinstance(a, Kill) for a in behaviour):
             behaviour.append(Kill())  # on-demand cuts are always available to checks
-        self.addons = [ServerLegIn(self.transcript), RawTcp(), *behaviour, Blackhole(), ServerLegOut(self.transcript)]
-        modes = []
-        names = []
-        if "tcp" in self.scenario.paths or not self.scenario.paths - {"tcp"}:
+        paths = self.scenario.paths
+        forward = "http-forward" in paths
+        reverse_http = "http-reverse" in paths
+        self.addons = [ServerLegIn(self.transcript), HttpLegIn(self.transcript), RawTcp(), StreamResponses(),
+                       *behaviour, Blackhole(),
+                       HttpLegOut(self.transcript), ServerLegOut(self.transcript)]
+        self.addons = _dedupe(self.addons)
+        plan: list[tuple[str, str]] = []  # (endpoint name or "proxy", mode without listen port)
+        if forward:
+            plan.append(("proxy", "regular"))
+            self.intercepts_tls = any(e.name == "inspecting" for e in self.scenario.elements)
+        else:
             for name, ep in self.target.endpoints.items():
-                if self.scenario.supports(name):
-                    modes.append(f"reverse:tcp://{ep.host}:{ep.port}@127.0.0.1:{free_port()}")
-                    names.append(name)
+                if not self.scenario.supports(name):
+                    continue
+                if name == "jmap" and reverse_http:
+                    scheme = "https" if ep.scheme == "https" else "http"
+                    self.intercepts_tls = self.intercepts_tls or scheme == "https"
+                    plan.append((name, f"reverse:{scheme}://{ep.host}:{ep.port}"))
+                elif "tcp" in paths or not reverse_http:
+                    plan.append((name, f"reverse:tcp://{ep.host}:{ep.port}"))
+        if not plan:
+            raise NotApplicable(f"scenario {self.scenario} carries none of the endpoints of target {self.target.name}")
         for attempt in range(3):  # a chosen port can be taken before mitmproxy binds it: choose again
+            modes = [f"{m}@127.0.0.1:{free_port()}" for _, m in plan]
             self.host = ProxyHost(self.transcript)
             try:
                 listen = self.host.start(modes, self.addons, self.options)
@@ -61,28 +105,48 @@ class NetworkPath:
             except HarnessError as e:
                 if attempt == 2 or "address" not in str(e).lower():
                     raise
-                modes = [m.rsplit(":", 1)[0] + f":{free_port()}" for m in modes]
         self.host.call(self._attach_recorder)
-        for name, mode in zip(names, modes):
-            addr = next((v for k, v in listen.items() if k == mode or k.startswith(mode.split("@")[0] + "@")), None)
+        for (name, _), mode in zip(plan, modes):
+            addr = listen.get(mode) or next((v for k, v in listen.items() if k.endswith(mode.rsplit("@", 1)[1])), None)
             if addr is None:
                 raise HarnessError(f"intermediary has no listener for {name}")
-            self.reverse[name] = addr
-        self.transcript.note(f"scenario {self.scenario}: intermediary listening for "
-                             + ", ".join(f"{k} on {v[0]}:{v[1]}" for k, v in self.reverse.items()))
+            if name == "proxy":
+                self.forward_proxy = addr
+            else:
+                self.reverse[name] = addr
+        where = [f"{k} on {v[0]}:{v[1]}" for k, v in self.reverse.items()]
+        if self.forward_proxy:
+            where.append(f"HTTP proxy on {self.proxy_url}")
+        self.transcript.note(f"scenario {self.scenario}: intermediary listening for " + ", ".join(where)
+                             + f" (ready in {self.host.started_in:.3f} s)")
         return self
+
+    def _build_params(self, element) -> dict[str, Any]:
+        """The element's parameters, plus what a builder needs to know about the target (ports by endpoint)."""
+        params = dict(element.params)
+        params["_target_endpoints"] = {k: (ep.scheme, ep.port) for k, ep in self.target.endpoints.items()}
+        return params
 
     def _attach_recorder(self) -> None:
         s = shared()
         s.record = lambda who, text, conn="": self.transcript.action(who, text, conn)
 
     def endpoint(self, name: str) -> Endpoint:
-        """The endpoint a client should use: the target's own, or the intermediary's listener in front of it."""
+        """The endpoint a client should use: the target's own, or the intermediary's listener in front of it.
+
+        Behind an explicit HTTP proxy (https-only, inspecting) ``endpoint("jmap")`` is the target's own URL,
+        to be requested through ``proxy_url``; other endpoints are reachable only through ``open(name)``.
+        """
         ep = self.target.endpoint(name)
         if ep is None:
             raise NotApplicable(f"target {self.target.name} has no {name} endpoint")
         if self.scenario.is_direct:
             return ep
+        if self.forward_proxy is not None:
+            if name == "jmap":
+                return ep
+            raise NotApplicable(f"scenario {self.scenario} reaches {name} only through its HTTP proxy: "
+                                f"use path.open({name!r}) (CONNECT) instead of a direct connection")
         if name not in self.reverse:
             raise NotApplicable(f"scenario {self.scenario} does not carry {name}")
         host, port = self.reverse[name]
@@ -93,6 +157,12 @@ class NetworkPath:
         return ep.host, ep.port
 
     def open(self, name: str, timeout: float = 10.0) -> socket.socket:
+        """A connected socket to ``name`` through the path (a CONNECT tunnel behind an explicit proxy).
+
+        Raises ``Blocked`` when the intermediary refuses (403), ``TargetUnreachable`` when nothing answers.
+        """
+        if self.forward_proxy is not None:
+            return self._connect_tunnel(name, timeout)
         host, port = self.address(name)
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
@@ -100,6 +170,48 @@ class NetworkPath:
             who = "target" if self.scenario.is_direct else "the suite's own intermediary"
             raise TargetUnreachable(f"cannot connect to {who} for {name} at {host}:{port}: {e}") from e
         return sock
+
+    def _connect_tunnel(self, name: str, timeout: float) -> socket.socket:
+        ep = self.target.endpoint(name)
+        if ep is None:
+            raise NotApplicable(f"target {self.target.name} has no {name} endpoint")
+        assert self.forward_proxy is not None
+        try:
+            sock = socket.create_connection(self.forward_proxy, timeout=timeout)
+        except OSError as e:
+            raise HarnessError(f"cannot connect to the suite's own HTTP proxy at {self.proxy_url}: {e}") from e
+        authority = f"[{ep.host}]:{ep.port}" if ":" in ep.host else f"{ep.host}:{ep.port}"
+        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+        self.transcript.add(self.leg, "C", request.decode(), len(request), conn=f"connect {name}")
+        head = b""
+        try:
+            sock.sendall(request)
+            deadline = time.monotonic() + timeout
+            while b"\r\n\r\n" not in head:  # byte by byte: whatever follows the head belongs to the tunnel
+                if time.monotonic() > deadline or len(head) > 16384:
+                    raise HarnessError(f"HTTP proxy sent no complete answer to CONNECT {authority}")
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                b = sock.recv(1)
+                if not b:
+                    raise HarnessError(f"HTTP proxy closed the connection after CONNECT {authority}")
+                head += b
+        except (OSError, HarnessError) as e:
+            sock.close()
+            if isinstance(e, HarnessError):
+                raise
+            raise HarnessError(f"CONNECT {authority} through {self.proxy_url} failed: {e}") from e
+        self.transcript.add(self.leg, "S", head.decode("latin-1"), len(head), conn=f"connect {name}")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if status == 200:
+            sock.settimeout(timeout)
+            return sock
+        sock.close()
+        reason = parts[2] if len(parts) > 2 else ""
+        if status == 403:
+            raise Blocked(name, status, reason, f"HTTP proxy {self.proxy_url}")
+        raise TargetUnreachable(f"CONNECT {authority} through {self.proxy_url} answered {status_line!r}")
 
     # -- faults on demand -------------------------------------------------------------------------
     def _kill_addon(self) -> Kill:
@@ -124,3 +236,15 @@ class NetworkPath:
         if self.host:
             self.host.stop()
             self.host = None
+
+
+def _dedupe(addons: list[Any]) -> list[Any]:
+    """One instance per addon class (mitmproxy refuses two addons with the same name); the first place wins."""
+    out: list[Any] = []
+    seen: set[type] = set()
+    for a in addons:
+        if type(a) in seen:
+            continue
+        seen.add(type(a))
+        out.append(a)
+    return out

@@ -24,6 +24,7 @@ class Param:
     help: str
     choices: tuple[str, ...] = ()
     unit: str = ""
+    check: Callable[[Any], str | None] | None = None  # returns what is wrong with a value, or None
 
     def default(self, depth: str) -> Any:
         return self.quick if depth == "quick" else self.full
@@ -33,6 +34,8 @@ class Param:
             value = self.type(raw)
         except ValueError:
             raise BadInput(f"{where}: parameter '{self.name}' must be {self.type.__name__}, got {raw!r}") from None
+        if self.check is not None and (problem := self.check(value)):
+            raise BadInput(f"{where}: parameter '{self.name}' {problem}, got {raw!r}")
         if self.choices and value not in self.choices:
             raise BadInput(f"{where}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {raw!r}")
         if self.type in (int, float) and value < 0:
@@ -146,9 +149,7 @@ def parse_scenario(text: str, depth: str = "quick") -> Scenario:
             given[p.name] = p.convert(value.strip(), where)
         params = tuple((p.name, given.get(p.name, p.default(depth))) for p in spec.params)
         elements.append(Element(name, params))
-    paths = {REGISTRY[e.name].path for e in elements}
-    if "http-forward" in paths and len([e for e in elements if REGISTRY[e.name].path == "http-forward"]) > 1:
-        raise BadInput(f"scenario {raw!r}: at most one forward proxy per scenario")
+    # several http-forward elements (https-only+inspecting) compose into one explicit proxy
     return Scenario(tuple(elements), depth, raw)
 
 

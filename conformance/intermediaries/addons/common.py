@@ -6,17 +6,32 @@ way mitmproxy's own idle watchdog does; an RST cut first sets SO_LINGER 0 on bot
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
+from dataclasses import dataclass
 import socket
 import struct
 import time
-from typing import Callable
+from typing import Any, Callable
 
-from mitmproxy import ctx, tcp
-from mitmproxy.proxy import layers
+from mitmproxy import ctx, exceptions, http, tcp
+from mitmproxy.proxy import commands, events, layers
+from mitmproxy.proxy.layers.tcp import TcpMessageHook
+from mitmproxy.proxy.layers.modes import HttpProxy, ReverseProxy
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 log = logging.getLogger("lemonade.intermediary")
+
+
+@dataclass
+class Trigger:
+    after: int  # octets from `side` that may pass
+    side: str = "client"  # client | server
+    how: str = "rst"
+    port: int | None = None  # only connections to this upstream port (None: any)
+    once: bool = True
+
 
 Recorder = Callable[[str, str, str], None]  # (who, text, connection label)
 
@@ -72,9 +87,33 @@ class Shared:
 SHARED_ATTR = "_lemonade_shared"
 
 
+_LOOP_MASTERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
+
+
+def bind_master(loop: asyncio.AbstractEventLoop, master: Any) -> None:
+    """Tie a master to the event loop it runs on. mitmproxy's ``ctx.master``/``ctx.options`` are process
+    globals (the newest master wins); each ProxyHost runs its master on its own loop, so addons look their
+    master up by the running loop and two paths alive in one process never read each other's state."""
+    _LOOP_MASTERS[loop] = master
+
+
+def current_master() -> Any:
+    """The master whose loop is running this code (``ctx.master`` under a plain mitmdump)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return ctx.master
+    return _LOOP_MASTERS.get(loop) or ctx.master
+
+
+def options() -> Any:
+    """The options of the current master (use instead of ``ctx.options``)."""
+    return current_master().options
+
+
 def shared() -> Shared:
     """The Shared state of the current master (created on first use, so addons work alone too)."""
-    master = ctx.master
+    master = current_master()
     s = getattr(master, SHARED_ATTR, None)
     if s is None:
         s = Shared()
@@ -82,12 +121,16 @@ def shared() -> Shared:
     return s
 
 
-def cut(flow: tcp.TCPFlow, how: str, reason: str) -> bool:
-    """Close both sides of a live TCP flow now: how = 'fin' (orderly close) or 'rst' (reset)."""
-    ps = ctx.master.addons.get("proxyserver")
+def cut(flow: tcp.TCPFlow | http.HTTPFlow, how: str, reason: str) -> bool:
+    """Close both sides of a live flow's connection now: how = 'fin' (orderly close) or 'rst' (reset)."""
+    ps = current_master().addons.get("proxyserver")
     handler = ps.connections.get(flow.client_conn.id) if ps else None
     if handler is None:
         return False
+    for io in list(handler.transports.values()):
+        discard = getattr(io.writer, "discard", None)
+        if discard is not None:  # a shaped link: queued data is lost with the connection
+            discard()
     if how == "rst":
         for io in list(handler.transports.values()):
             sock = io.writer.get_extra_info("socket") if io.writer is not None else None
@@ -109,13 +152,44 @@ def blackhole(flow: tcp.TCPFlow) -> None:
     shared().blackholed[flow.client_conn.id] = time.monotonic()
 
 
+class InlineTCPLayer(layers.TCPLayer):
+    """mitmproxy's TCP relay, with ``tcp_message`` handlers called in line when they are all synchronous.
+
+    The stock layer raises a blocking hook per message: a task, a second loop iteration and a
+    HookCompleted event before the data is sent on. Calling the (cached) handlers directly keeps the same
+    order and semantics (every handler sees and may rewrite ``flow.messages[-1]`` before it is forwarded)
+    at about half the CPU per message. Falls back to the hook when a handler is a coroutine or when the
+    master has no cached dispatch (plain mitmdump).
+    """
+
+    def relay_messages(self, event):
+        if isinstance(event, events.DataReceived) and self.flow is not None:
+            dispatch = getattr(current_master().addons, "handle_lifecycle", None)
+            run_inline = getattr(dispatch, "run_inline", None)
+            if run_inline is not None:
+                from_client = event.connection == self.context.client
+                message = tcp.TCPMessage(from_client, event.data)
+                self.flow.messages.append(message)
+                if run_inline(TcpMessageHook(self.flow)):
+                    yield commands.SendData(self.context.server if from_client else self.context.client,
+                                            message.content)
+                    return
+                self.flow.messages.pop()
+        yield from super().relay_messages(event)
+
+
 class RawTcp:
     """Makes every reverse:tcp connection a plain TCP relay (no TLS interception), with tcp_* hooks on."""
 
     def next_layer(self, nextlayer) -> None:
-        mode = nextlayer.context.client.proxy_mode
-        if isinstance(mode, ReverseMode) and mode.scheme == "tcp" and nextlayer.layer is None:
-            nextlayer.layer = layers.TCPLayer(nextlayer.context)
+        # mitmproxy's own NextLayer addon runs first and puts a ClientTLSLayer under TCP when the client starts
+        # with a ClientHello (IMAPS): replace that stack, the path relays TLS untouched.
+        context = nextlayer.context
+        mode = context.client.proxy_mode
+        if not (isinstance(mode, ReverseMode) and mode.scheme == "tcp" and isinstance(context.layers[0], ReverseProxy)):
+            return
+        if not isinstance(nextlayer.layer, InlineTCPLayer):
+            replace_layer(nextlayer, InlineTCPLayer)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         shared().open(flow)
@@ -137,3 +211,50 @@ class Blackhole:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         if flow.client_conn.id in shared().blackholed:
             flow.messages[-1].content = b""
+
+
+def seconds(name: str) -> float:
+    """A duration option in seconds. mitmproxy's ``--set`` parses only str/int/bool options, so durations are
+    strings such as "30" or "0.5"; ``configure`` hooks validate them with this function."""
+    raw = getattr(options(), name)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise exceptions.OptionsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise exceptions.OptionsError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def keep_proxy_timeout_above(seconds: float) -> None:
+    """mitmproxy closes connections idle for ``TCP_TIMEOUT`` (600 s in 11.0.2, no option): raise it far above an
+    emulated window, so mitmproxy's own close is never mistaken for the emulated one (also under mitmdump)."""
+    import mitmproxy.proxy.server as server
+
+    if server.TCP_TIMEOUT < 2 * seconds + 60:
+        server.TCP_TIMEOUT = 2 * seconds + 60
+
+
+def replace_layer(nextlayer, make) -> None:
+    """Replace the layer stack mitmproxy's own NextLayer addon chose for this decision with ``make(context)``."""
+    context = nextlayer.context
+    if nextlayer.layer is not None and nextlayer.layer in context.layers:
+        del context.layers[context.layers.index(nextlayer.layer):]
+    nextlayer.layer = make(context)
+
+
+def in_connect_tunnel(nextlayer) -> bool:
+    """True for the first layer decision inside an explicit proxy's CONNECT tunnel (not the proxy's own
+    HTTP layer, which is decided with the same stack)."""
+    stack = nextlayer.context.layers
+    return (len(stack) >= 2 and isinstance(stack[0], HttpProxy) and isinstance(stack[1], layers.HttpLayer)
+            and nextlayer.layer is not stack[1])
+
+
+class StreamResponses:
+    """HTTP responses pass through as they arrive (mitmproxy holds whole bodies by default, which would make
+    every HTTP intermediary a buffering one). Behaviour addons that run later may replace the stream."""
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and not flow.response.stream:
+            flow.response.stream = True

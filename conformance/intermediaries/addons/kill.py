@@ -7,20 +7,10 @@ client sends that string (the marker itself is not forwarded).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from mitmproxy import tcp
 
-from mitmproxy import ctx, tcp
-
-from conformance.intermediaries.addons.common import RawTcp, cut, shared
-
-
-@dataclass
-class Trigger:
-    after: int  # octets from `side` that may pass
-    side: str = "client"  # client | server
-    how: str = "rst"
-    port: int | None = None  # only connections to this upstream port (None: any)
-    once: bool = True
+# Trigger lives in common: a dataclass cannot be defined in a script mitmdump loads with -s
+from conformance.intermediaries.addons.common import RawTcp, Trigger, cut, options, shared
 
 
 class Kill:
@@ -60,7 +50,7 @@ class Kill:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         s = shared()
-        marker = ctx.options.kill_marker.encode()
+        marker = options().kill_marker.encode()
         if marker and m.from_client and marker in m.content:
             m.content = m.content.split(marker, 1)[0]
             s.record("kill", "marker seen in client data, connection cut", s.label(flow))

@@ -10,15 +10,21 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import Blackhole, RawTcp, blackhole, cut, shared
+from conformance.intermediaries.addons.common import (
+    Blackhole, RawTcp, blackhole, cut, keep_proxy_timeout_above, options, seconds, shared,
+)
 
 
 class NatIdle:
     def load(self, loader) -> None:
-        loader.add_option("nat_idle_timeout", float, 30.0, "Seconds without traffic after which the mapping is dropped.")
+        loader.add_option("nat_idle_timeout", str, "30", "Seconds without traffic after which the mapping is dropped.")
         loader.add_option("nat_idle_mode", str, "rst", "What the drop looks like: rst, fin or silent.")
+
+    def configure(self, updated) -> None:
+        if "nat_idle_timeout" in updated:
+            keep_proxy_timeout_above(seconds("nat_idle_timeout"))
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         asyncio.get_running_loop().create_task(self._watch(flow))
@@ -26,7 +32,7 @@ class NatIdle:
     async def _watch(self, flow: tcp.TCPFlow) -> None:
         s = shared()
         cid = flow.client_conn.id
-        timeout, mode = ctx.options.nat_idle_timeout, ctx.options.nat_idle_mode
+        timeout, mode = seconds("nat_idle_timeout"), options().nat_idle_mode
         while s.live(flow) and cid not in s.blackholed:
             left = s.last.get(cid, 0) + timeout - time.monotonic()
             if left <= 0:

@@ -7,12 +7,30 @@ The client-to-proxy leg is recorded by the suite's own clients.
 
 from __future__ import annotations
 
-from mitmproxy import tcp
+import re
+
+from mitmproxy import http, tcp
 
 from conformance.intermediaries.addons.common import shared
 from conformance.transcript import Transcript, printable
 
 LEG = "proxy-server"
+SUMMARY = 256  # a chunk larger than 4 KiB is recorded by its first 256 octets and its size (bulk transfers)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def text_of(data: bytes) -> str:
+    """``transcript.printable`` with the same output, scanning with a regex instead of per character (this
+    runs for every relayed chunk); bulk chunks are summarised."""
+    limit = SUMMARY if len(data) > 4096 else 2000
+    if len(data) >= 5 and 0x14 <= data[0] <= 0x17 and data[1] == 0x03:
+        return printable(data, limit)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", data[:limit].decode("utf-8", errors="backslashreplace"))
+    if len(data) > limit:
+        text += f"... [{len(data) - limit} more octets]"
+    return text
 
 
 class ServerLegIn:
@@ -29,8 +47,55 @@ class ServerLegIn:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         if not m.from_client and m.content:
-            self.transcript.add(LEG, "S", self.redactor.server(printable(m.content)), len(m.content),
+            self.transcript.add(LEG, "S", self.redactor.server(text_of(m.content)), len(m.content),
                                 conn=shared().label(flow))
+
+
+def _head(message: http.Message, first: str) -> str:
+    return first + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in message.headers.items(multi=True))
+
+
+class HttpLegIn:
+    """HTTP flows on the proxy-server leg: response heads as they arrive and how each exchange ended."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.redactor = transcript.redactor()
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        r = flow.response
+        if r is not None:
+            self.transcript.add(LEG, "S", self.redactor.server(_head(r, f"{r.http_version} {r.status_code} {r.reason}")),
+                                conn=f"http {flow.request.method} {flow.request.path}")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and flow.request.method != "CONNECT":
+            self.transcript.add(LEG, "N", f"response {flow.response.status_code} complete",
+                                conn=f"http {flow.request.method} {flow.request.path}")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.transcript.add(LEG, "N", f"exchange ended: {flow.error.msg if flow.error else 'error'}",
+                            conn=f"http {flow.request.method} {flow.request.path}")
+
+
+class HttpLegOut:
+    """HTTP requests as forwarded to the server (after every addon), credentials redacted."""
+
+    def __init__(self, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.redactor = transcript.redactor()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:  # answered by the intermediary itself, never forwarded
+            return
+        q = flow.request
+        self.transcript.add(LEG, "C", self.redactor.client(_head(q, f"{q.method} {q.url} {q.http_version}")),
+                            len(q.raw_content or b""), conn=f"http {q.method} {q.path}")
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        q = flow.request
+        verdict = f"answered {flow.response.status_code} by the intermediary" if flow.response else "tunnel opened"
+        self.transcript.add(LEG, "N", f"CONNECT {q.host}:{q.port}: {verdict}", conn=f"connect {q.host}:{q.port}")
 
 
 class ServerLegOut:
@@ -43,9 +108,10 @@ class ServerLegOut:
         label = shared().label(flow)
         if m.from_client:
             if m.content:
-                self.transcript.add(LEG, "C", self.redactor.client(printable(m.content)), len(m.content), conn=label)
+                self.transcript.add(LEG, "C", self.redactor.client(text_of(m.content)), len(m.content), conn=label)
             else:
                 self.transcript.add(LEG, "I", "client data not forwarded to the server", conn=label)
+        del flow.messages[:-1]  # every addon reads only the newest message; keep memory flat on long transfers
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self.transcript.add(LEG, "N", "connection closed", conn=shared().label(flow))

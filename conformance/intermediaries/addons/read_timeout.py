@@ -1,0 +1,81 @@
+"""read-timeout: a reverse proxy that ends a response after T seconds without a byte from upstream.
+
+nginx's proxy_read_timeout (default 60 s): a long poll or an EventSource stream that stays silent longer
+than T is ended by the proxy. nginx then closes the client connection mid-response (or answers 504 when no
+header arrived yet); this emulation closes the connection in both cases and records which one it was.
+Alone: ``mitmdump --mode reverse:http://127.0.0.1:8080@8081 -s read_timeout.py --set read_timeout=60``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mitmproxy import http
+
+from conformance.intermediaries.addons.common import (
+    StreamResponses, cut, keep_proxy_timeout_above, seconds, shared,
+)
+
+
+class ReadTimeout:
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}  # flow id -> last byte from upstream (or request sent)
+        self.tasks: dict[str, asyncio.Task] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option("read_timeout", str, "60", "Seconds without a byte from upstream before the response is ended.")
+
+    def configure(self, updated) -> None:
+        if "read_timeout" in updated:
+            keep_proxy_timeout_above(seconds("read_timeout"))
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self.last[flow.id] = time.monotonic()
+        self.tasks[flow.id] = asyncio.get_running_loop().create_task(self._watch(flow))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.last[flow.id] = time.monotonic()
+        inner = flow.response.stream if flow.response is not None else True
+
+        def tap(data: bytes):
+            self.last[flow.id] = time.monotonic()
+            if callable(inner):
+                return inner(data)
+            return [data] if data else []
+
+        if flow.response is not None:
+            flow.response.stream = tap
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
+
+    def _done(self, flow: http.HTTPFlow) -> None:
+        self.last.pop(flow.id, None)
+        task = self.tasks.pop(flow.id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _watch(self, flow: http.HTTPFlow) -> None:
+        timeout = seconds("read_timeout")
+        while flow.id in self.last:
+            left = self.last[flow.id] + timeout - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue
+            idle = time.monotonic() - self.last.pop(flow.id)
+            label = f"{flow.request.method} {flow.request.path}"
+            if flow.response is None:
+                what = "no response header yet (nginx would answer 504); client connection closed"
+            else:
+                what = f"response {flow.response.status_code} ended mid-body; client connection closed"
+            shared().record("read-timeout", f"{idle:.3f} s without a byte from upstream: {what}", label)
+            self.tasks.pop(flow.id, None)
+            cut(flow, "fin", "read-timeout")
+            return
+
+
+addons = [StreamResponses(), ReadTimeout()]
