@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import RawTcp, cut, shared
+from conformance.intermediaries.addons.common import RawTcp, cut, options, shared
 
 
 class Flaky:
@@ -26,10 +26,10 @@ class Flaky:
         loader.add_option("flaky_seed", int, 1, "Seed of the random lifetimes (same seed, same schedule).")
 
     def _lifetime(self) -> float:
-        seed = ctx.options.flaky_seed
+        seed = options().flaky_seed
         if self.rng is None or self.seed != seed:
             self.rng, self.seed = random.Random(seed), seed
-        return ctx.options.flaky_reset_every * self.rng.uniform(0.5, 1.5)
+        return options().flaky_reset_every * self.rng.uniform(0.5, 1.5)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         lifetime = self._lifetime()
