@@ -43,7 +43,7 @@ register(Intermediary(
               unit="s"),
         Param("seed", int, 1, 1, "seed of the random lifetimes: the same seed gives the same schedule"),
     ),
-    build=lambda p: ([flaky.Flaky()], {"flaky_reset_every": float(p["reset_every"]), "flaky_seed": int(p["seed"])}),
+    build=lambda p: ([flaky.Flaky()], {"flaky_reset_every": str(float(p["reset_every"])), "flaky_seed": int(p["seed"])}),
 ))
 
 # -- envelope/transport security (issue 7) -------------------------------------------------------------

@@ -71,7 +71,8 @@ def test_envelope_checks_pass_on_default_dovecot(lemonade):
     run = lemonade("run", "-k", ENVELOPE)
     v = run.verdicts()
     assert run.rc == 0, run.out + run.err
-    link = v.pop("envelope/signed_roundtrip_interrupted_and_retried|link", None)  # once the link intermediary exists
+    link_keys = [k for k in v if k.startswith("envelope/signed_roundtrip_interrupted_and_retried|link")]
+    link = v.pop(link_keys[0]) if link_keys else None  # once the link intermediary exists
     assert link in (None, "pass"), link
     assert v == {
         "envelope/signed_append_fetch_byte_exact|direct": "pass",

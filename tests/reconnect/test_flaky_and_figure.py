@@ -38,8 +38,9 @@ def test_flaky_resets_a_live_connection_within_its_window(dovecot):
 
 def test_same_seed_same_schedule(monkeypatch):
     def lifetimes(seed: int) -> list[float]:
-        options = SimpleNamespace(flaky_seed=seed, flaky_reset_every=2.0)
-        monkeypatch.setattr(flaky, "ctx", SimpleNamespace(options=options))
+        opts = SimpleNamespace(flaky_seed=seed, flaky_reset_every="2")
+        monkeypatch.setattr(flaky, "options", lambda: opts)
+        monkeypatch.setattr(flaky, "seconds", lambda name: float(getattr(opts, name)))
         f = flaky.Flaky()
         return [f._lifetime() for _ in range(5)]
 

@@ -13,7 +13,7 @@ import random
 
 from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import RawTcp, cut, options, shared
+from conformance.intermediaries.addons.common import RawTcp, cut, options, seconds, shared
 
 
 class Flaky:
@@ -22,14 +22,14 @@ class Flaky:
         self.seed: int | None = None
 
     def load(self, loader) -> None:
-        loader.add_option("flaky_reset_every", float, 5.0, "Mean lifetime of a connection before a reset, in seconds.")
+        loader.add_option("flaky_reset_every", str, "5", "Mean lifetime of a connection before a reset, in seconds.")
         loader.add_option("flaky_seed", int, 1, "Seed of the random lifetimes (same seed, same schedule).")
 
     def _lifetime(self) -> float:
         seed = options().flaky_seed
         if self.rng is None or self.seed != seed:
             self.rng, self.seed = random.Random(seed), seed
-        return options().flaky_reset_every * self.rng.uniform(0.5, 1.5)
+        return seconds("flaky_reset_every") * self.rng.uniform(0.5, 1.5)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         lifetime = self._lifetime()
