@@ -26,15 +26,17 @@ def tls_context(case):
     return case.target.tls.client_context()
 
 
-def client(case, account: int = 0, label: str | None = None) -> JmapClient:
+def client(case, account: int = 0, label: str | None = None, via_path: bool = True) -> JmapClient:
+    """A JMAP client for an account; ``via_path=False`` goes straight to the target (e.g. the writer that makes
+    the changes a push check waits for)."""
     case.require_endpoint("jmap")
-    ep = case.path.endpoint("jmap")
+    ep = case.path.endpoint("jmap") if via_path else case.target.endpoint("jmap")
     acct = case.account(account)
-    ca = getattr(case.path, "ca_file", None)
+    ca = getattr(case.path, "ca_file", None) if via_path else None
     verify: Any = ca if ca else (case.target.tls.ca_file or case.target.tls.verify)
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
-                   label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg, verify=verify,
-                   proxy=getattr(case.path, "proxy_url", None))
+                   label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
+                   verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None)
     case._clients.append(c)
     return c
 
@@ -169,3 +171,11 @@ def monotonic_deadline(seconds: float) -> float:
 
 
 _ = basic
+
+
+def available(*specs: str) -> tuple[str, ...]:
+    """The scenario specs whose intermediaries this installation has (others arrive with later branches)."""
+    from ...intermediaries.scenario import REGISTRY, _load_builtin
+
+    _load_builtin()
+    return tuple(s for s in specs if s == "direct" or s.split(":")[0] in REGISTRY)
