@@ -28,7 +28,7 @@ stock() {
   local dest=$CACHE/cyrus-$VERSION
   [ -f "$dest/.complete" ] && { echo "$dest"; return 0; }
   rm -rf "$dest"; mkdir -p "$dest/debs"
-  (cd "$dest/debs" && apt-get download -qq cyrus-common="$VERSION" cyrus-imapd="$VERSION" cyrus-caldav="$VERSION" >/dev/null)
+  (cd "$dest/debs" && apt-get -o APT::Sandbox::User=root download -qq cyrus-common="$VERSION" cyrus-imapd="$VERSION" cyrus-caldav="$VERSION" >/dev/null)
   for d in "$dest"/debs/*.deb; do dpkg-deb -x "$d" "$dest/root"; done
   touch "$dest/.complete"; echo "$dest"
 }
