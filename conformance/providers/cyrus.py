@@ -42,25 +42,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lemonade"
 
 
-def debian_version() -> str:
-    try:
-        out = subprocess.run(["apt-cache", "policy", "cyrus-common"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    for line in out.splitlines():
-        if "Candidate:" in line:
-            return line.split()[-1]
-    return ""
-
-
 def find_build(variant: str) -> Path:
-    """The cached, complete tree for a variant (the newest version present when apt cannot tell)."""
+    """The cached, complete tree for a variant (the most recently built when several versions are cached;
+    servers/cyrus/build.sh decides which version to build, from apt)."""
     name = VARIANTS[variant]
     root = cache_root()
-    version = debian_version()
-    if version and (root / f"{name}-{version}" / ".complete").exists():
-        return root / f"{name}-{version}"
-    found = sorted(p.parent for p in root.glob(f"{name}-[0-9]*/.complete"))
+    found = sorted((p.parent for p in root.glob(f"{name}-[0-9]*/.complete")), key=lambda p: (p / ".complete").stat().st_mtime)
     if found:
         return found[-1]
     raise HarnessError(f"no {name} build in {root}: run `bash servers/cyrus/build.sh {variant}` "
