@@ -114,9 +114,7 @@ class RawTcp:
 
     def next_layer(self, nextlayer) -> None:
         mode = nextlayer.context.client.proxy_mode
-        # mitmproxy's own NextLayer addon runs first and would terminate TLS that starts like a ClientHello
-        # (then relay plaintext to a TLS port): a TCP path relays the bytes as they are, TLS included.
-        if isinstance(mode, ReverseMode) and mode.scheme == "tcp" and not isinstance(nextlayer.layer, layers.TCPLayer):
+        if isinstance(mode, ReverseMode) and mode.scheme == "tcp" and nextlayer.layer is None:
             nextlayer.layer = layers.TCPLayer(nextlayer.context)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
