@@ -74,13 +74,19 @@ class Matrix:
 
     def attempt(self, protocol: str, step: str, fn) -> Any:
         """Run one step; record ok / blocked / failed; the remaining steps of a failed one are 'not reached'."""
+        mark = len(self.case.transcript.entries)
         try:
             out = fn()
         except NotApplicable as e:
             self.set(protocol, step, "not offered", str(e)[:160])
             return None
         except Exception as e:  # noqa: BLE001 - every outcome is data in this matrix
-            self.set(protocol, step, "blocked" if _blocked(e) else "failed", _why(e))
+            # the firewall refused (403 to CONNECT) or an intermediary said it cut the connection: blocked
+            cuts = [x.text for x in self.case.transcript.entries[mark:] if x.direction == "I"]
+            if _blocked(e) or cuts:
+                self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not _blocked(e) else _why(e))
+            else:
+                self.set(protocol, step, "failed", _why(e))
             self.case.note(f"reachability {protocol} {step}: {_why(e)}")
             return None
         self.set(protocol, step, "ok")
