@@ -57,6 +57,9 @@ class JmapClient:
         if proxy:
             kw["proxy"] = proxy
         self.http = httpx.Client(**kw)
+        # netloc -> netloc: absolute URLs naming the target's own address are sent to the path's endpoint
+        # instead (a reverse proxy that rewrites Host makes the server name itself in redirects)
+        self.aliases: dict[str, str] = {}
         self.session: dict[str, Any] | None = None
         self.session_url: str | None = None
         self.last_response: httpx.Response | None = None
@@ -82,7 +85,7 @@ class JmapClient:
         hdrs = dict(headers or {})
         if auth:
             hdrs["Authorization"] = self.auth
-        url = urljoin(self.base_url + "/", url)
+        url = self._alias(urljoin(self.base_url + "/", url))
         for _ in range(5 if follow else 1):
             req = self.http.build_request(method, url, headers=hdrs, content=content)
             self._record_request(req)
@@ -92,17 +95,29 @@ class JmapClient:
                 raise ServerTimeout(f"no HTTP response to {method} {url} before the deadline ({e})") from e
             except httpx.ProxyError as e:
                 raise HarnessError(f"proxy refused {method} {url}: {e}") from e
+            except httpx.ConnectError as e:
+                if "CERTIFICATE_VERIFY_FAILED" in str(e):
+                    raise HarnessError(f"TLS verification of {url} failed with the path's trust settings: {e}") from e
+                raise ServerClosed(f"HTTP {method} {url} failed: {type(e).__name__}: {e}") from e
             except httpx.TransportError as e:
                 raise ServerClosed(f"HTTP {method} {url} failed: {type(e).__name__}: {e}") from e
             self._record_response(resp)
             self.last_response = resp
             if follow and resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
-                url = urljoin(str(resp.url), resp.headers["location"])
+                url = self._alias(urljoin(str(resp.url), resp.headers["location"]))
                 if resp.status_code == 303:
                     method, content = "GET", None
                 continue
             return resp
         return resp
+
+    def _alias(self, url: str) -> str:
+        u = urlsplit(url)
+        if u.netloc in self.aliases:
+            new = u._replace(netloc=self.aliases[u.netloc]).geturl()
+            self.transcript.note(f"{self.label}: {url} names the target's own address; sent through the path as {new}")
+            return new
+        return url
 
     # -- session ----------------------------------------------------------------------------------
     def discover(self) -> dict[str, Any]:
