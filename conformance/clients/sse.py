@@ -48,9 +48,10 @@ class SseParser:
         self._buf += data
         out: list[SseEvent] = []
         while True:
-            if self._cr_pending and self._buf.startswith(b"\n"):
-                self._buf = self._buf[1:]
-            self._cr_pending = False
+            if self._cr_pending and self._buf:
+                if self._buf.startswith(b"\n"):  # the LF of a CRLF split across two reads
+                    self._buf = self._buf[1:]
+                self._cr_pending = False
             idx = [i for i in (self._buf.find(b"\r"), self._buf.find(b"\n")) if i >= 0]
             if not idx:
                 break
