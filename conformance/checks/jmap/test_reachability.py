@@ -82,7 +82,8 @@ class Matrix:
             return None
         except Exception as e:  # noqa: BLE001 - every outcome is data in this matrix
             # the firewall refused (403 to CONNECT) or an intermediary said it cut the connection: blocked
-            cuts = [x.text for x in self.case.transcript.entries[mark:] if x.direction == "I"]
+            cuts = [x.text for x in self.case.transcript.entries[mark:] if x.direction == "I"
+                    and any(w in x.text.lower() for w in ("cut", "refused", "blocked", "reset", "dropped"))]
             if _blocked(e) or cuts:
                 self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not _blocked(e) else _why(e))
             else:
