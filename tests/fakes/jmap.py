@@ -4,7 +4,10 @@ Just enough JMAP for the push checks: the Session, Core/echo, Mailbox/get, Email
 Email/import and Email/set (each bumps the Email state), an EventSource endpoint and JMAP over WebSocket.
 ``behaviour`` picks the push: ``conformant``, ``ignore-ping`` (no ping events, WebSocket pings unanswered),
 ``never-close`` (closeafter=state never ends the response) or ``extra-types`` (pushes Mailbox and Thread
-whatever was asked). Used only to prove that the push checks can fail and pass.
+whatever was asked); ``no-push`` answers EventSource with 204 and offers no WebSocket; ``sloppy`` breaks the
+core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
+details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
+relative WebSocket url, no requestId echo). Used only to prove that the checks can fail and pass.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types")
+BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push")
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
 CORE = "urn:ietf:params:jmap:core"
@@ -36,6 +39,8 @@ class FakeJmapServer:
         self.state = 1
         self.cond = threading.Condition()
         self.blobs: dict[str, bytes] = {}
+        self.emails: dict[str, dict] = {}  # id -> {"blobId", "keywords"}
+        self.log: list[tuple[int, str, str]] = []  # (state after, id, created|updated|destroyed)
         self.stopping = False
         self.conns: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
@@ -135,18 +140,25 @@ class FakeJmapServer:
                                     "maxConcurrentRequests": 4, "maxCallsInRequest": 16, "maxObjectsInGet": 500,
                                     "maxObjectsInSet": 500, "collationAlgorithms": []},
                              "urn:ietf:params:jmap:mail": {},
-                             WS: {"url": f"ws://127.0.0.1:{self.port}/ws", "supportsPush": True}},
+                             **({} if self.behaviour == "no-push" else {WS: {
+                                 "url": "ws:/ws" if self.behaviour == "sloppy" else f"ws://127.0.0.1:{self.port}/ws",
+                                 "supportsPush": True}})},
             "accounts": {ACCOUNT: {"name": "alice", "isPersonal": True, "isReadOnly": False, "accountCapabilities": {}}},
             "primaryAccounts": {"urn:ietf:params:jmap:mail": ACCOUNT},
             "username": "alice", "apiUrl": f"http://127.0.0.1:{self.port}/api",
-            "downloadUrl": f"http://127.0.0.1:{self.port}/download/{{accountId}}/{{blobId}}/{{name}}?type={{type}}",
+            "downloadUrl": f"http://127.0.0.1:{self.port}/download/{{accountId}}/{{blobId}}/"
+                           + ("file" if self.behaviour == "sloppy" else "{name}") + "?type={type}",
             "uploadUrl": f"http://127.0.0.1:{self.port}/upload/{{accountId}}",
             "eventSourceUrl": f"http://127.0.0.1:{self.port}/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
             "state": "s1",
         }
 
     def _route(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, str, bytes]:
-        path = urlsplit(target).path
+        u = urlsplit(target)
+        path = u.path
+        sloppy = self.behaviour == "sloppy"
+        if path == "/.well-known/jmap" and sloppy:
+            return 404, "text/plain", b"not here"
         if path in ("/.well-known/jmap", "/session"):
             return 200, "application/json", json.dumps(self._session()).encode()
         if path.startswith("/upload/"):
@@ -154,30 +166,127 @@ class FakeJmapServer:
             self.blobs[blob] = body
             return 201, "application/json", json.dumps({"accountId": ACCOUNT, "blobId": blob,
                                                          "type": headers.get("content-type", ""), "size": len(body)}).encode()
+        if path.startswith("/download/"):
+            blob = path.split("/")[3]
+            if blob not in self.blobs:
+                return 404, "text/plain", b"no such blob"
+            data = self.blobs[blob] + (b"\r\n" if sloppy else b"")
+            ctype = parse_qs(u.query).get("type", ["application/octet-stream"])[0]
+            return 200, ctype, data
         if path == "/api":
-            req = json.loads(body)
-            return 200, "application/json", json.dumps(
-                {"methodResponses": [self._method(*c) for c in req["methodCalls"]], "sessionState": "s1"}).encode()
+            return self._api(body)
         return 404, "text/plain", b"not found"
 
+    def _api(self, body: bytes) -> tuple[int, str, bytes]:
+        problem = "application/problem+json"
+        sloppy = self.behaviour == "sloppy"
+        try:
+            req = json.loads(body)
+        except ValueError:
+            if sloppy:
+                return 500, "text/plain", b"internal error"
+            return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:notJSON", "status": 400}).encode()
+        if not isinstance(req, dict) or not isinstance(req.get("methodCalls"), list) or "using" not in req:
+            return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:notRequest", "status": 400}).encode()
+        unknown = [c for c in req["using"] if c not in (CORE, "urn:ietf:params:jmap:mail")]
+        if unknown:
+            return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:unknownCapability", "status": 400}).encode()
+        if len(req["methodCalls"]) > 16:
+            return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:limit", "status": 400,
+                                             "limit": "maxCallsInRequest"}).encode()
+        out = [self._method(*c) for c in req["methodCalls"]]
+        if sloppy:
+            out = [r for r in out if r[0] != "error"]
+        return 200, "application/json", json.dumps(
+            {"methodResponses": out, "sessionState": "s2" if sloppy else "s1"}).encode()
+
+    def _record(self, email_id: str, kind: str) -> str:
+        with self.cond:
+            self.state += 1
+            self.log.append((self.state, email_id, kind))
+            self.cond.notify_all()
+            return str(self.state)
+
     def _method(self, name: str, args: dict, cid: str) -> list:
+        sloppy = self.behaviour == "sloppy"
         if name == "Core/echo":
             return [name, args, cid]
         if name == "Mailbox/get":
             return [name, {"accountId": ACCOUNT, "state": "m1", "list": [{"id": "inbox", "role": "inbox", "name": "Inbox"}],
                            "notFound": []}, cid]
         if name == "Email/get":
-            return [name, {"accountId": ACCOUNT, "state": str(self.state), "list": [], "notFound": []}, cid]
+            ids = args.get("ids")
+            ids = list(self.emails) if ids is None else ids
+            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(self.blobs[self.emails[i]["blobId"]])}
+                     for i in ids if i in self.emails]
+            return [name, {"accountId": ACCOUNT, "state": "1" if sloppy else str(self.state), "list": found,
+                           "notFound": [i for i in ids if i not in self.emails]}, cid]
+        if name == "Email/query":
+            return [name, {"accountId": ACCOUNT, "ids": list(reversed(self.emails)), "position": 0,
+                           "queryState": str(self.state), "canCalculateChanges": False}, cid]
         if name == "Email/import":
-            created = {k: {"id": f"M{self.state + 1}", "blobId": v["blobId"], "threadId": "T1", "size": 10}
-                       for k, v in args["emails"].items()}
             old = str(self.state)
-            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": self.bump(), "created": created}, cid]
+            created = {}
+            for k, v in args["emails"].items():
+                eid = f"M{len(self.emails) + len(self.log) + 1}"
+                self.emails[eid] = {"blobId": v["blobId"], "keywords": dict(v.get("keywords") or {})}
+                self._record(eid, "created")
+                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[v["blobId"]])}
+            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "created": created}, cid]
         if name == "Email/set":
             old = str(self.state)
-            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": self.bump(),
-                           "updated": {k: None for k in (args.get("update") or {})}}, cid]
+            updated, destroyed = {}, []
+            for eid, patch in (args.get("update") or {}).items():
+                if eid in self.emails:
+                    for k, v in patch.items():
+                        if k.startswith("keywords/"):
+                            self.emails[eid]["keywords"][k.split("/", 1)[1]] = v
+                    self._record(eid, "updated")
+                    updated[eid] = None
+            for eid in args.get("destroy") or []:
+                if self.emails.pop(eid, None) is not None:
+                    self._record(eid, "destroyed")
+                    destroyed.append(eid)
+            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "updated": updated,
+                           "destroyed": destroyed}, cid]
+        if name == "Email/changes" and not sloppy:
+            return self._changes(args, cid)
         return ["error", {"type": "unknownMethod"}, cid]
+
+    def _changes(self, args: dict, cid: str) -> list:
+        since = args.get("sinceState")
+        max_changes = args.get("maxChanges")
+        if max_changes is not None and max_changes <= 0:
+            return ["error", {"type": "invalidArguments"}, cid]
+        if not str(since).isdigit() or int(since) > self.state:
+            return ["error", {"type": "cannotCalculateChanges"}, cid]
+        entries = [e for e in self.log if e[0] > int(since)]
+        more = False
+        if max_changes and len({e[1] for e in entries}) > max_changes:
+            cut, ids = [], set()
+            for e in entries:
+                if e[1] not in ids and len(ids) == max_changes:
+                    break
+                ids.add(e[1])
+                cut.append(e)
+            entries, more = cut, True
+        created, updated, destroyed = [], [], []
+        for _, eid, kind in entries:
+            if kind == "created":
+                created.append(eid)
+            elif kind == "updated" and eid not in created and eid not in updated:
+                updated.append(eid)
+            elif kind == "destroyed":
+                if eid in created:
+                    created.remove(eid)
+                else:
+                    destroyed.append(eid)
+                if eid in updated:
+                    updated.remove(eid)
+        new_state = str(entries[-1][0]) if entries else str(self.state)
+        return ["Email/changes", {"accountId": ACCOUNT, "oldState": since, "newState": new_state,
+                                  "hasMoreChanges": more, "created": created, "updated": updated,
+                                  "destroyed": destroyed}, cid]
 
     def _changed(self, types: list[str] | None) -> dict:
         if self.behaviour == "extra-types" or types is None or "*" in types:
@@ -189,6 +298,9 @@ class FakeJmapServer:
 
     # -- EventSource --------------------------------------------------------------------------------
     def _eventsource(self, conn: socket.socket, h: h11.Connection, target: str, headers: dict) -> None:
+        if self.behaviour == "no-push":
+            conn.sendall(h.send(h11.Response(status_code=204, headers=[("Content-Length", "0")])) + h.send(h11.EndOfMessage()))
+            return
         q = {k: v[0] for k, v in parse_qs(urlsplit(target).query, keep_blank_values=True).items()}
         types = q.get("types", "*").split(",")
         ping = int(q.get("ping") or 0)
@@ -206,6 +318,9 @@ class FakeJmapServer:
             return f"id: {self.state}\nevent: state\ndata: {data}\n\n".encode()
 
         try:
+            if self.behaviour == "sloppy":
+                ping = ping or 1  # pings although ping=0 asked for none; and Last-Event-ID is ignored
+                last = None
             if last is not None and last != str(self.state):
                 conn.sendall(h.send(h11.Data(data=state_event() or b": resume\n\n")))
                 seen = self.state
@@ -288,6 +403,8 @@ class FakeJmapServer:
                     elif isinstance(ev, TextMessage):
                         text += ev.data
                         if not ev.message_finished:
+                            if self.behaviour == "sloppy":
+                                text = ""  # fragments are not reassembled: the message is lost
                             continue
                         msg, text = text, ""
                         try:
@@ -300,21 +417,21 @@ class FakeJmapServer:
                         if kind == "Request":
                             out = {"@type": "Response", "sessionState": "s1",
                                    "methodResponses": [self._method(*c) for c in obj["methodCalls"]]}
-                            if "id" in obj:
+                            if "id" in obj and self.behaviour != "sloppy":
                                 out["requestId"] = obj["id"]
                             send(ws.send(TextMessage(data=json.dumps(out))))
                         elif kind == "WebSocketPushEnable":
                             dt = obj.get("dataTypes")
                             push_types = None if dt is None else list(dt)
-                            pushing = True
-                            ps = obj.get("pushState")
+                            pushing = not (self.behaviour == "sloppy" and dt is None)  # null taken as "nothing"
+                            ps = obj.get("pushState") if self.behaviour != "sloppy" else None
                             if ps is not None and ps != str(self.state):
                                 c = self._changed(push_types)
                                 if c:
                                     send(ws.send(TextMessage(data=json.dumps(
                                         {"@type": "StateChange", "changed": c, "pushState": str(self.state)}))))
                         elif kind == "WebSocketPushDisable":
-                            pushing = False
+                            pushing = self.behaviour == "sloppy" and pushing  # sloppy: keeps pushing
                 data = conn.recv(65536)
                 if not data:
                     return
