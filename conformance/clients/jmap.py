@@ -237,8 +237,8 @@ def wrap_tls(sock: socket.socket, scheme: str, host: str, ctx: ssl.SSLContext | 
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
-    try:
-        return ctx.wrap_socket(sock, server_hostname=host)
+    try:  # ragged EOFs are reported, not hidden: a close-delimited body needs close_notify (RFC 9112 9.8)
+        return ctx.wrap_socket(sock, server_hostname=host, suppress_ragged_eofs=False)
     except (ssl.SSLError, OSError) as e:
         sock.close()
         raise ConformanceFailure(f"TLS handshake with the JMAP endpoint failed: {e}") from e
@@ -267,6 +267,7 @@ class EventStream:
         self.response: h11.Response | None = None
         self.ended = False
         self.eof_at: float | None = None
+        self.unclean_close: str | None = None  # how the TLS layer ended, when it was not a close_notify
         self.log: list[Timed] = []
         self.opened_at = transcript.now()
         hdrs = [("Host", host), ("Accept", "text/event-stream"), ("Cache-Control", "no-cache")]
@@ -293,8 +294,13 @@ class EventStream:
             data = self.sock.recv(65536)
         except (socket.timeout, TimeoutError):
             return False
+        except ssl.SSLError as e:
+            data = b""
+            self.unclean_close = f"{type(e).__name__}: {e}"
+            self.transcript.note(f"{self.label}: TLS ended without close_notify ({self.unclean_close})")
         except OSError as e:
             data = b""
+            self.unclean_close = f"{type(e).__name__}: {e}"
             self.transcript.note(f"{self.label}: read error {e}")
         if data:
             self.transcript.add(self.leg, "S", self.redactor.server(printable(data)), len(data), self.label)

@@ -159,11 +159,12 @@ def test_ping_zero_means_none(case):
     case.passed(f"no ping event in {quiet:.1f} s with ping=0")
 
 
-@pytest.mark.requirement("jmap.eventsource.closeafter-state", "sse.utf8-lines")
+@pytest.mark.requirement("jmap.eventsource.closeafter-state", "http.tls-closure", "sse.utf8-lines")
 @pytest.mark.scenarios(*CLOSEAFTER_PATHS)
 def test_closeafter_state_ends_response(case):
-    """closeafter=state: the response ends right after the first state event, with the event complete."""
+    """closeafter=state: the response ends by itself right after the first state event, complete and cleanly."""
     budget = float(case.param("max_latency"))
+    close_within = float(case.param("close_within"))
     c = client(case)
     w = _writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)
@@ -171,20 +172,34 @@ def test_closeafter_state_ends_response(case):
     time.sleep(0.3)
     t_change = case.transcript.now()
     w.import_email(sample_message("closeafter"), w.mailbox_id())
-    items = list(stream.events(time.monotonic() + budget + 3))
-    state = next((x for x in items if state_change(x)), None)
+    state = None
+    for item in stream.events(time.monotonic() + budget + 1):
+        if state_change(item):
+            state = item
+            break
+        if item.kind == "eof":
+            break
+    assert state is not None, f"no state event within {budget + 1:.1f} s of the change"
+    mark = len(case.transcript.entries)
+    after = list(stream.events(time.monotonic() + close_within))
     case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title="closeafter=state",
-                                     end=case.transcript.now()))
-    assert state is not None, f"no state event within {budget + 3:.1f} s of the change"
-    after = [x for x in items if x.t >= state.t and x is not state]
+                                     end=case.transcript.now(), thresholds=[("close within", close_within)]))
     eof = next((x for x in after if x.kind == "eof"), None)
-    assert eof is not None, (f"closeafter=state: the response did not end within {budget + 3:.1f} s after the "
+    assert eof is not None, (f"closeafter=state: the response did not end within {close_within:.1f} s after the "
                              f"state event at t={state.t:.2f} (then: {[x.event.type if x.event else x.kind for x in after]})")
+    cuts = [x.text for x in case.transcript.entries[mark:] if x.direction == "I"]
+    assert not cuts, f"the response was ended by the intermediary, not by the server: {cuts[0]}"
     others = [x.event.type for x in after if x.kind == "event"]
     assert not others, f"events after the first state event before the end: {others}"
     assert not stream.parser.pending, "the response ended with an unterminated event (discarded by clients)"
     case.measure("close_after_event", round(eof.t - state.t, 3), "s")
-    case.passed(f"response ended {eof.t - state.t:.3f} s after the state event")
+    framing = "chunked" if "chunked" in stream.header("transfer-encoding").lower() else (
+        "content-length" if stream.header("content-length") else "close-delimited")
+    case.measure("framing", framing)
+    assert not (stream.unclean_close and framing == "close-delimited"), (
+        f"the close-delimited response ended without a TLS close_notify ({stream.unclean_close}): such a body is "
+        f"never complete (RFC 9112 9.8), so proxies and clients treat the event stream as truncated")
+    case.passed(f"response ended {eof.t - state.t:.3f} s after the state event ({framing})")
 
 
 @pytest.mark.requirement("jmap.eventsource.resume", "sse.reconnect-resume")
