@@ -65,11 +65,14 @@ def main() -> None:
                     if data["changed"].get(reader.account_id, {}).get("Email") == want:
                         latencies.append(item.t - sent)
                         break
-        quiet_until = time.monotonic() + max(4 * a.ping, 8)
+        quiet_from = tr.now()
+        quiet_until = time.monotonic() + max(10 * a.ping, 10)
         list(stream.events(quiet_until))
         evs = [x for x in stream.log if x.kind == "event"]
         times = [stream.opened_at] + [x.t for x in evs]
-        errors = [(b - prev) - a.ping for prev, b, x in zip(times, times[1:], evs) if x.event.type == "ping"]
+        pairs = [((b - prev) - a.ping, b) for prev, b, x in zip(times, times[1:], evs) if x.event.type == "ping"]
+        errors = [e for e, _ in pairs]
+        quiet = [e for e, t in pairs if t > quiet_from + a.ping]
         out = {
             "target": target.name, "version": target.version, "pushpoll": a.pushpoll, "ready_s": round(ready, 3),
             "changes": a.changes, "notified": len(latencies),
@@ -78,6 +81,8 @@ def main() -> None:
             "ping": a.ping, "pings": len(errors),
             "ping_error_s": {"mean": round(statistics.mean(errors), 4), "max_abs": round(max(map(abs, errors)), 4)}
             if errors else None,
+            "ping_error_quiet_s": {"pings": len(quiet), "mean": round(statistics.mean(quiet), 4),
+                                   "max_abs": round(max(map(abs, quiet)), 4)} if quiet else None,
         }
         print(json.dumps(out, indent=1))
         stream.close()
