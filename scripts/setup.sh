@@ -28,6 +28,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# Cyrus reference targets (--target cyrus / cyrus-push): Debian's binaries extracted and the WebSocket rebuild,
+# cached by version outside the tree (servers/cyrus/build.sh; the rebuild takes ~2-3 min once, then is reused)
+if [ "$(id -u)" -eq 0 ] && [ -z "${LEMONADE_SKIP_CYRUS:-}" ]; then
+  bash servers/cyrus/build.sh all >/dev/null || { echo "setup: building the Cyrus targets failed" >&2; exit 2; }
+fi
+
 PY="${LEMONADE_PYTHON:-}"
 if [ -z "$PY" ]; then
   for c in python3.11 python3 python3.12 python3.13; do

@@ -37,8 +37,18 @@ def _dovecot(depth: str, logs: Path | None, **kw: Any) -> Provider:
     return DovecotProvider(depth=depth, keep_logs=logs, **kw)
 
 
+def _cyrus(variant: str) -> Callable[..., Provider]:
+    def make(depth: str, logs: Path | None, **kw: Any) -> Provider:
+        from .cyrus import CyrusProvider
+
+        return CyrusProvider(variant=variant, depth=depth, keep_logs=logs, **kw)
+    return make
+
+
 NAMED: dict[str, tuple[str, Callable[..., Provider]]] = {
     "dovecot": ("embedded Dovecot 2.3 as a local process (the default)", _dovecot),
+    "cyrus": ("Debian's Cyrus IMAP 3.6 binaries (IMAP, IMAPS, JMAP; no push) as a local process", _cyrus("stock")),
+    "cyrus-push": ("Cyrus IMAP 3.6 rebuilt with WebSockets (JMAP EventSource and RFC 8887 push)", _cyrus("push")),
 }
 
 

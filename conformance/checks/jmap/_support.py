@@ -1,0 +1,184 @@
+"""What the JMAP checks share: clients bound to the case (path, transcript, cleanup) and push helpers.
+
+HTTP clients honour the scenario path: ``path.endpoint("jmap")`` (the target, or a reverse proxy in front of
+it), ``path.proxy_url`` and ``path.ca_file`` for forward and TLS-inspecting proxies; raw streams
+(EventSource, WebSocket) use ``path.open("jmap")``, which tunnels through a forward proxy with CONNECT.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from ...clients.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
+from ...errors import ConformanceFailure, NotApplicable
+
+
+def tls_context(case):
+    ca = getattr(case.path, "ca_file", None)
+    if ca:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.check_hostname = False
+        return ctx
+    return case.target.tls.client_context()
+
+
+def client(case, account: int = 0, label: str | None = None, via_path: bool = True) -> JmapClient:
+    """A JMAP client for an account; ``via_path=False`` goes straight to the target (e.g. the writer that makes
+    the changes a push check waits for)."""
+    case.require_endpoint("jmap")
+    ep = case.path.endpoint("jmap") if via_path else case.target.endpoint("jmap")
+    acct = case.account(account)
+    ca = getattr(case.path, "ca_file", None) if via_path else None
+    verify: Any = ca if ca else (case.target.tls.ca_file or case.target.tls.verify)
+    c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
+                   label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
+                   verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None)
+    own = case.target.endpoint("jmap")
+    if via_path and (own.host, own.port) != (ep.host, ep.port):
+        c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"
+    case._clients.append(c)
+    return c
+
+
+def _open(case, scheme: str, label: str):
+    ep = case.path.endpoint("jmap")
+    sock = case.path.open("jmap")
+    return wrap_tls(sock, scheme, ep.host, tls_context(case)), f"{ep.host}:{ep.port}"
+
+
+def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", ping: int = 0) -> str:
+    tpl = c.ensure_session().get("eventSourceUrl")
+    if not isinstance(tpl, str):
+        raise NotApplicable("the Session has no eventSourceUrl")
+    url = tpl.replace("{types}", types).replace("{closeafter}", closeafter).replace("{ping}", str(ping))
+    return c.url("eventSourceUrl") if url == tpl else _absolute(c, url)
+
+
+def _absolute(c: JmapClient, url: str) -> str:
+    from urllib.parse import urljoin
+
+    return urljoin(c.session_url or c.base_url + "/", url)
+
+
+def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no", ping: int = 0,
+                 last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0) -> EventStream:
+    url = event_source_url(c, types, closeafter, ping)
+    scheme, _, _, target = split_url(url)
+    sock, host = _open(case, urlsplit(c.base_url).scheme, label)
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
+    stream = EventStream(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg, headers=headers)
+    case._clients.append(stream)
+    stream.read_head(head_timeout)
+    return stream
+
+
+def require_eventsource_200(stream: EventStream, what: str) -> None:
+    """The EventSource response must be 200 text/event-stream (sse.content-type); else the check fails."""
+    ctype = stream.header("content-type").split(";")[0].strip().lower()
+    if stream.status != 200 or ctype != "text/event-stream":
+        raise ConformanceFailure(f"{what}: expected 200 with Content-Type text/event-stream, got {stream.status} "
+                                 f"{stream.response.reason.decode(errors='replace') if stream.response else ''} "
+                                 f"(Content-Type {ctype or 'none'}): no push over EventSource")
+
+
+def websocket_url(c: JmapClient) -> str:
+    caps = c.capabilities()
+    ws = caps.get(WEBSOCKET)
+    if not isinstance(ws, dict) or not isinstance(ws.get("url"), str):
+        raise NotApplicable(f"the Session does not advertise {WEBSOCKET}")
+    url = ws["url"]
+    u = urlsplit(url)
+    if not u.netloc:  # e.g. Cyrus 3.6's "wss:/jmap/ws/": a scheme and a path, no authority
+        base = urlsplit(c.session_url or c.base_url)
+        url = f"{u.scheme or 'wss'}://{base.netloc}{u.path}" + (f"?{u.query}" if u.query else "")
+    return url
+
+
+def websocket(case, c: JmapClient, *, label: str = "ws", subprotocols: list[str] | None = None,
+              handshake: bool = True) -> JmapWebSocket:
+    url = websocket_url(c)
+    _, _, _, target = split_url(url)
+    sock, host = _open(case, urlsplit(c.base_url).scheme, label)
+    ws = JmapWebSocket(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg,
+                       subprotocols=["jmap"] if subprotocols is None else subprotocols)
+    case._clients.append(ws)
+    if handshake:
+        ws.handshake()
+    return ws
+
+
+def require_accepted(ws: JmapWebSocket) -> None:
+    if ws.accepted is None:
+        rej = ws.rejected
+        raise ConformanceFailure(f"WebSocket upgrade refused: {getattr(rej, 'status_code', '?')} "
+                                 f"(expected 101 Switching Protocols with Sec-WebSocket-Protocol: jmap)")
+
+
+def state_change(ev: Timed) -> dict | None:
+    import json
+
+    if ev.kind != "event" or ev.event is None or ev.event.type != "state":
+        return None
+    try:
+        data = json.loads(ev.event.data)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def wait_for(stream: EventStream, until: float, pred) -> Timed | None:
+    for item in stream.events(until):
+        if pred(item):
+            return item
+    return None
+
+
+def timeline(stream: EventStream, changes: list[tuple[float, str]], *, title: str, end: float | None = None,
+             thresholds: list[tuple[str, float]] | None = None, verdict: str | None = None) -> dict:
+    """Attachment 'timeline' in the push helper's format (report/figures/timeline.py, version 1)."""
+    events: list[dict[str, Any]] = [{"t": stream.opened_at, "kind": "client", "label": "GET eventSourceUrl"}]
+    for t, label in changes:
+        events.append({"t": t, "kind": "change", "label": label})
+    last = stream.opened_at
+    gap = (0.0, stream.opened_at, stream.opened_at)
+    for x in stream.log:
+        if x.kind == "eof":
+            events.append({"t": x.t, "kind": "closed", "label": "server ended the response"})
+            continue
+        ev = x.event
+        kind = "keepalive" if (x.kind == "comment" or (ev and ev.type == "ping")) else (
+            "notification" if ev and ev.type == "state" else "server")
+        label = (ev.type if ev else x.kind) + (f" {ev.data[:80]}" if ev and ev.type != "comment" else "")
+        events.append({"t": x.t, "kind": kind, "bytes": x.nbytes, "label": label})
+        if x.t - last > gap[0]:
+            gap = (x.t - last, last, x.t)
+        last = x.t
+    stop = end if end is not None else max([e["t"] for e in events] + [stream.opened_at])
+    spans = [{"start": stream.opened_at, "end": stop, "kind": "idle", "label": "EventSource response open"}]
+    if gap[0] > 0:
+        spans.append({"start": gap[1], "end": gap[2], "kind": "gap", "label": f"longest silence {gap[0]:.2f} s"})
+    out: dict[str, Any] = {"version": 1, "title": title, "start": max(0.0, stream.opened_at - 0.2), "end": stop,
+                           "events": events, "spans": spans,
+                           "thresholds": [{"name": n, "seconds": s} for n, s in (thresholds or [])]}
+    if verdict:
+        out["verdict"] = verdict
+    return out
+
+
+def monotonic_deadline(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+_ = basic
+
+
+def available(*specs: str) -> tuple[str, ...]:
+    """The scenario specs whose intermediaries this installation has (others arrive with later branches)."""
+    from ...intermediaries.scenario import REGISTRY, _load_builtin
+
+    _load_builtin()
+    return tuple(s for s in specs if s == "direct" or s.split(":")[0] in REGISTRY)

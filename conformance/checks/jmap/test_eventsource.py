@@ -1,0 +1,268 @@
+"""JMAP push over EventSource (RFC 8620 7.3) and the server-sent-events rules it relies on (HTML SSE).
+
+A second, direct client makes the changes; the stream under test goes through the scenario path. Every
+check first requires ``200 text/event-stream`` (a 204, as Debian's Cyrus answers, fails with that evidence).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conformance.clients.jmap import sample_message
+
+from ._support import available, client, event_stream, require_eventsource_200, state_change, timeline
+
+pytestmark = pytest.mark.uses("jmap")
+
+# A streaming response is held by a buffering proxy by design (only closeafter=state gets through it), so the
+# streaming checks run through the paths that pass streams; closeafter=state also runs through buffering.
+PUSH_PATHS = available("direct", "nat-idle", "read-timeout")
+CLOSEAFTER_PATHS = available("direct", "nat-idle", "read-timeout", "buffering")
+
+
+def _writer(case):
+    w = client(case, label="writer", via_path=False)
+    w.ensure_session()
+    return w
+
+
+@pytest.mark.requirement("jmap.eventsource.state-event", "sse.content-type", "sse.utf8-lines")
+@pytest.mark.scenarios(*PUSH_PATHS)
+def test_state_event_on_change(case):
+    """A change produces a `state` event whose data is a StateChange naming the account and the Email type."""
+    ping = int(case.param("ping"))
+    budget = float(case.param("max_latency"))
+    c = client(case)
+    w = _writer(case)
+    before = w.state("Email")
+    stream = event_stream(case, c, types="*", ping=ping)
+    require_eventsource_200(stream, "GET eventSourceUrl types=*")
+    time.sleep(0.3)  # let the server register the stream before the change (it then has to push it)
+    t_change = case.transcript.now()
+    created = w.import_email(sample_message("eventsource state"), w.mailbox_id())
+    case.note(f"writer imported {created['id']}")
+    got = None
+    deadline = time.monotonic() + budget + ping + 2
+    for item in stream.events(deadline):
+        sc = state_change(item)
+        if item.kind == "event" and item.event.type == "state":
+            assert sc is not None, f"state event data is not a JSON object: {item.event.data[:200]!r}"
+            assert sc.get("@type") == "StateChange", f"state event @type {sc.get('@type')!r}, expected StateChange"
+            changed = sc.get("changed")
+            assert isinstance(changed, dict) and all(isinstance(v, dict) for v in changed.values()), (
+                f"StateChange.changed is not a map of accountId to type states: {changed!r}")
+            email_state = (changed.get(c.account_id) or {}).get("Email")
+            if email_state and email_state != before:
+                got = item
+                break
+    latency = (got.t - t_change) if got else None
+    case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"EventSource state push, ping={ping}",
+                                     end=case.transcript.now()))
+    assert got is not None, (f"no state event naming a new Email state for account {c.account_id} within "
+                             f"{budget + ping + 2:.1f} s of the import (events seen: "
+                             f"{[x.event.type if x.event else x.kind for x in stream.log]})")
+    assert not stream.parser.invalid_utf8, "the event stream is not valid UTF-8"
+    case.measure("latency", round(latency, 3), "s", budget=budget)
+    assert latency <= budget, f"state event came {latency:.2f} s after the change, budget {budget} s"
+    case.passed(f"StateChange for Email {latency:.2f} s after the change")
+
+
+@pytest.mark.requirement("jmap.eventsource.types")
+def test_types_filter(case):
+    """With types=Mailbox, an Email-only change must not produce a StateChange naming Email."""
+    observe = float(case.param("observe"))
+    c = client(case)
+    w = _writer(case)
+    created = w.import_email(sample_message("types filter"), w.mailbox_id())
+    stream = event_stream(case, c, types="Mailbox", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl types=Mailbox")
+    time.sleep(0.3)
+    t_change = case.transcript.now()
+    w.ok("Email/set", {"accountId": w.account_id, "update": {created["id"]: {"keywords/$flagged": True}}})
+    w.import_email(sample_message("types filter 2"), w.mailbox_id())
+    case.note("writer flagged one message and imported another (Email changes; Mailbox counts may change)")
+    wrong = []
+    for item in stream.events(time.monotonic() + observe):
+        sc = state_change(item)
+        if sc:
+            for acc, types in (sc.get("changed") or {}).items():
+                extra = sorted(set(types) - {"Mailbox"})
+                if extra:
+                    wrong.append(f"{acc}: {extra}")
+    case.attach("timeline", timeline(stream, [(t_change, "Email/set + Email/import")], title="types=Mailbox",
+                                     end=case.transcript.now()))
+    assert not wrong, f"types=Mailbox but the server pushed state for other types: {'; '.join(wrong)}"
+    case.passed(f"no StateChange for unrequested types within {observe:.0f} s")
+
+
+@pytest.mark.requirement("jmap.eventsource.ping")
+@pytest.mark.scenarios(*PUSH_PATHS)
+def test_ping_interval(case):
+    """ping=N: `ping` events whose data is {"interval": N} at most N s apart (plus slack), without an id."""
+    ping = int(case.param("ping"))
+    slack = float(case.param("slack"))
+    observe = float(case.param("observe"))
+    c = client(case)
+    stream = event_stream(case, c, types="*", ping=ping)
+    require_eventsource_200(stream, f"GET eventSourceUrl ping={ping}")
+    items = list(stream.events(time.monotonic() + observe))
+    pings = [x for x in items if x.kind == "event" and x.event.type == "ping"]
+    case.attach("timeline", timeline(stream, [], title=f"EventSource ping={ping}", end=case.transcript.now(),
+                                     thresholds=[("ping", float(ping))]))
+    assert pings, f"no ping event within {observe:.1f} s with ping={ping} (seen: {[x.event.type if x.event else x.kind for x in items]})"
+    problems = []
+    intervals = set()
+    for x in pings:
+        try:
+            data = json.loads(x.event.data)
+            intervals.add(data.get("interval"))
+        except (ValueError, AttributeError):
+            problems.append(f"ping data {x.event.data!r} is not a JSON object with interval")
+        if x.event.id is not None:
+            problems.append(f"ping event carries an id ({x.event.id!r})")
+    interval = next(iter(intervals)) if len(intervals) == 1 else None
+    if interval is None:
+        problems.append(f"ping intervals vary or are missing: {sorted(map(str, intervals))}")
+    evs = [x for x in items if x.kind == "event"]
+    times = [stream.opened_at] + [x.t for x in evs]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # a ping is due `interval` seconds after the previous event (of any kind): its error is the difference
+    ping_gaps = [b - a for a, b, x in zip(times, times[1:], evs) if x.event.type == "ping"]
+    if isinstance(interval, (int, float)) and interval != ping:
+        case.informational(f"server clamped ping={ping} to interval {interval}")
+    expected = interval if isinstance(interval, (int, float)) else ping
+    late = [round(g, 2) for g in gaps if g > expected + slack]
+    if late:
+        problems.append(f"gaps {late} s exceed interval {expected} s + {slack} s slack")
+    case.measure("pings", len(pings), "events")
+    if ping_gaps:
+        deviations = [abs(g - expected) for g in ping_gaps]
+        case.measure("max_gap", round(max(gaps), 3), "s")
+        case.measure("ping_error_mean", round(sum(deviations) / len(deviations), 3), "s")
+        case.measure("ping_error_max", round(max(deviations), 3), "s")
+    assert not problems, "; ".join(problems)
+    case.passed(f"{len(pings)} pings, interval {expected} s, largest gap {max(gaps):.2f} s")
+
+
+@pytest.mark.requirement("jmap.eventsource.ping")
+def test_ping_zero_means_none(case):
+    """ping=0: no `ping` events at all."""
+    quiet = float(case.param("observe"))
+    c = client(case)
+    stream = event_stream(case, c, types="*", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl ping=0")
+    pings = [x for x in stream.events(time.monotonic() + quiet) if x.kind == "event" and x.event.type == "ping"]
+    assert not pings, f"ping=0 but {len(pings)} ping event(s) arrived, first at t={pings[0].t:.2f}"
+    case.passed(f"no ping event in {quiet:.1f} s with ping=0")
+
+
+@pytest.mark.requirement("jmap.eventsource.closeafter-state", "http.tls-closure", "sse.utf8-lines")
+@pytest.mark.scenarios(*CLOSEAFTER_PATHS)
+def test_closeafter_state_ends_response(case):
+    """closeafter=state: the response ends by itself right after the first state event, complete and cleanly."""
+    budget = float(case.param("max_latency"))
+    close_within = float(case.param("close_within"))
+    c = client(case)
+    w = _writer(case)
+    stream = event_stream(case, c, types="*", closeafter="state", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
+    time.sleep(0.3)
+    t_change = case.transcript.now()
+    w.import_email(sample_message("closeafter"), w.mailbox_id())
+    state = None
+    for item in stream.events(time.monotonic() + budget + 1):
+        if state_change(item):
+            state = item
+            break
+        if item.kind == "eof":
+            break
+    assert state is not None, f"no state event within {budget + 1:.1f} s of the change"
+    mark = len(case.transcript.entries)
+    after = list(stream.events(time.monotonic() + close_within))
+    case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title="closeafter=state",
+                                     end=case.transcript.now(), thresholds=[("close within", close_within)]))
+    eof = next((x for x in after if x.kind == "eof"), None)
+    assert eof is not None, (f"closeafter=state: the response did not end within {close_within:.1f} s after the "
+                             f"state event at t={state.t:.2f} (then: {[x.event.type if x.event else x.kind for x in after]})")
+    cuts = [x.text for x in case.transcript.entries[mark:] if x.direction == "I"]
+    assert not cuts, f"the response was ended by the intermediary, not by the server: {cuts[0]}"
+    others = [x.event.type for x in after if x.kind == "event"]
+    assert not others, f"events after the first state event before the end: {others}"
+    assert not stream.parser.pending, "the response ended with an unterminated event (discarded by clients)"
+    case.measure("close_after_event", round(eof.t - state.t, 3), "s")
+    framing = "chunked" if "chunked" in stream.header("transfer-encoding").lower() else (
+        "content-length" if stream.header("content-length") else "close-delimited")
+    case.measure("framing", framing)
+    assert not (stream.unclean_close and framing == "close-delimited"), (
+        f"the close-delimited response ended without a TLS close_notify ({stream.unclean_close}): such a body is "
+        f"never complete (RFC 9112 9.8), so proxies and clients treat the event stream as truncated")
+    case.passed(f"response ended {eof.t - state.t:.3f} s after the state event ({framing})")
+
+
+@pytest.mark.requirement("jmap.eventsource.resume", "sse.reconnect-resume")
+def test_last_event_id_resume(case):
+    """Reconnecting with Last-Event-ID after missing a change brings a state event at once."""
+    budget = float(case.param("max_latency"))
+    c = client(case)
+    w = _writer(case)
+    s1 = event_stream(case, c, types="*", ping=0, label="eventsource#1")
+    require_eventsource_200(s1, "GET eventSourceUrl")
+    time.sleep(0.3)
+    w.import_email(sample_message("resume 1"), w.mailbox_id())
+    first = None
+    for item in s1.events(time.monotonic() + budget + 2):
+        if state_change(item):
+            first = item
+            break
+    assert first is not None, f"no state event within {budget + 2:.1f} s of the first change"
+    last_id = first.event.last_event_id
+    assert last_id, "the state event carries no id: a client cannot resume (RFC 8620 7.3 asks for an id)"
+    s1.close()
+    case.note(f"stream closed; last event id {last_id!r}")
+    w.import_email(sample_message("resume 2 (missed)"), w.mailbox_id())
+    missed_state = w.state("Email")
+    s2 = event_stream(case, c, types="*", ping=0, last_event_id=last_id, label="eventsource#2")
+    require_eventsource_200(s2, "GET eventSourceUrl with Last-Event-ID")
+    resumed = None
+    for item in s2.events(time.monotonic() + budget):
+        sc = state_change(item)
+        if sc:
+            resumed = (item, sc)
+            break
+    case.attach("timeline", timeline(s2, [], title="resume with Last-Event-ID", end=case.transcript.now()))
+    assert resumed is not None, (f"reconnected with Last-Event-ID {last_id!r} after a missed change; no state event "
+                                 f"within {budget:.1f} s")
+    delay = resumed[0].t - s2.opened_at
+    case.measure("resume_delay", round(delay, 3), "s")
+    got = (resumed[1].get("changed", {}).get(c.account_id) or {}).get("Email")
+    assert got == missed_state, f"resumed state event names Email state {got!r}, current is {missed_state!r}"
+    case.passed(f"missed change pushed {delay:.2f} s after reconnecting with Last-Event-ID")
+
+
+@pytest.mark.requirement("mobile.push.buffering-proxy")
+@pytest.mark.scenarios(*available("direct", "buffering"))
+def test_push_through_buffering_proxy(case):
+    """Through a proxy that buffers streamed responses, closeafter=state still delivers the change promptly."""
+    budget = float(case.param("max_latency"))
+    c = client(case)
+    w = _writer(case)
+    stream = event_stream(case, c, types="*", closeafter="state", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
+    time.sleep(0.3)
+    t_change = case.transcript.now()
+    w.import_email(sample_message("buffering"), w.mailbox_id())
+    got = None
+    for item in stream.events(time.monotonic() + budget + 1):
+        if state_change(item):
+            got = item
+            break
+    case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"push through {case.scenario}",
+                                     end=case.transcript.now()))
+    assert got is not None, f"no state event reached the client within {budget + 1:.1f} s of the change"
+    latency = got.t - t_change
+    case.measure("latency", round(latency, 3), "s", budget=budget)
+    assert latency <= budget, f"the change arrived {latency:.2f} s after it was made, budget {budget} s"
+    case.passed(f"change pushed in {latency:.2f} s with closeafter=state")

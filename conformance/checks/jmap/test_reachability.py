@@ -1,0 +1,303 @@
+"""Reachability behind firewalls: for each protocol the target offers, can a client log in, read a message and
+be pushed a change through this scenario? The rows become the run-level table (report/figures/reachability.py).
+
+Connections go through ``path.open(endpoint)`` (a CONNECT tunnel behind an explicit proxy); a refusal by the
+firewall (``Blocked``) is data, recorded as "blocked", not an error. The writer that seeds messages and makes
+changes talks to the target directly.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import ssl
+import time
+from typing import Any
+
+import pytest
+
+from conformance.clients.imap import ImapConnection, ResponseReader
+from conformance.clients.jmap import MAIL, sample_message
+from conformance.errors import ConformanceFailure, NotApplicable
+
+from ._support import available, client, event_stream, state_change, tls_context, websocket
+
+FIREWALLS = available("direct", "https-only", "inspecting")
+PROTOCOLS = ("IMAP", "IMAPS", "submission", "JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)",
+             "IMAPS on the HTTPS port")
+STEPS = ("login", "read", "push")
+
+
+class PathImap(ImapConnection):
+    """ImapConnection over a socket the scenario path opened (for example a CONNECT tunnel)."""
+
+    def __init__(self, sock: socket.socket, *, transcript, implicit_tls: bool, ssl_context, label: str, leg: str,
+                 timeout: float = 8.0) -> None:
+        ImapConnection._counter += 1
+        self.label, self.transcript, self.redactor = label, transcript, transcript.redactor()
+        self.timeout, self.leg, self.server_hostname, self.ssl_context = timeout, leg, "localhost", ssl_context
+        self.host, self.port = sock.getpeername()[:2]
+        self.reader, self.queue = ResponseReader(), []
+        self.bytes_sent = self.bytes_received = self.tagn = 0
+        self.closed = False
+        self._inflate = self._deflate = None
+        self.greeting = None
+        self.tls_version = None
+        self.sock = sock
+        transcript.add(leg, "N", f"{label}: connected through the path" + (" (TLS)" if implicit_tls else ""), conn=label)
+        if implicit_tls:
+            self._wrap_tls()
+
+
+def _blocked(e: Exception) -> bool:
+    return type(e).__name__ == "Blocked"
+
+
+def _why(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+
+
+class Matrix:
+    def __init__(self, case) -> None:
+        self.case = case
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def row(self, protocol: str) -> dict[str, Any]:
+        return self.rows.setdefault(protocol, {s: "not offered" for s in STEPS} | {"note": ""})
+
+    def set(self, protocol: str, step: str, value: str, note: str = "") -> None:
+        r = self.row(protocol)
+        r[step] = value
+        if note:
+            r["note"] = (r["note"] + "; " if r["note"] else "") + note
+
+    def attempt(self, protocol: str, step: str, fn) -> Any:
+        """Run one step; record ok / blocked / failed; the remaining steps of a failed one are 'not reached'."""
+        mark = len(self.case.transcript.entries)
+        try:
+            out = fn()
+        except NotApplicable as e:
+            self.set(protocol, step, "not offered", str(e)[:160])
+            return None
+        except Exception as e:  # noqa: BLE001 - every outcome is data in this matrix
+            # the firewall refused (403 to CONNECT) or an intermediary said it cut the connection: blocked
+            cuts = [x.text for x in self.case.transcript.entries[mark:] if x.direction == "I"
+                    and any(w in x.text.lower() for w in ("cut", "refused", "blocked", "reset", "dropped"))]
+            if _blocked(e) or cuts:
+                self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not _blocked(e) else _why(e))
+            else:
+                self.set(protocol, step, "failed", _why(e))
+            self.case.note(f"reachability {protocol} {step}: {_why(e)}")
+            return None
+        self.set(protocol, step, "ok")
+        return out if out is not None else True
+
+
+def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> None:
+    if case.target.endpoint(endpoint) is None:
+        m.row(protocol)
+        return
+    for s in STEPS:
+        m.set(protocol, s, "not reached")
+    acct = case.account(0)
+    writer = case.imap(0, endpoint="imap", via_path=False, label=f"writer-{endpoint}")
+    raw = sample_message(f"reachability {protocol}")
+    seed = writer.command("APPEND INBOX", literal=raw)
+    if not seed.ok:
+        raise ConformanceFailure(f"seeding INBOX failed: {seed.tagged.first_line}")
+
+    def login():
+        sock = case.path.open(endpoint)
+        conn = PathImap(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps", ssl_context=tls_context(case),
+                        label=f"{endpoint}-reach", leg=case.path.leg)
+        case._clients.append(conn)
+        conn.read_greeting()
+        if endpoint == "imap" and "STARTTLS" in conn.capability():
+            res = conn.starttls(tls_context(case))
+            if not res.ok:
+                raise ConformanceFailure(f"STARTTLS refused: {res.tagged.first_line}")
+        res = conn.login(acct.username, acct.password)
+        if not res.ok:
+            raise ConformanceFailure(f"LOGIN failed: {res.tagged.first_line}")
+        return conn
+
+    conn = m.attempt(protocol, "login", login)
+    if not conn:
+        return
+
+    def read():
+        sel = conn.command("SELECT INBOX")
+        if not sel.ok:
+            raise ConformanceFailure(f"SELECT failed: {sel.tagged.first_line}")
+        res = conn.command("FETCH * BODY.PEEK[]")
+        if not res.ok or not any("FETCH" in r.first_line.upper() for r in res.untagged):
+            raise ConformanceFailure(f"FETCH * BODY[] gave no message: {res.tagged.first_line}")
+
+    if not m.attempt(protocol, "read", read):
+        return
+
+    def push():
+        tag = conn.idle()
+        app = writer.command("APPEND INBOX", literal=sample_message("reachability push"))
+        if not app.ok:
+            raise ConformanceFailure(f"writer APPEND failed: {app.tagged.first_line}")
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            r = conn.poll(deadline - time.monotonic())
+            if r is not None and "EXISTS" in str(r).upper():
+                conn.done(tag)
+                return
+        raise ConformanceFailure(f"no EXISTS during IDLE within {budget:.1f} s of the APPEND")
+
+    m.attempt(protocol, "push", push)
+
+
+def _submission_row(case, m: Matrix) -> None:
+    protocol = "submission"
+    if case.target.endpoint("submission") is None:
+        m.row(protocol)
+        return
+    m.set(protocol, "login", "not reached")
+    m.set(protocol, "read", "n/a")
+    m.set(protocol, "push", "n/a")
+    acct = case.account(0)
+
+    def login():
+        sock = case.path.open("submission")
+        smtp = smtplib.SMTP(timeout=8)
+        smtp.sock = sock
+        smtp._host = "localhost"  # the name STARTTLS uses (connect() would have set it)
+        code, msg = smtp.getreply()
+        case.transcript.add(case.path.leg, "S", f"{code} {msg.decode(errors='replace')}", conn="submission-reach")
+        if code != 220:
+            raise ConformanceFailure(f"submission greeting {code}")
+        smtp.ehlo("client.test")
+        if smtp.has_extn("starttls"):
+            ctx = tls_context(case)
+            smtp.starttls(context=ctx)
+            smtp.ehlo("client.test")
+        smtp.login(acct.username, acct.password)
+        case.transcript.add(case.path.leg, "N", "submission: EHLO, STARTTLS, AUTH accepted", conn="submission-reach")
+        case.on_cleanup(lambda: smtp.close())
+
+    m.attempt(protocol, "login", login)
+
+
+def _jmap_rows(case, m: Matrix, budget: float) -> None:
+    if case.target.endpoint("jmap") is None:
+        for p in ("JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)"):
+            m.row(p)
+        return
+    for p in ("JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)"):
+        for s in STEPS:
+            m.set(p, s, "not reached")
+    m.set("JMAP", "push", "n/a", "push: see the JMAP push rows")
+    w = client(case, label="writer", via_path=False)
+    inbox = w.mailbox_id()
+    w.import_email(sample_message("reachability seed"), inbox)
+    c = client(case, label="jmap-reach")
+
+    def login():
+        s = c.discover()
+        if MAIL not in (s.get("capabilities") or {}):
+            raise ConformanceFailure("Session lacks the mail capability")
+        return s
+
+    if not m.attempt("JMAP", "login", login):
+        for p in ("JMAP push (EventSource)", "JMAP push (WebSocket)"):
+            m.set(p, "login", "failed", "the Session was not reachable")
+        return
+
+    def read():
+        ids = c.ok("Email/query", {"accountId": c.account_id, "limit": 1})["ids"]
+        got = c.ok("Email/get", {"accountId": c.account_id, "ids": ids, "properties": ["blobId"]})["list"]
+        down = c.download(got[0]["blobId"], "m.eml", "message/rfc822")
+        if down.status_code != 200 or b"Subject:" not in down.content:
+            raise ConformanceFailure(f"download of the message answered {down.status_code}")
+
+    m.attempt("JMAP", "read", read)
+
+    # EventSource
+    p = "JMAP push (EventSource)"
+    m.set(p, "login", "ok")
+    m.set(p, "read", "n/a")
+
+    def es_push():
+        stream = event_stream(case, c, types="*", ping=0, label="es-reach")
+        ctype = stream.header("content-type").split(";")[0].strip()
+        if stream.status != 200 or ctype != "text/event-stream":
+            raise ConformanceFailure(f"eventSourceUrl answered {stream.status} {ctype or '(no Content-Type)'}")
+        w.import_email(sample_message("reachability es push"), inbox)
+        for item in stream.events(time.monotonic() + budget):
+            if state_change(item):
+                return
+        raise ConformanceFailure(f"no state event within {budget:.1f} s")
+
+    m.attempt(p, "push", es_push)
+
+    # WebSocket
+    p = "JMAP push (WebSocket)"
+    from conformance.clients.jmap import WEBSOCKET
+
+    if WEBSOCKET not in c.capabilities():
+        m.rows[p] = {s: "not offered" for s in STEPS} | {"note": "no websocket capability"}
+        return
+    m.set(p, "read", "n/a")
+
+    def ws_login():
+        ws = websocket(case, c, label="ws-reach")
+        if ws.accepted is None:
+            raise ConformanceFailure(f"WebSocket upgrade refused ({getattr(ws.rejected, 'status_code', '?')})")
+        return ws
+
+    ws = m.attempt(p, "login", ws_login)
+    if not ws:
+        return
+
+    def ws_push():
+        ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
+        time.sleep(0.3)  # the server has no acknowledgement for WebSocketPushEnable
+        w.import_email(sample_message("reachability ws push"), inbox)
+        if ws.recv_json(budget, lambda o: isinstance(o, dict) and o.get("@type") == "StateChange") is None:
+            raise ConformanceFailure(f"no StateChange within {budget:.1f} s")
+
+    m.attempt(p, "push", ws_push)
+
+
+def _https_port_row(case, m: Matrix) -> None:
+    """IMAPS served on the port that also serves HTTPS (the port an HTTPS-only firewall lets through)."""
+    imaps, jmap = case.target.endpoint("imaps"), case.target.endpoint("jmap")
+    m.row("IMAPS on the HTTPS port")
+    if imaps and jmap and imaps.port == jmap.port:
+        m.set("IMAPS on the HTTPS port", "login", "ok", "same port as HTTPS (ALPN)")
+    else:
+        m.set("IMAPS on the HTTPS port", "login", "not offered", "the target serves IMAPS and HTTPS on different ports")
+
+
+@pytest.mark.requirement("mobile.http.mail-over-https")
+@pytest.mark.scenarios(*FIREWALLS)
+def test_reachability(case):
+    """Per protocol: log in, read a message, get a change pushed, through this firewall (a table in the report)."""
+    budget = float(case.param("max_latency"))
+    m = Matrix(case)
+    _imap_row(case, m, "IMAP", "imap", budget)
+    _imap_row(case, m, "IMAPS", "imaps", budget)
+    _submission_row(case, m)
+    _jmap_rows(case, m, budget)
+    _https_port_row(case, m)
+    rows = {p: m.rows.get(p, {s: "not offered" for s in STEPS} | {"note": ""}) for p in PROTOCOLS}
+    case.attach("reachability", {"target": case.target.name, "scenario": str(case.scenario), "rows": rows})
+    complete = [p for p, r in rows.items() if all(r[s] in ("ok", "n/a") for s in STEPS) and r["push"] == "ok"]
+    readable = [p for p, r in rows.items() if r["login"] == "ok" and r["read"] == "ok"]
+    case.measure("protocols_complete", len(complete), "protocols")
+    summary = "; ".join(f"{p}: " + "/".join(r[s] for s in STEPS) for p, r in rows.items()
+                        if any(r[s] != "not offered" for s in STEPS))
+    case.note("reachability " + json.dumps(rows))
+    assert complete or (readable and any(rows[p]["push"] == "ok" for p in rows)), (
+        f"through {case.scenario} no protocol lets a client log in, read a message and get a change pushed "
+        f"({summary})")
+    case.passed(f"complete over {', '.join(complete)}; {summary}")
+
+
+_ = ssl
