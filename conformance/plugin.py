@@ -14,16 +14,18 @@ import shlex
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .case import CaseContext
 from .catalog import LEVELS, STRICT_LEVELS, Catalog, load_catalog
 from .errors import BadInput, ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.scenario import Scenario, parse_scenario
 from .providers import provider_for, target_name
 from .results import Result, ResultsWriter
+
+if TYPE_CHECKING:  # imported lazily: case.py pulls in mitmproxy, which xdist's controller never needs
+    from .case import CaseContext
 
 DEFAULT_USES = ("imap",)
 
@@ -211,6 +213,8 @@ def case(request: pytest.FixtureRequest, target, scenario):
     depth_only = _marker_args(item, "depth")
     if depth_only and state.depth not in depth_only:
         pytest.skip(f"needs --depth {depth_only[0]} (long observation); run: {rerun_command(state, item, depth_only[0])}")
+    from .case import CaseContext
+
     ctx = CaseContext(target=target, scenario=scenario, catalog=state.catalog, requirements=reqs,
                       profiles=[p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)],
                       depth=state.depth, check=check_id(item.function))
@@ -225,7 +229,7 @@ def path(case):
     return case.path
 
 
-CASE = pytest.StashKey[CaseContext]()
+CASE = pytest.StashKey["CaseContext"]()
 PHASES = pytest.StashKey[dict]()
 
 

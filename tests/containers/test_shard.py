@@ -2,34 +2,54 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from pathlib import Path
+
+import pytest
 
 from conformance import checks
 
-ROOT = Path(__file__).resolve().parents[2]
+
+class _Collector:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def pytest_collection_finish(self, session) -> None:
+        self.ids = [item.nodeid for item in session.items]
 
 
 def collected(tmp_path: Path, *extra: str) -> list[str]:
+    """The case ids `lemonade run` would run (the real plugin's selection and sharding), collected in-process."""
     out = tmp_path / f"collect{len(list(tmp_path.iterdir()))}"
-    cmd = [sys.executable, "-m", "pytest", str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
-           "--rootdir", str(checks.CHECKS_DIR), "-c", "/dev/null", "--collect-only", "-q",
-           "--lemonade-output", str(out), "--lemonade-target", "dovecot", "--lemonade-target", "dovecot-2.4", *extra]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert p.returncode in (0, 5), p.stdout + p.stderr
-    return [line for line in p.stdout.splitlines() if "::" in line]
+    col = _Collector()
+    rc = pytest.main([str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider", "-p", "no:terminal",
+                      "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull, "--collect-only",
+                      "--lemonade-output", str(out), "--lemonade-target", "dovecot", "--lemonade-target", "dovecot-2.4",
+                      *extra], plugins=[col])
+    assert rc in (0, 5), f"collection failed with {rc}"
+    return col.ids
 
 
 def test_shards_partition_every_selected_case_exactly_once(tmp_path):
     everything = collected(tmp_path)
     assert len(everything) > 10 and len(set(everything)) == len(everything)
+    first: list[str] = []
     for n in (2, 3):
         shards = [collected(tmp_path, "--lemonade-shard", f"{i}/{n}") for i in range(1, n + 1)]
         joined = [case for s in shards for case in s]
         assert sorted(joined) == sorted(everything), f"{n} shards do not partition the cases"
         assert all(shards), f"an empty shard among {n}: {[len(s) for s in shards]}"
-    assert collected(tmp_path, "--lemonade-shard", "1/2") == collected(tmp_path, "--lemonade-shard", "1/2")
+        first = first or shards[0]
+    assert collected(tmp_path, "--lemonade-shard", "1/2") == first, "sharding is not deterministic"
+
+
+def test_bad_shard_is_a_usage_error(tmp_path):
+    for bad in ("3/2", "0/2", "x"):
+        col = _Collector()
+        rc = pytest.main([str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:terminal", "-c", os.devnull,
+                          "--rootdir", str(checks.CHECKS_DIR), "--collect-only", "--lemonade-output",
+                          str(tmp_path / "bad"), "--lemonade-shard", bad], plugins=[col])
+        assert rc == pytest.ExitCode.USAGE_ERROR, bad
 
 
 def test_sharded_runs_together_equal_the_unsharded_run(lemonade):
@@ -44,7 +64,3 @@ def test_sharded_runs_together_equal_the_unsharded_run(lemonade):
     assert not set(shard_sets[0]) & set(shard_sets[1])
     assert sorted(shard_sets[0] + shard_sets[1]) == sorted(key(r) for r in whole.results["results"])
 
-
-def test_bad_shard_is_a_usage_error(lemonade):
-    run = lemonade("run", "--shard", "3/2")
-    assert run.rc == 2, run.out + run.err
