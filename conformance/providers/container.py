@@ -307,6 +307,8 @@ class ContainerProvider:
                 probe("127.0.0.1", ports["submission"], b"220", deadline)
             if "http" in ports:
                 self._probe_http(ports["http"], deadline)
+            if self.spec.kind == "cyrus":
+                self._autocreate(ports["imap"])
         except HarnessError as e:
             raise HarnessError(f"{e}; container log: {self._log_tail()}") from None
         endpoints = {
@@ -326,6 +328,18 @@ class ContainerProvider:
             sink=self.sink, workdir=d,
         )
         return self.target
+
+    def _autocreate(self, port: int) -> None:
+        """Cyrus creates each account's INBOX and special-use folders at its first login (autocreate_*)."""
+        import imaplib
+
+        for user, password in ACCOUNTS:
+            try:
+                m = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+                m.login(user, password)
+                m.logout()
+            except (OSError, imaplib.IMAP4.error) as e:
+                raise HarnessError(f"first login of {user} (creates the mailboxes) failed: {e}") from None
 
     def _probe_http(self, port: int, deadline: float) -> None:
         import http.client
