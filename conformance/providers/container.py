@@ -186,40 +186,46 @@ def ensure_base(suite: str, timings: dict[str, float] | None = None) -> str:
 
 def ensure_image(name: str, timings: dict[str, float] | None = None) -> str:
     """The image for target ``name``, built (with its base) when its tag is missing."""
-    spec = IMAGES[name]
-    tag = spec.tag()
+    tag = IMAGES[name].tag()
     if image_exists(tag):
         return tag
     with build_lock():
-        if image_exists(tag):  # another process built it while we waited
-            return tag
-        base = ensure_base(spec.suite, timings)
-        t0 = time.monotonic()
-        log(f"building {tag} from {spec.directory} (FROM {base})")
-        logf = STATE_DIR / f"build-{name}.log"
-        api = docker_client().api
-        lines: list[str] = []
-        error = ""
-        with open(logf, "w") as out:
-            for chunk in api.build(path=str(spec.directory), tag=tag, buildargs={"BASE": base}, network_mode="host",
-                                   rm=True, forcerm=True, decode=True, timeout=3600):
-                if "stream" in chunk:
-                    out.write(chunk["stream"])
-                    lines.append(chunk["stream"])
-                if "error" in chunk:
-                    error = chunk["error"]
-                    out.write(error + "\n")
-        if error or not image_exists(tag):
-            tail = " | ".join("".join(lines).strip().splitlines()[-4:])
-            raise HarnessError(f"building {tag} failed: {error.strip() or 'no image'} ({tail}; log {logf})")
-        try:  # the floating tag points at the newest build, for people typing docker commands
-            docker_client().images.get(tag).tag(spec.repository, "latest")
-        except Exception:  # noqa: BLE001
-            pass
-        dt = time.monotonic() - t0
-        if timings is not None:
-            timings[f"image {name}"] = round(dt, 1)
-        log(f"{tag} built in {dt:.1f} s")
+        return _build_image(name, timings)
+
+
+def _build_image(name: str, timings: dict[str, float] | None) -> str:
+    """Build one image unless its tag exists; the caller holds the build lock."""
+    spec = IMAGES[name]
+    tag = spec.tag()
+    if image_exists(tag):  # another process built it while we waited
+        return tag
+    base = ensure_base(spec.suite, timings)
+    t0 = time.monotonic()
+    log(f"building {tag} from {spec.directory} (FROM {base})")
+    logf = STATE_DIR / f"build-{name}.log"
+    api = docker_client().api
+    lines: list[str] = []
+    error = ""
+    with open(logf, "w") as out:
+        for chunk in api.build(path=str(spec.directory), tag=tag, buildargs={"BASE": base}, network_mode="host",
+                               rm=True, forcerm=True, decode=True, timeout=3600):
+            if "stream" in chunk:
+                out.write(chunk["stream"])
+                lines.append(chunk["stream"])
+            if "error" in chunk:
+                error = chunk["error"]
+                out.write(error + "\n")
+    if error or not image_exists(tag):
+        tail = " | ".join("".join(lines).strip().splitlines()[-4:])
+        raise HarnessError(f"building {tag} failed: {error.strip() or 'no image'} ({tail}; log {logf})")
+    try:  # the floating tag points at the newest build, for people typing docker commands
+        docker_client().images.get(tag).tag(spec.repository, "latest")
+    except Exception:  # noqa: BLE001
+        pass
+    dt = time.monotonic() - t0
+    if timings is not None:
+        timings[f"image {name}"] = round(dt, 1)
+    log(f"{tag} built in {dt:.1f} s")
     return tag
 
 
@@ -420,10 +426,22 @@ class ContainerProvider:
 
 
 def build_all(names: list[str]) -> dict[str, float]:
-    """Build the named images (and their bases) now; returns the build times in seconds."""
+    """Build the named images (and their bases) now, concurrently (debootstrap and apt are mostly
+    network-bound); returns the build times in seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
     timings: dict[str, float] = {}
-    for n in names:
-        ensure_image(n, timings)
+    missing = [n for n in names if not image_exists(IMAGES[n].tag())]
+    if not missing:
+        return timings
+    with build_lock():
+        suites = sorted({IMAGES[n].suite for n in missing if not image_exists(base_tag(IMAGES[n].suite))})
+        with ThreadPoolExecutor(max_workers=max(1, len(suites))) as pool:
+            for f in [pool.submit(ensure_base, s, timings) for s in suites]:
+                f.result()
+        with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+            for f in [pool.submit(_build_image, n, timings) for n in missing]:
+                f.result()
     return timings
 
 
