@@ -114,6 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 names.pop(t, None)
             if not targets:
                 return die("nothing to run: every target needs a container engine and none answers")
+        else:  # build missing images once here, visibly, rather than inside the first case of each worker
+            from .errors import HarnessError
+            from .providers.container import build_all
+
+            try:
+                build_all([t for t in targets if is_container_target(t)])
+            except HarnessError as e:
+                return die(str(e))
     for t in targets:
         if t not in NAMED:
             unreachable = probe_target_file(t)
