@@ -342,6 +342,7 @@ class ContainerProvider:
         for user, password in ACCOUNTS:
             try:
                 m = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+                m.starttls(ssl_context=TlsPolicy(verify=False).client_context())  # allowplaintext: no
                 m.login(user, password)
                 m.logout()
             except (OSError, imaplib.IMAP4.error) as e:
@@ -396,7 +397,8 @@ class ContainerProvider:
         if self.container is not None:
             try:
                 # files the server wrote into the mount belong to container users: hand them back
-                self._exec(["chown", "-R", f"{os.getuid()}:{os.getgid()}", MOUNT])
+                # (-xdev: not the tmpfs mounts below it, whose owners the server still needs while it stops)
+                self._exec(["find", MOUNT, "-xdev", "-exec", "chown", f"{os.getuid()}:{os.getgid()}", "{}", "+"])
                 wrapped = self.container.get_wrapped_container()
                 wrapped.stop(timeout=5)
                 wrapped.remove(force=True, v=True)

@@ -7,6 +7,7 @@ import imaplib
 import json
 import os
 import socket
+import ssl
 import time
 
 import pytest
@@ -48,6 +49,8 @@ def test_cyrus_serves_imap_and_a_jmap_session_with_websocket_push(cyrus):
     ep = cyrus.endpoints["imap"]
     acc = cyrus.accounts[0]
     m = imaplib.IMAP4(ep.host, ep.port, timeout=10)
+    assert "STARTTLS" in m.capabilities and "LOGINDISABLED" in m.capabilities, m.capabilities
+    m.starttls(ssl_context=ssl._create_unverified_context())
     m.login(acc.username, acc.password)
     typ, boxes = m.list()
     # autocreated at the first login, special-use flags set (Cyrus spells them in lower case)
@@ -75,6 +78,7 @@ def test_cyrus_eventsource_pushes_a_state_change(cyrus):
         assert b" 200 " in head.split(b"\r\n", 1)[0] and b"text/event-stream" in head.lower(), head[:300]
         ep = cyrus.endpoints["imap"]
         m = imaplib.IMAP4(ep.host, ep.port, timeout=10)
+        m.starttls(ssl_context=ssl._create_unverified_context())
         m.login(acc.username, acc.password)
         m.append("INBOX", None, None, b"From: a@example.org\r\nSubject: push\r\n\r\nhello\r\n")
         m.logout()
