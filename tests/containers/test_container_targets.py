@@ -91,3 +91,19 @@ def test_dockerd_up_is_idempotent_when_an_engine_answers(engine):
         p = subprocess.run(["bash", str(root / "scripts" / "dockerd-up")], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stdout + p.stderr
         assert "dockerd running" not in p.stdout, "started a second engine although one answered"
+
+
+@pytest.mark.parametrize("name", ["dovecot-2.4", "dovecot-2.3"])
+def test_two_instances_of_one_image_run_side_by_side(dovecot_images, name):
+    """Host networking: each instance must listen only on its own free ports (xdist workers, parallel runs)."""
+    first, second = ContainerProvider(name), ContainerProvider(name)
+    try:
+        a, b = first.start(attempts=1), second.start(attempts=1)
+        for t in (a, b):
+            ep = t.endpoints["imap"]
+            m = imaplib.IMAP4(ep.host, ep.port, timeout=10)
+            m.logout()
+        assert a.endpoints["imap"].port != b.endpoints["imap"].port
+    finally:
+        first.stop()
+        second.stop()
