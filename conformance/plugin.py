@@ -179,11 +179,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             assert 1 <= i <= n
         except (ValueError, AssertionError):
             raise pytest.UsageError(f"--shard {shard!r}: expected i/n with 1 <= i <= n") from None
-        sharded = []
-        for item in keep:
-            h = int(hashlib.sha256(item.nodeid.encode()).hexdigest(), 16)
-            (sharded if h % n == i - 1 else drop).append(item)
-        keep = sharded
+        # order the selected cases by a hash of their id, then deal them out in turn: deterministic for the
+        # same selection (every shard of a job matrix runs the same command but --shard), and balanced
+        # (shard sizes differ by at most one; a plain hash modulo n can be lopsided on small selections)
+        dealt = sorted(keep, key=lambda it: hashlib.sha256(it.nodeid.encode()).hexdigest())
+        mine = {id(it) for k, it in enumerate(dealt) if k % n == i - 1}
+        drop += [it for it in keep if id(it) not in mine]
+        keep = [it for it in keep if id(it) in mine]
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep

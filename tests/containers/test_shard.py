@@ -38,7 +38,8 @@ def test_shards_partition_every_selected_case_exactly_once(tmp_path):
         shards = [collected(tmp_path, "--lemonade-shard", f"{i}/{n}") for i in range(1, n + 1)]
         joined = [case for s in shards for case in s]
         assert sorted(joined) == sorted(everything), f"{n} shards do not partition the cases"
-        assert all(shards), f"an empty shard among {n}: {[len(s) for s in shards]}"
+        sizes = [len(s) for s in shards]
+        assert max(sizes) - min(sizes) <= 1, f"unbalanced shards: {sizes}"
         first = first or shards[0]
     assert collected(tmp_path, "--lemonade-shard", "1/2") == first, "sharding is not deterministic"
 
