@@ -50,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     state = RunState(config)
     config.stash[STATE] = state
+    config.pluginmanager.register(_Sharding(), "lemonade-sharding")
 
 
 class RunState:
@@ -172,8 +173,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         (keep if set(reqs) & selected_ids else drop).append(item)
     if unknown:
         raise pytest.UsageError("checks name requirements that are not in profiles/:\n  " + "\n  ".join(unknown))
-    shard = config.getoption("--lemonade-shard")
-    if shard:
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
+class _Sharding:
+    """--shard i/n, applied after every other selection (profiles, -k, -m), so the shards are balanced."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        shard = config.getoption("--lemonade-shard")
+        if not shard or _state(config) is None:
+            return
+        keep, drop = list(items), []
         try:
             i, n = (int(x) for x in shard.split("/"))
             assert 1 <= i <= n
@@ -186,9 +200,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         mine = {id(it) for k, it in enumerate(dealt) if k % n == i - 1}
         drop += [it for it in keep if id(it) not in mine]
         keep = [it for it in keep if id(it) in mine]
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-    items[:] = keep
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -42,6 +42,10 @@ def test_shards_partition_every_selected_case_exactly_once(tmp_path):
         assert max(sizes) - min(sizes) <= 1, f"unbalanced shards: {sizes}"
         first = first or shards[0]
     assert collected(tmp_path, "--lemonade-shard", "1/2") == first, "sharding is not deterministic"
+    # sharding applies after -k, so shards stay balanced under any selection
+    subset = collected(tmp_path, "-k", "capability")
+    halves = [collected(tmp_path, "-k", "capability", "--lemonade-shard", f"{i}/2") for i in (1, 2)]
+    assert sorted(halves[0] + halves[1]) == sorted(subset) and abs(len(halves[0]) - len(halves[1])) <= 1, halves
 
 
 def test_bad_shard_is_a_usage_error(tmp_path):
