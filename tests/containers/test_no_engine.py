@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_container_target_without_engine_is_skipped_with_one_line(lemonade, tmp_path, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     run = lemonade("run", "--target", "dovecot-2.4", "--target", "dovecot", "-k", "capability_code")
