@@ -107,7 +107,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             baseline = load_baseline(args.baseline, set(catalog.requirements))
     except BadInput as e:
         return die(str(e))
-    from .providers import NAMED
+    from .providers import NAMED, is_container_target
+    if any(is_container_target(t) for t in targets):
+        from .providers.container import engine_problem
+
+        problem = engine_problem()
+        if problem:  # one clear line per skipped target, then run the others
+            for t in [t for t in targets if is_container_target(t)]:
+                console(stderr=True).print(f"lemonade: skipping target {t}: {problem}", markup=False)
+                targets.remove(t)
+                names.pop(t, None)
+            if not targets:
+                return die("nothing to run: every target needs a container engine and none answers")
+        else:  # build missing images once here, visibly, rather than inside the first case of each worker
+            from .errors import HarnessError
+            from .providers.container import build_all
+
+            try:
+                build_all([t for t in targets if is_container_target(t)])
+            except HarnessError as e:
+                return die(str(e))
     for t in targets:
         if t not in NAMED:
             unreachable = probe_target_file(t)
@@ -174,7 +193,9 @@ def target_descriptions(out: Path, targets: list[str], names: dict[str, str]) ->
     descs = []
     for t in targets:
         if t in NAMED:
-            info_files = sorted((out / "results.d").glob(f"target-{names[t]}-*.json"))
+            prefix = f"target-{names[t]}-"  # then a worker id (main, gw0...): 'dovecot' must not match 'dovecot-2.4'
+            info_files = sorted(f for f in (out / "results.d").glob(f"{prefix}*.json")
+                                if "-" not in f.name[len(prefix):-len(".json")])
             if info_files:
                 descs.append(json.loads(info_files[0].read_text()))
             else:

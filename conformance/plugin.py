@@ -14,16 +14,18 @@ import shlex
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .case import CaseContext
 from .catalog import LEVELS, STRICT_LEVELS, Catalog, load_catalog
 from .errors import BadInput, ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.scenario import Scenario, parse_scenario
 from .providers import provider_for, target_name
 from .results import Result, ResultsWriter
+
+if TYPE_CHECKING:  # imported lazily: case.py pulls in mitmproxy, which xdist's controller never needs
+    from .case import CaseContext
 
 DEFAULT_USES = ("imap",)
 
@@ -48,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     state = RunState(config)
     config.stash[STATE] = state
+    config.pluginmanager.register(_Sharding(), "lemonade-sharding")
 
 
 class RunState:
@@ -174,21 +177,36 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         (keep if set(reqs) & selected_ids else drop).append(item)
     if unknown:
         raise pytest.UsageError("checks name requirements that are not in profiles/:\n  " + "\n  ".join(unknown))
-    shard = config.getoption("--lemonade-shard")
-    if shard:
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
+class _Sharding:
+    """--shard i/n, applied after every other selection (profiles, -k, -m), so the shards are balanced."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        shard = config.getoption("--lemonade-shard")
+        if not shard or _state(config) is None:
+            return
+        keep, drop = list(items), []
         try:
             i, n = (int(x) for x in shard.split("/"))
             assert 1 <= i <= n
         except (ValueError, AssertionError):
             raise pytest.UsageError(f"--shard {shard!r}: expected i/n with 1 <= i <= n") from None
-        sharded = []
-        for item in keep:
-            h = int(hashlib.sha256(item.nodeid.encode()).hexdigest(), 16)
-            (sharded if h % n == i - 1 else drop).append(item)
-        keep = sharded
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-    items[:] = keep
+        # order the selected cases by a hash of their id, then deal them out in turn: deterministic for the
+        # same selection (every shard of a job matrix runs the same command but --shard), and balanced
+        # (shard sizes differ by at most one; a plain hash modulo n can be lopsided on small selections)
+        dealt = sorted(keep, key=lambda it: hashlib.sha256(it.nodeid.encode()).hexdigest())
+        mine = {id(it) for k, it in enumerate(dealt) if k % n == i - 1}
+        drop += [it for it in keep if id(it) not in mine]
+        keep = [it for it in keep if id(it) in mine]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -215,6 +233,8 @@ def case(request: pytest.FixtureRequest, target, scenario):
     depth_only = _marker_args(item, "depth")
     if depth_only and state.depth not in depth_only:
         pytest.skip(f"needs --depth {depth_only[0]} (long observation); run: {rerun_command(state, item, depth_only[0])}")
+    from .case import CaseContext
+
     ctx = CaseContext(target=target, scenario=scenario, catalog=state.catalog, requirements=reqs,
                       profiles=[p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)],
                       depth=state.depth, check=check_id(item.function))
@@ -229,7 +249,7 @@ def path(case):
     return case.path
 
 
-CASE = pytest.StashKey[CaseContext]()
+CASE = pytest.StashKey["CaseContext"]()
 PHASES = pytest.StashKey[dict]()
 
 

@@ -45,11 +45,31 @@ def _cyrus(variant: str) -> Callable[..., Provider]:
     return make
 
 
+def _container(name: str) -> Callable[..., Provider]:
+    def factory(depth: str, logs: Path | None, **kw: Any) -> Provider:
+        from .container import ContainerProvider
+
+        return ContainerProvider(name, depth=depth, keep_logs=logs, **kw)
+
+    factory.container = True  # type: ignore[attr-defined]  # cli: skipped when no container engine answers
+    return factory
+
+
 NAMED: dict[str, tuple[str, Callable[..., Provider]]] = {
     "dovecot": ("embedded Dovecot 2.3 as a local process (the default)", _dovecot),
     "cyrus": ("Debian's Cyrus IMAP 3.6 binaries (IMAP, IMAPS, JMAP; no push) as a local process", _cyrus("stock")),
     "cyrus-push": ("Cyrus IMAP 3.6 rebuilt with WebSockets (JMAP EventSource and RFC 8887 push)", _cyrus("push")),
 }
+# container targets (conformance/providers/container.py): images built locally from servers/<name>/
+NAMED.update({
+    "dovecot-2.3": ("Dovecot 2.3 (Debian 12 packages) in a container", _container("dovecot-2.3")),
+    "dovecot-2.4": ("Dovecot 2.4 (Debian 13 packages) in a container", _container("dovecot-2.4")),
+    "cyrus-3.10": ("Cyrus 3.10 (Debian 13, rebuilt with WebSockets: JMAP push) in a container", _container("cyrus-3.10")),
+})
+
+
+def is_container_target(spec: str) -> bool:
+    return spec in NAMED and getattr(NAMED[spec][1], "container", False)
 
 
 def provider_for(spec: str, depth: str = "quick", logs: Path | None = None) -> Provider:
