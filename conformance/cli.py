@@ -28,7 +28,10 @@ VERDICT_STYLE = {"pass": "green", "fail": "bold red", "non-strict": "yellow", "i
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output (CI logs) gets a wide console so tables keep their column names
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=not stream.isatty(), width=width)
 
 
 def die(msg: str, code: int = 2) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 SCHEMA_VERSION = 1
 VERDICTS = ("pass", "fail", "non-strict", "informational", "not-applicable", "error", "xfail", "xpass", "skipped")
 FAILING = ("fail", "xpass")  # verdicts that make a run non-conformant (exit 1)
+NOTHING_VERIFIED = {"not-applicable", "skipped"}  # a profile with only these verdicts has no verdict
 
 
 @dataclass
@@ -80,8 +81,10 @@ def summarize(results: list[dict[str, Any]], profiles: list[str], coverage: dict
     per_profile: dict[str, Any] = {}
     for p in profiles:
         c = Counter(r["verdict"] for r in results if p in r.get("profiles", []))
-        per_profile[p] = {"counts": {v: c.get(v, 0) for v in VERDICTS if c.get(v)},
-                          "verdict": overall_verdict([r for r in results if p in r.get("profiles", [])], failing)}
+        verdict = overall_verdict([r for r in results if p in r.get("profiles", [])], failing)
+        if verdict == "pass" and set(c) <= NOTHING_VERIFIED:
+            verdict = "empty"  # only not-applicable or skipped: the profile has no verdict, it did not pass
+        per_profile[p] = {"counts": {v: c.get(v, 0) for v in VERDICTS if c.get(v)}, "verdict": verdict}
         if coverage and p in coverage:
             per_profile[p]["coverage"] = coverage[p]
     return {"total": len(results), "counts": {v: counts.get(v, 0) for v in VERDICTS if counts.get(v)},
