@@ -34,6 +34,7 @@ from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .dovecot import ACCOUNTS, SERVERS_DIR, free_port, load_settings, make_certificate, probe
 from .smtpsink import SmtpSink
+from .workdir import keep_logs_and_remove
 
 # testcontainers reads these when first imported; set them before that happens
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -411,13 +412,7 @@ class ContainerProvider:
         if self.sink:
             self.sink.stop()
             self.sink = None
-        if self.dir and self.dir.exists():
-            if self.keep_logs:
-                self.keep_logs.mkdir(parents=True, exist_ok=True)
-                for f in (self.dir / "log").glob("*"):
-                    if f.is_file():
-                        shutil.copy(f, self.keep_logs / f"{self.spec.name}-{f.name}")
-            shutil.rmtree(self.dir, ignore_errors=True)
+        keep_logs_and_remove(self.dir, self.keep_logs, self.spec.name, pattern="*")
         self.dir = None
 
     def __enter__(self) -> Target:

@@ -15,7 +15,6 @@ import functools
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +28,7 @@ import jinja2
 from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .dovecot import ACCOUNTS, free_port, make_certificate, probe
+from .workdir import keep_logs_and_remove, log_tail, stop_process_group
 
 SERVERS_DIR = Path(__file__).resolve().parents[2] / "servers"
 CYRUS_DIR = SERVERS_DIR / "cyrus"
@@ -245,36 +245,15 @@ class CyrusProvider:
             conn.close()
 
     def _log_tail(self, n: int = 8) -> str:
-        text = ""
-        for name in ("master.out", "syslog.log"):
-            p = self.dir / "log" / name if self.dir else None
-            if p and p.exists():
-                text += p.read_text(errors="replace")
-        return " | ".join(text.strip().splitlines()[-n:])
+        return log_tail(self.dir / "log" if self.dir else None, ("master.out", "syslog.log"), n)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        if self.proc:
-            try:  # children that outlived master (same process group, started by us)
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        stop_process_group(self.proc)
         self.proc = None
         if self.logger:
             self.logger.stop()
             self.logger = None
-        if self.dir and self.dir.exists():
-            if self.keep_logs:
-                self.keep_logs.mkdir(parents=True, exist_ok=True)
-                for f in (self.dir / "log").glob("*.log"):
-                    shutil.copy(f, self.keep_logs / f"{self.target_name}-{f.name}")
-            shutil.rmtree(self.dir, ignore_errors=True)
+        keep_logs_and_remove(self.dir, self.keep_logs, self.target_name)
         self.dir = None
 
     def __enter__(self) -> Target:

@@ -14,7 +14,6 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ import jinja2
 from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .smtpsink import SmtpSink
+from .workdir import keep_logs_and_remove, log_tail, stop_process_group
 
 SERVERS_DIR = Path(__file__).resolve().parents[2] / "servers"
 ACCOUNTS = (("alice", "alice-Lemonade-pw1"), ("bob", "bob-Lemonade-pw2"), ("carol", "carol-Lemonade-pw3"))
@@ -201,32 +201,15 @@ class DovecotProvider:
         return self.target
 
     def _log_tail(self, n: int = 8) -> str:
-        text = ""
-        for name in ("dovecot.log", "stdout.log"):
-            p = self.dir / "log" / name if self.dir else None
-            if p and p.exists():
-                text += p.read_text(errors="replace")
-        return " | ".join(text.strip().splitlines()[-n:])
+        return log_tail(self.dir / "log" if self.dir else None, ("dovecot.log", "stdout.log"), n)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                # the master did not end its children in time: end the whole group we started
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process_group(self.proc)
         self.proc = None
         if self.sink:
             self.sink.stop()
             self.sink = None
-        if self.dir and self.dir.exists():
-            if self.keep_logs:
-                self.keep_logs.mkdir(parents=True, exist_ok=True)
-                for f in (self.dir / "log").glob("*.log"):
-                    shutil.copy(f, self.keep_logs / f"{self.target_name}-{f.name}")
-            shutil.rmtree(self.dir, ignore_errors=True)
+        keep_logs_and_remove(self.dir, self.keep_logs, self.target_name)
         self.dir = None
 
     def __enter__(self) -> Target:

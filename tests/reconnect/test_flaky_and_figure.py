@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import xml.dom.minidom
 from types import SimpleNamespace

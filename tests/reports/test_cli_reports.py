@@ -11,7 +11,7 @@ from conformance.providers.dovecot import ACCOUNTS as DOVECOT_ACCOUNTS
 from tests.fakes.imap import ACCOUNTS as FAKE_ACCOUNTS
 from tests.fakes.imap import FakeImapServer, FakeImapSession
 from tests.conftest import ROOT
-from tests.reports.docs import HOSTILE, Hostile
+from tests.reports.docs import Hostile
 
 CAPS_CHECKS = "store_capabilities or capability_code_greeting"
 STORE_ENTRY = '''

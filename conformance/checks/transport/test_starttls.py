@@ -220,7 +220,7 @@ def test_submission_cleartext_auth_refused(case):
     case.transcript.secrets.add(acct.password)
     blob = base64.b64encode(f"\0{acct.username}\0{acct.password}".encode()).decode()
     good = smtp.command(f"AUTH PLAIN {blob}")
-    assert good.code != 235, (f"AUTH PLAIN with valid credentials succeeded before TLS"
+    assert good.code != 235, ("AUTH PLAIN with valid credentials succeeded before TLS"
                               + (" (EHLO offered AUTH " + ("and STARTTLS" if "STARTTLS" in kw else "without STARTTLS") + ")"
                                  if "AUTH" in kw else ""))
     assert "AUTH" not in kw, f"EHLO before TLS offers AUTH (EHLO: {' '.join(sorted(kw))}): passwords invited in cleartext"
