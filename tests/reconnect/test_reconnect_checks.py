@@ -102,5 +102,5 @@ def test_push_held_in_the_compressor_fails_the_interactive_flush_check(lemonade,
     r = run.result("reconnect/compress_idle_push_decodes_promptly")
     assert r["verdict"] == "fail" and "held it in the compressor" in r["message"], (r["verdict"], r["message"])
     assert r["evidence"]["measurements"]["compressed_push_latency"]["value"] >= 2, r["evidence"]["measurements"]
-    assert any("1 EXISTS" in e["text"] for e in r["evidence"]["transcript"])  # decoded, but only after DONE
+    assert "reply to DONE ('* 2 EXISTS')" in r["message"]  # decoded, but only once DONE's reply flushed it
     assert run.rc == 1
