@@ -4,7 +4,8 @@
 truncated part of an APPEND cut mid-literal, accepts SELECT (QRESYNC ...) without ENABLE and answers it with
 resync data even for a stale UIDVALIDITY, and after COMPRESS DEFLATE inflates what it reads but keeps
 answering uncompressed. ``BufferingCompressSession``: compresses its replies but flushes the compressor only
-for tagged replies, so an IDLE push stays in it. ``HalfSentRelay``: a submission server (and its own relay record) that relays a DATA
+for tagged replies, so an IDLE push stays in it. ``EagerVanishedSession``: sends VANISHED unsolicited, during
+FETCH and for UIDs it never announced. ``HalfSentRelay``: a submission server (and its own relay record) that relays a DATA
 cut by a dropped connection as if the client had finished it.
 """
 
@@ -181,3 +182,48 @@ class BufferingCompressSession(FakeImapSession):
         if line is None:
             return False
         self.send(f"{tag} OK IDLE completed")
+
+
+class EagerVanishedSession(FakeImapSession):
+    """A QRESYNC store with four messages that sends VANISHED whenever it likes: to every other selected session
+    the moment one expunges (no command in progress there), during a plain FETCH, and for a UID it never
+    announced on NOOP."""
+
+    def cmd_select(self, tag: str, args: str):
+        self.selected = args.split(" ")[0].strip('"')
+        self.send("* 4 EXISTS")
+        self.send("* OK [UIDVALIDITY 1] UIDs valid")
+        self.send("* OK [UIDNEXT 5] Predicted next UID")
+        self.send("* OK [HIGHESTMODSEQ 4] Highest")
+        self.send(f"{tag} OK [READ-WRITE] SELECT completed")
+
+    def cmd_uid_fetch(self, tag: str, args: str):
+        for i in range(1, 5):
+            self.send(f"* {i} FETCH (UID {i} MODSEQ ({i}) FLAGS ())")
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_uid_store(self, tag: str, args: str):
+        self.send(f"{tag} OK STORE completed")
+
+    cmd_store = cmd_uid_store
+
+    def cmd_uid_expunge(self, tag: str, args: str):
+        for other in list(self.server.sessions):
+            if other is not self and other.selected:
+                try:
+                    other.send("* VANISHED 4")  # the bug: unsolicited, outside any command of that session
+                except OSError:
+                    pass
+        self.send(f"{tag} OK EXPUNGE completed")
+
+    def cmd_fetch(self, tag: str, args: str):
+        self.send("* VANISHED 1")  # the bug: during FETCH, where sequence numbers must stay put
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_search(self, tag: str, args: str):
+        self.send("* SEARCH 1 2 3")
+        self.send(f"{tag} OK SEARCH completed")
+
+    def cmd_noop(self, tag: str, args: str):
+        self.send("* VANISHED 99")  # the bug: a UID no EXISTS ever announced
+        self.send(f"{tag} OK NOOP completed")
