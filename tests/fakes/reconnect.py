@@ -3,7 +3,9 @@
 ``MisbehavingStoreSession``: an IMAP store that gets every reconnect matter wrong at once: it keeps the
 truncated part of an APPEND cut mid-literal, accepts SELECT (QRESYNC ...) without ENABLE and answers it with
 resync data even for a stale UIDVALIDITY, and after COMPRESS DEFLATE inflates what it reads but keeps
-answering uncompressed. ``HalfSentRelay``: a submission server (and its own relay record) that relays a DATA
+answering uncompressed. ``BufferingCompressSession``: compresses its replies but flushes the compressor only
+for tagged replies, so an IDLE push stays in it. ``EagerVanishedSession``: sends VANISHED unsolicited, during
+FETCH and for UIDs it never announced. ``HalfSentRelay``: a submission server (and its own relay record) that relays a DATA
 cut by a dropped connection as if the client had finished it.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
+import time
 import zlib
 
 from conformance.providers.smtpsink import SmtpSink
@@ -112,3 +116,114 @@ class HalfSentRelay(SmtpSink):
             if not line or line in (b".\r\n", b".\n"):
                 return bytes(buf), True  # the bug: end of connection treated as end of data
             buf += line[1:] if line.startswith(b".") else line
+
+
+class BufferingCompressSession(FakeImapSession):
+    """COMPRESS DEFLATE done right on the wire, except that untagged responses are fed to the compressor without
+    a flush: they leave only when a tagged reply or a continuation flushes the stream. In IDLE it reports a
+    message APPENDed by another session as ``* n EXISTS``, which therefore stays in the compressor until DONE."""
+
+    def __init__(self, sock, server) -> None:
+        super().__init__(sock, server)
+        self.inflate = None
+        self.deflate = None
+        if not hasattr(server, "appended"):
+            server.appended = 0
+
+    def send(self, line: str | bytes) -> None:
+        data = line if isinstance(line, bytes) else line.encode()
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        if self.deflate is not None:
+            out = self.deflate.compress(data)
+            if not data.startswith(b"* "):  # the bug: only tagged replies and continuations are flushed
+                out += self.deflate.flush(zlib.Z_SYNC_FLUSH)
+            data = out
+        if data:
+            self.sock.sendall(data)
+
+    def readline(self) -> bytes | None:
+        while b"\r\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buf += self.inflate.decompress(chunk) if self.inflate else chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def cmd_compress(self, tag: str, args: str):
+        self.send(f"{tag} OK DEFLATE active")
+        self.deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+
+    def cmd_append(self, tag: str, args: str):
+        if super().cmd_append(tag, args) is False:
+            return False
+        self.server.appended += 1
+
+    def cmd_select(self, tag: str, args: str):
+        self.seen = self.server.appended
+        super().cmd_select(tag, args)
+
+    def cmd_idle(self, tag: str, args: str):
+        self.send("+ idling")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not self.server.stopping.is_set():
+            if self.server.appended != self.seen:
+                self.seen = self.server.appended
+                self.send(f"* {self.seen} EXISTS")
+            ready, _, _ = select.select([self.sock], [], [], 0.05)
+            if ready:
+                break
+        line = self.readline()
+        if line is None:
+            return False
+        self.send(f"{tag} OK IDLE completed")
+
+
+class EagerVanishedSession(FakeImapSession):
+    """A QRESYNC store with four messages that sends VANISHED whenever it likes: to every other selected session
+    the moment one expunges (no command in progress there), during a plain FETCH, and for a UID it never
+    announced on NOOP."""
+
+    def cmd_select(self, tag: str, args: str):
+        self.selected = args.split(" ")[0].strip('"')
+        self.send("* 4 EXISTS")
+        self.send("* OK [UIDVALIDITY 1] UIDs valid")
+        self.send("* OK [UIDNEXT 5] Predicted next UID")
+        self.send("* OK [HIGHESTMODSEQ 4] Highest")
+        self.send(f"{tag} OK [READ-WRITE] SELECT completed")
+
+    def cmd_uid_fetch(self, tag: str, args: str):
+        for i in range(1, 5):
+            self.send(f"* {i} FETCH (UID {i} MODSEQ ({i}) FLAGS ())")
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_uid_store(self, tag: str, args: str):
+        self.send(f"{tag} OK STORE completed")
+
+    cmd_store = cmd_uid_store
+
+    def cmd_uid_expunge(self, tag: str, args: str):
+        for other in list(self.server.sessions):
+            if other is not self and other.selected:
+                try:
+                    other.send("* VANISHED 4")  # the bug: unsolicited, outside any command of that session
+                except OSError:
+                    pass
+        self.send(f"{tag} OK EXPUNGE completed")
+
+    def cmd_fetch(self, tag: str, args: str):
+        self.send("* VANISHED 1")  # the bug: during FETCH, where sequence numbers must stay put
+        self.send(f"{tag} OK FETCH completed")
+
+    def cmd_search(self, tag: str, args: str):
+        self.send("* SEARCH 1 2 3")
+        self.send(f"{tag} OK SEARCH completed")
+
+    def cmd_noop(self, tag: str, args: str):
+        self.send("* VANISHED 99")  # the bug: a UID no EXISTS ever announced
+        self.send(f"{tag} OK NOOP completed")

@@ -5,7 +5,8 @@ Options: ``rewrite_drop_vanished`` removes every ``* VANISHED`` line; ``rewrite_
 ``MODSEQ (n)`` item from FETCH responses; ``rewrite_vanished_last`` moves VANISHED lines after the FETCH lines
 of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per message after ``* n EXISTS`` (a
 server whose SELECT costs grow with the mailbox); ``rewrite_strip_highestmodseq`` removes [HIGHESTMODSEQ n]
-codes; ``rewrite_drop_enabled`` removes ``* ENABLED`` lines. Only works on cleartext IMAP (a target without STARTTLS).
+codes; ``rewrite_constant_modseq`` reports every FETCH MODSEQ as 1 (a server whose mod-sequences do not
+grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines. Only works on cleartext IMAP (a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
@@ -25,6 +26,7 @@ _exists = re.compile(rb"^\* (\d+) EXISTS\r\n", re.M)
 _highest = re.compile(rb"\[HIGHESTMODSEQ \d+\] ?")
 _enabled = re.compile(rb"^\* ENABLED[^\r\n]*\r\n", re.M | re.I)
 _tagged = re.compile(rb"^[A-Za-z]\d+ ", re.M)
+_modseq_value = re.compile(rb"(^\* \d+ FETCH \([^\r\n]*?)MODSEQ \(\d+\)", re.M | re.I)
 _modseq = re.compile(rb"^(\* \d+ FETCH \([^\r\n]*?) ?MODSEQ \(\d+\)", re.M | re.I)
 
 
@@ -38,6 +40,7 @@ class RewriteResponses:
         loader.add_option("rewrite_vanished_last", bool, False, "Move VANISHED lines after the FETCH lines.")
         loader.add_option("rewrite_strip_highestmodseq", bool, False, "Remove [HIGHESTMODSEQ n] response codes.")
         loader.add_option("rewrite_drop_enabled", bool, False, "Drop every '* ENABLED' response line.")
+        loader.add_option("rewrite_constant_modseq", bool, False, "Report every FETCH MODSEQ as MODSEQ (1).")
         loader.add_option("rewrite_pad_exists", bool, False, "Add one untagged OK line per message after EXISTS.")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
@@ -57,6 +60,8 @@ class RewriteResponses:
                 data, n = _modseq.subn(rb"\1", data)
                 if not n:
                     break
+        if ctx.options.rewrite_constant_modseq:
+            data = _modseq_value.sub(rb"\1MODSEQ (1)", data)
         if ctx.options.rewrite_strip_highestmodseq:
             data = _highest.sub(b"", data)
         if ctx.options.rewrite_drop_enabled:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.imap import FakeImapServer
-from tests.fakes.reconnect import HalfSentRelay, MisbehavingStoreSession
+from tests.fakes.reconnect import BufferingCompressSession, EagerVanishedSession, HalfSentRelay, MisbehavingStoreSession
 
 ALL_CHECKS = {
     "reconnect/enable_reports_enabled|direct", "reconnect/qresync_before_enable_is_bad|direct",
@@ -19,7 +19,8 @@ ALL_CHECKS = {
     "reconnect/compress_full_sync_through_path|nat-idle:timeout=30,mode=silent",
     "reconnect/flaky_link_converges|flaky:reset_every=1,seed=7", "reconnect/known_uids_and_sequence_match|direct",
     "reconnect/closed_code_between_mailboxes|direct", "reconnect/expunge_codes_and_close|direct",
-    "reconnect/compress_refusals|direct",
+    "reconnect/compress_refusals|direct", "reconnect/compress_idle_push_decodes_promptly|direct",
+    "reconnect/store_modseq_grows|direct", "reconnect/vanished_only_when_allowed|direct",
 }
 
 
@@ -42,6 +43,8 @@ def test_every_reconnect_check_passes_against_dovecot(lemonade):
     assert "quick vs full resync bytes" in html
     comp = run.result("reconnect/compress_full_sync_through_path")["evidence"]["measurements"]
     assert comp["full_sync_bytes.compressed"]["value"] < comp["full_sync_bytes.plain"]["value"]
+    push = run.result("reconnect/compress_idle_push_decodes_promptly")["evidence"]["measurements"]
+    assert push["compressed_push_latency"]["value"] <= push["compressed_push_latency"]["budget"], push
 
 
 def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_checks(lemonade, tmp_path):
@@ -91,3 +94,24 @@ def test_half_sent_submission_relayed_fails_the_check(tmp_path):
     finally:
         case.close()
         relay.stop()
+
+
+def test_push_held_in_the_compressor_fails_the_interactive_flush_check(lemonade, tmp_path):
+    with FakeImapServer(BufferingCompressSession, timeout=5.0) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "compress_idle_push")
+    r = run.result("reconnect/compress_idle_push_decodes_promptly")
+    assert r["verdict"] == "fail" and "held it in the compressor" in r["message"], (r["verdict"], r["message"])
+    assert r["evidence"]["measurements"]["compressed_push_latency"]["value"] >= 2, r["evidence"]["measurements"]
+    assert "reply to DONE ('* 2 EXISTS')" in r["message"]  # decoded, but only once DONE's reply flushed it
+    assert run.rc == 1
+
+
+def test_vanished_out_of_turn_fails_the_visible_only_check(lemonade, tmp_path):
+    with FakeImapServer(EagerVanishedSession, timeout=5.0) as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "vanished_only_when")
+    r = run.result("reconnect/vanished_only_when_allowed")
+    assert r["verdict"] == "fail", (r["verdict"], r["message"])
+    for words in ("sent '* VANISHED 4' while no command was in progress", "VANISHED during FETCH",
+                  "UID 99, never announced by EXISTS"):
+        assert words in r["message"], (words, r["message"])
+    assert run.rc == 1

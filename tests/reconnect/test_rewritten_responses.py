@@ -69,3 +69,11 @@ def test_missing_enabled_and_growing_select_fail_the_enable_and_cost_checks(lemo
     r = run.result("reconnect/quick_resync_cost_follows_changes")
     assert r["verdict"] == "fail" and "over the bound: N=200" in r["message"], r["message"]
     assert r["evidence"]["resync_cost"]["quick"][1] > r["evidence"]["resync_cost"]["bound"]
+
+
+def test_modseqs_that_do_not_grow_fail_the_order_check(lemonade, tmp_path):
+    with rewriting_target(tmp_path, constant_modseq=True) as f:
+        run = lemonade("run", "--target", str(f), "-k", "store_modseq_grows")
+    r = run.result("reconnect/store_modseq_grows")
+    assert r["verdict"] == "fail" and "got MODSEQ 1, expected more than" in r["message"], (r["verdict"], r["message"])
+    assert "MODSEQ (1)" in texts(r)

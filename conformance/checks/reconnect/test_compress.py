@@ -3,11 +3,13 @@ and the octets of a full synchronisation shrink."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from conformance.errors import ConformanceFailure
+from conformance.errors import ConformanceFailure, HarnessError
 
-from .mailbox import full_sync, populate
+from .mailbox import full_sync, populate, select
 
 
 @pytest.mark.requirement("mobile.compress.through-intermediaries", "compress.start-point")
@@ -48,3 +50,44 @@ def test_compress_full_sync_through_path(case):
                                       f"{comp_bytes} B compressed vs {plain_bytes} B plain")
     case.passed(f"full sync of {n} messages: {plain_bytes} B plain, {comp_bytes} B compressed "
                 f"({plain_bytes - comp_bytes} B saved, ratio {ratio:.1f}x); session usable afterwards")
+
+
+@pytest.mark.requirement("compress.interactive-flush")
+def test_compress_idle_push_decodes_promptly(case):
+    """On a COMPRESS=DEFLATE session in IDLE, a message appended from a second connection must arrive as an
+    EXISTS that decodes within max_latency: the server flushes the compressor after each response instead of
+    holding the push until more output (the reply to DONE) comes along."""
+    conn = case.imap(label="compressed-idle")
+    case.require_capability(conn.capability(), "COMPRESS=DEFLATE", "IDLE")
+    budget = float(case.param("max_latency"))
+    name = case.scratch_mailbox(conn, "flush")
+    populate(conn, name, 1)
+    res = conn.compress()
+    assert res.ok, f"COMPRESS DEFLATE refused although advertised: {res.tagged.first_line}"
+    sel = select(conn, name)
+    if not sel.ok:
+        raise HarnessError(f"cannot select {name} on the compressed session: {sel.tagged.first_line}")
+    tag = conn.idle()
+    changer = case.imap(via_path=False, label="changer")
+    populate(changer, name, 1, tag="push")
+    start = time.monotonic()
+    wire_before = conn.bytes_received
+    exists = None
+    while exists is None and (left := start + budget - time.monotonic()) > 0:
+        resp = conn.poll(left)
+        if resp is not None and resp.first_line.upper().endswith(" EXISTS"):
+            exists = resp
+    latency = time.monotonic() - start
+    held = conn.bytes_received - wire_before
+    done = conn.done(tag, timeout=10)
+    case.measure("compressed_push_latency", round(latency, 3), "s", budget=budget)
+    if exists is None:
+        late = [r.first_line for r in done.untagged if r.first_line.upper().endswith(" EXISTS")]
+        where = (f"it came only with the reply to DONE ({late[0]!r}): the server held it in the compressor"
+                 if late else "it did not come with the reply to DONE either")
+        raise ConformanceFailure(
+            f"no EXISTS decoded within {budget:g} s of an APPEND from another connection on a compressed IDLE "
+            f"session ({held} compressed octets arrived meanwhile); {where}")
+    assert done.ok, f"DONE after the compressed IDLE failed: {done.tagged.first_line}"
+    case.passed(f"{exists.first_line!r} decoded {latency * 1000:.0f} ms after the other connection's APPEND "
+                f"(budget {budget:g} s) on a COMPRESS=DEFLATE session")
