@@ -49,10 +49,12 @@ class NotifyingMailStore(FakeImapSession):
     deleted_attrs = "\\NonExistent"
     fetch_new_mail = True
     flag_change_always = False
+    expunge_at_once = False
 
     def __init__(self, sock, server) -> None:
         super().__init__(sock, server)
         self.notify = ""
+        self.pending: list[str] = []  # expunges held for SELECTED-DELAYED until NOOP
         server.__dict__.setdefault("boxes", {"INBOX": []})  # dict.setdefault is atomic: one store per server
 
     # -- shared state ----------------------------------------------------------------------------
@@ -157,7 +159,24 @@ class NotifyingMailStore(FakeImapSession):
         self.send(f"{tag} OK STORE completed")
 
     def cmd_expunge(self, tag: str, args: str):
+        msgs = self.boxes().get(self.selected or "", [])
+        gone = [i + 1 for i, flags in enumerate(msgs) if "\\Deleted" in flags]
+        for seq in reversed(gone):
+            del msgs[seq - 1]
+            for s in self.others():
+                if s.selected == self.selected:
+                    if s.watches("selected-delayed") and not s.expunge_at_once:
+                        s.pending.append(f"* {seq} EXPUNGE")
+                    else:
+                        s.push(f"* {seq} EXPUNGE")
+            self.send(f"* {seq} EXPUNGE")
         self.send(f"{tag} OK EXPUNGE completed")
+
+    def cmd_noop(self, tag: str, args: str):
+        self.pending, held = [], self.pending
+        for line in held:
+            self.send(line)
+        self.send(f"{tag} OK NOOP completed")
 
 
 class NotifyDeletedWithoutNonExistent(NotifyingMailStore):
@@ -176,3 +195,9 @@ class NotifyMessageNewExistsOnly(NotifyingMailStore):
     """Sends EXISTS for new mail in the selected mailbox but never the FETCH with the attributes MessageNew asked for."""
 
     fetch_new_mail = False
+
+
+class NotifyDelayedExpungesAtOnce(NotifyingMailStore):
+    """Accepts SELECTED-DELAYED but reports another connection's expunge at once, with no command in progress."""
+
+    expunge_at_once = True

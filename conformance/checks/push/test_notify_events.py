@@ -1,5 +1,5 @@
 """IMAP NOTIFY (RFC 5465): MailboxName LIST events, IDLE sends only the chosen events, MessageNew in the selected
-mailbox (EXISTS then FETCH with the requested attributes)."""
+mailbox (EXISTS then FETCH with the requested attributes), SELECTED-DELAYED holding expunges."""
 
 from __future__ import annotations
 
@@ -183,3 +183,48 @@ def test_notify_selected_messagenew_exists_then_fetch(case):
     assert not own_fetch, (f"a FETCH for the message this connection APPENDed itself (RFC 5465 5.2: SHOULD NOT, "
                            f"the client knows the message already): {own_fetch}")
     case.passed(f"{lines[exists_i]} then {fetch.first_line}; own APPEND without FETCH")
+
+
+@pytest.mark.requirement("notify.selected-delayed")
+def test_notify_selected_delayed_holds_expunges(case):
+    """SELECTED-DELAYED: an expunge by another connection is not reported while no command is in progress, but the
+    next NOOP reports it.
+
+    The second connection APPENDs a sentinel after its EXPUNGE; MessageNew is not delayed, so once the sentinel's
+    EXISTS has arrived the server has had its chance to (wrongly) send the expunge. Without that EXISTS the client
+    waits the whole ``wait`` of notify.between-commands.
+    """
+    wait = wait_param(case)
+    imap, _ = notify_session(case)
+    other = case.imap(via_path=False, label="changer")
+    box = case.scratch_mailbox(other)
+    append(other, box, 1)
+    append(other, box, 2)
+    select(imap, box)
+    res = imap.command("NOTIFY SET (selected-delayed (MessageNew MessageExpunge))", timeout=5)
+    assert res.ok, f"NOTIFY SET (selected-delayed ...) refused: {res.tagged.first_line!r}"
+    select(other, box)
+    start = case.transcript.now()
+    watch = Watch(case, imap)
+    change_at = case.transcript.now()
+    if not (other.command("STORE 1 +FLAGS.SILENT (\\Deleted)").ok and other.command("EXPUNGE").ok):
+        raise HarnessError("the second connection could not expunge message 1")
+    append(other, box, 3)
+    sentinel = watch.until(wait, lambda r: bool(re.match(r"^\* \d+ EXISTS", r.first_line)))
+    if sentinel is not None:
+        watch.until(0.5)  # an expunge queued just behind the EXISTS still counts
+    early = [r.first_line for _, r in watch.seen if re.match(r"^\* (?:\d+ EXPUNGE|VANISHED)\b", r.first_line, re.I)]
+    noop = imap.command("NOOP", timeout=5) if not early else None
+    end = case.transcript.now()
+    held = [r.first_line for r in (noop.untagged if noop else [])
+            if re.match(r"^\* (?:\d+ EXPUNGE|VANISHED)\b", r.first_line, re.I)]
+    tl = timeline(case, imap.label, "NOTIFY SELECTED-DELAYED: expunge held until NOOP", start=max(0.0, start - 0.3),
+                  end=end + 0.2, change_at=change_at, change_label="second connection expunged message 1",
+                  gap=longest_gap(case, imap.label, start, end))
+    case.attach("timeline", tl.as_dict("pass" if not early and held else "fail"))
+    assert not early, (f"with SELECTED-DELAYED the expunge must wait for a command that allows expunges (RFC 5465 "
+                       f"selected-delayed), yet it arrived with no command in progress: {early}")
+    assert held, (f"the NOOP after the held expunge reported no EXPUNGE or VANISHED "
+                  f"(untagged: {[r.first_line for r in noop.untagged] or 'none'})")
+    quiet = f"sentinel {sentinel.first_line} seen" if sentinel is not None else f"nothing at all in {wait:g} s"
+    case.passed(f"no expunge while no command ran ({quiet}); NOOP gave {held[0]}")
