@@ -6,8 +6,8 @@ Email/import and Email/set (each bumps the Email state), an EventSource endpoint
 ``never-close`` (closeafter=state never ends the response) or ``extra-types`` (pushes Mailbox and Thread
 whatever was asked); ``clamp-ping`` raises any ping below 60 s to 60 (RFC 8620 7.3 allows no minimum above 30);
 ``late-ping`` announces the requested interval but sends pings twice as far apart; ``silent-push`` accepts
-WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 and offers no WebSocket; ``sloppy`` breaks the
-core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
+WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 and offers no WebSocket;
+``sloppy`` breaks the core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
 details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
 relative WebSocket url, no requestId echo). Used only to prove that the checks can fail and pass.
 

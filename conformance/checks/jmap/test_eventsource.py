@@ -231,8 +231,8 @@ def test_ping_clamp(case):
     if unseen:
         case.note(f"no first ping within {wait:.0f} s for ping={unseen} (expected for values above the window)")
     if 30 not in first:
-        problems.insert(0, f"no ping event within {wait:.0f} s of opening the stream with ping=30 (interval 30 expected; "
-                           f"a later first ping means the server's minimum exceeds 30 or it does not ping)")
+        problems.insert(0, f"no ping event within {wait:.0f} s of opening the stream with ping=30 (interval 30 "
+                           f"expected; a later first ping means the server's minimum exceeds 30 or it does not ping)")
     else:
         case.measure("first_ping_for_30", round(first[30].t - streams[30].opened_at, 3), "s")
     for s in streams.values():
