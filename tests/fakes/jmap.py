@@ -4,10 +4,15 @@ Just enough JMAP for the push checks: the Session, Core/echo, Mailbox/get, Email
 Email/import and Email/set (each bumps the Email state), an EventSource endpoint and JMAP over WebSocket.
 ``behaviour`` picks the push: ``conformant``, ``ignore-ping`` (no ping events, WebSocket pings unanswered),
 ``never-close`` (closeafter=state never ends the response) or ``extra-types`` (pushes Mailbox and Thread
-whatever was asked); ``no-push`` answers EventSource with 204 and offers no WebSocket; ``sloppy`` breaks the
-core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
+whatever was asked); ``clamp-ping`` raises any ping below 60 s to 60 (RFC 8620 7.3 allows no minimum above 30);
+``late-ping`` announces the requested interval but sends pings twice as far apart; ``silent-push`` accepts
+WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 and offers no WebSocket;
+``sloppy`` breaks the core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
 details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
 relative WebSocket url, no requestId echo). Used only to prove that the checks can fail and pass.
+
+``eager_ping=True`` sends the first ping at once (pings are due at the latest N s after the previous event, so an
+early one is allowed): the ping-clamp check can then read the interval without waiting 30 s.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push")
+BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
+              "silent-push")
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
 CORE = "urn:ietf:params:jmap:core"
@@ -29,9 +35,10 @@ WS = "urn:ietf:params:jmap:websocket"
 
 
 class FakeJmapServer:
-    def __init__(self, behaviour: str = "conformant") -> None:
+    def __init__(self, behaviour: str = "conformant", *, eager_ping: bool = False) -> None:
         assert behaviour in BEHAVIOURS, behaviour
         self.behaviour = behaviour
+        self.eager_ping = eager_ping
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(32)
@@ -304,6 +311,9 @@ class FakeJmapServer:
         q = {k: v[0] for k, v in parse_qs(urlsplit(target).query, keep_blank_values=True).items()}
         types = q.get("types", "*").split(",")
         ping = int(q.get("ping") or 0)
+        if self.behaviour == "clamp-ping" and ping > 0:
+            ping = max(ping, 60)  # the minimum is 60: ping=30 becomes 60, which RFC 8620 7.3 forbids
+        every = 2 * ping if self.behaviour == "late-ping" else ping  # late-ping: announces ping, sends at 2 x ping
         closeafter = q.get("closeafter") == "state"
         conn.sendall(h.send(h11.Response(status_code=200, headers=[
             ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Connection", "close")])))
@@ -324,10 +334,12 @@ class FakeJmapServer:
             if last is not None and last != str(self.state):
                 conn.sendall(h.send(h11.Data(data=state_event() or b": resume\n\n")))
                 seen = self.state
+            if self.eager_ping and ping > 0:
+                conn.sendall(h.send(h11.Data(data=f'event: ping\ndata: {{"interval":{ping}}}\n\n'.encode())))
             last_sent = time.monotonic()
             while not self.stopping:
                 with self.cond:
-                    wait = ping - (time.monotonic() - last_sent) if ping > 0 else 1.0
+                    wait = every - (time.monotonic() - last_sent) if ping > 0 else 1.0
                     self.cond.wait(max(0.01, wait))
                     changed = self.state != seen
                     seen = self.state
@@ -340,7 +352,7 @@ class FakeJmapServer:
                             conn.sendall(h.send(h11.EndOfMessage()))
                             return
                         continue
-                if ping > 0 and time.monotonic() - last_sent >= ping - 0.005:
+                if ping > 0 and time.monotonic() - last_sent >= every - 0.005:
                     last_sent = time.monotonic()
                     if self.behaviour != "ignore-ping":
                         conn.sendall(h.send(h11.Data(data=f'event: ping\ndata: {{"interval":{ping}}}\n\n'.encode())))
@@ -423,8 +435,9 @@ class FakeJmapServer:
                         elif kind == "WebSocketPushEnable":
                             dt = obj.get("dataTypes")
                             push_types = None if dt is None else list(dt)
-                            pushing = not (self.behaviour == "sloppy" and dt is None)  # null taken as "nothing"
-                            ps = obj.get("pushState") if self.behaviour != "sloppy" else None
+                            # sloppy takes null as "nothing"; silent-push accepts the enable and never pushes
+                            pushing = not (self.behaviour == "sloppy" and dt is None) and self.behaviour != "silent-push"
+                            ps = obj.get("pushState") if self.behaviour not in ("sloppy", "silent-push") else None
                             if ps is not None and ps != str(self.state):
                                 c = self._changed(push_types)
                                 if c:

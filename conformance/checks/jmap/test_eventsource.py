@@ -159,6 +159,89 @@ def test_ping_zero_means_none(case):
     case.passed(f"no ping event in {quiet:.1f} s with ping=0")
 
 
+# ping values whose clamps are reported (measurements) next to the required ping=30; 300 is also required when
+# its first ping arrives inside the window (it normally comes only after 300 s, so it is seldom seen)
+CLAMP_PROBES = (1, 5, 300, 3600)
+
+
+def _interval(item) -> object:
+    try:
+        data = json.loads(item.event.data)
+    except ValueError:
+        return None
+    return data.get("interval") if isinstance(data, dict) else None
+
+
+@pytest.mark.requirement("jmap.eventsource.ping-clamp")
+@pytest.mark.depth("full")
+def test_ping_clamp(case):
+    """ping=30 is inside every allowed clamp range ([30, 300] at least), so its ping data must say interval 30.
+
+    Full depth only: a conformant server sends its first ping only when 30 s pass without another event, so the
+    interval cannot be read sooner (quick depth watches streams for ~5 s). Streams with ping=1, 5, 300 and 3600 are
+    opened at the same time and their first ping's interval, when one arrives within the same window, is reported
+    as the clamp the server applies; an interval above 30 for a small value or below 300 for a large one fails.
+    """
+    wait = float(case.param("wait"))
+    c = client(case)
+    streams = {30: event_stream(case, c, types="*", ping=30, label="eventsource ping=30")}
+    require_eventsource_200(streams[30], "GET eventSourceUrl ping=30")
+    for p in CLAMP_PROBES:
+        s = event_stream(case, c, types="*", ping=p, label=f"eventsource ping={p}")
+        if s.status == 200:
+            streams[p] = s
+        else:
+            case.note(f"ping={p}: answered {s.status}, not probed")
+    first: dict = {}
+    deadline = time.monotonic() + wait
+    open_ = dict(streams)
+    # round robin with short reads: the first ping of each stream, all within one window
+    while open_ and time.monotonic() < deadline:
+        for p, s in list(open_.items()):
+            item = s.next(min(0.1, max(0.0, deadline - time.monotonic())))
+            if item is None:
+                continue
+            if item.kind == "eof":
+                del open_[p]
+            elif item.kind == "event" and item.event.type == "ping":
+                first[p] = item
+                del open_[p]
+        if 30 in first and all(p in first or p >= 300 for p in open_):
+            break  # what is still missing (ping=300/3600) would come only after 300 s
+    problems = []
+    seen = {}
+    for p, item in sorted(first.items()):
+        got = _interval(item)
+        seen[p] = got
+        if not isinstance(got, int) or isinstance(got, bool):
+            problems.append(f"ping={p}: ping data {item.event.data!r} has no integer interval")
+            continue
+        if p != 30:
+            case.measure(f"interval_for_ping_{p}", got, "s")
+        if p == 30 and got != 30:
+            problems.append(f"ping=30 answered with interval {got}: 30 lies in every allowed range, so the server's "
+                            f"{'minimum exceeds 30' if got > 30 else 'maximum is below 30'}")
+        elif p < 30 and got > 30:
+            problems.append(f"ping={p} clamped to {got}: the minimum must not exceed 30")
+        elif p == 300 and got != 300:
+            problems.append(f"ping=300 answered with interval {got}: 300 lies in every allowed range")
+        elif p > 300 and got < 300:
+            problems.append(f"ping={p} clamped to {got}: the maximum must not be below 300")
+    unseen = sorted(set(streams) - set(first))
+    if unseen:
+        case.note(f"no first ping within {wait:.0f} s for ping={unseen} (expected for values above the window)")
+    if 30 not in first:
+        problems.insert(0, f"no ping event within {wait:.0f} s of opening the stream with ping=30 (interval 30 "
+                           f"expected; a later first ping means the server's minimum exceeds 30 or it does not ping)")
+    else:
+        case.measure("first_ping_for_30", round(first[30].t - streams[30].opened_at, 3), "s")
+    for s in streams.values():
+        s.close()
+    assert not problems, "; ".join(problems)
+    clamps = ", ".join(f"{p}->{v}" for p, v in sorted(seen.items()) if p != 30) or "none seen"
+    case.passed(f"ping=30 answered with interval 30; other clamps within {wait:.0f} s: {clamps}")
+
+
 @pytest.mark.requirement("jmap.eventsource.closeafter-state", "http.tls-closure", "sse.utf8-lines")
 @pytest.mark.scenarios(*CLOSEAFTER_PATHS)
 def test_closeafter_state_ends_response(case):
