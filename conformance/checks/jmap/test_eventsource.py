@@ -29,6 +29,20 @@ def _writer(case):
     return w
 
 
+def _import_and_await_state(case, stream, writer, label: str, within: float):
+    """Let the server register ``stream``, import a message through ``writer`` and read ``stream`` until the first
+    StateChange, its end, or ``within`` seconds. Returns (time of the change, the state event or None)."""
+    time.sleep(0.3)  # the server must know the stream before the change, or it has nothing to push
+    t_change = case.transcript.now()
+    writer.import_email(sample_message(label), writer.mailbox_id())
+    for item in stream.events(time.monotonic() + within):
+        if state_change(item):
+            return t_change, item
+        if item.kind == "eof":
+            break
+    return t_change, None
+
+
 @pytest.mark.requirement("jmap.eventsource.state-event", "sse.content-type", "sse.utf8-lines")
 @pytest.mark.scenarios(*PUSH_PATHS)
 def test_state_event_on_change(case):
@@ -252,16 +266,7 @@ def test_closeafter_state_ends_response(case):
     w = _writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
-    time.sleep(0.3)
-    t_change = case.transcript.now()
-    w.import_email(sample_message("closeafter"), w.mailbox_id())
-    state = None
-    for item in stream.events(time.monotonic() + budget + 1):
-        if state_change(item):
-            state = item
-            break
-        if item.kind == "eof":
-            break
+    t_change, state = _import_and_await_state(case, stream, w, "closeafter", budget + 1)
     assert state is not None, f"no state event within {budget + 1:.1f} s of the change"
     mark = len(case.transcript.entries)
     after = list(stream.events(time.monotonic() + close_within))
@@ -293,13 +298,7 @@ def test_last_event_id_resume(case):
     w = _writer(case)
     s1 = event_stream(case, c, types="*", ping=0, label="eventsource#1")
     require_eventsource_200(s1, "GET eventSourceUrl")
-    time.sleep(0.3)
-    w.import_email(sample_message("resume 1"), w.mailbox_id())
-    first = None
-    for item in s1.events(time.monotonic() + budget + 2):
-        if state_change(item):
-            first = item
-            break
+    _, first = _import_and_await_state(case, s1, w, "resume 1", budget + 2)
     assert first is not None, f"no state event within {budget + 2:.1f} s of the first change"
     last_id = first.event.last_event_id
     assert last_id, "the state event carries no id: a client cannot resume (RFC 8620 7.3 asks for an id)"
@@ -334,14 +333,7 @@ def test_push_through_buffering_proxy(case):
     w = _writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
-    time.sleep(0.3)
-    t_change = case.transcript.now()
-    w.import_email(sample_message("buffering"), w.mailbox_id())
-    got = None
-    for item in stream.events(time.monotonic() + budget + 1):
-        if state_change(item):
-            got = item
-            break
+    t_change, got = _import_and_await_state(case, stream, w, "buffering", budget + 1)
     case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"push through {case.scenario}",
                                      end=case.transcript.now()))
     assert got is not None, f"no state event reached the client within {budget + 1:.1f} s of the change"

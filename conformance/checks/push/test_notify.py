@@ -22,6 +22,19 @@ def notify_session(case, label: str = "notified"):
     return imap, caps
 
 
+def watch_selected(case, notify_args: str):
+    """A NOTIFY session watching a fresh mailbox (one message in it) that it has selected, plus the second
+    connection that changes it. Returns (watching connection, changing connection, mailbox)."""
+    imap, _ = notify_session(case)
+    other = case.imap(via_path=False, label="changer")
+    box = case.scratch_mailbox(other)
+    append(other, box, 1)
+    select(imap, box)
+    res = imap.command(f"NOTIFY SET {notify_args}", timeout=5)
+    assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
+    return imap, other, box
+
+
 def status_items(line: str) -> dict[str, int]:
     m = re.search(r"\(([^()]*)\)\s*$", line)
     if not m:
@@ -142,13 +155,7 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
     also flow with no command in progress is notify.between-commands.
     """
     wait = float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
-    imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
-    select(imap, box)
-    res = imap.command(f"NOTIFY SET {SELECTED_ALL}", timeout=5)
-    assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
+    imap, other, box = watch_selected(case, SELECTED_ALL)
     select(other, box)
     tag = imap.idle(timeout=5)
     idle_from = case.transcript.now()

@@ -12,7 +12,7 @@ from conformance.clients.imapwire import Response, parse_fetch, quote
 from conformance.errors import HarnessError
 
 from .support import Watch, append, longest_gap, select, timeline
-from .test_notify import notify_session
+from .test_notify import notify_session, watch_selected
 
 LIST_RE = re.compile(r'^\* LIST \(([^()]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) ("(?:[^"\\]|\\.)*"|[^\s()]+)(.*)$', re.I)
 
@@ -101,13 +101,7 @@ def test_notify_idle_sends_only_chosen_events(case):
     to report the earlier flag change, so its silence about message 1 is not just slowness.
     """
     wait = wait_param(case)
-    imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
-    select(imap, box)
-    res = imap.command("NOTIFY SET (selected (MessageNew MessageExpunge))", timeout=5)
-    assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
+    imap, other, box = watch_selected(case, "(selected (MessageNew MessageExpunge))")
     select(other, box)
     tag = imap.idle(timeout=5)
     idle_from = case.transcript.now()
@@ -140,13 +134,7 @@ def test_notify_selected_messagenew_exists_then_fetch(case):
     """MessageNew (UID FLAGS) on the selected mailbox: another connection's APPEND gives EXISTS, then FETCH with UID
     and FLAGS; the client's own APPEND gives EXISTS but no FETCH."""
     wait = wait_param(case)
-    imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
-    select(imap, box)
-    res = imap.command("NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge))", timeout=5)
-    assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
+    imap, other, box = watch_selected(case, "(selected (MessageNew (UID FLAGS) MessageExpunge))")
     tag = imap.idle(timeout=5)
     idle_from = case.transcript.now()
     watch = Watch(case, imap)
