@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conformance.clients.jmap import EventStream, JmapClient, sample_message, split_url, wrap_tls  # noqa: E402
+from conformance.protocols.jmap import EventStream, JmapClient, sample_message, split_url, wrap_tls  # noqa: E402
 from conformance.providers.cyrus import CyrusProvider  # noqa: E402
 from conformance.transcript import Transcript  # noqa: E402
 

@@ -15,7 +15,7 @@ import re
 import statistics
 import time
 
-from conformance.clients.imap import ImapConnection
+from conformance.protocols.imap import ImapConnection
 from conformance.providers.dovecot import DovecotProvider
 from conformance.transcript import Transcript
 

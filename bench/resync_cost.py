@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conformance.checks.reconnect.mailbox import change_mailbox, full_sync, populate, quick_resync  # noqa: E402
-from conformance.clients.imap import ImapConnection  # noqa: E402
+from conformance.protocols.imap import ImapConnection  # noqa: E402
 from conformance.providers.dovecot import DovecotProvider  # noqa: E402
 from conformance.transcript import Transcript  # noqa: E402
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Catalog
-from .clients.imap import ImapConnection, insecure_context
-from .clients.imapwire import parse_capabilities, quote
-from .clients.smtp import CapturingSMTP
+from .protocols.imap import ImapConnection, insecure_context
+from .protocols.imapwire import parse_capabilities, quote
+from .protocols.smtp import CapturingSMTP
 from .errors import ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario

@@ -225,7 +225,7 @@ class CyrusProvider:
         raise HarnessError(f"no HTTPS answer on 127.0.0.1:{port} before the deadline ({last})")
 
     def _create_mailboxes(self, port: int) -> None:
-        from ..clients.imap import ImapConnection
+        from ..protocols.imap import ImapConnection
         from ..transcript import Transcript
 
         conn = ImapConnection("127.0.0.1", port, transcript=Transcript(secrets={self.admin[1]}), tls="none",

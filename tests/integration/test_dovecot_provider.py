@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conformance.clients.imap import ImapConnection
+from conformance.protocols.imap import ImapConnection
 from conformance.providers.dovecot import DovecotProvider
 from conformance.transcript import Transcript
 
@@ -42,7 +42,7 @@ def test_two_instances_serve_at_once_and_stop_clean():
 def test_submission_relays_to_sink(dovecot):
     import smtplib
 
-    from conformance.clients.imap import insecure_context
+    from conformance.protocols.imap import insecure_context
 
     ep = dovecot.endpoint("submission")
     msg = b"From: alice@localhost\r\nTo: bob@localhost\r\nSubject: sink test\r\n\r\nbody line\r\n"

@@ -125,7 +125,7 @@ def test_kill_after_lets_n_client_octets_pass_then_cuts(tcp_peer, open_path):
 
 
 def test_both_legs_on_one_time_axis_with_credentials_redacted(dovecot, open_path):
-    from conformance.clients.imap import ImapConnection
+    from conformance.protocols.imap import ImapConnection
 
     path = open_path("nat-idle:timeout=30", dovecot)
     host, port = path.address("imap")

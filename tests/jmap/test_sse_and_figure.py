@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.clients.sse import SseParser
+from conformance.protocols.sse import SseParser
 from conformance.report.figures import reachability
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conformance.clients.imapwire import (ResponseReader, format_uid_set, parse_capabilities, parse_fetch,
+from conformance.protocols.imapwire import (ResponseReader, format_uid_set, parse_capabilities, parse_fetch,
                                           parse_uid_set, parse_vanished)
 from conformance.errors import ProtocolViolation
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from conformance.clients.imap import CommandResult, ImapConnection
-from conformance.clients.imapwire import Response, parse_fetch, quote
+from conformance.protocols.imap import CommandResult, ImapConnection
+from conformance.protocols.imapwire import Response, parse_fetch, quote
 from conformance.errors import HarnessError
 
 SAMPLE = (b"From: Lemonade Conformance <alice@example.test>\r\n"

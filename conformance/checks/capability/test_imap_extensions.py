@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conformance.clients.imapwire import quote
+from conformance.protocols.imapwire import quote
 from conformance.errors import HarnessError
 
 from .imapstate import SAMPLE, append, fetch_uid, parse_esearch, select, uids

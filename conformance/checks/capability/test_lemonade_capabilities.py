@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from conformance.clients.imapwire import parse_capabilities
+from conformance.protocols.imapwire import parse_capabilities
 
 
 def missing_capabilities(advertised: list[str], required: list[str]) -> list[str]:

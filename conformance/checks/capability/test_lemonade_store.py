@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conformance.clients.imapwire import quote
+from conformance.protocols.imapwire import quote
 from conformance.errors import ConformanceFailure, HarnessError
 
 from .imapstate import SAMPLE, SAMPLE_PART1, append, fetch_uid, select, uids

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from conformance.clients.imap import ImapConnection
-from conformance.clients.imapwire import parse_fetch, quote
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import parse_fetch, quote
 from conformance.errors import ConformanceFailure, HarnessError
 from conformance.fixtures.smime import Fixture, SmimeKit, first_difference, split_multipart_signed
 

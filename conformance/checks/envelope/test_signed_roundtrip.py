@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conformance.clients.imapwire import quote
+from conformance.protocols.imapwire import quote
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.fixtures.smime import SmimeKit, first_difference
 

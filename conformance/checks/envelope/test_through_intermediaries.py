@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.clients.imapwire import quote
+from conformance.protocols.imapwire import quote
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 from conformance.fixtures.smime import SmimeKit
 from conformance.intermediaries import builtin  # noqa: F401 - fills the registry

@@ -11,7 +11,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...clients.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
+from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
 from ...errors import ConformanceFailure, NotApplicable
 
 

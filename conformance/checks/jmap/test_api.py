@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conformance.clients.jmap import CORE, MAIL, sample_message
+from conformance.protocols.jmap import CORE, MAIL, sample_message
 from conformance.errors import ConformanceFailure
 
 from ._support import client

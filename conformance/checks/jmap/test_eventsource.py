@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conformance.clients.jmap import sample_message
+from conformance.protocols.jmap import sample_message
 
 from ._support import available, client, event_stream, require_eventsource_200, state_change, timeline
 

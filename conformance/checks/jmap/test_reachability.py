@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from conformance.clients.imap import ImapConnection, ResponseReader
-from conformance.clients.jmap import MAIL, sample_message
+from conformance.protocols.imap import ImapConnection, ResponseReader
+from conformance.protocols.jmap import MAIL, sample_message
 from conformance.errors import ConformanceFailure, NotApplicable
 
 from ._support import available, client, event_stream, state_change, tls_context, websocket
@@ -238,7 +238,7 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
 
     # WebSocket
     p = "JMAP push (WebSocket)"
-    from conformance.clients.jmap import WEBSOCKET
+    from conformance.protocols.jmap import WEBSOCKET
 
     if WEBSOCKET not in c.capabilities():
         m.rows[p] = {s: "not offered" for s in STEPS} | {"note": "no websocket capability"}

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conformance.clients.jmap import CORE, MAIL, WEBSOCKET, sample_message
+from conformance.protocols.jmap import CORE, MAIL, WEBSOCKET, sample_message
 
 from ._support import available, client, require_accepted, websocket
 

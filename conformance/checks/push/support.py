@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from conformance.clients.imap import ImapConnection
-from conformance.clients.imapwire import Response, quote
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import Response, quote
 from conformance.errors import HarnessError, ServerClosed
 from conformance.report.figures.timeline import TimelineBuilder
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conformance.clients.imapwire import parse_fetch
+from conformance.protocols.imapwire import parse_fetch
 from conformance.errors import HarnessError, NotApplicable, ServerTimeout
 
 from .support import Watch, append, longest_gap, select, timeline

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conformance.clients.imapwire import parse_fetch, quote
+from conformance.protocols.imapwire import parse_fetch, quote
 from conformance.errors import HarnessError, NotApplicable
 
 from .support import Watch, append, longest_gap, select, timeline

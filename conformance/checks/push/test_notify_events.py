@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conformance.clients.imapwire import Response, parse_fetch, quote
+from conformance.protocols.imapwire import Response, parse_fetch, quote
 from conformance.errors import HarnessError
 
 from .support import Watch, append, longest_gap, select, timeline

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from conformance.clients.imap import CommandResult, ImapConnection
-from conformance.clients.imapwire import Response, format_uid_set, parse_fetch, parse_vanished, quote
+from conformance.protocols.imap import CommandResult, ImapConnection
+from conformance.protocols.imapwire import Response, format_uid_set, parse_fetch, parse_vanished, quote
 from conformance.errors import ConformanceFailure, HarnessError
 
 # flags that describe a session, not the message: never part of the compared state

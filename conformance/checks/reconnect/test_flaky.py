@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conformance.clients.imap import ImapConnection
+from conformance.protocols.imap import ImapConnection
 from conformance.errors import ProtocolViolation, ServerClosed, ServerTimeout
 
 from .mailbox import MailboxView, apply_responses, find_code, full_sync, ground_truth, populate, quick_resync, select

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.clients.imap import CommandResult, ImapConnection
-from conformance.clients.imapwire import parse_fetch
+from conformance.protocols.imap import CommandResult, ImapConnection
+from conformance.protocols.imapwire import parse_fetch
 from conformance.errors import ConformanceFailure, HarnessError
 
 from .mailbox import find_code, populate, select

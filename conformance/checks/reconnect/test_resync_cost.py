@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.clients.imap import ImapConnection
+from conformance.protocols.imap import ImapConnection
 
 from .mailbox import change_mailbox, full_sync, ground_truth, populate, quick_resync
 

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from conformance.clients.imap import ImapConnection
-from conformance.clients.imapwire import parse_fetch, quote
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import parse_fetch, quote
 from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, ServerTimeout
 
 from .test_qresync import select

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from conformance.clients.imap import ImapConnection
-from conformance.clients.imapwire import Response, format_uid_set, parse_vanished
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import Response, format_uid_set, parse_vanished
 
 from .mailbox import full_sync, populate, select
 

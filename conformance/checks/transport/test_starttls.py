@@ -11,8 +11,8 @@ import ssl
 
 import pytest
 
-from conformance.clients.imap import ImapConnection, insecure_context
-from conformance.clients.imapwire import parse_capabilities
+from conformance.protocols.imap import ImapConnection, insecure_context
+from conformance.protocols.imapwire import parse_capabilities
 from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed
 
 from .wire import SmtpLine, ehlo_keywords, remote_source

@@ -12,7 +12,7 @@ import ssl
 
 import pytest
 
-from conformance.clients.imapwire import ResponseReader, parse_capabilities
+from conformance.protocols.imapwire import ResponseReader, parse_capabilities
 from conformance.errors import HarnessError, NotApplicable
 from conformance.transcript import printable
 
