@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .data import reports_dir
 from .errors import BadInput
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REPORTS = Path(os.environ.get("LEMONADE_REPORTS", REPO_ROOT / "reports"))
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "non-strict": "yellow", "informational": "cyan",
                  "not-applicable": "dim", "error": "bold magenta", "xfail": "blue", "xpass": "bold red",
                  "skipped": "dim"}
@@ -71,16 +70,17 @@ def make_run_dir(output: str | None) -> Path:
         if any((out / "results.d").glob("*.jsonl")):
             raise BadInput(f"{out} already holds a run's results; choose another --output or remove it")
     else:
+        reports = reports_dir()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        out = DEFAULT_REPORTS / stamp
+        out = reports / stamp
         n = 1
         while out.exists():
             n += 1
-            out = DEFAULT_REPORTS / f"{stamp}-{n}"
+            out = reports / f"{stamp}-{n}"
     out.mkdir(parents=True, exist_ok=True)
     if not output:
-        latest = DEFAULT_REPORTS / "latest"
-        tmp = DEFAULT_REPORTS / f".latest-{uuid.uuid4().hex[:6]}"
+        latest = reports / "latest"
+        tmp = reports / f".latest-{uuid.uuid4().hex[:6]}"
         tmp.symlink_to(out.name)
         tmp.replace(latest)
     return out
