@@ -19,10 +19,6 @@ from . import __version__
 from .data import reports_dir
 from .errors import BadInput
 
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "non-strict": "yellow", "informational": "cyan",
-                 "not-applicable": "dim", "error": "bold magenta", "xfail": "blue", "xpass": "bold red",
-                 "skipped": "dim"}
-
 
 def console(stderr: bool = False):
     from rich.console import Console
@@ -39,31 +35,6 @@ def die(msg: str, code: int = 2) -> int:
 
 
 # -- run ---------------------------------------------------------------------------------------
-class ProgressPrinter:
-    """A pytest plugin object: prints one line per finished case (works under xdist's controller)."""
-
-    def __init__(self) -> None:
-        self.con = console()
-        self.n = 0
-
-    def pytest_collectreport(self, report) -> None:
-        if report.failed:
-            self.con.print(f"[bold red]cannot collect {report.nodeid}:[/]", markup=True)
-            self.con.print(report.longreprtext, markup=False)
-
-    def pytest_runtest_logreport(self, report) -> None:
-        if report.when != "teardown":
-            return
-        for key, r in report.user_properties:
-            if key == "lemonade_result":
-                self.n += 1
-                style = VERDICT_STYLE.get(r["verdict"], "default")
-                msg = r["message"]
-                self.con.print(f"[{style}]{r['verdict']:>14}[/] {r['check']} [dim]{r['target']} | {r['scenario']}"
-                               f" {r['duration_s']:.2f}s[/]" + (f"  {msg}" if msg and r["verdict"] != "pass" else ""),
-                               markup=True, highlight=False)
-
-
 def make_run_dir(output: str | None) -> Path:
     if output:
         out = Path(output)
@@ -172,7 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     con.print(f"[bold]lemonade run[/] targets={', '.join(names.values())} profiles={', '.join(profiles)} "
               f"depth={args.depth} -> {out}", markup=True)
     t0 = time.monotonic()
-    rc = pytest.main(pytest_args, plugins=[ProgressPrinter()])
+    from .progress import progress_for
+
+    with progress_for(con) as progress:
+        rc = pytest.main(pytest_args, plugins=[progress])
     run_meta["targets"] = target_descriptions(out, targets, names)
     run_meta["wall_s"] = round(time.monotonic() - t0, 2)
     run_meta["pytest_exit"] = int(rc)
@@ -246,6 +220,8 @@ def probe_target_file(spec: str) -> str | None:
 
 def print_summary(doc: dict[str, Any], out: Path) -> None:
     from rich.table import Table
+
+    from .progress import VERDICT_STYLE
 
     con = console()
     s = doc["summary"]
@@ -356,6 +332,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return exit_code(doc)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor(args.format)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lemonade", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"lemonade-conformance {__version__}")
@@ -399,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("inputs", nargs="+", help="results.json files or run directories")
     m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")
     m.set_defaults(fn=cmd_merge)
+    doc = sub.add_parser("doctor", help="what this machine lacks for each part of the suite, and how to install it "
+                                        "(exit 1: the default run cannot work here)")
+    doc.add_argument("--format", choices=["text", "json"], default="text")
+    doc.set_defaults(fn=cmd_doctor)
     return ap
 
 
