@@ -332,6 +332,15 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return exit_code(doc)
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    from .site import build_site, print_outcome
+
+    out = Path(args.output)
+    outcome = build_site(args.inputs, out, args.title or "")
+    print_outcome(outcome, out)
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import main as doctor
 
@@ -381,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("inputs", nargs="+", help="results.json files or run directories")
     m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")
     m.set_defaults(fn=cmd_merge)
+    st = sub.add_parser("site", help="a static site of many runs: index, stable report permalinks, latest "
+                                     "subject x scenario matrix, history per subject with diffs, site.json")
+    st.add_argument("inputs", nargs="*", help="results.json files, run directories, or folders of run directories "
+                                              "(added to the runs the site already holds)")
+    st.add_argument("-o", "--output", required=True, help="the site folder (made, or extended when it holds a site)")
+    st.add_argument("--title", help="heading of every page (default: lemonade interop results)")
+    st.set_defaults(fn=cmd_site)
     doc = sub.add_parser("doctor", help="what this machine lacks for each part of the suite, and how to install it "
                                         "(exit 1: the default run cannot work here)")
     doc.add_argument("--format", choices=["text", "json"], default="text")

@@ -178,13 +178,16 @@ class LiveProgress(LineProgress):
             tallies.append(f"{v} {n}", style=VERDICT_STYLE.get(v, ""))
             tallies.append("  ")
         if not t.verdicts:
-            tallies.append("no result yet", style="dim")
+            tallies.append("collecting checks, starting servers" if t.total is None else "no result yet", style="dim")
         lines = [head, tallies]
         running = sorted(t.running.items(), key=lambda kv: kv[1])
         for nodeid, since in running[:MAX_RUNNING]:
-            lines.append(Text(f"  running {short_name(nodeid)}  {now - since:.1f}s", style="dim"))
+            lines.append(Text(f"  running {short_name(nodeid)}  {now - since:.1f}s", style="dim", no_wrap=True,
+                              overflow="ellipsis"))
         if len(running) > MAX_RUNNING:
             lines.append(Text(f"  ... and {len(running) - MAX_RUNNING} more", style="dim"))
         if t.last:
-            lines.append(Text.from_markup("  last " + t.last.strip()))
+            last = Text.from_markup("  last " + t.last.strip(), overflow="ellipsis")
+            last.no_wrap = True
+            lines.append(last)
         return Group(*lines)
