@@ -90,11 +90,6 @@ def apt_fix(packages: list[str]) -> str:
     return "sudo apt-get install -y --no-install-recommends " + " ".join(packages) if packages else ""
 
 
-def here_command(*parts: str) -> str:
-    """A command line for a script of the checkout, or the installed module that does the same."""
-    return " ".join(shlex.quote(p) for p in parts)
-
-
 # -- the probes -----------------------------------------------------------------------------------
 def probe_python() -> list[Finding]:
     ok = sys.version_info >= (3, 11)
@@ -204,7 +199,7 @@ def probe_containers(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
         version = "?"
     out = [Finding("container engine", "--target dovecot-2.3 | dovecot-2.4 | cyrus-3.10, the suite image", True,
                    f"engine {version} at {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}")]
-    build = (here_command("bash", str(root / "scripts" / "build-images")) if root
+    build = (shlex.join(["bash", str(root / "scripts" / "build-images")]) if root
              else f"sudo {shlex.quote(sys.executable)} -m conformance.providers.container")
     for name, spec in IMAGES.items():
         tag = spec.tag()
@@ -244,41 +239,70 @@ REAL_INTERMEDIARIES = [  # name, version command, Debian package, what needs it
     ("iproute2", ["ip", "-V"], "iproute2", "--scenario real-nat (network namespaces)"),
     ("nftables", ["nft", "--version"], "nftables", "--scenario real-nat (NAT rules)"),
 ]
+# the client programs issue 14 names, for an installation that ships no adapters (clients/<name>/client.toml)
 CLIENT_PROGRAMS = [(name, cmd, package, f"lemonade run --client {name}") for name, cmd, package in (
     ("fetchmail", ["fetchmail", "--version"], "fetchmail"), ("getmail6", ["getmail", "--version"], "getmail6"),
     ("interimap", ["interimap", "--version"], "interimap"), ("imapfilter", ["imapfilter", "-V"], "imapfilter"),
-    ("isync", ["mbsync", "--version"], "isync"), ("offlineimap3", ["offlineimap", "--version"], "offlineimap3"),
+    ("mbsync", ["mbsync", "--version"], "isync"), ("offlineimap3", ["offlineimap", "--version"], "offlineimap3"),
     ("curl", ["curl", "--version"], "curl"))]
+PYTHON_CLIENTS = [("jmapc", "jmapc", "jmapc")]  # name, module, PyPI distribution
 
 
-def probe_python_clients() -> list[Finding]:
-    """Client programs under test that come from PyPI rather than Debian."""
+def client_adapters() -> list[dict]:
+    """clients/<name>/client.toml of every adapter this installation ships (folders starting with _ are code)."""
+    import tomllib
+
+    folder = data_dir("clients")
+    out = []
+    for meta in sorted(folder.glob("*/client.toml")) if folder.is_dir() else []:
+        if meta.parent.name.startswith(("_", ".")):
+            continue
+        try:
+            out.append(tomllib.loads(meta.read_text(encoding="utf-8")) | {"name": meta.parent.name})
+        except (tomllib.TOMLDecodeError, OSError):
+            out.append({"name": meta.parent.name, "broken": str(meta)})
+    return out
+
+
+def probe_python_clients(clients: list[tuple[str, str, str]]) -> list[Finding]:
+    """Clients under test that are Python libraries in the suite's environment (name, module, PyPI name)."""
     import importlib.util
 
     out = []
-    for name in ("jmapc",):
+    for name, module, dist in clients:
         try:
-            found = importlib.util.find_spec(name) is not None
+            found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
             found = False
         seen = ""
         if found:
             try:
-                seen = f"{name} {importlib.metadata.version(name)}"
+                seen = f"{name} {importlib.metadata.version(dist)}"
             except importlib.metadata.PackageNotFoundError:
                 seen = name
         out.append(Finding(f"client: {name} (PyPI)", f"lemonade run --client {name}", found, seen or "not installed",
-                           "" if found else f"{shlex.quote(sys.executable)} -m pip install {name}"))
+                           "" if found else f"{shlex.quote(sys.executable)} -m pip install {dist}"))
     return out
 
 
-def probe_client_adapters() -> list[Finding]:
-    """Adapters shipped in the clients data folder (one folder per client program under test)."""
-    folder = data_dir("clients")
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))) \
-        if folder.is_dir() else []
-    return [Finding("client adapters", "lemonade run --client NAME", True,
-                    ", ".join(names) if names else "none shipped in this version")]
+def probe_clients(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
+    """The client programs under test: from the adapters' client.toml, else the programs issue 14 names."""
+    adapters = client_adapters()
+    if not adapters:
+        return probe_programs("client", CLIENT_PROGRAMS, lists) + probe_python_clients(PYTHON_CLIENTS)
+    programs, modules, broken = [], [], []
+    for a in adapters:
+        if "broken" in a:
+            broken.append(Finding(f"client: {a['name']}", f"lemonade run --client {a['name']}", False,
+                                  f"unreadable {a['broken']}", "reinstall lemonade-conformance"))
+            continue
+        program, package = str(a.get("program", a["name"])), str(a.get("package", a["name"]))
+        if program.startswith("python:"):
+            modules.append((a["name"], program.removeprefix("python:"), package.removeprefix("pypi:")))
+        else:
+            cmd = [str(c) for c in a.get("version_command") or []] or [program, "--version"]
+            programs.append((a["name"], cmd, package, f"lemonade run --client {a['name']}"))
+    return probe_programs("client", programs, lists) + probe_python_clients(modules) + broken
 
 
 def probe_chromium(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
@@ -295,8 +319,7 @@ def diagnose() -> list[Finding]:
     found = probe_python() + [probe_installation()] + probe_dovecot_and_tls(lists)
     found += probe_cyrus(lists) + probe_containers(lists) + probe_chromium(lists)
     found += probe_programs("real intermediary", REAL_INTERMEDIARIES, lists)
-    found += probe_programs("client", CLIENT_PROGRAMS, lists)
-    found += probe_python_clients() + probe_client_adapters()
+    found += probe_clients(lists)
     return found
 
 

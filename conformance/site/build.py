@@ -83,11 +83,6 @@ class Outcome:
     removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"runs": self.runs, "added": self.added, "updated": self.updated,
-                "unchanged_runs": self.unchanged_runs, "pages_written": len(self.written),
-                "pages_unchanged": self.skipped, "pages_removed": len(self.removed), "seconds": round(self.seconds, 3)}
-
 
 class Site:
     """One site folder: its index (site.json), its runs, and the pages made from them."""
@@ -172,9 +167,7 @@ class Site:
 
         for e in entries:  # each run's report and JUnit, at runs/<key>/
             rel = f"runs/{e.key}/index.html"
-            self.page(rel, {"run": e.hash}, lambda e=e, rel=rel: {
-                rel: with_site_link(render_html(self.doc_of(e.key)), "../../index.html", "← all runs"),
-                f"runs/{e.key}/junit.xml": render_junit(self.doc_of(e.key))})
+            self.page(rel, {"run": e.hash}, lambda e=e, rel=rel: self.render_run(e.key, rel))
 
         runs = [(e, self.digest_of(e.key)) for e in entries]
         histories = {s: history(s[0], s[1], runs) for s in subjects}
@@ -206,6 +199,11 @@ class Site:
         self.outcome.runs = len(entries)
         self.outcome.seconds = time.monotonic() - t0
         return self.outcome
+
+    def render_run(self, key: str, rel: str) -> dict[str, str]:
+        doc = self.doc_of(key)
+        return {rel: with_site_link(render_html(doc), "../../index.html", "← all runs"),
+                f"runs/{key}/junit.xml": render_junit(doc)}
 
     def render_diff(self, s: tuple[str, str], old_key: str, new_key: str) -> str:
         from ..diffing import diff_runs
