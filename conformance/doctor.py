@@ -206,12 +206,12 @@ def probe_containers(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
         ok = image_exists(tag)
         out.append(Finding(f"image {tag}", f"--target {name}", ok, "built" if ok else "not built yet "
                            "(built on first use: debootstrap and apt, minutes)", "" if ok else f"{build} {name}"))
-    if root:
-        from .suite_image import suite_image_problem
+    from .suite_image import suite_image_problem
 
-        problem = suite_image_problem()
-        out.append(Finding("suite image lemonade/suite", "docker run lemonade/suite (the suite in a container)",
-                           problem is None, problem or "built", "" if problem is None else f"{build} suite"))
+    problem = suite_image_problem()
+    fix = f"{build} suite" if root else "in a checkout of lemonade-conformance: bash scripts/build-images suite"
+    out.append(Finding("suite image lemonade/suite", "docker run lemonade/suite (the suite in a container)",
+                       problem is None, problem or "built", "" if problem is None else fix))
     return out
 
 
