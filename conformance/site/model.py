@@ -161,23 +161,14 @@ class Cell:
 
 @dataclass
 class Matrix:
-    rows: list[tuple[str, str, str]]          # (subject, role, target) in the summary grid
+    rows: list[tuple[str, str, str]]          # subjects: (subject, role, target), servers first, by name
     scenarios: list[str]
     summary: dict[tuple[str, str, str, str], Counter]   # (subject, role, target, scenario) -> verdict tally
     worst: dict[tuple[str, str, str, str], str]
     latest_run: dict[tuple[str, str, str, str], str]    # -> key of the newest run contributing
-    columns: list[tuple[str, str, str, str]]  # (subject, role, target, scenario) columns of the detail grid
-    checks: list[str]
-    cells: dict[tuple[str, tuple[str, str, str, str]], Cell]
+    cases: list[tuple[str, str]]              # (check, scenario): the rows of the case grid
+    cells: dict[tuple[str, str, tuple[str, str, str]], Cell]  # (check, scenario, subject) -> newest result
     entries: list[dict[str, Any]] = field(default_factory=list)  # flat, for site.json
-
-    @property
-    def groups(self) -> list[tuple[tuple[str, str, str], int]]:
-        """(subject, role, target) and how many detail columns it spans, in column order."""
-        spans: dict[tuple[str, str, str], int] = {}
-        for col in self.columns:
-            spans[col[:3]] = spans.get(col[:3], 0) + 1
-        return list(spans.items())
 
 
 def latest_matrix(runs: list[tuple[RunEntry, list[dict[str, Any]]]]) -> Matrix:
@@ -191,22 +182,22 @@ def latest_matrix(runs: list[tuple[RunEntry, list[dict[str, Any]]]]) -> Matrix:
     rows = sorted({k[:3] for k in latest}, key=lambda k: (k[1] != "server", k[0].lower(), k[2]))
     summary: dict[tuple[str, str, str, str], Counter] = {}
     newest: dict[tuple[str, str, str, str], tuple[str, str]] = {}
-    cells: dict[tuple[str, tuple[str, str, str, str]], Cell] = {}
+    cells: dict[tuple[str, str, tuple[str, str, str]], Cell] = {}
     entries = []
     for (subject, role, target, scenario, check), (entry, r) in latest.items():
         col = (subject, role, target, scenario)
         summary.setdefault(col, Counter())[r["verdict"]] += 1
         newest[col] = max(newest.get(col, ("", "")), (entry.started, entry.key))
-        cells[(check, col)] = Cell(r["verdict"], check, r["message"], entry.key, entry.started, r["anchor"])
+        cells[(check, scenario, (subject, role, target))] = Cell(r["verdict"], check, r["message"], entry.key,
+                                                                 entry.started, r["anchor"])
         entries.append({"subject": subject, "role": role, "target": target, "scenario": scenario, "check": check,
                         "verdict": r["verdict"], "run": entry.key, "started": entry.started,
                         "href": f"runs/{entry.key}/index.html#{r['anchor']}"})
     worst = {col: min(c, key=rank) for col, c in summary.items()}
-    columns = [(*row, s) for row in rows for s in scenarios if (*row, s) in summary]
-    checks = sorted({k[4] for k in latest})
+    order = {s: i for i, s in enumerate(scenarios)}
+    cases = sorted({(k[4], k[3]) for k in latest}, key=lambda c: (c[0], order[c[1]]))
     entries.sort(key=lambda e: (e["subject"], e["role"], e["scenario"], e["check"]))
-    return Matrix(rows, scenarios, summary, worst, {c: v[1] for c, v in newest.items()}, columns, checks, cells,
-                  entries)
+    return Matrix(rows, scenarios, summary, worst, {c: v[1] for c, v in newest.items()}, cases, cells, entries)
 
 
 # -- history: one subject's verdicts over runs ---------------------------------------------------------
@@ -237,6 +228,12 @@ class History:
     cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]]  # (case, run key) -> digest result
     regressed: set[tuple[tuple[str, str, str], str]]        # (case, run key) that became fail/xpass there
     fixed: set[tuple[tuple[str, str, str], str]]
+
+    @property
+    def changed(self) -> list[tuple[str, str, str]]:
+        """The cases whose verdict differs between runs that ran them (what a reader looks for first)."""
+        keys = [st.entry.key for st in self.steps]
+        return [c for c in self.cases if len({self.cells[(c, k)]["verdict"] for k in keys if (c, k) in self.cells}) > 1]
 
 
 def digest_doc(entry: RunEntry, results: list[dict[str, Any]]) -> dict[str, Any]:

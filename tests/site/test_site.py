@@ -107,9 +107,11 @@ def test_site_of_six_runs_read_in_chromium(six_runs, browser, tmp_path):  # noqa
     # staging's history: the regression marked in its run, the fix in the next, a diff linked
     page, problems = open_page(browser, site / "history" / "staging.html")
     assert page.locator("table.runs tbody tr").count() == 3
-    regressed = page.locator("td.regressed")
+    regressed = page.locator("#changed td.regressed")
     assert regressed.count() == 1 and regressed.locator(".pill.fail").count() == 1
-    assert page.locator("td.fixed").count() == 1
+    assert page.locator("#changed td.fixed").count() == 1
+    assert page.locator("#changed tbody tr:not(.famhead)").count() == 1  # only the TLS case changed
+    assert page.locator("#cases td.regressed").count() == 1  # and the full grid marks it too
     assert "▲1" in page.locator("svg.chart").text_content()
     page.screenshot(path=str(ARTIFACTS / "site-history.png"), full_page=True)
     page.locator("table.runs a", has_text="diff").nth(1).click()  # newest first: row 2 is the weak-TLS run
@@ -121,7 +123,7 @@ def test_site_of_six_runs_read_in_chromium(six_runs, browser, tmp_path):  # noqa
 
     # no script needed: the same pages without JavaScript
     page, problems = open_page(browser, site / "history" / "staging.html", java_script_enabled=False)
-    assert page.locator("td.regressed").count() == 1 and problems == []
+    assert page.locator("#changed td.regressed").count() == 1 and problems == []
 
 
 def test_adding_a_run_rewrites_only_what_changed(six_runs, tmp_path):
