@@ -176,3 +176,25 @@ def test_hostile_results_are_text_and_bad_input_is_exit_2(six_runs, tmp_path):
     (tmp_path / "busy" / "precious.txt").write_text("x")
     p = lemonade("site", str(six_runs[0]), "-o", str(tmp_path / "busy"), cwd=tmp_path)
     assert p.returncode == 2 and "not empty" in p.stderr and (tmp_path / "busy" / "precious.txt").is_file()
+
+
+def test_client_results_get_their_own_rows_and_history(six_runs, tmp_path):
+    """Results of schema version 2 name their subject and role: a client judged against a partner server is
+    a subject of its own (its row in the matrix, its history page), apart from the server it talked to."""
+    doc = json.loads((six_runs[0] / "results.json").read_text())
+    for i, r in enumerate(doc["results"]):
+        if i % 2:
+            r["subject"], r["role"] = "fetchmail", "client"  # as a client run labels them (partner: dovecot)
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps(doc))
+    site = tmp_path / "site"
+    build_site([str(both)], site)
+    index = json.loads((site / "site.json").read_text())
+    subjects = {(s["name"], s["role"]): s for s in index["subjects"]}
+    assert set(subjects) == {("dovecot", "server"), ("fetchmail", "client")}
+    assert subjects[("fetchmail", "client")]["history"] == "history/fetchmail-client.html"
+    assert {(e["subject"], e["role"], e["target"]) for e in index["latest"]} == {
+        ("dovecot", "server", "dovecot"), ("fetchmail", "client", "dovecot")}
+    matrix = (site / "matrix.html").read_text()
+    assert "fetchmail" in matrix and "client · with dovecot" in matrix
+    assert (site / "history" / "fetchmail-client.html").is_file()
