@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Do the dependency floors in pyproject.toml really work? Installs the built wheel into a fresh virtualenv
 with every dependency pinned to its lower bound (`name>=X` becomes `name==X`), then runs the catalog and
-results unit tests and a small real run against the embedded Dovecot from a directory outside the checkout.
+results unit tests and a small real run against the embedded Dovecot from a directory outside the checkout,
+whose verdicts must equal those of the same run with this checkout's environment.
 
     .venv/bin/python bench/lowest_deps.py [--keep]
 
@@ -22,6 +23,18 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SELECTION = "capability or push or jmap"
+
+
+def verdict_differences(a: Path, b: Path) -> list[str]:
+    def verdicts(run: Path) -> dict[str, str]:
+        import json
+
+        doc = json.loads((run / "results.json").read_text())
+        return {f"{r['check']}|{r['target']}|{r['scenario']}": r["verdict"] for r in doc["results"]}
+
+    va, vb = verdicts(a), verdicts(b)
+    return [f"{k}: {va.get(k)} -> {vb.get(k)}" for k in sorted(set(va) | set(vb)) if va.get(k) != vb.get(k)]
 
 
 def floors() -> list[str]:
@@ -67,12 +80,18 @@ def main() -> int:
         r1 = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit",
                              "tests/catalog", "-x"], cwd=work, capture_output=True, text=True)
         print("unit and catalog tests:", r1.stdout.strip().splitlines()[-1] if r1.stdout.strip() else r1.stderr[-500:])
-        r2 = subprocess.run([str(venv / "bin" / "lemonade"), "run", "-n", "2", "-k", "capability or push or jmap",
+        r2 = subprocess.run([str(venv / "bin" / "lemonade"), "run", "-n", "2", "-k", SELECTION,
                              "--output", str(work / "run")], cwd=work, capture_output=True, text=True)
-        print("lemonade run -k 'capability or push or jmap' (embedded Dovecot):",
+        print(f"lemonade run -k '{SELECTION}' (embedded Dovecot):",
               r2.stdout.strip().splitlines()[-2:] if r2.stdout.strip() else r2.stderr[-800:], "exit", r2.returncode)
+        # the same selection with this checkout's environment (the newest versions): verdicts must agree
+        subprocess.run([str(ROOT / ".venv" / "bin" / "lemonade"), "run", "-n", "2", "-k", SELECTION, "--output",
+                        str(work / "run-current")], cwd=work, capture_output=True, text=True)
+        differ = verdict_differences(work / "run", work / "run-current")
+        print("verdicts at the floors vs the current environment:",
+              "identical" if not differ else "\n  " + "\n  ".join(differ))
         print(f"lowest_deps: {time.monotonic() - t0:.0f} s")
-        return 0 if r1.returncode == 0 and r2.returncode in (0, 1) else 1
+        return 0 if r1.returncode == 0 and r2.returncode in (0, 1) and not differ else 1
     finally:
         if args.keep:
             print(f"kept {work}")
