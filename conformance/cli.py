@@ -281,12 +281,12 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="scenarios (compose with '+', e.g. link:latency=200+nat-idle:timeout=30)")
-    for col in ("name", "path", "parameters (quick / full default)", "what it emulates"):
+    for col in ("name", "kind", "path", "parameters (quick / full default)", "what it does"):
         table.add_column(col)
     for r in rows:
         params = "\n".join(f"{p['name']}={p['quick']}/{p['full']}{p['unit']}"
                            + (f" ({'|'.join(p['choices'])})" if p["choices"] else "") for p in r["params"])
-        table.add_row(r["name"], r["path"], params or "-", r["summary"])
+        table.add_row(r["name"], r.get("kind", ""), r["path"], params or "-", r["summary"])
     console().print(table)
     return 0
 

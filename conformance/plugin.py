@@ -136,7 +136,7 @@ def scenarios_for(state: RunState, definition) -> list[Scenario]:
         has_pins = bool(_marker_args(definition, "scenarios"))
         chosen = []
         for s in state.scenarios_given:
-            names = {"direct"} if s.is_direct else {e.name for e in s.elements}
+            names = s.names  # with the emulated equivalents of a real element
             if not has_pins or names & pinned_names:
                 chosen.append(s)
     return [s for s in chosen if all(s.supports(u) for u in uses)]
@@ -239,6 +239,7 @@ def case(request: pytest.FixtureRequest, target, scenario):
                       profiles=[p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)],
                       depth=state.depth, check=check_id(item.function))
     item.stash[CASE] = ctx
+    ctx.path.keep_logs = state.output / "logs"  # real intermediaries keep their logs with the run
     ctx.start()
     yield ctx
     ctx.close()
