@@ -92,7 +92,7 @@ register(Intermediary(
               "(the target's JMAP port stands in for 443), separated by '/', or none", check=_endpoints_ok),
         Param("read_timeout", float, 5.0, 900.0, "read_timeout (squid default 15 minutes)", unit="s"),
     ),
-    endpoints=TCP_AND_JMAP, real=_path("squid", "SquidPath"),
+    endpoints=TCP_AND_JMAP, real=_path("forward", "SquidPath"),
     emulates=lambda p: (("https-only", {"ports": p["ports"], "endpoints": p["endpoints"]}),),
 ))
 
@@ -107,7 +107,7 @@ register(Intermediary(
               "allowed (the target's JMAP port stands in for 443), separated by '/', or none", check=_endpoints_ok),
         Param("timeout", float, 5.0, 600.0, "Timeout: idle seconds in either direction (Debian: 600)", unit="s"),
     ),
-    endpoints=TCP_AND_JMAP, real=_path("tinyproxy", "TinyproxyPath"),
+    endpoints=TCP_AND_JMAP, real=_path("forward", "TinyproxyPath"),
     emulates=lambda p: (("https-only", {"ports": "443" if p["connect_ports"] == "any" else p["connect_ports"],
                                         "endpoints": "imap/imaps/submission/submissions/jmap"
                                         if p["connect_ports"] == "any" else p["endpoints"]}),),
