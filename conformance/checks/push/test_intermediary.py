@@ -26,6 +26,8 @@ def exists(resp) -> bool:
 
 def blackhole_now(case) -> int:
     """Black-hole every live connection of the case's path now (a NAT that silently forgets its mappings)."""
+    if hasattr(case.path, "blackhole"):  # a real path (real-nat) black-holes in the kernel
+        return case.path.blackhole()
     kill = case.path._kill_addon()  # the path always carries a Kill addon; it knows the live flows
 
     def run() -> int:
