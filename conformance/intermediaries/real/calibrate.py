@@ -64,18 +64,19 @@ def action(result: dict[str, Any]) -> dict[str, Any] | None:
     if not acts:
         return None
     first = acts[0]
-    server = "nothing"
     text = first["text"]
-    if re.search(r"RST", text) and "both sides" in text:
-        server = "RST"
-    elif re.search(r"\bFIN\b|closed", text) and "both sides" in text or "closed" in text:
-        server = "FIN/close"
-    for e in entries:
-        if e.get("leg") == "proxy-server" and e.get("direction") == "N" and e["t"] >= first["t"]:
-            m = re.search(r"(RST|FIN)[^:]* arrived at the server side", e["text"])
-            if m:
-                server = m.group(1) if m.group(1) == "RST" else "FIN/close"
-                break
+    server = "nothing"
+    if "both sides" in text:  # an emulator says what it did to both ends
+        server = "RST" if "RST" in text else "FIN/close"
+    m = re.match(r"nat:(\d+)$", first.get("conn", ""))
+    if m:  # the kernel NAT: what later arrived at the server's end of that same connection (the exit relay)
+        same = f":{m.group(1)}->"
+        for e in entries:
+            if e.get("leg") == "proxy-server" and same in e.get("conn", "") and e["t"] >= first["t"]:
+                hit = re.search(r"(RST|FIN)[^:]* arrived at the server side", e["text"])
+                if hit:
+                    server = f"{hit.group(1) if hit.group(1) == 'RST' else 'FIN'} at t={e['t']:.2f}"
+                    break
     return {"t": first["t"], "text": text[:200], "server_saw": server}
 
 
@@ -139,28 +140,34 @@ def _act(a: dict[str, Any] | None, client: str) -> str:
 
 # -- the command -------------------------------------------------------------------------------------------
 def run_pair(pair: Pair, targets: list[str], out: Path, workers: str, depth: str) -> dict[str, Any]:
+    """One ``lemonade run`` per side, each with its own embedded servers (so one side's data cannot meet the
+    other's: a server that deduplicates imports would otherwise answer the second side differently)."""
     from ..scenario import parse_scenario
 
     emulated = str(parse_scenario(pair.emulated, depth))
     real = str(parse_scenario(pair.real, depth))
-    run_dir = out / pair.name
-    cmd = [sys.executable, "-m", "conformance.cli", "run", "--output", str(run_dir), "--depth", depth,
-           "--scenario", emulated, "--scenario", real]
-    for t in targets:
-        cmd += ["--target", t]
-    for p in pair.profiles:
-        cmd += ["--profile", p]
-    if workers and workers != "0":
-        cmd += ["-n", workers]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    results_file = run_dir / "results.json"
-    if not results_file.exists():
-        raise BadInput(f"calibrate {pair.name}: the run wrote no results ({proc.stderr.strip()[-400:]})")
-    doc = json.loads(results_file.read_text())
-    report = compare(pair, doc["results"], emulated, real)
+    results: list[dict[str, Any]] = []
+    runs = {}
+    for side, scenario in (("emulated", emulated), ("real", real)):
+        run_dir = out / pair.name / side
+        cmd = [sys.executable, "-m", "conformance.cli", "run", "--output", str(run_dir), "--depth", depth,
+               "--scenario", scenario]
+        for t in targets:
+            cmd += ["--target", t]
+        for p in pair.profiles:
+            cmd += ["--profile", p]
+        if workers and workers != "0":
+            cmd += ["-n", workers]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        results_file = run_dir / "results.json"
+        if not results_file.exists():
+            raise BadInput(f"calibrate {pair.name} ({side}): the run wrote no results ({proc.stderr.strip()[-400:]})")
+        results += json.loads(results_file.read_text())["results"]
+        runs[side] = str(run_dir)
+    report = compare(pair, results, emulated, real)
     report["wall_s"] = round(time.monotonic() - t0, 1)
-    report["run"] = str(run_dir)
+    report["runs"] = runs
     return report
 
 
