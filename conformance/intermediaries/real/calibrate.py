@@ -66,7 +66,7 @@ def action(result: dict[str, Any]) -> dict[str, Any] | None:
     first = acts[0]
     text = first["text"]
     server = "nothing"
-    if "both sides" in text:  # an emulator says what it did to both ends
+    if "both sides" in text or "both connections" in text:  # what the intermediary did to both ends
         server = "RST" if "RST" in text else "FIN/close"
     m = re.match(r"nat:(\d+)$", first.get("conn", ""))
     if m:  # the kernel NAT: what later arrived at the server's end of that same connection (the exit relay)

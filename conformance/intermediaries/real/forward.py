@@ -17,7 +17,7 @@ SQUID_RULES = [
             lambda m, _: f"CONNECT {m.group(2)} refused with 403 (http_access deny CONNECT !SSL_ports)"),
     LogRule(re.compile(r"\s(\d+) \S+ TCP_TUNNEL/(\d+) (\d+) CONNECT (\S+)"),
             lambda m, _: f"CONNECT tunnel to {m.group(4)} ended after {int(m.group(1)) / 1000:.3f} s "
-                         f"({m.group(3)} octets to the client; access.log)"),
+                         f"({m.group(3)} octets to the client; access.log)", action=False),
 ]
 TINYPROXY_RULES = [
     LogRule(re.compile(r"(Refused CONNECT method on port \d+|Proxying refused on filtered|Access denied)"),
@@ -25,7 +25,7 @@ TINYPROXY_RULES = [
     LogRule(re.compile(r"(Idle Timeout.*|.*[Tt]imed? ?out.*)$"),
             lambda m, _: f"Timeout fired: {m.group(1).strip()[:160]}"),
     LogRule(re.compile(r"Closed connection between local client \(fd:\s*\d+\) and remote client \(fd:\s*\d+\)"),
-            lambda m, _: "tunnel closed (both sockets)"),
+            lambda m, _: "tunnel closed (both sockets)", action=False),
 ]
 
 

@@ -24,9 +24,13 @@ FLAGS = {
     "CD": "the client closed the connection during the data phase",
 }
 # httplog ends the termination state with two more characters ("sD--"), tcplog has just two ("sD ")
-RULES = [LogRule(re.compile(r" (?P<flags>[cCsS][DHR])(?:--| )"),
-                 lambda m, line: f"{FLAGS.get(m.group('flags'), m.group('flags'))} (log: "
-                                 f"{line.split('] ', 1)[-1][:160]})")]
+def _describe(m: re.Match[str], line: str) -> str:
+    return f"{FLAGS.get(m.group('flags'), m.group('flags'))} (log: {line.split('] ', 1)[-1][:160]})"
+
+
+# lower-case c/s: haproxy's own timer fired (its action); upper-case C/S: a peer closed (a note)
+RULES = [LogRule(re.compile(r" (?P<flags>[cs][DHR])(?:--| )"), _describe),
+         LogRule(re.compile(r" (?P<flags>[CS][DHR])(?:--| )"), _describe, action=False)]
 
 
 class HaproxyPath(RealPath):

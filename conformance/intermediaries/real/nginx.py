@@ -24,7 +24,7 @@ RULES = [
             lambda m, _: f"proxy_read_timeout fired during the body of {m.group(1)}: client connection closed "
                          "without the terminating chunk"),
     LogRule(re.compile(r"upstream prematurely closed connection.*request: \"(\S+ \S+)"),
-            lambda m, _: f"upstream closed the connection early during {m.group(1)} (logged by nginx)"),
+            lambda m, _: f"upstream closed the connection early during {m.group(1)} (logged by nginx)", action=False),
     LogRule(re.compile(r"(client|upstream) timed out .* while proxying (?:and reading from|connection)"),
             lambda m, _: f"stream proxy_timeout fired ({m.group(1)} side idle): both connections closed"),
     LogRule(re.compile(r"\*(\d+) (?:upstream|client) timed out"),

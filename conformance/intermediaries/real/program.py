@@ -96,10 +96,12 @@ def give_to(user: str | None, *paths: Path) -> None:
 
 @dataclass
 class LogRule:
-    """A log line that reports an action: ``pattern`` searched in each new line, ``describe`` makes the text."""
+    """A log line worth recording: ``pattern`` searched in each new line, ``describe`` makes the text. ``action``:
+    the program did it (a time-out, a refusal: an intermediary action); else a note of what a peer did."""
 
     pattern: re.Pattern[str]
     describe: Callable[[re.Match[str], str], str]
+    action: bool = True
 
 
 @dataclass
@@ -182,7 +184,10 @@ class Running:
         for rule in self.rules:
             m = rule.pattern.search(line)
             if m:
-                self.transcript.action(self.who, rule.describe(m, line))
+                if rule.action:
+                    self.transcript.action(self.who, rule.describe(m, line))
+                else:
+                    self.transcript.add(self.who, "N", f"{self.who}: {rule.describe(m, line)}")
                 return
 
     def stop(self, keep_logs: Path | None = None, prefix: str = "") -> list[str]:
