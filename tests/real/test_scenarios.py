@@ -86,3 +86,13 @@ def test_calibration_compare_counts_agreement():
     b = next(r for r in report["rows"] if r["check"] == "b")
     assert b["emulated_action"]["t"] == 3.1 and b["emulated_client_saw"] == "nothing (timed out)"
     assert set(load_pairs()) >= {"nat-silent", "nat-rst", "nginx-buffering", "squid-https-only"}
+
+
+def test_real_nat_without_root_is_not_applicable(monkeypatch):
+    import conformance.intermediaries.real.netns as netns
+
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    path = NetworkPath.for_scenario(parse_scenario("real-nat"), target_for(imap_port=1), Transcript())
+    with pytest.raises(NotApplicable, match="needs root"):
+        path.start()
+    path.stop()
