@@ -24,7 +24,8 @@ def reframe(flow: http.HTTPFlow) -> None:
     Calibrated against real-nginx (README "Calibration")."""
     r = flow.response
     if (r is not None and flow.request.http_version == "HTTP/1.1" and "content-length" not in r.headers
-            and "chunked" not in r.headers.get("transfer-encoding", "").lower() and r.status_code not in (204, 304)):
+            and "chunked" not in r.headers.get("transfer-encoding", "").lower()
+            and r.status_code >= 200 and r.status_code not in (204, 304) and flow.request.method != "HEAD"):
         r.headers["transfer-encoding"] = "chunked"
 
 

@@ -201,7 +201,7 @@ class Running:
         if keep_logs is not None:
             keep_logs.mkdir(parents=True, exist_ok=True)
             for path in self.all_logs():
-                if path.exists() and path.stat().st_size:
+                if path.exists():  # even empty: the result links every log it names
                     name = f"{prefix}{path.name}"
                     shutil.copy(path, keep_logs / name)
                     kept.append(name)
