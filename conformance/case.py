@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Catalog
+from .catalog import PARAM_TYPES, Catalog
 from .protocols.imap import ImapConnection, insecure_context
 from .protocols.imapwire import parse_capabilities, quote
 from .protocols.smtp import CapturingSMTP
@@ -98,14 +98,25 @@ class CaseContext:
         self.outcome.summary = summary
 
     # -- parameters ---------------------------------------------------------------------------
-    def param(self, name: str) -> Any:
-        for rid in self.requirements:
-            req = self.catalog.requirements[rid]
-            if name in req.parameters:
-                value = self.catalog.parameter(rid, name, self.depth, self.profiles)
-                self.measurements.setdefault(f"param.{name}", {"value": value, "unit": req.parameters[name].unit})
-                return value
-        raise HarnessError(f"none of {self.requirements} defines parameter '{name}'")
+    def param(self, name: str, requirement: str | None = None) -> Any:
+        """The value of parameter ``name`` at this run's depth, as its declared type (float, int, str, bool, list).
+
+        The only way a check reads a parameter: the selected profiles' overrides apply and the value used is
+        recorded as the measurement ``param.<name>``. It comes from the first of the check's requirements that
+        defines it, or from ``requirement`` when the check borrows a threshold another requirement defines
+        (e.g. a NOTIFY check waiting as long as notify.between-commands allows).
+        """
+        for rid in ([requirement] if requirement is not None else self.requirements):
+            req = self.catalog.requirements.get(rid)
+            if req is None:
+                raise HarnessError(f"parameter '{name}': the catalog has no requirement {rid!r}")
+            spec = req.parameters.get(name)
+            if spec is None:
+                continue
+            value = PARAM_TYPES[spec.type](self.catalog.parameter(rid, name, self.depth, self.profiles))
+            self.measurements.setdefault(f"param.{name}", {"value": value, "unit": spec.unit, "requirement": rid})
+            return value
+        raise HarnessError(f"none of {[requirement] if requirement else self.requirements} defines parameter '{name}'")
 
     # -- applicability -------------------------------------------------------------------------
     def required_capabilities(self) -> set[str]:

@@ -125,7 +125,7 @@ def test_binary_append_accepted(case):
 @pytest.mark.requirement("lemonade.store.idle-timely")
 def test_idle_notification_is_prompt(case):
     """While one session IDLEs on a mailbox, a message appended by another is announced within max_latency."""
-    max_latency = float(case.param("max_latency"))
+    max_latency = case.param("max_latency")
     imap = case.imap(label="idler")
     case.require_capability(imap.capability(), "IDLE")
     box = case.scratch_mailbox(imap)

@@ -47,8 +47,8 @@ def _import_and_await_state(case, stream, writer, label: str, within: float):
 @pytest.mark.scenarios(*PUSH_PATHS)
 def test_state_event_on_change(case):
     """A change produces a `state` event whose data is a StateChange naming the account and the Email type."""
-    ping = int(case.param("ping"))
-    budget = float(case.param("max_latency"))
+    ping = case.param("ping")
+    budget = case.param("max_latency")
     c = client(case)
     w = _writer(case)
     before = w.state("Email")
@@ -87,7 +87,7 @@ def test_state_event_on_change(case):
 @pytest.mark.requirement("jmap.eventsource.types")
 def test_types_filter(case):
     """With types=Mailbox, an Email-only change must not produce a StateChange naming Email."""
-    observe = float(case.param("observe"))
+    observe = case.param("observe")
     c = client(case)
     w = _writer(case)
     created = w.import_email(sample_message("types filter"), w.mailbox_id())
@@ -116,9 +116,9 @@ def test_types_filter(case):
 @pytest.mark.scenarios(*PUSH_PATHS)
 def test_ping_interval(case):
     """ping=N: `ping` events whose data is {"interval": N} at most N s apart (plus slack), without an id."""
-    ping = int(case.param("ping"))
-    slack = float(case.param("slack"))
-    observe = float(case.param("observe"))
+    ping = case.param("ping")
+    slack = case.param("slack")
+    observe = case.param("observe")
     c = client(case)
     stream = event_stream(case, c, types="*", ping=ping)
     require_eventsource_200(stream, f"GET eventSourceUrl ping={ping}")
@@ -164,7 +164,7 @@ def test_ping_interval(case):
 @pytest.mark.requirement("jmap.eventsource.ping")
 def test_ping_zero_means_none(case):
     """ping=0: no `ping` events at all."""
-    quiet = float(case.param("observe"))
+    quiet = case.param("observe")
     c = client(case)
     stream = event_stream(case, c, types="*", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl ping=0")
@@ -196,7 +196,7 @@ def test_ping_clamp(case):
     opened at the same time and their first ping's interval, when one arrives within the same window, is reported
     as the clamp the server applies; an interval above 30 for a small value or below 300 for a large one fails.
     """
-    wait = float(case.param("wait"))
+    wait = case.param("wait")
     c = client(case)
     streams = {30: event_stream(case, c, types="*", ping=30, label="eventsource ping=30")}
     require_eventsource_200(streams[30], "GET eventSourceUrl ping=30")
@@ -260,8 +260,8 @@ def test_ping_clamp(case):
 @pytest.mark.scenarios(*CLOSEAFTER_PATHS)
 def test_closeafter_state_ends_response(case):
     """closeafter=state: the response ends by itself right after the first state event, complete and cleanly."""
-    budget = float(case.param("max_latency"))
-    close_within = float(case.param("close_within"))
+    budget = case.param("max_latency")
+    close_within = case.param("close_within")
     c = client(case)
     w = _writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)
@@ -293,7 +293,7 @@ def test_closeafter_state_ends_response(case):
 @pytest.mark.requirement("jmap.eventsource.resume", "sse.reconnect-resume")
 def test_last_event_id_resume(case):
     """Reconnecting with Last-Event-ID after missing a change brings a state event at once."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c = client(case)
     w = _writer(case)
     s1 = event_stream(case, c, types="*", ping=0, label="eventsource#1")
@@ -328,7 +328,7 @@ def test_last_event_id_resume(case):
 @pytest.mark.scenarios(*available("direct", "buffering"))
 def test_push_through_buffering_proxy(case):
     """Through a proxy that buffers streamed responses, closeafter=state still delivers the change promptly."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c = client(case)
     w = _writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)

@@ -119,7 +119,7 @@ def _wait_push(ws, timeout: float):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_enable_datatypes(case):
     """WebSocketPushEnable with dataTypes ["Email"]: a StateChange naming only Email arrives after an import."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case)
     if not (c.capabilities().get(WEBSOCKET) or {}).get("supportsPush"):
         from conformance.errors import NotApplicable
@@ -143,7 +143,7 @@ def test_ws_push_enable_datatypes(case):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_enable_null_means_all(case):
     """WebSocketPushEnable with dataTypes null (all types): a change is pushed."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case)
     w = client(case, label="writer", via_path=False)
     ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": None})
@@ -158,7 +158,7 @@ def test_ws_push_enable_null_means_all(case):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_state_catchup(case):
     """WebSocketPushEnable with an old pushState: the missed change is pushed at once."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case, "ws#1")
     w = client(case, label="writer", via_path=False)
     ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
@@ -183,7 +183,7 @@ def test_ws_push_state_catchup(case):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_disable(case):
     """After WebSocketPushDisable no StateChange arrives for a new change."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case)
     w = client(case, label="writer", via_path=False)
     ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
@@ -202,8 +202,8 @@ def test_ws_push_disable(case):
 @pytest.mark.scenarios(*available("direct", "nat-idle"))
 def test_ws_ping_pong_keepalive(case):
     """Ping frames are answered with a Pong carrying the same payload; pings keep the socket alive."""
-    observe = float(case.param("observe"))
-    every = float(case.param("every"))
+    observe = case.param("observe")
+    every = case.param("every")
     _, ws = _open(case)
     rtts = []
     end = time.monotonic() + observe

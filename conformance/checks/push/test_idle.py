@@ -83,7 +83,7 @@ def test_idle_reports_new_mail_promptly(case, scenario):
 @pytest.mark.uses("imap", "submission")
 def test_idle_reports_submitted_mail(case):
     """Mail submitted to the account's own address is reported during IDLE, where submission delivers locally."""
-    max_latency = case.catalog.parameter("mobile.push.prompt-through-intermediary", "max_latency", case.depth)
+    max_latency = case.param("max_latency")
     acct = case.account(0)
     address = acct.username if "@" in acct.username else f"{acct.username}@localhost"
     imap = case.imap(label="idler")

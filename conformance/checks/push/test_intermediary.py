@@ -43,15 +43,15 @@ def blackhole_now(case) -> int:
 
 
 def _prompt_wait(case) -> float:
-    return float(case.catalog.parameter("mobile.push.prompt-through-intermediary", "max_latency", case.depth))
+    return case.param("max_latency", requirement="mobile.push.prompt-through-intermediary")
 
 
 @pytest.mark.requirement("mobile.push.survives-idle-timeout", "idle.keepalive", "nat.idle-timeouts")
 @pytest.mark.scenarios(*SCENARIOS)
 def test_push_survives_idle_timeout(case, scenario):
     """An IDLE session outlives an idle-timeout intermediary because the server's keepalives come often enough."""
-    profile_t = float(case.param("idle_timeout"))
-    observe = float(case.param("observe"))
+    profile_t = case.param("idle_timeout")
+    observe = case.param("observe")
     wait = _prompt_wait(case)
     nat, life = scenario.element("nat-idle"), scenario.element("lifetime")
     if life is not None:  # watch past the session limit, so the cut and the recovery after it are seen
@@ -165,8 +165,8 @@ def test_silent_drop_noticed(case, scenario):
     if nat is None or nat.get("mode") != "silent":
         raise NotApplicable(f"needs a silent drop; {scenario} is not nat-idle with mode=silent "
                             "(run with --scenario nat-idle:mode=silent)")
-    detect_within = float(case.param("detect_within"))
-    slack = float(case.param("slack"))
+    detect_within = case.param("detect_within")
+    slack = case.param("slack")
     imap = case.imap(label="idler")
     other = case.imap(via_path=False, label="changer")
     box = case.scratch_mailbox(other)

@@ -154,7 +154,7 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
     The change is made while the client idles, so only the content of the FETCH is judged here; whether events
     also flow with no command in progress is notify.between-commands.
     """
-    wait = float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
+    wait = case.param("wait", requirement="notify.between-commands")
     imap, other, box = watch_selected(case, SELECTED_ALL)
     select(other, box)
     tag = imap.idle(timeout=5)
@@ -185,7 +185,7 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
 @pytest.mark.requirement("notify.between-commands")
 def test_notify_events_between_commands(case):
     """After NOTIFY SET, an event for a watched mailbox arrives with no command in progress (no IDLE, no NOOP)."""
-    wait = float(case.param("wait"))
+    wait = case.param("wait")
     imap, _ = notify_session(case)
     other = case.imap(via_path=False, label="changer")
     box = case.scratch_mailbox(other)
@@ -212,7 +212,7 @@ def test_notify_events_between_commands(case):
 @pytest.mark.requirement("notify.other-mailbox-status")
 def test_notify_other_mailbox_status_during_idle(case):
     """New mail and expunges in a watched, non-selected mailbox give STATUS (MESSAGES UIDNEXT [HIGHESTMODSEQ])."""
-    wait = float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
+    wait = case.param("wait", requirement="notify.between-commands")
     imap, caps = notify_session(case)
     other = case.imap(via_path=False, label="changer")
     box = case.scratch_mailbox(other)

@@ -29,7 +29,7 @@ def list_event(resp: Response) -> tuple[str, set[str], str] | None:
 
 
 def wait_param(case) -> float:
-    return float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
+    return case.param("wait", requirement="notify.between-commands")
 
 
 def seen_lines(watch: Watch) -> list[str]:

@@ -19,7 +19,7 @@ def test_compress_full_sync_through_path(case):
     the intermediary: identical results, the compressed session stays usable, and fewer octets on the wire."""
     setup = case.imap(via_path=False, label="fill")
     case.require_capability(setup.capability(), "COMPRESS=DEFLATE")
-    n = int(case.param("messages"))
+    n = case.param("messages")
     name = case.scratch_mailbox(setup, "compress")
     populate(setup, name, n)
 
@@ -59,7 +59,7 @@ def test_compress_idle_push_decodes_promptly(case):
     holding the push until more output (the reply to DONE) comes along."""
     conn = case.imap(label="compressed-idle")
     case.require_capability(conn.capability(), "COMPRESS=DEFLATE", "IDLE")
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     name = case.scratch_mailbox(conn, "flush")
     populate(conn, name, 1)
     res = conn.compress()

@@ -116,10 +116,10 @@ def test_flaky_link_converges(case):
     keeps resynchronising; after the last change it must hold exactly the server's state, within the budget."""
     setup = case.imap(via_path=False, label="changer")
     case.require_capability(setup.capability(), "QRESYNC")
-    budget = int(case.param("max_reconnects"))
-    changing = float(case.param("changing"))
+    budget = case.param("max_reconnects")
+    changing = case.param("changing")
     name = case.scratch_mailbox(setup, "flaky")
-    populate(setup, name, int(case.param("messages")))
+    populate(setup, name, case.param("messages"))
     element = case.scenario.element("flaky")
     changer = Changer(setup, name, seed=int(element.get("seed")) if element else 1)
     client = Client(case, name)

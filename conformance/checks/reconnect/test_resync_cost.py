@@ -50,9 +50,9 @@ def test_quick_resync_cost_follows_changes(case):
     (QRESYNC ...) + new messages) stays under the bound whatever the size; a full resync is measured beside it."""
     probe = case.imap(via_path=False, label="probe")
     case.require_capability(probe.capability(), "QRESYNC")
-    sizes = [int(s) for s in case.param("sizes")]
-    changes = int(case.param("changes"))
-    bound = int(case.param("bound_bytes"))
+    sizes = case.param("sizes")
+    changes = case.param("changes")
+    bound = case.param("bound_bytes")
     rows = [measure_size(case, n, changes) for n in sizes]
     for r in rows:
         case.measure(f"quick_resync_bytes.n{r['n']}", r["quick"], "B")

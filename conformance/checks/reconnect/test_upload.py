@@ -89,7 +89,7 @@ def test_append_cut_midway(case, variant):
         if "LITERAL+" not in caps:
             raise NotApplicable("CATENATE variant is sent with LITERAL+, which the target does not advertise")
     mailbox = case.scratch_mailbox(checker, "upload")
-    size = int(case.param("message_size"))
+    size = case.param("message_size")
     marker = f"cut-{variant.replace('+', 'plus')}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
     conn = case.imap(label=f"append-{variant}")
@@ -171,7 +171,7 @@ def test_submission_cut_midway(case, command):
     smtp = submission_session(case)
     if command == "BDAT" and not smtp.has_extn("chunking"):
         case.require_capability([], "CHUNKING")
-    size = int(case.param("message_size"))
+    size = case.param("message_size")
     marker = f"cut-{command.lower()}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
     outcome = cut_submission(case, smtp, command, message)
