@@ -205,6 +205,16 @@ class CaseContext:
             smtp.ehlo("client.test")
         return smtp
 
+    @property
+    def clients(self) -> tuple[Any, ...]:
+        """The clients the case closes at teardown, oldest first."""
+        return tuple(self._clients)
+
+    def adopt(self, client: Any) -> Any:
+        """Close ``client`` (anything with ``close()``) at teardown, like the clients the case made itself."""
+        self._clients.append(client)
+        return client
+
     def scratch_mailbox(self, conn: ImapConnection, prefix: str = "lemonade") -> str:
         """A fresh mailbox only this case uses; deleted at teardown through a direct connection."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -213,17 +223,23 @@ class CaseContext:
             raise HarnessError(f"cannot create scratch mailbox {name}: {res.tagged.first_line}")
         account_index = next((i for i, a in enumerate(self.target.accounts)
                               if a.password in conn.redactor.secrets), 0)
+        self.delete_at_end(name, account=account_index)
+        return name
+
+    def delete_at_end(self, *mailboxes: str, account: int = 0) -> None:
+        """Delete these mailboxes at teardown through a direct connection (those a check makes other than with
+        ``scratch_mailbox``, e.g. by CREATE or RENAME on a connection it judges); a mailbox already gone is fine."""
 
         def delete() -> None:
             try:
-                c = self.imap(account_index, via_path=False, label="cleanup", timeout=5)
-                c.command(f"DELETE {quote(name)}")
+                c = self.imap(account, via_path=False, label="cleanup", timeout=5)
+                for name in mailboxes:
+                    c.command(f"DELETE {quote(name)}")
                 c.close()
             except Exception:  # noqa: BLE001 - a leftover scratch mailbox is harmless
                 pass
 
         self.on_cleanup(delete)
-        return name
 
 
 _ = insecure_context  # re-exported for checks that pin TLS versions

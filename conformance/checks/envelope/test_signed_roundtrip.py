@@ -11,22 +11,20 @@ import re
 
 import pytest
 
-from conformance.protocols.imapwire import quote
+from conformance.checks.support import search_uids, select
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.fixtures.smime import SmimeKit, first_difference
+from conformance.protocols.imapwire import quote
 
-from .roundtrip import COPYUID, append, body, compare, describe, fetch, reversible_conversion, select, verifies
+from .roundtrip import COPYUID, append, body, compare, describe, fetch, reversible_conversion, verifies
 
 
 @pytest.fixture(scope="module")
 def smime():
+    """The S/MIME kit of this module: a CA, certificates and the fixtures made at run time (removed afterwards)."""
     kit = SmimeKit()
     yield kit
     kit.cleanup()
-
-
-def _caps(imap) -> list[str]:
-    return imap.capability()
 
 
 @pytest.mark.requirement("imap.msg.append-roundtrip", "mobile.envelope.signed-byte-exact", "smime.part-headers-covered",
@@ -84,7 +82,7 @@ def test_signed_8bit_append(case, smime):
 def test_binary_append_fetch(case, smime):
     """APPEND with literal8 keeps a binary part's octets: BINARY[part] and BINARY.SIZE return them exactly."""
     imap = case.imap()
-    case.require_capability(_caps(imap), "BINARY")
+    case.require_capability(imap.capability(), "BINARY")
     mailbox = case.scratch_mailbox(imap, "binary")
     select(imap, mailbox)
     fx = next(f for f in smime.fixtures() if f.encoding == "binary")
@@ -134,9 +132,9 @@ def test_body_stable_across_sessions_flags_copy_move(case, smime):
     m = COPYUID.search(res.tagged.first_line)
     if not m:
         case.non_strict(f"COPY OK without [COPYUID]: {res.tagged.first_line}")
-    caps = _caps(other)
+    caps = other.capability()
     select(other, dst)
-    copy_uid = int(m.group(3)) if m else int(other.command("UID SEARCH ALL").find("SEARCH")[0].first_line.split()[-1])
+    copy_uid = int(m.group(3)) if m else search_uids(other)[-1]
     rows.append(compare(smime, fx, body(other, copy_uid), "COPY"))
     if "MOVE" in caps:
         res = other.command(f"UID MOVE {copy_uid} {quote(moved)}")
@@ -144,7 +142,7 @@ def test_body_stable_across_sessions_flags_copy_move(case, smime):
         m2 = COPYUID.search(res.tagged.first_line) or next(
             (COPYUID.search(r.first_line) for r in res.untagged if COPYUID.search(r.first_line)), None)
         select(other, moved)
-        moved_uid = int(m2.group(3)) if m2 else int(other.command("UID SEARCH ALL").find("SEARCH")[0].first_line.split()[-1])
+        moved_uid = int(m2.group(3)) if m2 else search_uids(other)[-1]
         rows.append(compare(smime, fx, body(other, moved_uid), "MOVE"))
     else:
         case.note("MOVE not advertised: the MOVE step is left out")
@@ -158,9 +156,9 @@ def test_body_stable_across_sessions_flags_copy_move(case, smime):
 def test_catenate_signed_part(case, smime):
     """CATENATE rebuilding a signed message from URLs of its parts keeps the signed part byte for byte, unseen."""
     imap = case.imap()
-    case.require_capability(_caps(imap), "CATENATE")
+    case.require_capability(imap.capability(), "CATENATE")
     mailbox = case.scratch_mailbox(imap, "catenate")
-    uidvalidity = select(imap, mailbox)
+    uidvalidity = select(imap, mailbox).uidvalidity
     fx = next(f for f in smime.fixtures() if f.name == "signed-7bit")
     _, uid = append(imap, mailbox, fx.data)
     boundary = re.search(rb'boundary="([^"]+)"', fx.data).group(1)
@@ -178,7 +176,7 @@ def test_catenate_signed_part(case, smime):
     parts = [text(head), f'URL "{url}/;SECTION=1.MIME"'.encode(), f'URL "{url}/;SECTION=1"'.encode(), text(middle),
              f'URL "{url}/;SECTION=2.MIME"'.encode(), f'URL "{url}/;SECTION=2"'.encode(), text(tail)]
     tag = imap.next_tag()
-    if "LITERAL+" not in _caps(imap):
+    if "LITERAL+" not in imap.capability():
         raise ConformanceFailure("CATENATE check needs LITERAL+ for its TEXT parts (not advertised)")
     imap.send_raw(f"{tag} APPEND {quote(mailbox)} CATENATE (".encode() + b" ".join(parts) + b")\r\n")
     res = imap.wait_tagged(tag)
@@ -211,10 +209,10 @@ def test_burl_submission_byte_exact(case, smime):
         raise NotApplicable("the target's relay is not observable (only the embedded target has an SMTP sink), "
                             "so what BURL delivered cannot be compared")
     imap = case.imap()
-    caps = _caps(imap)
+    caps = imap.capability()
     case.require_capability(caps, "URLAUTH")
     mailbox = case.scratch_mailbox(imap, "burl")
-    uidvalidity = select(imap, mailbox)
+    uidvalidity = select(imap, mailbox).uidvalidity
     fx = next(f for f in smime.fixtures() if f.name == "signed-7bit")
     _, uid = append(imap, mailbox, fx.data, flags="$SubmitPending")
     acct = case.account(0)

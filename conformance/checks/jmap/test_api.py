@@ -8,10 +8,9 @@ import re
 
 import pytest
 
-from conformance.protocols.jmap import CORE, MAIL, sample_message
+from conformance.checks.support.jmap import client
 from conformance.errors import ConformanceFailure
-
-from ._support import client
+from conformance.protocols.jmap import CORE, MAIL, sample_message
 
 pytestmark = pytest.mark.uses("jmap")
 
