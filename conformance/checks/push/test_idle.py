@@ -10,6 +10,7 @@ from conformance.checks.support import ChangeMaker, Watch, select, untagged
 from conformance.errors import NotApplicable, ServerTimeout
 from conformance.protocols.imapwire import parse_fetch
 
+from .idling import idle_then_append
 from .timelines import longest_gap, timeline
 
 
@@ -48,26 +49,15 @@ def test_idle_continuation_and_done(case):
 def test_idle_reports_new_mail_promptly(case, scenario):
     """A message APPENDed by a second connection is reported to the idling client within max_latency."""
     max_latency = case.param("max_latency")
-    imap = case.imap(label="idler")
-    other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    select(imap, box)
-    tag = imap.idle(timeout=5)
-    idle_from = case.transcript.now()
-    watch = Watch(case, imap)
-    watch.until(0.3)  # let the IDLE settle; keepalives that arrive are fine
-    change_at = case.transcript.now()
-    other.append(box)
-    case.note("second connection APPENDed one message to the idled mailbox")
-    got = watch.until(max_latency * 2, untagged.exists())
-    end = case.transcript.now()
-    latency = round(watch.seen[-1][0] - change_at, 3) if got else None
+    run = idle_then_append(case, observe=0.3, wait=max_latency * 2)  # 0.3 s: let the IDLE settle first
+    imap, watch, got, latency, end = run.imap, run.watch, run.got, run.latency, run.end
     case.measure("notification_latency", latency, "s", threshold=max_latency)
-    gap = longest_gap(case, imap.label, idle_from, end)
+    gap = longest_gap(case, imap.label, run.idle_from, end)
     case.measure("longest_gap", gap[0], "s")
-    tl = timeline(case, imap.label, f"new mail during IDLE ({scenario})", start=max(0.0, idle_from - 0.5), end=end + 0.2,
-                  idle_from=idle_from, change_at=change_at, change_label="second connection APPENDed a message",
-                  closed_at=watch.closed_at, gap=gap, thresholds={"max latency": max_latency})
+    tl = timeline(case, imap.label, f"new mail during IDLE ({scenario})", start=max(0.0, run.idle_from - 0.5),
+                  end=end + 0.2, idle_from=run.idle_from, change_at=run.change_at,
+                  change_label="second connection APPENDed a message", closed_at=watch.closed_at, gap=gap,
+                  thresholds={"max latency": max_latency})
     ok = got is not None and latency <= max_latency
     case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
     assert watch.closed_at is None, f"the idling connection ended before the change was reported: {watch.closed_reason}"
@@ -75,7 +65,7 @@ def test_idle_reports_new_mail_promptly(case, scenario):
                              f"(saw {watch.saw()})")
     assert latency <= max_latency, (f"new mail reported after {latency:.3f} s, expected within {max_latency:g} s "
                                     f"(RFC 5550 5.4.1 'promptly', profile threshold)")
-    imap.done(tag, timeout=3)
+    imap.done(run.tag, timeout=3)
     case.passed(f"'{got.first_line}' {latency:.3f} s after the APPEND (threshold {max_latency:g} s)")
 
 
@@ -114,9 +104,7 @@ def test_idle_reports_flag_changes_and_expunges(case):
     without a command in progress no EXPUNGE is sent."""
     imap = case.imap(label="idler")
     other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    for n in (1, 2, 3):
-        other.append(box, n=n)
+    box = other.scratch_mailbox(messages=3)
     caps = imap.capability()
     uid_required = ""
     if "QRESYNC" in caps and "ENABLE" in caps and imap.command("ENABLE QRESYNC").ok:

@@ -8,16 +8,12 @@ so a reader sees when they differ; pass ``--scenario nat-idle:timeout=120`` to t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 
 from conformance.checks.support import ChangeMaker, Watch, select, untagged
 from conformance.errors import HarnessError, NotApplicable
-from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import Response
 
+from .idling import IdleRun, idle_then_append
 from .timelines import conn_entries, intermediary_actions, longest_gap, timeline
 
 SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=silent", "lifetime")
@@ -25,33 +21,6 @@ SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=
 
 def _prompt_wait(case) -> float:
     return case.param("max_latency", requirement="mobile.push.prompt-through-intermediary")
-
-
-@dataclass
-class IdleRun:
-    """One IDLE session watched through the path for ``observe`` seconds, then told about a message a second
-    connection APPENDed (``got``: the EXISTS, None when it never came)."""
-
-    imap: ImapConnection
-    other: ChangeMaker
-    box: str
-    tag: str
-    watch: Watch
-    idle_from: float
-    change_at: float
-    got: Response | None
-    end: float
-    limit: float  # the idle timeout the verdict uses
-    gap: tuple[float, float, float]  # longest silence on the idling connection until it ended or the run did
-    drop: Any  # the first thing the intermediary did to a connection after IDLE began (None: nothing)
-
-    @property
-    def latency(self) -> float | None:
-        return round(self.watch.time_of(self.got) - self.change_at, 3) if self.got is not None else None
-
-    @property
-    def keepalives(self) -> int:
-        return sum(1 for t, r in self.watch.seen if t < self.change_at and r.first_line.upper().startswith("* OK"))
 
 
 def _idle_timeout(case, scenario) -> tuple[float, str | None, float]:
@@ -67,30 +36,9 @@ def _idle_timeout(case, scenario) -> tuple[float, str | None, float]:
     return limit, (nat.get("mode") if nat else None), observe
 
 
-def _idle_then_change(case, limit: float, observe: float, wait: float) -> IdleRun:
-    """IDLE on a scratch mailbox through the path, watch for ``observe`` s, then APPEND on a second connection and
-    wait up to ``wait`` s for the EXISTS."""
-    imap = case.imap(label="idler")
-    other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    select(imap, box)
-    tag = imap.idle(timeout=5)
-    idle_from = case.transcript.now()
-    watch = Watch(case, imap)
-    watch.until(observe)
-    change_at = case.transcript.now()
-    other.append(box)
-    case.note("second connection APPENDed one message to the idled mailbox")
-    got = watch.until(wait, untagged.exists()) if watch.closed_at is None else None
-    end = case.transcript.now()
-    gap = longest_gap(case, imap.label, idle_from, watch.closed_at if watch.closed_at is not None else end)
-    drop = next((e for e in intermediary_actions(case) if e.t >= idle_from), None)
-    return IdleRun(imap, other, box, tag, watch, idle_from, change_at, got, end, limit, gap, drop)
-
-
-def _measure(case, run: IdleRun) -> None:
+def _measure(case, run: IdleRun, limit: float) -> None:
     gap, drop, watch = run.gap, run.drop, run.watch
-    case.measure("longest_gap", gap[0], "s", start=gap[1], end=gap[2], threshold=run.limit)
+    case.measure("longest_gap", gap[0], "s", start=gap[1], end=gap[2], threshold=limit)
     case.measure("keepalives", run.keepalives, "", observed_s=round(run.change_at - run.idle_from, 3))
     case.measure("survived", watch.closed_at is None and run.got is not None)
     case.measure("notification_latency", run.latency, "s")
@@ -100,21 +48,21 @@ def _measure(case, run: IdleRun) -> None:
         case.measure("closed_at", watch.closed_at, "s", reason=watch.closed_reason)
 
 
-def _timeline(case, run: IdleRun, title: str, *, labels: tuple[str, ...] = (), end: float | None = None,
-              blackhole_at: float | None = None):
+def _timeline(case, run: IdleRun, limit: float, title: str, *, labels: tuple[str, ...] = (),
+              end: float | None = None, blackhole_at: float | None = None):
     return timeline(case, (run.imap.label, *labels) if labels else run.imap.label, title,
                     start=max(0.0, run.idle_from - 0.3), end=(run.end if end is None else end) + 0.2,
                     idle_from=run.idle_from, change_at=run.change_at,
                     change_label="second connection APPENDed a message", closed_at=run.watch.closed_at,
-                    closed_label=run.watch.closed_reason, gap=run.gap, thresholds={"idle timeout": run.limit},
+                    closed_label=run.watch.closed_reason, gap=run.gap, thresholds={"idle timeout": limit},
                     blackhole_at=blackhole_at)
 
 
-def _judge_under_session_limit(case, scenario, run: IdleRun, wait: float) -> None:
+def _judge_under_session_limit(case, scenario, run: IdleRun, limit: float, wait: float) -> None:
     """Under ``lifetime`` a session limit cuts whatever the traffic (not the server's fault): the keepalive gap and
     a working push on the next session are what the server controls."""
-    gap, limit, watch = run.gap, run.limit, run.watch
-    case.attach("timeline", _timeline(case, run, f"IMAP IDLE through {scenario}").as_dict(
+    gap, watch = run.gap, run.watch
+    case.attach("timeline", _timeline(case, run, limit, f"IMAP IDLE through {scenario}").as_dict(
         "pass" if gap[0] < limit else "fail"))
     assert gap[0] < limit, (f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}) "
                             f"is not below the idle timeout {limit:g} s (profile idle_timeout)")
@@ -133,7 +81,7 @@ def _judge_under_session_limit(case, scenario, run: IdleRun, wait: float) -> Non
                               f"a new message within {wait:g} s")
     case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
     again.done(tag2, timeout=3)
-    tl = _timeline(case, run, f"IMAP IDLE through {scenario}, then a new session", labels=(again.label,),
+    tl = _timeline(case, run, limit, f"IMAP IDLE through {scenario}, then a new session", labels=(again.label,),
                    end=case.transcript.now())
     tl.event(change2, "change", "APPEND while the new session idles")
     case.attach("timeline", tl.as_dict("pass"))
@@ -142,14 +90,14 @@ def _judge_under_session_limit(case, scenario, run: IdleRun, wait: float) -> Non
                 f"{second.seen[-1][0] - change2:.3f} s")
 
 
-def _judge_idle_timeout(case, scenario, run: IdleRun, mode: str | None, wait: float) -> None:
+def _judge_idle_timeout(case, scenario, run: IdleRun, limit: float, mode: str | None, wait: float) -> None:
     """Direct or behind nat-idle: the connection must never fall silent for the idle timeout, so the intermediary
     never drops it and the change reaches the client."""
-    gap, drop, limit, watch, change_at = run.gap, run.drop, run.limit, run.watch, run.change_at
+    gap, drop, watch, change_at = run.gap, run.drop, run.watch, run.change_at
     blackhole_at = drop.t if drop is not None and mode == "silent" else None
     survived = watch.closed_at is None and run.got is not None and drop is None
-    case.attach("timeline", _timeline(case, run, f"IMAP IDLE through {scenario}", blackhole_at=blackhole_at).as_dict(
-        "pass" if survived and gap[0] < limit else "fail"))
+    tl = _timeline(case, run, limit, f"IMAP IDLE through {scenario}", blackhole_at=blackhole_at)
+    case.attach("timeline", tl.as_dict("pass" if survived and gap[0] < limit else "fail"))
     quiet_before_drop = 0.0
     if drop is not None:
         before = [e.t for e in conn_entries(case, run.imap.label, run.idle_from, drop.t)]
@@ -183,12 +131,12 @@ def test_push_survives_idle_timeout(case, scenario):
     """An IDLE session outlives an idle-timeout intermediary because the server's keepalives come often enough."""
     limit, mode, observe = _idle_timeout(case, scenario)
     wait = _prompt_wait(case)
-    run = _idle_then_change(case, limit, observe, wait)
-    _measure(case, run)
+    run = idle_then_append(case, observe=observe, wait=wait)
+    _measure(case, run, limit)
     if scenario.element("lifetime") is not None:
-        _judge_under_session_limit(case, scenario, run, wait)
+        _judge_under_session_limit(case, scenario, run, limit, wait)
     else:
-        _judge_idle_timeout(case, scenario, run, mode, wait)
+        _judge_idle_timeout(case, scenario, run, limit, mode, wait)
 
 
 @pytest.mark.requirement("mobile.push.silent-drop-noticed")

@@ -30,8 +30,7 @@ def watch_selected(case, notify_args: str):
     connection that changes it. Returns (watching connection, its ChangeMaker, mailbox)."""
     imap, _ = notify_session(case)
     other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    other.append(box, n=1)
+    box = other.scratch_mailbox(messages=1)
     select(imap, box)
     res = imap.command(f"NOTIFY SET {notify_args}", timeout=5)
     assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
@@ -58,8 +57,7 @@ def test_notify_set_returns_pending_changes(case):
     """A successful NOTIFY SET first reports what changed in the selected mailbox since the last command."""
     imap, _ = notify_session(case)
     other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    other.append(box, n=1)
+    box = other.scratch_mailbox(messages=1)
     select(imap, box)
     other.append(box, n=2)
     case.note("second connection APPENDed a message after the first selected the mailbox; no command since")
@@ -76,8 +74,7 @@ def test_notify_status_indicator(case):
     """NOTIFY SET STATUS sends STATUS (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]) for each watched mailbox."""
     imap, caps = notify_session(case)
     other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    other.append(box, n=1)
+    box = other.scratch_mailbox(messages=1)
     condstore = "CONDSTORE" in caps and imap.command("ENABLE CONDSTORE").ok
     select(imap, "INBOX")
     res = imap.command(f"NOTIFY SET STATUS {SELECTED_ALL} (mailboxes {quote(box)} (MessageNew MessageExpunge "

@@ -168,9 +168,7 @@ def test_notify_selected_delayed_holds_expunges(case):
     wait = wait_param(case)
     imap, _ = notify_session(case)
     other = ChangeMaker(case)
-    box = other.scratch_mailbox()
-    other.append(box, n=1)
-    other.append(box, n=2)
+    box = other.scratch_mailbox(messages=2)
     select(imap, box)
     res = imap.command("NOTIFY SET (selected-delayed (MessageNew MessageExpunge))", timeout=5)
     assert res.ok, f"NOTIFY SET (selected-delayed ...) refused: {res.tagged.first_line!r}"

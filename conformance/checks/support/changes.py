@@ -34,9 +34,13 @@ class ChangeMaker:
     def label(self) -> str:
         return self.conn.label
 
-    def scratch_mailbox(self, prefix: str = "lemonade") -> str:
-        """A fresh mailbox for this case (deleted at teardown)."""
-        return self.case.scratch_mailbox(self.conn, prefix)
+    def scratch_mailbox(self, prefix: str = "lemonade", *, messages: int = 0) -> str:
+        """A fresh mailbox for this case (deleted at teardown), holding ``messages`` small messages numbered 1, 2, ...
+        (one APPEND each)."""
+        name = self.case.scratch_mailbox(self.conn, prefix)
+        for n in range(1, messages + 1):
+            self.append(name, n=n)
+        return name
 
     def command(self, text: str, *, blame: Blame | None = Blame.HARNESS) -> CommandResult:
         """Any other change (CREATE, RENAME, DELETE, ...): the tagged result, refused or not."""

@@ -1,5 +1,6 @@
-"""``case.param()``: the declared type, profile overrides, a borrowed requirement, the ``param.*`` measurement; and
-the checks read parameters through it only."""
+"""What checks may use: ``case.param()`` (the declared type, profile overrides, a borrowed requirement, the
+``param.*`` measurement) as the only way to a parameter, and public APIs only (no private names of the
+intermediaries, the providers or the case)."""
 
 from __future__ import annotations
 
@@ -69,4 +70,34 @@ def test_checks_read_parameters_only_through_case_param():
                 offenders.append(f"{path.relative_to(CHECKS_DIR)}:{n}: {line.strip()}")
             if re.search(r"for \w+ in case\.param\([^)]*\)\]", line) and "int(" in line:
                 offenders.append(f"{path.relative_to(CHECKS_DIR)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def _private_reaches(path: Path) -> list[str]:
+    """Where a check module reaches past the public API of the intermediaries, the providers or the case."""
+    import ast
+
+    out = []
+    tree = ast.parse(path.read_text())
+    package = ["conformance", "checks", *path.parent.relative_to(CHECKS_DIR).parts]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            if not module.startswith(("conformance.intermediaries", "conformance.providers")):
+                continue
+            if module == "conformance.intermediaries.addons.common":  # flows, Shared state, cut/blackhole
+                out.append(f"{path.name}:{node.lineno}: imports the addons' flow machinery from {module}")
+            out += [f"{path.name}:{node.lineno}: imports private {a.name} from {module}"
+                    for a in node.names if a.name.startswith("_")]
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "path" and (
+                node.attr.startswith("_") or node.attr in ("host", "addons")):
+            out.append(f"{path.name}:{node.lineno}: reaches into the path's {node.attr}")
+        if isinstance(node, ast.Attribute) and node.attr == "_clients":
+            out.append(f"{path.name}:{node.lineno}: reaches into the case's client list")
+    return out
+
+
+def test_no_check_reaches_into_intermediaries_providers_or_the_case():
+    offenders = [o for p in sorted(Path(CHECKS_DIR).rglob("*.py")) for o in _private_reaches(p)]
     assert not offenders, "\n".join(offenders)
