@@ -211,22 +211,27 @@ class _Sharding:
 
 @pytest.fixture
 def lemonade_case_param(request: pytest.FixtureRequest):
+    """(target name, scenario) of this parametrised case (internal: use ``target`` and ``scenario``)."""
     return request.param
 
 
 @pytest.fixture
 def target(request: pytest.FixtureRequest, lemonade_case_param):
+    """The ``Target`` this case runs against (started once per worker by its provider)."""
     state = _state(request.config)
     return state.target(lemonade_case_param[0])
 
 
 @pytest.fixture
 def scenario(lemonade_case_param) -> Scenario:
+    """The parsed ``Scenario`` of this case (``scenario.element("nat-idle")`` for an intermediary's parameters)."""
     return lemonade_case_param[1]
 
 
 @pytest.fixture
 def case(request: pytest.FixtureRequest, target, scenario):
+    """The started ``CaseContext``: clients through the path, transcript, measurements, parameters; closed (clients,
+    cleanups, path) when the case ends."""
     state = _state(request.config)
     item = request.node
     reqs = [a for m in item.iter_markers("requirement") for a in m.args]
@@ -246,6 +251,7 @@ def case(request: pytest.FixtureRequest, target, scenario):
 
 @pytest.fixture
 def path(case):
+    """The case's started ``NetworkPath`` (``kill()``, ``blackhole()``, ``kill_after()``, ``open()``)."""
     return case.path
 
 

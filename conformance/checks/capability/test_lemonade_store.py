@@ -17,6 +17,7 @@ LEMONADE_KEYWORDS = ("$Forwarded", "$SubmitPending", "$Submitted")
 
 
 def _has(flags: object, keyword: str) -> bool:
+    """Is ``keyword`` among the FETCH FLAGS (any case)?"""
     return isinstance(flags, list) and keyword.upper() in {f.upper() for f in flags}
 
 

@@ -171,6 +171,7 @@ def test_catenate_signed_part(case, smime):
     url = f"/{mailbox};UIDVALIDITY={uidvalidity}/;UID={uid}"
 
     def text(data: bytes) -> bytes:
+        """A CATENATE TEXT part as a non-synchronizing literal."""
         return f"TEXT {{{len(data)}+}}\r\n".encode() + data
 
     parts = [text(head), f'URL "{url}/;SECTION=1.MIME"'.encode(), f'URL "{url}/;SECTION=1"'.encode(), text(middle),

@@ -145,6 +145,7 @@ def test_get_state_changes(case):
 
 
 def _changes(c, since: str, max_changes: int | None = None):
+    """One Email/changes call from ``since``: (method name, arguments), an error included."""
     args = {"accountId": c.account_id, "sinceState": since}
     if max_changes is not None:
         args["maxChanges"] = max_changes

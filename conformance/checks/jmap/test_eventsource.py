@@ -172,6 +172,7 @@ CLAMP_PROBES = (1, 5, 300, 3600)
 
 
 def _interval(item) -> object:
+    """The interval a ping event's data names (None when the data is not a JSON object)."""
     try:
         data = json.loads(item.event.data)
     except ValueError:

@@ -64,9 +64,11 @@ class Matrix:
         self.rows: dict[str, dict[str, Any]] = {}
 
     def row(self, protocol: str) -> dict[str, Any]:
+        """The row of ``protocol`` (every step 'not offered' until set)."""
         return self.rows.setdefault(protocol, {s: "not offered" for s in STEPS} | {"note": ""})
 
     def set(self, protocol: str, step: str, value: str, note: str = "") -> None:
+        """Record one step's outcome, adding ``note`` to the row's notes."""
         r = self.row(protocol)
         r[step] = value
         if note:
@@ -95,6 +97,7 @@ class Matrix:
 
 
 def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> None:
+    """IMAP or IMAPS through the path: log in, read the newest INBOX message, get a change pushed during IDLE."""
     if case.target.endpoint(endpoint) is None:
         m.row(protocol)
         return
@@ -144,6 +147,7 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
 
 
 def _submission_row(case, m: Matrix) -> None:
+    """Submission through the path: EHLO, STARTTLS when offered, AUTH (reading and push do not apply)."""
     protocol = "submission"
     if case.target.endpoint("submission") is None:
         m.row(protocol)
@@ -175,6 +179,7 @@ def _submission_row(case, m: Matrix) -> None:
 
 
 def _jmap_rows(case, m: Matrix, budget: float) -> None:
+    """JMAP through the path: Session and a download; push over EventSource and over WebSocket."""
     if case.target.endpoint("jmap") is None:
         for p in ("JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)"):
             m.row(p)

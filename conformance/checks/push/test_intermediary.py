@@ -20,6 +20,7 @@ SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=
 
 
 def _prompt_wait(case) -> float:
+    """How long to wait for the change to be pushed: the max_latency of mobile.push.prompt-through-intermediary."""
     return case.param("max_latency", requirement="mobile.push.prompt-through-intermediary")
 
 
@@ -37,6 +38,7 @@ def _idle_timeout(case, scenario) -> tuple[float, str | None, float]:
 
 
 def _measure(case, run: IdleRun, limit: float) -> None:
+    """The run's measurements: longest gap against the idle timeout, keepalives, survival, latency, cuts."""
     gap, drop, watch = run.gap, run.drop, run.watch
     case.measure("longest_gap", gap[0], "s", start=gap[1], end=gap[2], threshold=limit)
     case.measure("keepalives", run.keepalives, "", observed_s=round(run.change_at - run.idle_from, 3))
@@ -50,6 +52,7 @@ def _measure(case, run: IdleRun, limit: float) -> None:
 
 def _timeline(case, run: IdleRun, limit: float, title: str, *, labels: tuple[str, ...] = (),
               end: float | None = None, blackhole_at: float | None = None):
+    """The timeline of the idling connection (and of ``labels``), with the idle timeout as threshold."""
     return timeline(case, (run.imap.label, *labels) if labels else run.imap.label, title,
                     start=max(0.0, run.idle_from - 0.3), end=(run.end if end is None else end) + 0.2,
                     idle_from=run.idle_from, change_at=run.change_at,

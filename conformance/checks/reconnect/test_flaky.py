@@ -28,6 +28,8 @@ class RandomChanges:
         changer.select(mailbox)
 
     def change(self) -> None:
+        """One random change: a flag set or cleared, an expunge, or a new message (only new ones while the mailbox
+        holds 5 messages or fewer)."""
         uids = self.changer.uids()
         kind = self.rng.choice(["flag", "flag", "expunge", "append"]) if len(uids) > 5 else "append"
         if kind == "flag":
@@ -54,6 +56,7 @@ class Client:
         self.problems: list[str] = []
 
     def connect(self) -> None:
+        """A new connection through the path: QRESYNC resync from the cache, or a full sync the first time."""
         self.connects += 1
         conn = self.case.imap(label=f"client#{self.connects}", timeout=5)
         conn.command("ENABLE QRESYNC")

@@ -15,6 +15,8 @@ from conformance.errors import ConformanceFailure, HarnessError, NotApplicable
 
 
 class Blame(Enum):
+    """Who is at fault, named by the verdict it gives."""
+
     HARNESS = "error"
     PREREQUISITE = "not-applicable"
     SERVER = "fail"

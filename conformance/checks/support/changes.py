@@ -32,6 +32,7 @@ class ChangeMaker:
 
     @property
     def label(self) -> str:
+        """The connection's label in the transcript."""
         return self.conn.label
 
     def scratch_mailbox(self, prefix: str = "lemonade", *, messages: int = 0) -> str:
@@ -50,6 +51,7 @@ class ChangeMaker:
         return res
 
     def select(self, mailbox: str, *, blame: Blame | None = Blame.HARNESS) -> Selected:
+        """SELECT ``mailbox`` on the second connection (before STORE or EXPUNGE)."""
         return select(self.conn, mailbox, blame=blame)
 
     def append(self, mailbox: str, data: bytes | None = None, *, n: int | str = 1, flags: str = "",

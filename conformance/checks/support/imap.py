@@ -35,6 +35,7 @@ class Selected:
 
     @property
     def ok(self) -> bool:
+        """Did the server answer OK?"""
         return self.result.ok
 
     def code(self, name: str) -> str | None:
@@ -52,6 +53,7 @@ def find_code(res: CommandResult, name: str) -> str | None:
 
 
 def _number(value: str | None) -> int | None:
+    """A response code's numeric argument, or None."""
     return int(value) if value is not None and value.isdigit() else None
 
 
@@ -105,6 +107,7 @@ class Appended:
 
     @property
     def ok(self) -> bool:
+        """Did the server answer OK?"""
         return self.result.ok
 
     @property

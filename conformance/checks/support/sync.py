@@ -35,6 +35,7 @@ class MailboxView:
     flags: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def copy(self) -> "MailboxView":
+        """An independent copy (the cache a resync starts from)."""
         return MailboxView(self.uidvalidity, self.highestmodseq, dict(self.flags))
 
     def diff(self, truth: "MailboxView") -> list[str]:

@@ -62,6 +62,7 @@ class Watch:
     closed_reason: str = ""
 
     def now(self) -> float:
+        """The case clock."""
         return self.case.transcript.now()
 
     def until(self, seconds: float, stop: Predicate | None = None) -> Response | None:
