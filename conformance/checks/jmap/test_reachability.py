@@ -179,7 +179,7 @@ def _submission_row(case, m: Matrix) -> None:
 
 
 def _jmap_rows(case, m: Matrix, budget: float) -> None:
-    """JMAP through the path: Session and a download; push over EventSource and over WebSocket."""
+    """JMAP through the path: the Session and a download, then the two push rows."""
     if case.target.endpoint("jmap") is None:
         for p in ("JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)"):
             m.row(p)
@@ -212,8 +212,12 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
             raise ConformanceFailure(f"download of the message answered {down.status_code}")
 
     m.attempt("JMAP", "read", read)
+    _eventsource_row(case, m, c, w, inbox, budget)
+    _websocket_row(case, m, c, w, inbox, budget)
 
-    # EventSource
+
+def _eventsource_row(case, m: Matrix, c, w, inbox: str, budget: float) -> None:
+    """JMAP push over EventSource through the path (the Session is known to be reachable)."""
     p = "JMAP push (EventSource)"
     m.set(p, "login", "ok")
     m.set(p, "read", "n/a")
@@ -231,7 +235,9 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
 
     m.attempt(p, "push", es_push)
 
-    # WebSocket
+
+def _websocket_row(case, m: Matrix, c, w, inbox: str, budget: float) -> None:
+    """JMAP push over WebSocket through the path, where the Session advertises it."""
     p = "JMAP push (WebSocket)"
     if WEBSOCKET not in c.capabilities():
         m.rows[p] = {s: "not offered" for s in STEPS} | {"note": "no websocket capability"}
