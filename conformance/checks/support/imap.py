@@ -118,7 +118,7 @@ class Appended:
 
 def append(conn: ImapConnection, mailbox: str, message: bytes, *, flags: str = "", literal: str = "sync",
            timeout: float | None = None, blame: Blame | None = Blame.HARNESS) -> Appended:
-    """APPEND ``message`` to ``mailbox`` with ``flags`` (e.g. '\\\\Seen $Forwarded').
+    """APPEND ``message`` to ``mailbox`` with ``flags`` (e.g. '\\Seen $Forwarded').
 
     ``literal``: "sync" ({n}, sent after the server's '+'), "non-sync" ({n+}, LITERAL+: command and message in one
     write, no '+' awaited; any continuation the server sends anyway stays in ``result.untagged``), or "literal8"
