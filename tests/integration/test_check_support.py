@@ -75,6 +75,8 @@ def test_change_maker_changes_reach_an_idling_connection(case):
     imap.done(tag, timeout=3)
     changer.append(box, n=4)
     assert wait_for_untagged(imap, untagged.exists(), 0.5) is None, "no untagged data between commands"
+    with pytest.raises(ConformanceFailure, match="idler: no EXISTS within 0.2 s"):
+        wait_for_untagged(imap, untagged.exists(), 0.2, blame=Blame.SERVER, expected="EXISTS")
     assert any(untagged.exists(3)(r) for r in imap.command("NOOP").untagged)
     assert {e.conn for e in case.transcript.entries} >= {"changer", "idler"}, "both connections are evidence"
 

@@ -17,6 +17,8 @@ from conformance.errors import ServerClosed
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import Response, parse_exists, parse_expunge, parse_vanished
 
+from .blame import Blame, refuse
+
 Predicate = Callable[[Response], bool]
 _fetch_head = re.compile(r"^\* (\d+) FETCH\b", re.I)
 
@@ -36,16 +38,18 @@ def expunge_or_vanished() -> Predicate:
     return lambda r: parse_expunge(r) is not None or parse_vanished(r) is not None
 
 
-def wait_for_untagged(conn: ImapConnection, predicate: Predicate, seconds: float) -> Response | None:
-    """The first response within ``seconds`` for which ``predicate`` holds (others are read and passed over), or
-    None when the deadline passes first."""
+def wait_for_untagged(conn: ImapConnection, predicate: Predicate, seconds: float, *, blame: Blame | None = None,
+                      expected: str = "the expected untagged response") -> Response | None:
+    """The first response within ``seconds`` for which ``predicate`` holds (others are read and passed over). When
+    the deadline passes first: None, or with ``blame`` the verdict it stands for ('no <expected> within N s')."""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         resp = conn.poll(left)
         if resp is None:
-            return None
+            break
         if predicate(resp):
             return resp
+    refuse(blame, f"{conn.label}: no {expected} within {seconds:g} s")
     return None
 
 
