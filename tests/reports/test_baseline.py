@@ -21,8 +21,7 @@ def write(tmp_path, text):
 @pytest.mark.parametrize("text, expect", [
     ('[[expected]]\ncheck = "a/b"\ntarget = "dovecot"\n', "'reason' is mandatory"),
     ('[[expected]]\ncheck = "a/b"\nreason = "x"\n', "'target' is mandatory"),
-    ('[[expected]]\nreason = "x"\ntarget = "t"\n', "exactly one of 'check' or 'requirement'"),
-    ('[[expected]]\ncheck = "a/b"\nrequirement = "r"\nreason = "x"\ntarget = "t"\n', "exactly one of"),
+    ('[[expected]]\nreason = "x"\ntarget = "t"\n', "give a 'check', a 'requirement', or both"),
     ('[[expected]]\ncheck = "a/b"\nreason = "x"\ntarget = "t"\nflavour = "y"\n', "unknown key(s) flavour"),
     ('[[expected]]\ncheck = "a/b"\nreason = "x"\ntarget = "t"\nexpires = "soon"\n', "is not a date"),
     ('[[expected]\n', "not valid TOML"),
