@@ -15,11 +15,9 @@ from .fixtures import case, lemonade_case_param, path, scenario, target
 from .outcome import PHASES, build_result
 from .selection import Sharding, parametrize, select
 from .state import STATE, RunState, state_of
-from .watchdog import CaseWatchdog
+from .watchdog import WATCHDOG, CaseWatchdog
 
 __all__ = ["case", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
-
-WATCHDOG = pytest.StashKey[CaseWatchdog]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -9,6 +9,7 @@ import pytest
 from ..intermediaries.scenario import Scenario
 from .selection import check_id, marker_args, requirements_of, rerun_command
 from .state import state_of
+from .watchdog import paused
 
 if TYPE_CHECKING:  # imported lazily: case.py pulls in mitmproxy, which xdist's controller never needs
     from ..case import CaseContext
@@ -26,7 +27,9 @@ def lemonade_case_param(request: pytest.FixtureRequest):
 def target(request: pytest.FixtureRequest, lemonade_case_param):
     """The started target (a ``Target``: endpoints, accounts, TLS policy). Started once per pytest process on
     first use; a target that cannot start makes every case that needs it an error."""
-    return state_of(request.config).target(lemonade_case_param[0])
+    state = state_of(request.config)
+    with paused(request.config):  # started once per process: not counted against this case's time limit
+        return state.target(lemonade_case_param[0])
 
 
 @pytest.fixture
@@ -50,7 +53,8 @@ def case(request: pytest.FixtureRequest, target, scenario):
     depth_only = marker_args(item, "depth")
     if depth_only and state.depth not in depth_only:
         pytest.skip(f"needs --depth {depth_only[0]} (long observation); run: {rerun_command(state, item, depth_only[0])}")
-    from ..case import CaseContext
+    with paused(request.config):  # the client stack (mitmproxy) is imported once per process
+        from ..case import CaseContext
 
     ctx = CaseContext(target=target, scenario=scenario, catalog=state.catalog, requirements=reqs,
                       profiles=[p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)],
