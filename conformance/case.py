@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Catalog
-from .protocols.imap import ImapConnection, insecure_context
-from .protocols.imapwire import parse_capabilities, quote
-from .protocols.smtp import CapturingSMTP
 from .errors import ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
+from .protocols.imap import ImapConnection, insecure_context
+from .protocols.imapwire import parse_capabilities, quote
+from .protocols.smtp import CapturingSMTP
 from .targets import Target
 from .transcript import Transcript
 from .verdicts import Judgement

@@ -326,7 +326,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         doc = load_results(Path(args.results))
     except BadInput as e:
         return die(str(e))
-    out = Path(args.output) if args.output else Path(args.results if Path(args.results).is_dir() else Path(args.results).parent)
+    given = Path(args.results)
+    out = Path(args.output) if args.output else (given if given.is_dir() else given.parent)
     out.mkdir(parents=True, exist_ok=True)
     render_all(out, doc)
     console().print(f"report: {out / 'index.html'}")

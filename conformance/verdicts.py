@@ -174,9 +174,9 @@ def judge(named: Sequence[str], levels: Mapping[str, str], phases: Sequence[Phas
     exceptions of its phases.
 
     - The first phase that raised decides, with two exceptions at teardown: trouble there after the check
-      already found something wrong stays secondary (else it also puts the check's passes in doubt), except an :class:`IntermediaryFailed` (the suite's own
-      path broke), which turns every requirement into error: a server judged through a broken intermediary
-      was not judged.
+      already found something wrong stays secondary (else it also puts the check's passes in doubt); and an
+      :class:`IntermediaryFailed` (the suite's own path broke) turns every requirement into error: a server
+      judged through a broken intermediary was not judged.
     - An exception gives its verdict to the requirements it names (``requirement=``), else to every
       requirement not judged yet. Requirements left unjudged after an exception that named others were never
       reached: skipped, with the reason.
@@ -234,7 +234,9 @@ def judge(named: Sequence[str], levels: Mapping[str, str], phases: Sequence[Phas
     if broken_path is not None:
         note = exception_message(broken_path.exc, "error")
         for rid, v in found.items():
-            was = f" (the check had found: {v.verdict}{': ' + v.message if v.message else ''})" if v.verdict != "pass" else ""
+            was = ""
+            if v.verdict != "pass":
+                was = f" (the check had found: {v.verdict}{': ' + v.message if v.message else ''})"
             found[rid] = RequirementVerdict("error", f"{note}{was}")
     ordered = {rid: found[rid] for rid in named}
     verdict = worst(v.verdict for v in ordered.values()) if ordered else "error"

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
 from ..intermediaries.scenario import Scenario
 from .selection import check_id, marker_args, requirements_of, rerun_command
 from .state import state_of
 from .watchdog import paused
-
-if TYPE_CHECKING:  # imported lazily: case.py pulls in mitmproxy, which xdist's controller never needs
-    from ..case import CaseContext
 
 CASE = pytest.StashKey["CaseContext"]()
 
@@ -53,7 +48,7 @@ def case(request: pytest.FixtureRequest, target, scenario):
     depth_only = marker_args(item, "depth")
     if depth_only and state.depth not in depth_only:
         pytest.skip(f"needs --depth {depth_only[0]} (long observation); run: {rerun_command(state, item, depth_only[0])}")
-    with paused(request.config):  # the client stack (mitmproxy) is imported once per process
+    with paused(request.config):  # imported here, once per process: mitmproxy, which xdist's controller never needs
         from ..case import CaseContext
 
     ctx = CaseContext(target=target, scenario=scenario, catalog=state.catalog, requirements=reqs,

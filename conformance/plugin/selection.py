@@ -59,7 +59,9 @@ def scenarios_for(state: RunState, definition) -> list[Scenario]:
     if not state.scenarios_given:
         chosen = pinned
     else:
-        pinned_names = {e.name for s in pinned for e in s.elements} | ({"direct"} if any(s.is_direct for s in pinned) else set())
+        pinned_names = {e.name for s in pinned for e in s.elements}
+        if any(s.is_direct for s in pinned):
+            pinned_names.add("direct")
         has_pins = bool(marker_args(definition, "scenarios"))
         chosen = []
         for s in state.scenarios_given:

@@ -59,7 +59,8 @@ def coverage_bar(cov: dict[str, Any], width: int = 240, height: int = 10) -> Mar
                      f"<title>{escape(label)}: {n}</title></rect>")
         x += w
     return Markup(f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-                  f'preserveAspectRatio="none" aria-label="coverage"><rect width="{width}" height="{height}" fill="#fff" stroke="#d0d7de"/>'
+                  f'preserveAspectRatio="none" aria-label="coverage">'
+                  f'<rect width="{width}" height="{height}" fill="#fff" stroke="#d0d7de"/>'
                   + "".join(parts) + "</svg>")
 
 

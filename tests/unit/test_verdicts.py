@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.errors import ConformanceFailure, HarnessError, IntermediaryFailed, NotApplicable
-from conformance.verdicts import (SEVERITY, VERDICTS, Judgement, Phase, Softer, case_id, judge, requirement_verdicts,
-                                  worst)
+from conformance.verdicts import SEVERITY, VERDICTS, Judgement, Phase, Softer, case_id, judge, requirement_verdicts, worst
 
 NAMED = ("a.must", "b.must", "c.should")
 LEVELS = {"a.must": "MUST", "b.must": "PROFILE", "c.should": "SHOULD"}
