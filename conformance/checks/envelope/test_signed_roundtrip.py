@@ -11,12 +11,11 @@ import re
 
 import pytest
 
-from conformance.protocols.imapwire import quote
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.fixtures.smime import SmimeKit, first_difference
+from conformance.protocols.imapwire import quote
 
-from .roundtrip import (APPENDUID, COPYUID, append, body, compare, describe, fetch, reversible_conversion, select,
-                        verifies)
+from .roundtrip import APPENDUID, COPYUID, append, body, compare, describe, fetch, reversible_conversion, select, verifies
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +240,8 @@ def test_catenate_signed_part(case, smime):
         b"\r\n--" + boundary + b"--", 1)[0] + tail
     v = smime.verify(built)
     row = {"fixture": fx.name, "step": "CATENATE from SECTION=1.MIME, 1, 2.MIME, 2", "identical": built == expected,
-           "difference": first_difference(expected, built), "openssl": "signature verifies" if v.ok else f"FAILS: {v.detail[:200]}",
+           "difference": first_difference(expected, built),
+           "openssl": "signature verifies" if v.ok else f"FAILS: {v.detail[:200]}",
            "signed_part_intact": fx.content in built}
     source_flags = fetch(imap, uid, "FLAGS").get("FLAGS", [])
     row["source_flags"] = " ".join(source_flags)

@@ -11,8 +11,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
 from ...errors import ConformanceFailure, NotApplicable
+from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
 
 
 def tls_context(case):

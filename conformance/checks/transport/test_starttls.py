@@ -11,9 +11,9 @@ import ssl
 
 import pytest
 
+from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed
 from conformance.protocols.imap import ImapConnection, insecure_context
 from conformance.protocols.imapwire import parse_capabilities
-from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed
 
 from .wire import SmtpLine, ehlo_keywords, remote_source
 
@@ -166,7 +166,8 @@ def test_imap_state_after_starttls(case):
     case.require_capability(caps, "STARTTLS")
     assert imap.starttls(insecure_context()).ok, "STARTTLS advertised but refused"
     res = imap.command("SELECT INBOX")
-    assert res.status in ("NO", "BAD"), f"SELECT right after STARTTLS must fail (not authenticated), got {res.tagged.first_line!r}"
+    assert res.status in ("NO", "BAD"), (f"SELECT right after STARTTLS must fail (not authenticated), "
+                                         f"got {res.tagged.first_line!r}")
     case.passed(f"SELECT after STARTTLS: {res.tagged.first_line}")
 
 
@@ -251,7 +252,8 @@ def test_imap_pre_tls_hygiene(case):
     after = imap.capability()
     case.attach("capabilities", {"before_tls": caps, "after_tls": after})
     assert "LOGINDISABLED" not in after, f"LOGINDISABLED still advertised after TLS (CAPABILITY: {' '.join(after)})"
-    case.passed(f"before TLS: STARTTLS LOGINDISABLED, no AUTH=; after TLS: {' '.join(c for c in after if c.startswith('AUTH='))}")
+    mechanisms = " ".join(c for c in after if c.startswith("AUTH="))
+    case.passed(f"before TLS: STARTTLS LOGINDISABLED, no AUTH=; after TLS: {mechanisms}")
 
 
 @pytest.mark.requirement("tls.preauth-only-tls")

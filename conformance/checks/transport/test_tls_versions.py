@@ -12,8 +12,8 @@ import ssl
 
 import pytest
 
-from conformance.protocols.imapwire import ResponseReader, parse_capabilities
 from conformance.errors import HarnessError, NotApplicable
+from conformance.protocols.imapwire import ResponseReader, parse_capabilities
 from conformance.transcript import printable
 
 from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
