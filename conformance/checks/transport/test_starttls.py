@@ -28,7 +28,7 @@ def _imap_plain(case, label: str):
     source = remote_source(ep.host)
     if source:
         case.note(f"{label}: connecting from {source[0]} so the server sees a peer other than itself")
-    conn = ImapConnection(ep.host, ep.port, transcript=case.transcript, tls="none", timeout=10.0, label=label,
+    conn = ImapConnection(ep.host, ep.port, transcript=case.transcript, tls="none", timeout=case.deadline, label=label,
                           leg=case.path.leg, source_address=source)
     case.on_cleanup(conn.close)
     conn.read_greeting()
@@ -43,7 +43,7 @@ def _smtp_plain(case, label: str) -> tuple[SmtpLine, set[str]]:
     ep = case.path.endpoint("submission")
     if remote_source(ep.host):
         case.note(f"{label}: connecting from {remote_source(ep.host)[0]} so the server sees a peer other than itself")
-    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label)
+    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label, timeout=case.deadline)
     case.on_cleanup(smtp.close)
     greeting = smtp.reply()
     assert greeting.code == 220, f"expected a 220 greeting from submission, got {greeting.text!r}"
