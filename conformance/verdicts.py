@@ -169,7 +169,8 @@ class Verdicts:
 
 
 def judge(named: Sequence[str], levels: Mapping[str, str], phases: Sequence[Phase],
-          judgement: Judgement | None = None, softer: Softer | None = None) -> Verdicts:
+          judgement: Judgement | None = None, softer: Softer | None = None,
+          path_failure: str | None = None) -> Verdicts:
     """One verdict per named requirement, and the result's (the worst), from what the check recorded and the
     exceptions of its phases.
 
@@ -183,6 +184,9 @@ def judge(named: Sequence[str], levels: Mapping[str, str], phases: Sequence[Phas
     - A check that returned normally gives its unjudged requirements pass (or the legacy non-strict or
       informational it marked without a requirement).
     - fail at a level other than MUST/PROFILE becomes non-strict.
+
+    ``path_failure``: what went wrong in the case's intermediaries (the path's own record of addon errors),
+    when the plugin knows it whatever the exception at teardown: same effect as an IntermediaryFailed.
     """
     judgement = judgement or Judgement(tuple(named))
     softer = softer or Softer()
@@ -231,8 +235,8 @@ def judge(named: Sequence[str], levels: Mapping[str, str], phases: Sequence[Phas
     for rid, v in found.items():
         if v.verdict == "fail" and levels.get(rid) and levels[rid] not in STRICT_LEVELS:
             v.verdict = "non-strict"
-    if broken_path is not None:
-        note = exception_message(broken_path.exc, "error")
+    if broken_path is not None or path_failure:
+        note = exception_message(broken_path.exc, "error") if broken_path is not None else path_failure
         for rid, v in found.items():
             was = ""
             if v.verdict != "pass":

@@ -63,6 +63,15 @@ def strictest(levels: list[str]) -> str:
     return level
 
 
+def path_failure(ctx: CaseContext | None) -> str | None:
+    """What broke in the case's intermediaries (``path.harness_errors``, recorded when an addon raised), if
+    anything: a server judged through a broken path was not judged."""
+    errors = getattr(getattr(ctx, "path", None), "harness_errors", None) or []
+    if not errors:
+        return None
+    return "IntermediaryFailed: the suite's intermediary failed during the case: " + "; ".join(map(str, errors[:3]))
+
+
 def build_result(state: RunState, item: pytest.Item, phases: dict) -> dict[str, Any]:
     """The result of one case as it is written (a dict, redacted), from the pytest phases it went through."""
     ctx: CaseContext | None = item.stash.get(CASE, None)
@@ -73,7 +82,7 @@ def build_result(state: RunState, item: pytest.Item, phases: dict) -> dict[str, 
     seen = [Phase(when, phases[when][1].value if phases[when][1] is not None else None)
             for when in ("setup", "call", "teardown") if when in phases]
     softer = Softer(ctx.outcome.non_strict, ctx.outcome.informational, ctx.outcome.summary) if ctx else None
-    verdicts = judge(reqs, levels, seen, ctx.judgement if ctx else None, softer)
+    verdicts = judge(reqs, levels, seen, ctx.judgement if ctx else None, softer, path_failure(ctx))
     evidence: dict[str, Any] = {}
     if ctx is not None:
         evidence = {"transcript": ctx.transcript.as_list(), "measurements": ctx.measurements,

@@ -133,3 +133,22 @@ def test_schema_1_results_read_as_one_verdict_for_every_requirement():
                                        "b.must": {"verdict": "fail", "message": "m"}}
     assert case_id(r) == "c/x|t|direct"
     assert case_id({**r, "role": "client", "subject": "fetchmail"}) == "c/x|fetchmail@t|direct"
+
+
+def test_the_path_record_of_addon_errors_alone_makes_every_requirement_error():
+    """When the path recorded addon errors the plugin passes them even if teardown raised something else."""
+    v = judge(NAMED, LEVELS, phases(call=AssertionError("server closed"), teardown=HarnessError("cleanup")),
+              path_failure="IntermediaryFailed: addon kill raised OSError")
+    assert v.verdict == "error" and all(r.verdict == "error" for r in v.requirements.values())
+    assert "addon kill raised" in v.message and "the check had found: fail" in v.message
+
+
+def test_the_plugin_reads_addon_errors_from_the_case_path():
+    from types import SimpleNamespace
+
+    from conformance.plugin.outcome import path_failure
+
+    assert path_failure(None) is None
+    assert path_failure(SimpleNamespace(path=SimpleNamespace(harness_errors=[]))) is None
+    broken = SimpleNamespace(path=SimpleNamespace(harness_errors=[KeyError("mode")]))
+    assert "intermediary failed" in path_failure(broken) and "'mode'" in path_failure(broken)
