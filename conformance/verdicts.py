@@ -194,57 +194,67 @@ def judge(named: Sequence[str], levels: Mapping[str, str], phases: Sequence[Phas
     for bug in judgement.bugs:  # a check that caught the HarnessError still gets the bug reported
         for rid in named:
             _worsen(found, rid, "error", bug)
-    ended_early = False
     raised = [p for p in phases if p.exc is not None]
-    broken_path = next((p for p in raised if p.when == "teardown" and isinstance(p.exc, IntermediaryFailed)), None)
     deciding = next(iter(raised), None)
-    if deciding is not None and deciding.when == "teardown" and _found_trouble(found):
-        deciding = None  # the call's verdicts stand; teardown trouble is secondary
-    if deciding is not None:
-        exc = deciding.exc
-        kind = classify(exc, deciding.when)
-        message = exception_message(exc, kind)
-        about = named_by(exc)
-        unknown = [r for r in about if r not in named]
-        if unknown:
-            kind, message = "error", (f"the check's {type(exc).__name__} names requirement(s) {', '.join(unknown)} "
-                                      f"that its marker does not name: a bug in the check ({message})")
-            about = ()
-        if about:
-            targets = list(about)
-        elif deciding.when == "teardown":  # the check returned: what it judged pass is put in doubt as well
-            targets = [r for r in named if r not in found or found[r].verdict == "pass"]
-        else:
-            targets = [r for r in named if r not in found]
-        for rid in targets:
-            _worsen(found, rid, kind, message)
-        ended_early = deciding.when != "teardown"
-        if about and ended_early:
-            reason = f"not judged: the check ended first ({kind} of {', '.join(about)}: {message})"
-            for rid in named:
-                found.setdefault(rid, RequirementVerdict("skipped", reason))
+    if deciding is not None and not (deciding.when == "teardown" and _found_trouble(found)):
+        _apply_exception(deciding, named, found)  # (teardown trouble after a finding stays secondary)
     for rid in named:
-        if rid in found:
-            continue
-        if softer.non_strict:
-            found[rid] = RequirementVerdict("non-strict", "; ".join(softer.non_strict))
-        elif softer.informational:
-            found[rid] = RequirementVerdict("informational", "; ".join(softer.informational))
-        else:
-            found[rid] = RequirementVerdict("pass", "")
+        if rid not in found:
+            found[rid] = _completed(softer)
     for rid, v in found.items():
         if v.verdict == "fail" and levels.get(rid) and levels[rid] not in STRICT_LEVELS:
             v.verdict = "non-strict"
-    if broken_path is not None or path_failure:
-        note = exception_message(broken_path.exc, "error") if broken_path is not None else path_failure
-        for rid, v in found.items():
-            was = ""
-            if v.verdict != "pass":
-                was = f" (the check had found: {v.verdict}{': ' + v.message if v.message else ''})"
-            found[rid] = RequirementVerdict("error", f"{note}{was}")
+    broken = next((p for p in raised if p.when == "teardown" and isinstance(p.exc, IntermediaryFailed)), None)
+    if broken is not None or path_failure:
+        _distrust(found, exception_message(broken.exc, "error") if broken is not None else str(path_failure))
     ordered = {rid: found[rid] for rid in named}
     verdict = worst(v.verdict for v in ordered.values()) if ordered else "error"
     return Verdicts(verdict, _message(ordered, verdict, softer), ordered)
+
+
+def _apply_exception(deciding: Phase, named: Sequence[str], found: dict[str, RequirementVerdict]) -> None:
+    """The exception that ended a phase gives its verdict: to the requirements it names, else to those not
+    judged yet (at teardown also to those judged pass); requirements it left unjudged are skipped."""
+    exc = deciding.exc
+    assert exc is not None
+    kind = classify(exc, deciding.when)
+    message = exception_message(exc, kind)
+    about = named_by(exc)
+    unknown = [r for r in about if r not in named]
+    if unknown:
+        kind, message = "error", (f"the check's {type(exc).__name__} names requirement(s) {', '.join(unknown)} "
+                                  f"that its marker does not name: a bug in the check ({message})")
+        about = ()
+    if about:
+        targets = list(about)
+    elif deciding.when == "teardown":  # the check returned: what it judged pass is put in doubt as well
+        targets = [r for r in named if r not in found or found[r].verdict == "pass"]
+    else:
+        targets = [r for r in named if r not in found]
+    for rid in targets:
+        _worsen(found, rid, kind, message)
+    if about and deciding.when != "teardown":
+        reason = f"not judged: the check ended first ({kind} of {', '.join(about)}: {message})"
+        for rid in named:
+            found.setdefault(rid, RequirementVerdict("skipped", reason))
+
+
+def _completed(softer: Softer) -> RequirementVerdict:
+    """A requirement the check neither judged nor lost to an exception: it returned normally."""
+    if softer.non_strict:
+        return RequirementVerdict("non-strict", "; ".join(softer.non_strict))
+    if softer.informational:
+        return RequirementVerdict("informational", "; ".join(softer.informational))
+    return RequirementVerdict("pass", "")
+
+
+def _distrust(found: dict[str, RequirementVerdict], note: str) -> None:
+    """The suite's own path broke: every verdict becomes error, keeping what the check had found."""
+    for rid, v in found.items():
+        was = ""
+        if v.verdict != "pass":
+            was = f" (the check had found: {v.verdict}{': ' + v.message if v.message else ''})"
+        found[rid] = RequirementVerdict("error", f"{note}{was}")
 
 
 def _worsen(found: dict[str, RequirementVerdict], rid: str, verdict: str, message: str) -> None:

@@ -152,3 +152,9 @@ def test_the_plugin_reads_addon_errors_from_the_case_path():
     assert path_failure(SimpleNamespace(path=SimpleNamespace(harness_errors=[]))) is None
     broken = SimpleNamespace(path=SimpleNamespace(harness_errors=[KeyError("mode")]))
     assert "intermediary failed" in path_failure(broken) and "'mode'" in path_failure(broken)
+
+
+def test_the_schema_knows_the_same_verdicts():
+    from conformance.schema import results_schema
+
+    assert results_schema()["$defs"]["verdict"]["enum"] == list(VERDICTS)
