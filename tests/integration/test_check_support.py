@@ -8,8 +8,20 @@ import pytest
 
 from conformance.case import CaseContext
 from conformance.catalog import load_catalog
-from conformance.checks.support import (Blame, ChangeMaker, Watch, append, examine, fetch_uid, full_sync,
-                                        ground_truth, search_uids, select, untagged, wait_for_untagged)
+from conformance.checks.support import (
+    Blame,
+    ChangeMaker,
+    Watch,
+    append,
+    examine,
+    fetch_uid,
+    full_sync,
+    ground_truth,
+    search_uids,
+    select,
+    untagged,
+    wait_for_untagged,
+)
 from conformance.errors import ConformanceFailure, HarnessError, NotApplicable
 from conformance.intermediaries.scenario import parse_scenario
 

@@ -2,9 +2,15 @@
 
 import pytest
 
-from conformance.protocols.imapwire import (ResponseReader, format_uid_set, parse_capabilities, parse_fetch,
-                                          parse_uid_set, parse_vanished)
 from conformance.errors import ProtocolViolation
+from conformance.protocols.imapwire import (
+    ResponseReader,
+    format_uid_set,
+    parse_capabilities,
+    parse_fetch,
+    parse_uid_set,
+    parse_vanished,
+)
 
 
 def test_reader_joins_literals_across_feeds():
@@ -46,8 +52,14 @@ def test_fetch_flags_modseq():
 
 
 def test_exists_expunge_search_and_response_codes():
-    from conformance.protocols.imapwire import (Response, parse_esearch, parse_exists, parse_expunge, parse_search,
-                                                response_code)
+    from conformance.protocols.imapwire import (
+        Response,
+        parse_esearch,
+        parse_exists,
+        parse_expunge,
+        parse_search,
+        response_code,
+    )
 
     assert parse_exists(Response(b"* 12 EXISTS\r\n")) == 12
     assert parse_exists(Response(b"* 3 exists\r\n")) == 3  # IMAP atoms are case-insensitive

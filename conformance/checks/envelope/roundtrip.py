@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from conformance.checks.support import Blame, fetch_uid
+from conformance.checks.support import Blame, fetch_uid, search_uids
 from conformance.checks.support import append as append_message
 from conformance.errors import ConformanceFailure
 from conformance.fixtures.smime import Fixture, SmimeKit, first_difference, split_multipart_signed
@@ -29,6 +29,21 @@ def append(imap: ImapConnection, mailbox: str, data: bytes, *, literal8: bool = 
     if done.uid is None:
         raise ConformanceFailure(f"APPENDUID for one message must be a single UID, got {done.uid_set!r}")
     return done.uidvalidity or 0, done.uid
+
+
+def append_finding_uid(imap: ImapConnection, mailbox: str, data: bytes) -> tuple[int, str]:
+    """APPEND ``data`` (a refusal fails); the new message's UID, and what is wrong with [APPENDUID] ("" when
+    nothing). Without a usable APPENDUID the UID comes from UID SEARCH (the scratch mailbox holds only this check's
+    messages), so a server without UIDPLUS fails uidplus.appenduid alone."""
+    done = append_message(imap, mailbox, data, blame=Blame.SERVER)
+    if done.uid is not None:
+        return done.uid, ""
+    problem = (f"APPENDUID for one message must be a single UID, got {done.uid_set!r}" if done.uid_set else
+               f"APPEND OK without [APPENDUID uidvalidity uid]: {done.result.tagged.first_line}")
+    found = search_uids(imap, blame=None)
+    if not found:
+        raise ConformanceFailure(f"the appended message is not in {mailbox}: UID SEARCH ALL found nothing")
+    return max(found), problem
 
 
 def fetch(imap: ImapConnection, uid: int, *items: str) -> dict[str, object]:

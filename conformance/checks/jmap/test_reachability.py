@@ -17,8 +17,16 @@ from typing import Any
 import pytest
 
 from conformance.checks.support import Blame, ChangeMaker, untagged, wait_for_untagged
-from conformance.checks.support.jmap import (client, enable_push, event_stream, import_message, state_change,
-                                             tls_context, websocket, writer)
+from conformance.checks.support.jmap import (
+    client,
+    enable_push,
+    event_stream,
+    import_message,
+    state_change,
+    tls_context,
+    websocket,
+    writer,
+)
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.intermediaries.path import Blocked
 from conformance.protocols.imap import ImapConnection, ResponseReader

@@ -70,7 +70,8 @@ def test_notify_mailboxname_list_events(case):
         assert got.get(step) is not None, (f"no unsolicited LIST for {name} within {wait:g} s of {step} on a second "
                                            f"connection with MailboxName watched (RFC 5465 5.4); saw {watch.saw()}")
     assert "\\nonexistent" not in got["CREATE"][1], f"the LIST for the created {created} says \\NonExistent: {got['CREATE']}"
-    assert "\\nonexistent" not in got["RENAME"][1], f"the LIST for the new name {renamed} says \\NonExistent: {got['RENAME']}"
+    assert "\\nonexistent" not in got["RENAME"][1], (f"the LIST for the new name {renamed} says \\NonExistent: "
+                                                     f"{got['RENAME']}")
     assert "\\nonexistent" in got["DELETE"][1], (f"the LIST for the deleted {renamed} must carry \\NonExistent "
                                                   f"(RFC 5465 5.4), attributes were ({' '.join(sorted(got['DELETE'][1]))})")
     if "OLDNAME" not in got["RENAME"][2].upper():

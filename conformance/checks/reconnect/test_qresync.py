@@ -9,12 +9,20 @@ import time
 
 import pytest
 
-from conformance.checks.support import (Blame, ChangeMaker, MailboxView, examine, find_code, full_sync, ground_truth,
-                                        populate, select)
+from conformance.checks.support import (
+    Blame,
+    ChangeMaker,
+    MailboxView,
+    examine,
+    find_code,
+    full_sync,
+    ground_truth,
+    populate,
+    select,
+)
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import (format_uid_set, parse_exists, parse_fetch, parse_vanished, quote,
-                                            response_code)
+from conformance.protocols.imapwire import format_uid_set, parse_exists, parse_fetch, parse_vanished, quote, response_code
 
 from .resync import apply_responses, change_mailbox, quick_resync
 

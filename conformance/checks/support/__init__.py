@@ -25,8 +25,7 @@ checks (push timelines, quick resync, S/MIME comparison rows).
 from . import untagged
 from .blame import Blame, refuse
 from .changes import ChangeMaker, message
-from .imap import (Appended, Selected, append, examine, fetch_items, fetch_uid, find_code, populate, search_uids,
-                   select, uids)
+from .imap import Appended, Selected, append, examine, fetch_items, fetch_uid, find_code, populate, search_uids, select, uids
 from .sync import MailboxView, full_sync, ground_truth, norm_flags, view_from_select
 from .untagged import Watch, wait_for_untagged
 

@@ -24,9 +24,10 @@ def message(n: int | str = 1) -> bytes:
 
 
 class ChangeMaker:
-    """A direct connection for ``account`` that appends, flags and expunges; ``conn`` is there for anything else."""
+    """A direct connection for ``account`` that appends, flags and expunges; ``conn`` is there for anything else.
+    Each command waits at most ``timeout`` seconds (default: the run's ``--deadline``)."""
 
-    def __init__(self, case: Any, *, account: int = 0, label: str = "changer", timeout: float = 10.0) -> None:
+    def __init__(self, case: Any, *, account: int = 0, label: str = "changer", timeout: float | None = None) -> None:
         self.case = case
         self.conn: ImapConnection = case.imap(account, via_path=False, label=label, timeout=timeout)
 
