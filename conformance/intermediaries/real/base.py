@@ -85,7 +85,7 @@ class RealPath(NetworkPath):
         raise NotApplicable(f"{self.who} runs the real program, which cannot cut a connection after N octets "
                             "(use the emulated kill scenario)")
 
-    def blackhole(self) -> int:
+    def blackhole(self, endpoint: str | None = None) -> int:
         raise NotApplicable(f"{self.who} runs the real program, which cannot black-hole a connection on demand "
                             "(real-nat can; or use nat-idle:mode=silent)")
 

@@ -192,17 +192,21 @@ class NatPath(RealPath):
         return sock
 
     # -- faults on demand ------------------------------------------------------------------------
-    def live_client_ports(self) -> set[int]:
+    def live_client_ports(self, endpoint: str | None = None) -> set[int]:
         assert self.relays is not None
-        ports = {p.outer.getsockname()[1] for p in list(self.relays.pairs.values()) if p.kind == "entry"}
-        ports |= {s.getsockname()[1] for s in list(self.opened) if s.fileno() != -1}
+        ports = {p.outer.getsockname()[1] for p in list(self.relays.pairs.values())
+                 if p.kind == "entry" and endpoint in (None, p.endpoint)}
+        want = self.nat_address(endpoint)[1] if endpoint else None
+        ports |= {s.getsockname()[1] for s in list(self.opened)
+                  if s.fileno() != -1 and want in (None, s.getpeername()[1])}
         return ports
 
-    def blackhole(self) -> int:
-        """The router drops every packet of the live connections from now on (nftables), telling nobody."""
+    def blackhole(self, endpoint: str | None = None) -> int:
+        """The router drops every packet of the live connections (to ``endpoint`` when given) from now on
+        (nftables in the router's namespace), telling nobody."""
         if self.topology is None:
             raise HarnessError("real-nat is not running")
-        ports = sorted(self.live_client_ports())
+        ports = sorted(self.live_client_ports(endpoint))
         if not ports:
             return 0
         spec = ", ".join(map(str, ports))
