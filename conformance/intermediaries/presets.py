@@ -63,7 +63,8 @@ def load_presets(directory: Path = PRESETS_DIR) -> dict[str, Preset]:
                             full, quick = p["full"], p["quick"]
                         if not str(p.get("source", "")).strip():
                             raise BadInput(f"{where}: parameter {pname} has no source")
-                        params.append(PresetParam(el["intermediary"], pname, full, quick, " ".join(str(p["source"]).split())))
+                        source = " ".join(str(p["source"]).split())
+                        params.append(PresetParam(el["intermediary"], pname, full, quick, source))
                     elements.append((el["intermediary"], tuple(params)))
                 preset = Preset(raw["name"], raw["title"], " ".join(raw["environment"].split()), raw.get("draft", ""),
                                 tuple(elements))

@@ -216,8 +216,10 @@ def _load_builtin() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import builtin  # noqa: F401  registers the built-in intermediaries
-        from . import real  # noqa: F401  registers the real programs
+        from . import (
+            builtin,  # noqa: F401  registers the built-in intermediaries
+            real,  # noqa: F401  registers the real programs
+        )
 
 
 def describe_all(depth: str = "quick") -> list[dict[str, Any]]:

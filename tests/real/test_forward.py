@@ -6,7 +6,6 @@ import pytest
 
 from conformance.intermediaries.path import Blocked
 from conformance.intermediaries.real.forward import SQUID, TINYPROXY
-
 from tests.intermediaries.conftest import recv_until
 
 from .conftest import installed, target_for

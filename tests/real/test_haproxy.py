@@ -4,7 +4,6 @@ before the header), with haproxy's own log flags as the recorded action."""
 from __future__ import annotations
 
 from conformance.intermediaries.real.haproxy import HAPROXY
-
 from tests.intermediaries.conftest import outcome, recv_until
 
 from .conftest import http_get, installed, target_for

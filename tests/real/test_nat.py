@@ -10,7 +10,6 @@ import pytest
 
 from conformance.intermediaries.real.nat import describe_event
 from conformance.intermediaries.real.netns import dump_finished, dump_request, missing
-
 from tests.intermediaries.conftest import outcome, recv_until
 
 from .conftest import target_for

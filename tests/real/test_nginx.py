@@ -5,7 +5,6 @@ version and the kept log."""
 from __future__ import annotations
 
 from conformance.intermediaries.real.nginx import NGINX
-
 from tests.intermediaries.conftest import outcome, recv_until
 
 from .conftest import http_get, installed, target_for

@@ -7,7 +7,7 @@ import pytest
 from conformance.errors import BadInput, NotApplicable
 from conformance.intermediaries.path import NetworkPath
 from conformance.intermediaries.presets import describe_for_case, load_presets
-from conformance.intermediaries.real.calibrate import compare, load_pairs, Pair
+from conformance.intermediaries.real.calibrate import Pair, compare, load_pairs
 from conformance.intermediaries.real.program import Program
 from conformance.intermediaries.scenario import describe_all, parse_scenario
 from conformance.transcript import Transcript

@@ -64,4 +64,5 @@ class HaproxyPath(RealPath):
         self.running = Running(self.program, self.workdir, [binary, "-db", "-f", str(conf)], self.transcript, [],
                                RULES)
         self.running.start(ports)
-        self.record_program({"config": f"Debian 12 haproxy.cfg; changed: timeout client/server {self.params['timeout']:g} s"})
+        timeout = self.params["timeout"]
+        self.record_program({"config": f"Debian 12 haproxy.cfg; changed: timeout client/server {timeout:g} s"})

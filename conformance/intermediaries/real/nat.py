@@ -27,8 +27,7 @@ import weakref
 from ...errors import HarnessError, NotApplicable
 from ...transcript import Transcript
 from .base import RealPath
-from .netns import (CLIENT_ADDR, SERVER_ADDR, Topology, conntrack_socket, dump_finished, dump_request, missing,
-                    socket_in)
+from .netns import CLIENT_ADDR, SERVER_ADDR, Topology, conntrack_socket, dump_finished, dump_request, missing, socket_in
 from .program import Program
 from .relay import Relays
 
@@ -197,8 +196,12 @@ class NatPath(RealPath):
         ports = {p.outer.getsockname()[1] for p in list(self.relays.pairs.values())
                  if p.kind == "entry" and endpoint in (None, p.endpoint)}
         want = self.nat_address(endpoint)[1] if endpoint else None
-        ports |= {s.getsockname()[1] for s in list(self.opened)
-                  if s.fileno() != -1 and want in (None, s.getpeername()[1])}
+        for s in list(self.opened):
+            try:
+                if want in (None, s.getpeername()[1]):
+                    ports.add(s.getsockname()[1])
+            except OSError:  # closed or no longer connected
+                continue
         return ports
 
     def blackhole(self, endpoint: str | None = None) -> int:
