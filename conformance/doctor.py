@@ -155,8 +155,8 @@ def probe_dovecot_and_tls(lists: dict[str, tuple[str, list[str]]]) -> list[Findi
 
 
 def probe_cyrus(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
-    from .providers.cyrus import VARIANTS, cache_root, find_build
     from .errors import HarnessError
+    from .providers.cyrus import VARIANTS, cache_root, find_build
 
     _, libs = lists.get("jmap", ("", []))
     missing_libs = dpkg_missing(libs) or []
@@ -310,7 +310,8 @@ def probe_chromium(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
     _, packages = lists.get("reports", ("", ["chromium"]))
     seen = first_line([path, "--version"]) if Path(path).exists() else ""
     return [Finding("Chromium", "the project's browser tests (tests/reports, tests/site)",
-                    bool(seen), version_of(seen, "Chromium") if seen else f"{path} not found", "" if seen else apt_fix(packages), False,
+                    bool(seen), version_of(seen, "Chromium") if seen else f"{path} not found",
+                    "" if seen else apt_fix(packages), False,
                     [] if seen else packages)]
 
 

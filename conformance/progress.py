@@ -32,7 +32,8 @@ def result_line(r: dict[str, Any]) -> str:
     style = VERDICT_STYLE.get(r["verdict"], "default")
     msg = r["message"]
     return (f"[{style}]{r['verdict']:>14}[/] {escape(r['check'])} [dim]{escape(r['target'])} | "
-            f"{escape(r['scenario'])} {r['duration_s']:.2f}s[/]" + (f"  {escape(msg)}" if msg and r["verdict"] != "pass" else ""))
+            f"{escape(r['scenario'])} {r['duration_s']:.2f}s[/]"
+            + (f"  {escape(msg)}" if msg and r["verdict"] != "pass" else ""))
 
 
 def short_name(nodeid: str) -> str:
@@ -45,7 +46,9 @@ def short_name(nodeid: str) -> str:
 
 def fmt_duration(seconds: float) -> str:
     seconds = max(0, int(seconds + 0.5))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if seconds < 3600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def wants_live(console) -> bool:
@@ -169,7 +172,9 @@ class LiveProgress(LineProgress):
         head.add_column(width=40)
         head.add_column(no_wrap=True)
         eta = t.eta(now)
-        timing = f"{fmt_duration(now - t.started)} elapsed" + (f", about {fmt_duration(eta)} left" if eta is not None else "")
+        timing = f"{fmt_duration(now - t.started)} elapsed"
+        if eta is not None:
+            timing += f", about {fmt_duration(eta)} left"
         count = f"{t.done}/{total}" if total else f"{t.done}/?"
         head.add_row(Text("lemonade run", style="bold"), ProgressBar(total=total or None, completed=t.done, width=40),
                      Text(f"{count} checks  {timing}"))

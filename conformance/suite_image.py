@@ -3,8 +3,9 @@
 Built locally like the server images (no registry): ``scripts/build-images suite``. The build context is
 made here: ``image/Dockerfile`` and ``image/entrypoint.sh``, the Debian packages of the embedded Dovecot
 (``apt.d/core.txt``), the dependencies' wheels (``pip wheel``, so pip's cache serves a rebuild) and the suite's
-wheel (``pip wheel``, the same build as ``python -m build``). The image is tagged ``lemonade/suite:<hash of the sources>`` (reused when present)
-and also ``:<version>`` and ``:latest``. Building needs the checkout (the sources of the wheel).
+wheel (``pip wheel``, the same build as ``python -m build``). The image is tagged
+``lemonade/suite:<hash of the sources>`` (reused when present) and also ``:<version>`` and ``:latest``.
+Building needs the checkout (the sources of the wheel).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def prune_older(keep: str) -> None:
 
 def build(force: bool = False, timings: dict[str, float] | None = None) -> str:
     """The image of this checkout, built (with its base) when its tag is missing; returns the tag."""
-    from .providers.container import build_lock, docker_build, ensure_base, image_exists, log, STATE_DIR
+    from .providers.container import STATE_DIR, build_lock, docker_build, ensure_base, image_exists, log
 
     timings = timings if timings is not None else {}
     root = checkout_root()

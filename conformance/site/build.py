@@ -141,7 +141,8 @@ class Site:
     # -- pages ---------------------------------------------------------------------------------
     def page(self, rel: str, inputs: Any, render: Callable[[], dict[str, str] | str]) -> None:
         """Write ``rel`` (and the extra files ``render`` may return) unless its inputs are unchanged."""
-        h = hashlib.sha256(self.renderer.encode() + json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        key = self.renderer.encode() + json.dumps(inputs, sort_keys=True, default=str).encode()
+        h = hashlib.sha256(key).hexdigest()[:16]
         self.pages[rel] = h
         if self.state.get("pages", {}).get(rel) == h and (self.out / rel).is_file():
             self.outcome.skipped += 1
@@ -158,7 +159,8 @@ class Site:
         t0 = time.monotonic()
         env = environment()
         entries = self.ordered()
-        subjects = sorted({(s.name, s.role) for e in entries for s in e.subjects}, key=lambda s: (s[1] != "server", s[0].lower()))
+        subjects = sorted({(s.name, s.role) for e in entries for s in e.subjects},
+                          key=lambda s: (s[1] != "server", s[0].lower()))
         hist_path = {s: f"history/{slug(s[0])}{'' if s[1] == 'server' else '-client'}.html" for s in subjects}
         self.hist_path = hist_path
         all_inputs = [(e.key, e.hash) for e in entries]

@@ -95,7 +95,9 @@ def test_sdist_and_wheel_carry_the_data_templates_and_schema(installed):
     assert any(n.startswith("conformance/_data/profiles/requirements/") for n in names)
     for needed in ("conformance/report/templates/report.html.j2", "conformance/report/templates/_style.css",
                    "conformance/schema/results.schema.json", "conformance/site/templates/index.html.j2",
-                   "conformance/_data/servers/dovecot/dovecot.conf.j2", "conformance/_data/apt.d/core.txt"):
+                   "conformance/_data/servers/dovecot/dovecot.conf.j2", "conformance/_data/apt.d/core.txt",
+                   "conformance/_data/profiles/presets/field.yaml", "conformance/intermediaries/real/pairs.yaml",
+                   "conformance/intermediaries/real/templates/nginx.conf.j2"):
         assert needed in names, needed
     info = zipfile.ZipFile(installed.wheel).getinfo("conformance/_data/servers/cyrus/private-log.sh")
     assert info.external_attr >> 16 & 0o111, "the executable bit of a server script is lost"
@@ -122,7 +124,8 @@ def test_installed_lemonade_works_from_any_directory(installed, mailserver, tmp_
     d = installed.lemonade("doctor", "--format", "json", cwd=tmp_path)
     doctor = json.loads(d.stdout)
     assert d.returncode == 0 and doctor["default_run_ready"] is True, d.stdout + d.stderr
-    assert "data from the wheel" in next(f["detail"] for f in doctor["findings"] if f["part"].startswith("lemonade-conformance"))
+    package = next(f for f in doctor["findings"] if f["part"].startswith("lemonade-conformance"))
+    assert package["detail"] == "data from the wheel"
 
     # the embedded Dovecot, reports under the current directory
     embedded = installed.lemonade("run", "-k", "capability_code or store_capabilities", cwd=tmp_path)
@@ -157,7 +160,8 @@ def gitlab_steps() -> tuple[dict[str, str], int, list[str]]:
     ci = yaml.safe_load((RECIPES / "gitlab-ci.yml").read_text())
     scripts = [line for job in ("conformance", "merge") for line in ci[job]["script"]
                if re.search(r"\blemonade (run|merge)\b", line)]
-    return {k: str(v) for k, v in ci["variables"].items() if k.startswith("LEMONADE_")}, ci["conformance"]["parallel"], scripts
+    variables = {k: str(v) for k, v in ci["variables"].items() if k.startswith("LEMONADE_")}
+    return variables, ci["conformance"]["parallel"], scripts
 
 
 def project(tmp_path: Path, mailserver, name: str, target=None) -> Path:
