@@ -196,9 +196,8 @@ class JmapClient:
         return data
 
     def one(self, name: str, args: dict[str, Any], using: list[str] | None = None) -> tuple[str, Obj]:
-        """A single method call; (response name, arguments). The arguments of a standard method's answer must carry
-        the members every such answer has (accountId, state or newState: RFC 8620 5, RFC 8621 4.8): a server that
-        leaves one out fails with the member named."""
+        """A single method call; (response name, arguments as ``Obj``: reading a member a standard method's answer
+        must carry, and the server left out, fails naming it and its RFC section)."""
         data = self.call([[name, args, "c0"]], using)
         return invocation(data["methodResponses"][0])
 

@@ -5,8 +5,9 @@ Sans-IO. ``Obj`` is a dict (so ``json.dumps``, ``==`` and ``.get`` behave as usu
 (``obj.str("state")``, ``obj.list("ids")``, ``obj.obj("created")``) raise ``MissingMember``/``MistypedMember``
 (``ProtocolViolation``s: the server's fault) with where the object came from: ``Email/get response has no 'state'
 member (RFC 8620 5.1: state: String)``. ``Arr`` does the same for arrays indexed past their end. ``schema`` gives the
-types the RFC declares for the members of one kind of object; they are checked when a member is read (``require``
-checks a list of them at once, for what a client must rely on in every answer of a kind).
+types the RFC declares for the members of one kind of object; they are checked when a member is read, never before:
+a check fails for what it relies on, and a member no check reads (say Cyrus 3.6 leaving ``newState`` out of its
+Email/import answers) does not fail the checks of unrelated requirements that happen to import a message.
 """
 
 from __future__ import annotations
@@ -35,21 +36,21 @@ RESPONSE = {"methodResponses": list, "sessionState": str}
 UPLOAD = {"accountId": str, "blobId": str, "type": str, "size": int}
 STATE_CHANGE = {"@type": str, "changed": dict}
 
-# method-response kind (by the method name's suffix) -> (RFC section, members, members every answer must carry)
-METHODS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
-    "/get": ("RFC 8620 5.1", GET, ("accountId", "state")),
-    "/changes": ("RFC 8620 5.2", CHANGES, ("accountId", "oldState", "newState")),
-    "/set": ("RFC 8620 5.3", SET, ("accountId", "newState")),
-    "/copy": ("RFC 8620 5.4", SET, ("accountId", "newState")),
-    "/query": ("RFC 8620 5.5", QUERY, ("accountId",)),
-    "/queryChanges": ("RFC 8620 5.6", {"accountId": str, "oldQueryState": str, "newQueryState": str}, ("accountId",)),
-    "Email/import": ("RFC 8621 4.8", IMPORT, ("accountId", "newState")),
-    "Email/parse": ("RFC 8621 4.9", {"accountId": str}, ("accountId",)),
+# method-response kind (by the method name's suffix) -> (RFC section, the members' types)
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "/get": ("RFC 8620 5.1", GET),
+    "/changes": ("RFC 8620 5.2", CHANGES),
+    "/set": ("RFC 8620 5.3", SET),
+    "/copy": ("RFC 8620 5.4", SET),
+    "/query": ("RFC 8620 5.5", QUERY),
+    "/queryChanges": ("RFC 8620 5.6", {"accountId": str, "oldQueryState": str, "newQueryState": str}),
+    "Email/import": ("RFC 8621 4.8", IMPORT),
+    "Email/parse": ("RFC 8621 4.9", {"accountId": str}),
 }
 
 
-def method_kind(name: str) -> tuple[str, dict[str, Any], tuple[str, ...]] | None:
-    """(RFC section, member types, always-required members) of a method's response, None for others."""
+def method_kind(name: str) -> tuple[str, dict[str, Any]] | None:
+    """(RFC section, member types) of a method's response, None for others."""
     if name in METHODS:
         return METHODS[name]
     for suffix, spec in METHODS.items():
@@ -186,10 +187,10 @@ def read_object(value: Any, where: str, section: str, schema: dict[str, Any] | N
 
 
 def method_response(name: str, args: Any, call_id: str = "") -> Obj:
-    """The arguments of a method response, checked for the members every answer of its kind carries."""
+    """The arguments of a method response as ``Obj``, with the section and member types of its kind."""
     kind = method_kind(name)
     where = f"{name} response" + (f" (call {call_id})" if call_id else "")
     if kind is None:
         return read_object(args, where, "RFC 8620 3.4")
-    section, schema, required = kind
-    return read_object(args, where, section, schema).require(*required)
+    section, schema = kind
+    return read_object(args, where, section, schema)

@@ -138,7 +138,10 @@ def test_method_error_in_place(case):
 def test_get_state_changes(case):
     """Email/get's state string changes when an email is imported."""
     c = client(case)
-    before = c.state("Email")
+    got = c.ok("Email/get", {"accountId": c.account_id, "ids": []})
+    assert got.str("accountId") == c.account_id, (
+        f"Email/get answered for account {got['accountId']!r}, asked for {c.account_id!r} (RFC 8620 5.1)")
+    before = got.str("state")
     created = c.import_email(sample_message("state change"), c.mailbox_id())
     after = c.state("Email")
     assert after != before, f"Email state stayed {before!r} after importing {created['id']}"
@@ -197,9 +200,9 @@ def walk_changes(c, since: str, max_changes: int, limit: int = 200):
             else:
                 destroyed.add(i)
             updated.discard(i)
-        if args.get("newState") == state and args.get("hasMoreChanges"):
+        if args.str("newState") == state and args.get("hasMoreChanges"):
             raise ConformanceFailure(f"Email/changes returned hasMoreChanges with an unchanged state {state!r}")
-        state = args.get("newState")
+        state = args.str("newState")
         if not args.get("hasMoreChanges"):
             break
     return created, updated, destroyed, pages, state

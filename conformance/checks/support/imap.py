@@ -8,6 +8,7 @@ server refuses the step; the default is the harness's, as for a set-up step.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from conformance.protocols.imap import CommandResult, ImapConnection
@@ -183,11 +184,12 @@ def populate(conn: ImapConnection, mailbox: str, count: int, *, size: int = 120,
     multi = "MULTIAPPEND" in caps
     plus = "LITERAL+" in caps or "LITERAL-" in caps
     done = 0
+    unique = uuid.uuid4().hex[:10]  # a server may deduplicate by Message-ID: each run's messages are new ones
     while done < count:
         n = min(batch if multi else 1, count - done)
         parts = []
         for i in range(done, done + n):
-            body = f"Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@lemonade.test>\r\n\r\n".encode()
+            body = f"Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}.{unique}@lemonade.test>\r\n\r\n".encode()
             body += b"x" * max(0, size - len(body) - 2) + b"\r\n"
             parts.append(body)
         if plus:
