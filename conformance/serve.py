@@ -77,6 +77,7 @@ class Served:
     path: Any = None
     direct_only: dict[str, str] = field(default_factory=dict)  # endpoints the scenario does not carry -> their URL
     proxy_url: str | None = None  # an explicit HTTP proxy clients must use (https-only, inspecting, real-squid)
+    path_ca: str | None = None  # the CA of a path that terminates TLS itself (an https reverse proxy, inspecting)
 
     def alive(self) -> str | None:
         """Why the server is gone, or None while its process runs."""
@@ -118,10 +119,10 @@ def start(spec: str, scenario: str | None, depth: str, logs: Path | None, stream
                 except Exception:  # noqa: BLE001 - NotApplicable: the scenario does not carry this endpoint
                     served.direct_only[name] = ep.url
             served.proxy_url = path.proxy_url
-            tls = server.tls
-            if path.ca_file:  # the path terminates TLS with its own CA: clients must trust that one
-                tls = replace(tls, ca_file=path.ca_file, verify=True)
-            served.target = replace(server, name=f"{server.name} via {parsed}", endpoints=endpoints, tls=tls)
+            served.path_ca = path.ca_file
+            # the target's own TLS settings stay: a path that terminates TLS (jmap behind a reverse proxy) does so
+            # with its own CA, but TCP endpoints pass through with the server's certificate (see describe())
+            served.target = replace(server, name=f"{server.name} via {parsed}", endpoints=endpoints)
     except BaseException:
         served.stop()
         raise
@@ -141,6 +142,9 @@ def describe(served: Served, written: Path | None) -> str:
         out.append(f"#   {name:<11} {url}  (not carried by the scenario: the server itself)")
     if served.proxy_url:
         out.append(f"#   proxy       {served.proxy_url}  (explicit HTTP proxy: clients reach the endpoints through it)")
+    if served.path_ca:
+        out.append(f"# the scenario terminates TLS for HTTP with its own CA: {served.path_ca} (TCP endpoints keep the "
+                   "server's certificate; the target file keeps the server's TLS settings)")
     for a in t.accounts:
         out.append(f"# account: {a.username}")
     if written is not None:

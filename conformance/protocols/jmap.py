@@ -136,8 +136,9 @@ class JmapClient:
                                  f"{url} itself, not through the scenario's path")
             return url
         new = u._replace(netloc=home.netloc).geturl()
-        self.transcript.note(f"{what}, another address of the same server; followed through the scenario's path "
-                             f"at {home.netloc} (the target's address and TLS settings hold): {new}")
+        via = "through the scenario's path" if self.leg != "direct" else "directly"
+        self.transcript.note(f"{what}, another address of the same server: followed {via} at {home.netloc}, where "
+                             f"this client reaches the target (its address and TLS settings hold): {new}")
         return new
 
     # -- session ----------------------------------------------------------------------------------

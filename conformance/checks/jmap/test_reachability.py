@@ -121,10 +121,10 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
     def login():
         sock = case.path.open(endpoint)
         conn = case.adopt(PathImap(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
-                                   ssl_context=tls_context(case), label=f"{endpoint}-reach", leg=case.path.leg))
+                                   ssl_context=tls_context(case, endpoint), label=f"{endpoint}-reach", leg=case.path.leg))
         conn.read_greeting()
         if endpoint == "imap" and "STARTTLS" in conn.capability():
-            res = conn.starttls(tls_context(case))
+            res = conn.starttls(tls_context(case, endpoint))
             if not res.ok:
                 raise ConformanceFailure(f"STARTTLS refused: {res.tagged.first_line}")
         res = conn.login(acct.username, acct.password)
@@ -178,7 +178,7 @@ def _submission_row(case, m: Matrix) -> None:
             raise ConformanceFailure(f"submission greeting {code}")
         smtp.ehlo("client.test")
         if smtp.has_extn("starttls"):
-            ctx = tls_context(case)
+            ctx = tls_context(case, "submission")
             smtp.starttls(context=ctx)
             smtp.ehlo("client.test")
         smtp.login(acct.username, acct.password)

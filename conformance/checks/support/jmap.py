@@ -32,10 +32,12 @@ from conformance.protocols.jmap import (
 )
 
 
-def tls_context(case):
-    """The TLS context for a raw stream through the path: trust the path's own CA when it terminates TLS."""
+def tls_context(case, endpoint: str = "jmap"):
+    """The TLS context for a raw connection to ``endpoint`` through the path: the path's own CA where the path
+    terminates TLS (an explicit TLS-inspecting proxy: every tunnel; a reverse proxy: only the HTTP endpoint it serves
+    over https), else the target's own TLS settings (``verify``, ``ca_file``), which hold on every other leg."""
     ca = getattr(case.path, "ca_file", None)
-    if ca:
+    if ca and (endpoint == "jmap" or getattr(case.path, "forward_proxy", None) is not None):
         ctx = ssl.create_default_context(cafile=ca)
         ctx.check_hostname = False
         return ctx
@@ -184,6 +186,8 @@ def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no
                  last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0) -> EventStream:
     """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read."""
     url = event_source_url(c, types, closeafter, ping)
+    # the stream goes where this client reaches the target; a URL naming another address of it is noted (route)
+    c.route(urlsplit(url)._replace(scheme=urlsplit(c.base_url).scheme).geturl(), f"eventSourceUrl {url}")
     scheme, _, _, target = split_url(url)
     sock, host = _open(case, urlsplit(c.base_url).scheme)
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
@@ -221,6 +225,9 @@ def websocket(case, c: JmapClient, *, label: str = "ws", subprotocols: list[str]
     """A WebSocket to the JMAP endpoint through the path, asking for ``subprotocols`` (jmap), upgraded unless
     ``handshake`` is False; see ``require_accepted``."""
     url = websocket_url(c)
+    home = urlsplit(c.base_url)
+    # the stream goes where this client reaches the target; a URL naming another address of it is noted (route)
+    c.route(urlsplit(url)._replace(scheme=home.scheme).geturl(), f"the websocket url {url}")
     _, _, _, target = split_url(url)
     sock, host = _open(case, urlsplit(c.base_url).scheme)
     ws = JmapWebSocket(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg,
