@@ -94,7 +94,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # validate everything before starting anything: bad input is exit 2 with one clear line
     try:
         catalog = load_catalog()
-        profiles = args.profile or sorted(catalog.profiles)
+        if args.client:
+            from .subjects.adapters import find_adapter
+
+            for c in args.client:
+                find_adapter(c)
+        # a client run judges clients: by default against the client profile only
+        profiles = args.profile or (["client-intermediary"] if args.client else sorted(catalog.profiles))
         for p in profiles:
             catalog.profile(p)
         scenarios = [str(parse_scenario(s, args.depth)) for s in args.scenario]
@@ -158,8 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                    "--lemonade-output", str(out), "--lemonade-depth", args.depth]
     for t in targets:
         pytest_args += ["--lemonade-target", t]
-    for p in args.profile:
+    for p in profiles if args.client else args.profile:
         pytest_args += ["--lemonade-profile", p]
+    for c in args.client:
+        pytest_args += ["--lemonade-client", c]
     for s in args.scenario:
         pytest_args += ["--lemonade-scenario", s]
     if args.k:
@@ -169,7 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
     con = console()
-    con.print(f"[bold]lemonade run[/] targets={', '.join(names.values())} profiles={', '.join(profiles)} "
+    if args.client:
+        run_meta["clients"] = client_descriptions(args.client)
+        (out / "run.json").write_text(json.dumps(run_meta, indent=1))
+    con.print(f"[bold]lemonade run[/] {'clients=' + ','.join(args.client) + ' ' if args.client else ''}"
+              f"targets={', '.join(names.values())} profiles={', '.join(profiles)} "
               f"depth={args.depth} -> {out}", markup=True)
     t0 = time.monotonic()
     rc = pytest.main(pytest_args, plugins=[ProgressPrinter()])
@@ -186,6 +198,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .results import exit_code
 
     return exit_code(doc)
+
+
+def client_descriptions(specs: list[str]) -> list[dict[str, Any]]:
+    """What results.json says about each client under test (name, version, what it supports)."""
+    from .subjects.adapters import find_adapter
+
+    return [find_adapter(c).describe() for c in specs]
 
 
 def target_descriptions(out: Path, targets: list[str], names: dict[str, str]) -> list[dict[str, Any]]:
@@ -291,6 +310,29 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clients(args: argparse.Namespace) -> int:
+    from .subjects.adapters import load_adapters
+
+    try:
+        rows = [a.describe() for a in load_adapters().values()]
+    except BadInput as e:
+        return die(str(e))
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="clients under test (adapters in clients/<name>/; lemonade run --client NAME)")
+    for col in ("name", "version", "protocols", "supports", "cases", "package"):
+        table.add_column(col)
+    for r in rows:
+        version = r["version"] or ("[red]not installed[/]" if not r["installed"] else "?")
+        table.add_row(r["name"], version, ", ".join(r["protocols"]), ", ".join(r["supports"]), ", ".join(r["cases"]),
+                      r["package"])
+    console().print(table)
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from .profiles_cli import profiles_list, profiles_show
 
@@ -364,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", action="append", default=[], help="dovecot (default) or a target file; repeatable")
     r.add_argument("--profile", action="append", default=[], help="select checks by profile; repeatable (default: all)")
     r.add_argument("--scenario", action="append", default=[], help="scenario string; repeatable (default: per check)")
+    r.add_argument("--client", action="append", default=[], help="judge this client program (adapter name from "
+                   "'lemonade clients list', or an adapter folder); repeatable; the targets become partner servers")
     r.add_argument("--depth", choices=("quick", "full"), default="quick")
     r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
     r.add_argument("-k", help="pytest -k expression over check names")
@@ -378,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list"])
     s.add_argument("--format", choices=["text", "json"], default="text")
     s.set_defaults(fn=cmd_scenarios)
+    cl = sub.add_parser("clients", help="client programs the suite can judge (adapters), their versions and support")
+    cl.add_argument("action", choices=["list"])
+    cl.add_argument("--format", choices=["text", "json"], default="text")
+    cl.set_defaults(fn=cmd_clients)
     p = sub.add_parser("profiles", help="requirement profiles and their coverage")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("name", nargs="?")

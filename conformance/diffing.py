@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadInput
-from .results import FAILING, SCHEMA_VERSION, summarize
+from .results import FAILING, SCHEMA_VERSION, case_key, summarize
 
 BAD = set(FAILING)  # fail, xpass
 
 
 def case_id(r: dict[str, Any]) -> str:
-    return f"{r['check']}|{r['target']}|{r['scenario']}"
+    return case_key(r)
 
 
 @dataclass

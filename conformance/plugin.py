@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-output", default=None, help="run directory (results.d/ is appended to)")
     g.addoption("--lemonade-shard", default=None, help="i/n: run only this deterministic share of the cases")
     g.addoption("--lemonade-rerun-prefix", default="lemonade run", help="command shown to rerun one case")
+    g.addoption("--lemonade-client", action="append", default=[],
+                help="client under test (adapter name or folder; repeatable): the run judges clients, the targets "
+                     "are their partner servers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -80,13 +83,19 @@ class RunState:
         self.targets: dict[str, Any] = {}
         self.target_errors: dict[str, str] = {}
         self.rerun_prefix = config.getoption("--lemonade-rerun-prefix")
+        from .subjects.plugin import ClientSelection
+
+        try:
+            self.clients = ClientSelection.from_specs(config.getoption("--lemonade-client"))
+        except BadInput as e:
+            raise pytest.UsageError(str(e)) from None
 
     def target(self, spec: str):
         if spec in self.target_errors:
             raise HarnessError(self.target_errors[spec])
         if spec not in self.targets:
             try:
-                prov = provider_for(spec, self.depth, self.output / "logs")
+                prov = provider_for(spec, self.depth, self.output / "logs", **self.clients.partner_settings(spec))
                 self.providers[spec] = prov
                 self.targets[spec] = prov.start()
                 name = self.target_names[spec]
@@ -147,10 +156,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if state is None or "lemonade_case_param" not in metafunc.fixturenames:
         return
     params, ids = [], []
+    judges_client = "client_under_test" in metafunc.fixturenames
+    subjects = state.clients.names() if judges_client else [None]
+    if judges_client != bool(state.clients):
+        subjects = []  # a run judges either clients (--client) or servers: the other role's checks do not run
     for spec in state.target_specs:
         for sc in scenarios_for(state, metafunc.definition):
-            params.append((spec, sc))
-            ids.append(f"{state.target_names[spec]}|{sc}")
+            for client in subjects:
+                params.append((spec, sc) if client is None else (spec, sc, client))
+                ids.append(f"{state.target_names[spec]}|{sc}" if client is None
+                           else f"{client}@{state.target_names[spec]}|{sc}")
     metafunc.parametrize("lemonade_case_param", params, ids=ids, indirect=True)
 
 
@@ -254,8 +269,10 @@ PHASES = pytest.StashKey[dict]()
 
 
 def rerun_command(state: RunState, item: pytest.Item, depth: str | None = None) -> str:
-    spec, sc = item.callspec.params.get("lemonade_case_param", ("dovecot", "direct")) if hasattr(item, "callspec") else ("dovecot", "direct")
-    parts = [state.rerun_prefix, "--target", spec, "--scenario", str(sc), "--depth", depth or state.depth,
+    param = item.callspec.params.get("lemonade_case_param", ("dovecot", "direct")) if hasattr(item, "callspec") else ("dovecot", "direct")
+    spec, sc = param[:2]
+    parts = [state.rerun_prefix, *(["--client", param[2]] if len(param) > 2 else []), "--target", spec,
+             "--scenario", str(sc), "--depth", depth or state.depth,
              "-k", item.originalname if hasattr(item, "originalname") else item.name]
     return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
 
@@ -277,7 +294,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     except OSError as e:  # the run directory vanished: say so, keep going
         item.config.issue_config_time_warning(pytest.PytestWarning(f"cannot append result: {e}"), stacklevel=2)
     report.user_properties.append(("lemonade_result", {
-        "check": result.check, "target": result.target, "scenario": result.scenario, "verdict": result.verdict,
+        "check": result.check, "target": result.target if result.role == "server" else f"{result.subject}@{result.target}", "scenario": result.scenario, "verdict": result.verdict,
         "message": result.message.splitlines()[0][:160] if result.message else "", "duration_s": result.duration_s,
         "requirements": result.requirements}))
 
@@ -306,7 +323,9 @@ def classify(excinfo) -> str:
 
 def build_result(state: RunState, item: pytest.Item, phases: dict) -> Result:
     ctx: CaseContext | None = item.stash.get(CASE, None)
-    spec, sc = item.callspec.params["lemonade_case_param"]
+    param = item.callspec.params["lemonade_case_param"]
+    spec, sc = param[:2]
+    client = param[2] if len(param) > 2 else None
     reqs = [a for m in item.iter_markers("requirement") for a in m.args]
     profiles = [p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)]
     levels = [state.catalog.level(r, profiles) for r in reqs]
@@ -355,6 +374,7 @@ def build_result(state: RunState, item: pytest.Item, phases: dict) -> Result:
         verdict=verdict, message=message, duration_s=round(duration, 3), evidence=evidence, level=level,
         profiles=profiles, nodeid=item.nodeid, rerun=rerun_command(state, item),
         started=round(ctx.started if ctx else time.time(), 3),
+        subject=client or target_label, role="client" if client else "server",
     )
 
 
@@ -376,3 +396,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is not None:
         state.stop()
 
+
+
+from .subjects.plugin import client_under_test  # noqa: E402,F401  the fixture of client checks

@@ -36,13 +36,24 @@ class Result:
     rerun: str = ""
     started: float = 0.0
     worker: str = ""
+    subject: str = ""  # what the result judges: the server's (target's) name, or the client's under --client
+    role: str = "server"  # server | client
+
+    def __post_init__(self) -> None:
+        self.subject = self.subject or self.target
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def case_id(self) -> str:
-        return f"{self.check}|{self.target}|{self.scenario}"
+        return case_key(self.as_dict())
+
+
+def case_key(r: dict[str, Any]) -> str:
+    """check|target|scenario for a server result; check|client@target|scenario for a client result."""
+    target = f"{r.get('subject')}@{r['target']}" if r.get("role") == "client" else r["target"]
+    return f"{r['check']}|{target}|{r['scenario']}"
 
 
 class ResultsWriter:
