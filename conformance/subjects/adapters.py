@@ -53,7 +53,7 @@ class Adapter:
             from importlib import metadata
 
             try:
-                return f"{self.package.removeprefix('pypi:')} {metadata.version(self.package.removeprefix('pypi:'))}"
+                return metadata.version(self.package.removeprefix('pypi:'))
             except metadata.PackageNotFoundError:
                 return ""
         return probe_version(self.version_command)
@@ -74,7 +74,7 @@ def probe_version(command: tuple[str, ...]) -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     for line in (p.stdout + "\n" + p.stderr).splitlines():
-        if m := re.search(r"\d+\.\d+(?:[.\w+~-]*\w)?", line):
+        if m := re.search(r"\d+\.\d+(?:[.\w~-]*\w)?", line):
             return m.group(0)[:40]
     return ""
 

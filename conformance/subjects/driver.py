@@ -86,6 +86,8 @@ class ClientSession:
         if "imap" in self.adapter.protocols:
             # STARTTLS on the cleartext port when the client can do it, else implicit TLS
             order = ("imap", "imaps") if "starttls" in self.adapter.supports else ("imaps",)
+            if self.case.path.forward_proxy is not None and "imaps" in self.adapter.supports:
+                order = ("imaps", "imap")  # behind an HTTP proxy a user picks the port a firewall lets through
             for name in order:
                 if target.endpoint(name) is not None and self.case.scenario.supports(name):
                     return name

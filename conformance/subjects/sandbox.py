@@ -224,6 +224,14 @@ class SandboxedProcess:
             self._terminate(reason)
         return self._finish()
 
+    def kill(self, reason: str = "killed by the suite") -> int | None:
+        """SIGKILL the whole play at once (a crash or an out-of-memory kill, no chance to clean up)."""
+        with self._lock:
+            if not self.stopped_by:
+                self.stopped_by = reason
+        self._signal_all(signal.SIGKILL)
+        return self._finish()
+
     def _terminate(self, reason: str) -> None:
         with self._lock:
             if self.stopped_by or self.proc is None:
