@@ -22,7 +22,7 @@ def test_no_loss_no_duplicate(case, scenario, session, mailbox, wire):
         wire.kill_after(8000, side="server", how="rst")  # the next connection is reset mid-download
         case.note("armed: the next connection is reset after 8000 octets from the server")
     first = session.play("sync", timeout=40)
-    interrupted.append(f"play 1 (connection cut) exit {first.exit_code}")
+    interrupted.append(f"play 1 ({'connection cut' if scenario.element('kill') else str(scenario)}) exit {first.exit_code}")
     mids += mailbox.append_many("sync-b", 12, size=2048)
     second = session.start("sync", wall_s=40)
     session.wait_for({mids[-1]}, 0.6, second)  # let it get going, then kill it without warning
