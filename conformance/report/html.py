@@ -36,7 +36,8 @@ def rank(verdict: str) -> int:
 
 
 def anchor(r: dict[str, Any]) -> str:
-    key = f"{r.get('check')}|{r.get('target')}|{r.get('scenario')}"
+    target = f"{r.get('subject')}@{r.get('target')}" if r.get("role") == "client" else r.get("target")
+    key = f"{r.get('check')}|{target}|{r.get('scenario')}"
     return "r-" + hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
