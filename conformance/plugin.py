@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "uses(*endpoints): endpoints the check needs (imap, imaps, submission, jmap)")
     config.addinivalue_line("markers", "scenarios(*specs): scenarios the check is meaningful under (default: direct)")
     config.addinivalue_line("markers", "depth(name): only run at this depth; skipped with the command otherwise")
+    config.addinivalue_line("markers", "long_wait: the check observes for a long time; scheduled first")
     if not config.getoption("--lemonade-output", None):
         return
     state = RunState(config)
@@ -194,6 +195,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError("checks name requirements that are not in profiles/:\n  " + "\n  ".join(unknown))
     if drop:
         config.hook.pytest_deselected(items=drop)
+    from .subjects.plugin import long_waits_first
+
+    long_waits_first(keep)
     items[:] = keep
 
 

@@ -113,7 +113,7 @@ if e.case == "sync":
     sys.exit(0)
 log("listening on the EventSource stream")
 for event in client.events:
-    changed = {t for acct in event.changed.values() for t in (acct.to_dict() if hasattr(acct, "to_dict") else acct)}
-    log(f"state event {event.id}: {sorted(changed)}")
-    if "Email" in changed or not changed:
+    email = any(ts.email for ts in event.data.changed.values())
+    log(f"state event {event.id}: Email {'changed' if email else 'unchanged'}")
+    if email:
         sync(st)

@@ -10,6 +10,7 @@ through the suite's own IMAP client on a direct connection (never through the pa
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import sysconfig
 import time
@@ -61,7 +62,7 @@ class ClientSession:
     """A client under test inside one check (``case``): its plays and its deliveries."""
 
     def __init__(self, case, adapter: Adapter, *, account: int = 0, mailbox: str = "INBOX",
-                 endpoint: str | None = None, limits: Limits | None = None, ca_file: str | None = None) -> None:
+                 endpoint: str | None = None, limits: Limits | None = None, ca_file: list[str] | None = None) -> None:
         self.case = case
         self.adapter = adapter
         self.account = case.account(account)
@@ -72,7 +73,11 @@ class ClientSession:
         dirs = make_dirs(self.root, ("output", "state"))
         self.output_dir, self.state_dir = dirs["output"], dirs["state"]
         self.password_file = write_secret(self.root / "password", self.account.password)
-        self.ca_file = ca_file or self._ca_file()
+        # a copy the client user can read (the path's CA sits in the case's private directory)
+        ca_copy = self.root / "ca.pem"
+        ca_copy.write_bytes(b"".join(Path(f).read_bytes().rstrip(b"\n") + b"\n" for f in ca_file or self._ca_files()))
+        os.chmod(ca_copy, 0o644)
+        self.ca_file = str(ca_copy)
         offset = time.time() - case.transcript.now()
         self.output = OutputFolder(self.output_dir, offset)
         self.plays: list[Play] = []
@@ -94,15 +99,17 @@ class ClientSession:
         raise NotApplicable(f"client {self.adapter.name} speaks {'/'.join(self.adapter.protocols)}; target "
                             f"{target.name} has no such endpoint under {self.case.scenario}")
 
-    def _ca_file(self) -> str:
-        path = self.case.path
-        if path.intercepts_tls and not any(e.name == "inspecting" for e in self.case.scenario.elements):
-            return path.ca_file  # a reverse proxy the operator runs: its CA is the one clients are given
+    def _ca_files(self) -> list[str]:
+        """The CAs a client is given: the partner's, plus the operator's reverse proxy's when the path terminates
+        TLS in front of the server (a server may redirect to its own address). Never the interceptor's."""
         ca = partner_ca_file(self.case.target)
         if ca is None:
             raise NotApplicable(f"client checks need the CA of target {self.case.target.name}: give [tls] ca_file "
                                 "in the target file")
-        return ca
+        path = self.case.path
+        if path.intercepts_tls and not any(e.name == "inspecting" for e in self.case.scenario.elements):
+            return [path.ca_file, ca]
+        return [ca]
 
     def server_url(self) -> tuple[str, str]:
         """(URL the client connects to, explicit HTTP proxy or '')."""
@@ -208,8 +215,6 @@ class ClientSession:
                     pl.exit_code = pl.process.stop("suite")
                 except Exception:  # noqa: BLE001 - cleanup goes on
                     pass
-        import shutil
-
         shutil.rmtree(self.root, ignore_errors=True)
 
 

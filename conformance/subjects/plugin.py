@@ -58,3 +58,9 @@ def client_under_test(request: pytest.FixtureRequest, case, lemonade_case_param)
     case.measure("client_version", version or "unknown")
     case.note(f"client under test: {adapter.name} {version} ({adapter.summary})")
     return adapter
+
+
+def long_waits_first(items: list) -> None:
+    """Start the cases that wait longest first (stable otherwise): xdist hands cases out in this order, so a run's
+    wall time approaches its longest case instead of ending on a tail of them."""
+    items.sort(key=lambda it: 0 if it.get_closest_marker("long_wait") is not None else 1)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conformance.errors import NotApplicable
+from conformance.errors import ConformanceFailure, NotApplicable
 
 from .support import client_timeline, play_failure
 from .test_push import start_push
@@ -28,10 +28,22 @@ def test_eventsource_reconnect_resume(case, scenario, session, mailbox, client_u
     if "eventsource" not in client_under_test.supports:
         raise NotApplicable(f"client {client_under_test.name} does not use EventSource")
     within = float(case.param("reconnect_within"))
+    # a reverse proxy an operator runs keeps the client's Host header (nginx: proxy_set_header Host $host), so a
+    # server that builds absolute redirects from it (Cyrus: /.well-known/jmap -> https://HOST/jmap) keeps the
+    # client on the proxy; mitmproxy's reverse mode would rewrite it to the upstream's address
+    case.path.host.call(lambda: case.path.host.master.options.update(keep_host_header=True))
     quiet = float(scenario.element("read-timeout").get("timeout"))
     play, up_at = start_push(case, session, mailbox)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not stream_requests(case):  # the stream is open: a change now is pushed
+        time.sleep(0.1)
+    time.sleep(0.3)
     mid1 = mailbox.append("sse-1")  # a state event with an id the client must remember
-    session.wait_for({mid1}, 15.0, play)
+    first = session.wait_for({mid1}, 15.0, play)
+    if mid1 not in first:
+        raise ConformanceFailure(
+            f"sse.reconnect-resume: a change made while the client's stream was open (t={mailbox.appended[mid1]:.3f}) "
+            f"was not delivered within 15 s, so there was no event id to resume from; {play_failure(session, play)}")
     ended_before = len(stream_requests(case))
     deadline = time.monotonic() + quiet + within + 2
     while time.monotonic() < deadline and len(stream_requests(case)) <= ended_before:

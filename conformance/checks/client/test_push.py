@@ -78,6 +78,7 @@ def test_push_delivery(case, scenario, session, mailbox):
 
 @pytest.mark.requirement("client.push.silent-drop-recovery")
 @pytest.mark.scenarios("nat-idle:mode=silent")
+@pytest.mark.long_wait
 def test_silent_drop_recovery(case, scenario, session, mailbox):
     """After a black hole on its idle push connection, how long until the client delivers new mail again?"""
     recover_within = float(case.param("recover_within"))
@@ -97,6 +98,7 @@ def test_silent_drop_recovery(case, scenario, session, mailbox):
     got = session.wait_for({mid}, observe, play)
     recovered = round(got[mid].t - drop.t, 3) if mid in got else None
     end = case.transcript.now()
+    alive = play.process.running()
     session.stop(play)
     later = [c for c in connections(case).values() if c.opened > drop.t]
     case.measure("blackhole_at", drop.t, "s", action=drop.text)
@@ -109,10 +111,12 @@ def test_silent_drop_recovery(case, scenario, session, mailbox):
         case, session, f"{session.adapter.name}: silent drop on {scenario}", start=max(0.0, play.started_at - 0.2),
         end=end + 0.2, changes={mid: mailbox.appended[mid]}, blackhole_at=drop.t,
         thresholds={"recover within": (recover_within, drop.t)}).as_dict("pass" if ok else "fail"))
+    state = (f"was still deaf {end - drop.t:.1f} s later" if alive else
+             f"exited ({play_failure(session, play)}) without delivering it")
     assert recovered is not None, (
-        f"client.push.silent-drop-recovery: black hole from t={drop.t:.3f}; the client was still deaf {end - drop.t:.1f} s "
-        f"later (observed {observe:g} s, bound {recover_within:g} s): the message appended right after it was never "
-        f"delivered and the client opened {len(later)} new connection(s)")
+        f"client.push.silent-drop-recovery: black hole from t={drop.t:.3f}; the client {state} (observed {observe:g} s, "
+        f"bound {recover_within:g} s): the message appended right after it was never delivered and the client opened "
+        f"{len(later)} new connection(s)")
     assert recovered <= recover_within, (
         f"client.push.silent-drop-recovery: recovered {recovered:.1f} s after the black hole began (t={drop.t:.3f}), "
         f"more than recover_within {recover_within:g} s")
