@@ -1,7 +1,8 @@
 """The results contract: one Result per check x target x scenario, appended as each finishes, finalised once.
 
 ``results.d/<worker>.jsonl`` grows while a run goes (a killed run keeps what it did); ``finalize`` merges
-them with ``run.json`` into ``results.json`` (schema_version 1; later versions only add keys).
+them with ``run.json`` into ``results.json`` (schema_version 2: every result names its ``subject`` and ``role``;
+version-1 files are still read, as server results).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no subject/role (server results)
 VERDICTS = ("pass", "fail", "non-strict", "informational", "not-applicable", "error", "xfail", "xpass", "skipped")
 FAILING = ("fail", "xpass")  # verdicts that make a run non-conformant (exit 1)
 NOTHING_VERIFIED = {"not-applicable", "skipped"}  # a profile with only these verdicts has no verdict
@@ -149,6 +151,10 @@ def load_results(path: Path) -> dict[str, Any]:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{p}: not a results.json file: {e}") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "results" not in doc:
-        raise BadInput(f"{p}: not a results.json of schema_version {SCHEMA_VERSION}")
+    if not isinstance(doc, dict) or doc.get("schema_version") not in READABLE_VERSIONS or "results" not in doc:
+        raise BadInput(f"{p}: not a results.json of schema_version {' or '.join(map(str, READABLE_VERSIONS))}")
+    for r in doc["results"]:  # version 1 knew only servers
+        if isinstance(r, dict):
+            r.setdefault("role", "server")
+            r.setdefault("subject", r.get("target", ""))
     return doc
