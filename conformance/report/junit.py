@@ -18,7 +18,7 @@ def _clean(text: str) -> str:
 def render_junit(doc: dict[str, Any]) -> str:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in doc["results"]:
-        groups[f"{r['target']}|{r['scenario']}"].append(r)
+        groups[f"{_who(r)}|{r['scenario']}"].append(r)
     root = ET.Element("testsuites", name="lemonade", tests=str(len(doc["results"])))
     for name, results in sorted(groups.items()):
         suite = ET.SubElement(root, "testsuite", name=_clean(name), tests=str(len(results)),
@@ -27,7 +27,7 @@ def render_junit(doc: dict[str, Any]) -> str:
                               skipped=str(sum(r["verdict"] in ("skipped", "not-applicable", "xfail") for r in results)),
                               time=f"{sum(r['duration_s'] for r in results):.3f}")
         for r in results:
-            tc = ET.SubElement(suite, "testcase", classname=_clean(f"{r['target']}.{r['scenario']}"),
+            tc = ET.SubElement(suite, "testcase", classname=_clean(f"{_who(r)}.{r['scenario']}"),
                                name=_clean(r["check"]), time=f"{r['duration_s']:.3f}")
             props = ET.SubElement(tc, "properties")
             reqinfo = doc.get("requirements", {})
@@ -37,6 +37,8 @@ def render_junit(doc: dict[str, Any]) -> str:
                     ET.SubElement(props, "property", name=f"source:{rid}", value=_clean(reqinfo[rid]["source"]))
             ET.SubElement(props, "property", name="verdict", value=r["verdict"])
             ET.SubElement(props, "property", name="target", value=_clean(r["target"]))
+            ET.SubElement(props, "property", name="subject", value=_clean(r.get("subject") or r["target"]))
+            ET.SubElement(props, "property", name="role", value=r.get("role", "server"))
             ET.SubElement(props, "property", name="scenario", value=_clean(r["scenario"]))
             if r.get("baseline"):
                 b = r["baseline"]
@@ -79,3 +81,8 @@ def evidence_summary(r: dict[str, Any], lines: int = 40) -> str:
             text = e["text"].replace("\r\n", "\n").rstrip("\n").replace("\n", "\n" + " " * 24)
             out.append(f"t={e['t']:8.3f} {e.get('conn') or e['leg']:>10} {e['direction']}: {text}")
     return "\n".join(out)
+
+
+def _who(r: dict) -> str:
+    """The target, or client@target for a result that judges a client."""
+    return f"{r.get('subject')}@{r['target']}" if r.get("role") == "client" else r["target"]

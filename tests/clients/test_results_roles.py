@@ -40,3 +40,15 @@ def test_version_1_files_read_as_servers(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(old))
     r = load_results(tmp_path)["results"][0]
     assert r["role"] == "server" and r["subject"] == "dovecot"
+
+
+def test_baseline_entries_name_the_client(tmp_path):
+    from conformance.baseline import load_baseline
+
+    f = tmp_path / "b.toml"
+    f.write_text('[[expected]]\ncheck = "client/fetch_complete"\ntarget = "dovecot"\nclient = "curl"\n'
+                 'reason = "known"\n\n[[expected]]\ncheck = "client/fetch_complete"\ntarget = "dovecot"\nreason = "server"\n')
+    d = doc([result("curl", "fail"), result("fetchmail", "fail")])
+    load_baseline(str(f)).apply(d)
+    got = {r["subject"]: r["verdict"] for r in d["results"]}
+    assert got == {"curl": "xfail", "fetchmail": "fail"}  # an entry without client never applies to a client
