@@ -65,7 +65,9 @@ def reachability(results: list[dict[str, Any]]) -> str:
             continue
         outcome = data.get("outcome") if isinstance(data, dict) else None
         if outcome is None:  # not-applicable (no HTTP proxy support) or an error: the verdict says which
-            outcome = "no proxy support" if r["verdict"] == "not-applicable" else r["verdict"]
+            message = r.get("message") or ""
+            outcome = r["verdict"] if r["verdict"] != "not-applicable" else (
+                "no proxy support" if "proxy" in message else "n/a (" + message[:60] + ")")
         rows.setdefault(str(r.get("subject")), {})[f"{r['scenario']} ({r.get('target')})"] = outcome
     if not rows:
         return ""
