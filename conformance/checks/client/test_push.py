@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conformance.errors import ConformanceFailure, HarnessError
+from conformance.errors import ConformanceFailure, HarnessError, NotApplicable
 
 from .support import client_timeline, connections, intermediary_actions, play_failure
 
@@ -125,8 +125,10 @@ def test_silent_drop_recovery(case, scenario, session, mailbox):
 
 @pytest.mark.requirement("idle.reissue-29")
 @pytest.mark.depth("full")
-def test_idle_reissued_within_29_minutes(case, session, mailbox):
+def test_idle_reissued_within_29_minutes(case, session, mailbox, client_under_test):
     """The client writes on its idling connection (DONE + IDLE, or NOOP) at least every 29 minutes."""
+    if "idle" not in client_under_test.supports:
+        raise NotApplicable(f"client {client_under_test.name} does not use IMAP IDLE")
     max_gap = float(case.param("max_gap"))
     observe = float(case.param("observe"))
     play, up_at = start_push(case, session, mailbox)
