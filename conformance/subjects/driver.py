@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import sysconfig
 import time
 import uuid
@@ -256,23 +255,3 @@ class Mailbox:
 
     def append_many(self, tag: str, n: int, size: int = 0) -> list[str]:
         return [self.append(f"{tag}{i}", size) for i in range(n)]
-
-    def flag(self, mids: list[str], flag: str = "\\Flagged") -> None:
-        self._select()
-        for mid in mids:
-            res = self.conn.command(f'UID SEARCH HEADER Message-ID {quote(mid)}')
-            uids = " ".join(x for r in res.untagged for x in r.first_line.split()[2:])
-            if uids:
-                self.conn.command(f"UID STORE {uids.replace(' ', ',')} +FLAGS ({flag})")
-
-    def _select(self) -> None:
-        res = self.conn.command(f"SELECT {quote(self.name)}")
-        if not res.ok:
-            raise HarnessError(f"cannot select {self.name}: {res.tagged.first_line}")
-
-    def total(self) -> int:
-        res = self.conn.command(f"STATUS {quote(self.name)} (MESSAGES)")
-        for r in res.untagged:
-            if "MESSAGES" in r.first_line.upper():
-                return int(r.first_line.rsplit("MESSAGES", 1)[1].strip(" )"))
-        raise HarnessError(f"STATUS {self.name} gave no MESSAGES count")

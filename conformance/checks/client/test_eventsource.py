@@ -64,5 +64,5 @@ def test_eventsource_reconnect_resume(case, scenario, session, mailbox, client_u
                    f"did not request it again within {within:g} s; {play_failure(session, play)}")
     assert ids, ("sse.reconnect-resume: the client reconnected without Last-Event-ID: "
                  f"{later[0].text.splitlines()[0]!r}")
-    assert mid2 in got, f"sse.reconnect-resume: the change made after the reconnect was never delivered"
+    assert mid2 in got, "sse.reconnect-resume: the change made after the reconnect was never delivered"
     case.passed(f"reconnected with Last-Event-ID {ids[0]} and delivered the next change")
