@@ -28,7 +28,7 @@ def main() -> int:
     ap.add_argument("--client", action="append", default=[])
     ap.add_argument("--output")
     args = ap.parse_args()
-    clients = args.client or ["curl", "fetchmail", "getmail6", "imapfilter", "interimap", "mbsync", "jmapc"]
+    clients = args.client or ["curl", "fetchmail", "getmail6", "imapfilter", "interimap", "mbsync", "offlineimap3", "jmapc"]
     targets = args.target or ["dovecot", "cyrus-push"]
     out = args.output or tempfile.mkdtemp(prefix="lemonade-client-bench-")
     cmd = [sys.executable, "-m", "conformance.cli", "run", "-n", args.n, "--output", out]
