@@ -11,7 +11,8 @@ play of an adapter runs:
 - with its standard output and error kept as a ring of the last ``log_kib`` KiB (plus a count of what was
   dropped), secrets scrubbed before anything leaves the process.
 After the play, files the client user created outside its own folders in /tmp, /var/tmp and /dev/shm are
-listed (and removed): writing there is reported as a finding, never silently tolerated.
+listed in the case's notes: writing there is reported, never silently tolerated (nor deleted: the suite
+removes nothing it cannot attribute for sure).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import os
 import pwd
 import resource
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -293,7 +293,7 @@ class SandboxedProcess:
         return self.returncode
 
     def _strays(self) -> list[str]:
-        """Files the client user made in shared temporary folders during the play (removed after listing)."""
+        """Files the client user made in shared temporary folders during the play (listed in the case's notes)."""
         if os.geteuid() != 0 or self._marker is None:
             return []
         uid, _, _ = client_identity()
@@ -311,11 +311,8 @@ class SandboxedProcess:
                         continue
                     if st.st_uid == uid and st.st_mtime >= since and not p.startswith(str(SANDBOX_ROOT)):
                         found.append(p)
-        for p in found:
-            try:
-                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.unlink(p)
-            except OSError:
-                pass
+        # listed, not removed: another process of the same user (a play of another run, a user's own test)
+        # may have made them, and the suite never deletes what it cannot attribute for sure
         self._marker.unlink(missing_ok=True)
         return sorted(found)[:50]
 
