@@ -30,9 +30,15 @@ def test_real_imap_clients_end_to_end(lemonade):
         assert r["verdict"] == "pass" and r["role"] == "client" and r["target"] == "dovecot", r["message"]
         assert r["evidence"]["client_log"] and r["evidence"]["timeline"]["events"]
         assert any(e["direction"] == "C" and e["leg"] == "proxy-server" for e in r["evidence"]["transcript"])
-        # STARTTLS stripped: these four require TLS and send no credentials in cleartext
+        # STARTTLS stripped: curl (--ssl-reqd), fetchmail (sslproto) and mbsync (SSLType STARTTLS) give up;
+        # imapfilter uses STARTTLS only when it is advertised and logs in in cleartext (a real finding)
         s = got[("client/no_credentials_without_tls", client, "strip-starttls")]
-        assert s["verdict"] == "pass", s["message"]
+        if client == "imapfilter":
+            assert s["verdict"] == "fail" and 'LOGIN "alice" <redacted>' in s["message"], s["message"]
+            assert any("LOGIN" in line for lines in s["evidence"]["pre_tls"].values() for line in lines)
+        else:
+            assert s["verdict"] == "pass", s["message"]
+            assert not any("LOGIN" in line for lines in s["evidence"]["pre_tls"].values() for line in lines)
     assert got[("client/resync_cost", "curl", "direct")]["verdict"] == "not-applicable"  # curl keeps no sync state
     assert got[("client/resync_cost", "mbsync", "direct")]["verdict"] == "pass"
     assert got[("client/push_delivery", "imapfilter", "direct")]["verdict"] == "pass"
