@@ -174,6 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["-k", args.k]
     if args.n and args.n != "0":
         pytest_args += ["-n", args.n, "-p", "xdist"]
+        if args.client:  # client cases wait for minutes or seconds: idle workers take pending cases from busy ones
+            pytest_args += ["--dist", "worksteal"]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
     con = console()
