@@ -76,3 +76,17 @@ def write_private(path: str, text: str) -> str:
 
 def log(text: str) -> None:
     print(f"adapter: {text}", file=sys.stderr, flush=True)
+
+
+def run_client(args: list[str], env: dict | None = None) -> None:
+    """Run the client program and exit with its code, except that its own 127 (e.g. a command it could not
+    find) becomes 1: to the suite, 127 means only 'this adapter does not support the case'. SIGTERM reaches the
+    client directly (the suite signals the whole process group)."""
+    import subprocess
+
+    log("running " + " ".join(args))
+    rc = subprocess.call(args, env=env)
+    if rc == NOT_SUPPORTED:
+        log(f"{args[0]} itself exited with {NOT_SUPPORTED}: reported as 1 (a failure, not 'not supported')")
+        rc = 1
+    sys.exit(rc if rc >= 0 else 128 - rc)
