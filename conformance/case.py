@@ -1,8 +1,9 @@
 """CaseContext: what a check holds while it runs: target, scenario path, evidence, clients, parameters.
 
 A check asks the case for clients (``case.imap()``, ``case.submission()``), which connect through the
-scenario's path and record into the case transcript; records measurements (``case.measure``); marks
-softer outcomes (``case.informational``, ``case.non_strict``); and declares applicability
+scenario's path and record into the case transcript; records measurements (``case.measure``); judges each
+requirement it names (``case.require``, ``case.requirement_not_applicable``, ``case.requirement_error``);
+marks softer outcomes (``case.informational``, ``case.non_strict``); and declares applicability
 (``case.require_capability``). Teardown closes every client and stops the path.
 """
 
@@ -13,15 +14,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Catalog
-from .protocols.imap import ImapConnection, insecure_context
-from .protocols.imapwire import parse_capabilities, quote
-from .protocols.smtp import CapturingSMTP
+from .catalog import PARAM_TYPES, Catalog
 from .errors import ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
+from .protocols.imap import ImapConnection, insecure_context
+from .protocols.imapwire import parse_capabilities, quote
+from .protocols.smtp import CapturingSMTP
 from .targets import Target
 from .transcript import Transcript
+from .verdicts import Judgement
 
 
 @dataclass
@@ -33,7 +35,7 @@ class Outcome:
 
 class CaseContext:
     def __init__(self, *, target: Target, scenario: Scenario, catalog: Catalog, requirements: list[str],
-                 profiles: list[str], depth: str, check: str) -> None:
+                 profiles: list[str], depth: str, check: str, deadline: float = 10.0) -> None:
         self.target = target
         self.scenario = scenario
         self.catalog = catalog
@@ -41,6 +43,8 @@ class CaseContext:
         self.profiles = profiles
         self.depth = depth
         self.check = check
+        self.deadline = deadline  # seconds a client waits for one answer unless a check says otherwise
+        self.judgement = Judgement(tuple(requirements))
         self.transcript = Transcript(secrets=target.secrets())
         self.measurements: dict[str, dict[str, Any]] = {}
         self.attachments: dict[str, Any] = {}
@@ -85,27 +89,66 @@ class CaseContext:
     def note(self, text: str) -> None:
         self.transcript.note(text)
 
-    def informational(self, message: str) -> None:
-        """Measured or observed, with no rule to judge it: verdict informational unless something fails."""
-        self.outcome.informational.append(message)
+    def informational(self, message: str, requirement: str | None = None) -> None:
+        """Measured or observed, with no rule to judge it: verdict informational unless something fails.
 
-    def non_strict(self, message: str) -> None:
-        """A SHOULD-level violation: verdict non-strict unless a MUST fails."""
-        self.outcome.non_strict.append(message)
+        With ``requirement``, for that requirement only; without, for every requirement not judged otherwise.
+        """
+        if requirement is not None:
+            self.judgement.record(requirement, "informational", message)
+        else:
+            self.outcome.informational.append(message)
+
+    def non_strict(self, message: str, requirement: str | None = None) -> None:
+        """A SHOULD-level violation: verdict non-strict unless a MUST fails (``requirement`` as above)."""
+        if requirement is not None:
+            self.judgement.record(requirement, "non-strict", message)
+        else:
+            self.outcome.non_strict.append(message)
+
+    # -- verdicts per requirement ------------------------------------------------------------------
+    def require(self, requirement: str, condition: object, message: str) -> bool:
+        """Judge one requirement the check names: pass if ``condition`` holds, else fail with ``message`` (what
+        was expected and what was seen). Does not raise: the check goes on to judge the others. A failed
+        SHOULD/MAY requirement becomes non-strict. Judged twice, the worse verdict stands. Returns the
+        condition as a bool, so a check can skip what depends on it.
+        """
+        ok = bool(condition)
+        self.judgement.record(requirement, "pass" if ok else "fail", "" if ok else message)
+        return ok
+
+    def requirement_not_applicable(self, requirement: str, reason: str) -> None:
+        """This requirement cannot be judged on this target: a prerequisite is missing (say which)."""
+        self.judgement.record(requirement, "not-applicable", reason)
+
+    def requirement_error(self, requirement: str, reason: str) -> None:
+        """This requirement cannot be judged because the suite's own side failed (say how): error, not fail."""
+        self.judgement.record(requirement, "error", reason)
 
     def passed(self, summary: str) -> None:
         """One line saying what was verified, shown for passing results."""
         self.outcome.summary = summary
 
     # -- parameters ---------------------------------------------------------------------------
-    def param(self, name: str) -> Any:
-        for rid in self.requirements:
-            req = self.catalog.requirements[rid]
-            if name in req.parameters:
-                value = self.catalog.parameter(rid, name, self.depth, self.profiles)
-                self.measurements.setdefault(f"param.{name}", {"value": value, "unit": req.parameters[name].unit})
-                return value
-        raise HarnessError(f"none of {self.requirements} defines parameter '{name}'")
+    def param(self, name: str, requirement: str | None = None) -> Any:
+        """The value of parameter ``name`` at this run's depth, as its declared type (float, int, str, bool, list).
+
+        The only way a check reads a parameter: the selected profiles' overrides apply and the value used is
+        recorded as the measurement ``param.<name>``. It comes from the first of the check's requirements that
+        defines it, or from ``requirement`` when the check borrows a threshold another requirement defines
+        (e.g. a NOTIFY check waiting as long as notify.between-commands allows).
+        """
+        for rid in ([requirement] if requirement is not None else self.requirements):
+            req = self.catalog.requirements.get(rid)
+            if req is None:
+                raise HarnessError(f"parameter '{name}': the catalog has no requirement {rid!r}")
+            spec = req.parameters.get(name)
+            if spec is None:
+                continue
+            value = PARAM_TYPES[spec.type](self.catalog.parameter(rid, name, self.depth, self.profiles))
+            self.measurements.setdefault(f"param.{name}", {"value": value, "unit": spec.unit, "requirement": rid})
+            return value
+        raise HarnessError(f"none of {[requirement] if requirement else self.requirements} defines parameter '{name}'")
 
     # -- applicability -------------------------------------------------------------------------
     def required_capabilities(self) -> set[str]:
@@ -142,12 +185,13 @@ class CaseContext:
         return self.target.accounts[index]
 
     def imap(self, account: int | None = 0, *, endpoint: str = "imap", tls: str = "auto", label: str | None = None,
-             timeout: float = 10.0, via_path: bool = True) -> ImapConnection:
+             timeout: float | None = None, via_path: bool = True) -> ImapConnection:
         """An IMAP connection through the scenario path, greeted, TLS-protected and logged in.
 
         ``tls``: auto (STARTTLS on imap when advertised; implicit on imaps), starttls (required), none.
         ``account=None`` stops after the greeting/TLS (not authenticated). ``via_path=False`` connects
-        directly (a second, undisturbed connection that changes the mailbox, for example).
+        directly (a second, undisturbed connection that changes the mailbox, for example). ``timeout``: the
+        per-command deadline (default: the run's ``--deadline``).
         """
         ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
         if ep is None:
@@ -155,7 +199,8 @@ class CaseContext:
         leg = self.path.leg if via_path else "direct"
         conn = ImapConnection(ep.host, ep.port, transcript=self.transcript,
                               tls="implicit" if ep.scheme == "imaps" else "none",
-                              ssl_context=self.target.tls.client_context(), timeout=timeout,
+                              ssl_context=self.target.tls.client_context(),
+                              timeout=self.deadline if timeout is None else timeout,
                               label=label, leg=leg)
         self._clients.append(conn)
         conn.read_greeting()
@@ -175,11 +220,12 @@ class CaseContext:
         return conn
 
     def submission(self, account: int | None = 0, *, endpoint: str = "submission", tls: str = "starttls",
-                   timeout: float = 10.0, via_path: bool = True) -> CapturingSMTP:
+                   timeout: float | None = None, via_path: bool = True) -> CapturingSMTP:
         ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
         if ep is None:
             raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
-        smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript, timeout=timeout,
+        smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript,
+                             timeout=self.deadline if timeout is None else timeout,
                              label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct")
         self._clients.append(smtp)
         smtp.ehlo("client.test")
@@ -194,6 +240,16 @@ class CaseContext:
             smtp.ehlo("client.test")
         return smtp
 
+    @property
+    def clients(self) -> tuple[Any, ...]:
+        """The clients the case closes at teardown, oldest first."""
+        return tuple(self._clients)
+
+    def adopt(self, client: Any) -> Any:
+        """Close ``client`` (anything with ``close()``) at teardown, like the clients the case made itself."""
+        self._clients.append(client)
+        return client
+
     def scratch_mailbox(self, conn: ImapConnection, prefix: str = "lemonade") -> str:
         """A fresh mailbox only this case uses; deleted at teardown through a direct connection."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -202,17 +258,23 @@ class CaseContext:
             raise HarnessError(f"cannot create scratch mailbox {name}: {res.tagged.first_line}")
         account_index = next((i for i, a in enumerate(self.target.accounts)
                               if a.password in conn.redactor.secrets), 0)
+        self.delete_at_end(name, account=account_index)
+        return name
+
+    def delete_at_end(self, *mailboxes: str, account: int = 0) -> None:
+        """Delete these mailboxes at teardown through a direct connection (those a check makes other than with
+        ``scratch_mailbox``, e.g. by CREATE or RENAME on a connection it judges); a mailbox already gone is fine."""
 
         def delete() -> None:
             try:
-                c = self.imap(account_index, via_path=False, label="cleanup", timeout=5)
-                c.command(f"DELETE {quote(name)}")
+                c = self.imap(account, via_path=False, label="cleanup", timeout=5)
+                for name in mailboxes:
+                    c.command(f"DELETE {quote(name)}")
                 c.close()
             except Exception:  # noqa: BLE001 - a leftover scratch mailbox is harmless
                 pass
 
         self.on_cleanup(delete)
-        return name
 
 
 _ = insecure_context  # re-exported for checks that pin TLS versions

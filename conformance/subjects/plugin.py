@@ -47,9 +47,9 @@ class ClientSelection:
 @pytest.fixture
 def client_under_test(request: pytest.FixtureRequest, case, lemonade_case_param) -> Adapter:
     """The adapter of the client this case judges; not-applicable when its program is not installed."""
-    from ..plugin import _state
+    from ..plugin.state import state_of
 
-    state = _state(request.config)
+    state = state_of(request.config)
     adapter = state.clients.adapters[lemonade_case_param[2]]
     if not adapter.installed():
         raise NotApplicable(f"client {adapter.name} is not installed ({adapter.program} not found; package "
