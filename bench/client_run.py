@@ -45,8 +45,9 @@ def main() -> int:
     durations = [r["duration_s"] for r in doc["results"]]
     longest = max(doc["results"], key=lambda r: r["duration_s"])
     print(f"\nclients={','.join(clients)} targets={','.join(targets)} -n {args.n} exit {rc}")
-    print(f"wall {wall:.1f} s; sum of case durations {sum(durations):.1f} s over {len(durations)} cases; longest "
-          f"{longest['duration_s']:.1f} s ({longest['check']} {longest['subject']}@{longest['target']} {longest['scenario']})")
+    print(f"wall {wall:.1f} s; sum of case durations {sum(durations):.1f} s over {len(durations)} cases; "
+          f"longest {longest['duration_s']:.1f} s ({longest['check']} {longest['subject']}@{longest['target']} "
+          f"{longest['scenario']})")
     print("verdicts:", dict(Counter(r["verdict"] for r in doc["results"])))
     print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; after {load1[0]:.2f} {load1[1]:.2f} "
           f"{load1[2]:.2f} ({os.cpu_count()} cores); results: {out}")

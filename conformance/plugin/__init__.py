@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
+from ..subjects.plugin import client_under_test
 from .fixtures import case, lemonade_case_param, path, scenario, target
 from .outcome import PHASES, build_result
 from .selection import Sharding, parametrize, select
 from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
-from ..subjects.plugin import client_under_test
 
 __all__ = ["case", "client_under_test", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
 

@@ -47,7 +47,8 @@ def test_baseline_entries_name_the_client(tmp_path):
 
     f = tmp_path / "b.toml"
     f.write_text('[[expected]]\ncheck = "client/fetch_complete"\ntarget = "dovecot"\nclient = "curl"\n'
-                 'reason = "known"\n\n[[expected]]\ncheck = "client/fetch_complete"\ntarget = "dovecot"\nreason = "server"\n')
+                 'reason = "known"\n\n[[expected]]\ncheck = "client/fetch_complete"\ntarget = "dovecot"\n'
+                 'reason = "server"\n')
     d = doc([result("curl", "fail"), result("fetchmail", "fail")])
     load_baseline(str(f)).apply(d)
     got = {r["subject"]: r["verdict"] for r in d["results"]}

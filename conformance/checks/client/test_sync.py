@@ -31,7 +31,7 @@ def test_no_loss_no_duplicate(case, scenario, session, mailbox, wire):
     interrupted.append(f"play 2 (client killed) exit {second.exit_code}")
     mids += mailbox.append_many("sync-c", 4, size=2048)
     final = None
-    for n in range(attempts):
+    for _ in range(attempts):
         final = session.play("sync", timeout=40)
         if final.exit_code == 0 and not delivered_once(session, mids)[0]:
             break

@@ -32,7 +32,8 @@ def _cell(results: list[dict[str, Any]]) -> str:
         return '<td class="cm-empty">·</td>'
     worst = _worst([r["verdict"] for r in results])
     links = " ".join(
-        f'<a href="#{anchor(r)}" title="{escape(r["check"])}: {escape(r["verdict"])} — {escape((r.get("message") or "")[:200])}"'
+        f'<a href="#{anchor(r)}" title="{escape(r["check"])}: {escape(r["verdict"])} — '
+        f'{escape((r.get("message") or "")[:200])}"'
         f' style="color:{VERDICT_COLOUR.get(r["verdict"], "#2e3436")}">{escape(r["check"].split("/", 1)[-1])}</a>'
         for r in sorted(results, key=lambda r: r["check"]))
     return (f'<td class="cm-cell" style="border-left:4px solid {VERDICT_COLOUR.get(worst, "#2e3436")}">'

@@ -138,12 +138,12 @@ if MODE == "fake-skip-last":
 elif MODE == "fake-opportunistic":
     if e.case != "fetch-once":
         not_supported(e.case)
-    for uid, body in sorted(Imap(starttls="opportunistic").messages().items()):
+    for _uid, body in sorted(Imap(starttls="opportunistic").messages().items()):
         deliver(e.output, body)
 elif MODE == "fake-duplicates":
     if e.case != "sync":
         not_supported(e.case)
-    for uid, body in sorted(Imap().messages().items()):
+    for _uid, body in sorted(Imap().messages().items()):
         deliver(e.output, body)
 elif MODE == "fake-redownload":
     if e.case != "sync":
