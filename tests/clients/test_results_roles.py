@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from conformance.diffing import diff_runs, merge_runs
-from conformance.results import SCHEMA_VERSION, Result, case_key, load_results, summarize
+from conformance.results import SCHEMA_VERSION, Result, load_results, summarize
+from conformance.verdicts import case_id as case_key
 
 
 def result(subject: str, verdict: str, role: str = "client") -> dict:
@@ -21,7 +22,7 @@ def doc(results: list[dict]) -> dict:
 
 def test_server_result_defaults():
     r = Result(check="push/idle", requirements=["idle.continuation"], target="dovecot", scenario="direct", verdict="pass")
-    assert r.subject == "dovecot" and r.role == "server" and SCHEMA_VERSION == 2
+    assert r.as_dict()["subject"] == "dovecot" and r.role == "server" and SCHEMA_VERSION == 2
     assert r.case_id == "push/idle|dovecot|direct"
 
 
