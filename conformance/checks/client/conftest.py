@@ -20,6 +20,16 @@ def wire(case):
         case.path.start()
         case.note("direct: the client's connections go through a recording relay with no behaviour (bytes are "
                   "relayed unchanged; the transcript is the client's wire)")
+    elif "http-reverse" in case.scenario.paths:
+        # a reverse proxy an operator runs in front of a server keeps the client's Host header (nginx:
+        # proxy_set_header Host $host), so a server that builds absolute redirects from it (Cyrus:
+        # /.well-known/jmap -> https://HOST/jmap) keeps the client on the proxy; mitmproxy's reverse mode would
+        # rewrite it to the upstream's address and send the client around the proxy
+        case.path.stop()
+        case.path = NetworkPath(case.scenario, case.target, case.transcript)
+        case.path.options["keep_host_header"] = True
+        case.path.start()
+        case.note("the reverse proxy keeps the client's Host header (as nginx with proxy_set_header Host $host)")
     return case.path
 
 

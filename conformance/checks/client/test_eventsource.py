@@ -27,11 +27,7 @@ def test_eventsource_reconnect_resume(case, scenario, session, mailbox, client_u
     """A reverse proxy ends the quiet stream; the client comes back with Last-Event-ID and gets the next change."""
     if "eventsource" not in client_under_test.supports:
         raise NotApplicable(f"client {client_under_test.name} does not use EventSource")
-    within = float(case.param("reconnect_within"))
-    # a reverse proxy an operator runs keeps the client's Host header (nginx: proxy_set_header Host $host), so a
-    # server that builds absolute redirects from it (Cyrus: /.well-known/jmap -> https://HOST/jmap) keeps the
-    # client on the proxy; mitmproxy's reverse mode would rewrite it to the upstream's address
-    case.path.host.call(lambda: case.path.host.master.options.update(keep_host_header=True))
+    within = case.param("reconnect_within")
     quiet = float(scenario.element("read-timeout").get("timeout"))
     play, up_at = start_push(case, session, mailbox)
     deadline = time.monotonic() + 15

@@ -51,8 +51,8 @@ def wait_for_drop(case, since: float, seconds: float):
 @pytest.mark.scenarios("direct", "nat-idle:mode=rst", "nat-idle:mode=fin")
 def test_push_delivery(case, scenario, session, mailbox):
     """A message appended while the client idles (after a visible drop, under nat-idle) reaches its output in time."""
-    max_latency = float(case.param("max_latency"))
-    settle = float(case.param("settle"))
+    max_latency = case.param("max_latency")
+    settle = case.param("settle")
     nat = scenario.element("nat-idle")
     if nat is not None:
         settle = max(settle, float(nat.get("timeout")) + 2.0)
@@ -86,8 +86,8 @@ def test_push_delivery(case, scenario, session, mailbox):
 @pytest.mark.long_wait
 def test_silent_drop_recovery(case, scenario, session, mailbox):
     """After a black hole on its idle push connection, how long until the client delivers new mail again?"""
-    recover_within = float(case.param("recover_within"))
-    observe = float(case.param("observe"))
+    recover_within = case.param("recover_within")
+    observe = case.param("observe")
     nat = scenario.element("nat-idle")
     if nat is None or nat.get("mode") != "silent":
         raise HarnessError(f"needs nat-idle:mode=silent, not {scenario}")
@@ -134,8 +134,8 @@ def test_idle_reissued_within_29_minutes(case, session, mailbox, client_under_te
     """The client writes on its idling connection (DONE + IDLE, or NOOP) at least every 29 minutes."""
     if "idle" not in client_under_test.supports:
         raise NotApplicable(f"client {client_under_test.name} does not use IMAP IDLE")
-    max_gap = float(case.param("max_gap"))
-    observe = float(case.param("observe"))
+    max_gap = case.param("max_gap")
+    observe = case.param("observe")
     play, up_at = start_push(case, session, mailbox)
     deadline = time.monotonic() + observe
     while time.monotonic() < deadline and play.process.running():

@@ -15,7 +15,7 @@ from .support import client_timeline, delivered_once, play_failure, server_octet
 @pytest.mark.scenarios("kill", "flaky")
 def test_no_loss_no_duplicate(case, scenario, session, mailbox, wire):
     """Sync plays cut mid-download, a client killed mid-play, then clean plays: each message delivered once."""
-    attempts = int(case.param("attempts"))
+    attempts = case.param("attempts")
     mids = mailbox.append_many("sync-a", 12, size=2048)
     interrupted = []
     if scenario.element("kill") is not None:
@@ -54,9 +54,9 @@ def test_no_loss_no_duplicate(case, scenario, session, mailbox, wire):
 @pytest.mark.requirement("client.sync.resync-cost")
 def test_resync_cost(case, session, mailbox):
     """After one new message, the client's resync pulls about one message, not the mailbox again."""
-    n = int(case.param("messages"))
-    size = int(case.param("message_size"))
-    max_fraction = float(case.param("max_fraction"))
+    n = case.param("messages")
+    size = case.param("message_size")
+    max_fraction = case.param("max_fraction")
     mids = mailbox.append_many("cost", n, size=size)
     t0 = case.transcript.now()
     first = session.play("sync", timeout=90)
