@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -11,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import data_dir
 from ..errors import BadInput
 
-CLIENTS_DIR = Path(__file__).resolve().parents[2] / "clients"
+CLIENTS_DIR = data_dir("clients")
 CASES = ("fetch-once", "push", "sync")
 FEATURES = ("idle", "notify", "qresync", "condstore", "starttls", "imaps", "jmap", "eventsource", "proxy")
 PROTOCOLS = ("imap", "jmap")
@@ -40,6 +43,15 @@ class Adapter:
     @property
     def executable(self) -> Path:
         return self.directory / "run"
+
+    def argv(self) -> list[str]:
+        """How to start the adapter: ``run`` itself, or its shebang's interpreter when the file lost its
+        executable bit (package data copied without modes)."""
+        if os.access(self.executable, os.X_OK):
+            return [str(self.executable)]
+        first = self.executable.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+        interpreter = shlex.split(first[2:]) if first.startswith("#!") else ["/bin/sh"]
+        return [*interpreter, str(self.executable)]
 
     def installed(self) -> bool:
         if self.program.startswith("python:"):  # a library in the suite's environment (PyPI package)

@@ -138,7 +138,7 @@ class ClientSession:
     def start(self, case_name: str, wall_s: float | None = None) -> Play:
         limits = self.limits if wall_s is None else Limits(**{**self.limits.__dict__, "wall_s": wall_s})
         env = self.environment(case_name)
-        proc = SandboxedProcess([str(self.adapter.executable)], env, self.root, limits, self.output_dir,
+        proc = SandboxedProcess(self.adapter.argv(), env, self.root, limits, self.output_dir,
                                 scrub=self.case.transcript.redactor().scrub)
         proc.start()
         play = Play(case_name, proc, self.case.transcript.now())
