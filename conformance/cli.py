@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return die(str(e))
     from .providers import NAMED, is_container_target
     if any(is_container_target(t) for t in targets):
-        from .providers.container import engine_problem
+        from .providers.engine import engine_problem
 
         problem = engine_problem()
         if problem:  # one clear line per skipped target, then run the others
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 return die("nothing to run: every target needs a container engine and none answers")
         else:  # build missing images once here, visibly, rather than inside the first case of each worker
             from .errors import HarnessError
-            from .providers.container import build_all
+            from .providers.images import build_all
 
             try:
                 build_all([t for t in targets if is_container_target(t)])
