@@ -111,6 +111,38 @@ def test_kill_only_one_endpoint(dovecot, open_path):
     _noop(imap)
 
 
+def test_blackhole_on_demand_forwards_nothing_and_tells_nobody(tcp_peer, open_path):
+    path = open_path("kill", peer_target(tcp_peer.port))
+    sock = _imap(path)
+    sock.sendall(b"a1 NOOP\r\n")
+    tcp_peer.wait_connection()
+    deadline = time.monotonic() + 3
+    while b"a1 NOOP" not in tcp_peer.received[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.blackhole() == 1
+    assert path.blackhole() == 0, "a connection already black-holed is not counted twice"
+    sock.sendall(b"a2 NOOP\r\n")
+    fate, waited = outcome(sock, 1.0)
+    assert fate == "timeout", f"client must see nothing (no FIN, no RST, no data), saw {fate} after {waited:.3f} s"
+    assert tcp_peer.fate[0] == "open" and not tcp_peer.ended[0].is_set(), \
+        f"server side must see no close either, saw {tcp_peer.fate[0]}"
+    assert b"a2 NOOP" not in tcp_peer.received[0], "data after the black hole must not be forwarded"
+    acts = _actions(path, "blackhole")
+    assert len(acts) == 1 and "mapping dropped silently on demand" in acts[0].text, acts
+    sock.close()
+
+
+def test_blackhole_only_one_endpoint(dovecot, open_path):
+    path = open_path("kill", dovecot)
+    imap = _imap(path)
+    sub = path.open("submission")
+    recv_until(sub, b"220")
+    assert path.blackhole(endpoint="submission") == 1
+    sub.sendall(b"NOOP\r\n")
+    assert outcome(sub, 1.0)[0] == "timeout", "the black-holed submission connection must stay silent"
+    _noop(imap)  # the IMAP connection is untouched
+
+
 def test_kill_after_lets_n_client_octets_pass_then_cuts(tcp_peer, open_path):
     path = open_path("kill", peer_target(tcp_peer.port))
     path.kill_after(10, side="client", how="rst")

@@ -17,6 +17,8 @@ def test_direct_and_defaults():
     ("nat-idel", "unknown intermediary 'nat-idel'"),
     ("nat-idle:timeot=3", "has no parameter 'timeot'"),
     ("nat-idle:mode=loud", "must be one of rst, fin, silent"),
+    ("nat-idle:mode=bogus", "parameter 'mode' must be one of rst, fin, silent, got 'bogus'"),
+    ("lifetime:mode=silent", "must be one of rst, fin"),
     ("nat-idle:timeout=abc", "must be float"),
     ("nat-idle:timeout", "is not key=value"),
     ("kill+kill", "appears twice"),

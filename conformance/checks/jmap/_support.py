@@ -178,7 +178,7 @@ _ = basic
 
 def available(*specs: str) -> tuple[str, ...]:
     """The scenario specs whose intermediaries this installation has (others arrive with later branches)."""
-    from ...intermediaries.scenario import REGISTRY, _load_builtin
+    from ...intermediaries.scenario import registry
 
-    _load_builtin()
-    return tuple(s for s in specs if s == "direct" or s.split(":")[0] in REGISTRY)
+    known = registry()
+    return tuple(s for s in specs if s == "direct" or s.split(":")[0] in known)

@@ -13,7 +13,6 @@ import re
 import pytest
 
 from conformance.errors import HarnessError, NotApplicable
-from conformance.intermediaries.addons.common import blackhole, shared
 
 from .support import Watch, append, conn_entries, intermediary_actions, longest_gap, select, timeline
 
@@ -22,24 +21,6 @@ SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=
 
 def exists(resp) -> bool:
     return bool(re.match(r"^\* \d+ EXISTS", resp.first_line))
-
-
-def blackhole_now(case) -> int:
-    """Black-hole every live connection of the case's path now (a NAT that silently forgets its mappings)."""
-    kill = case.path._kill_addon()  # the path always carries a Kill addon; it knows the live flows
-
-    def run() -> int:
-        s = shared()
-        n = 0
-        for flow in list(kill.flows.values()):
-            if s.live(flow) and flow.client_conn.id not in s.blackholed:
-                blackhole(flow)
-                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
-                                      "no FIN or RST to either side)", s.label(flow))
-                n += 1
-        return n
-
-    return case.path.host.call(run)
 
 
 def _prompt_wait(case) -> float:
@@ -184,7 +165,7 @@ def test_silent_drop_noticed(case, scenario):
         blackhole_at = natural[0].t
     else:
         blackhole_at = case.transcript.now()
-        if blackhole_now(case) < 1:
+        if case.path.blackhole() < 1:
             raise HarnessError("the intermediary had no live connection to black-hole")
     last_server = max([t for t in server_times if t <= blackhole_at] or [idle_from])
     expected = schedule[0] * slack if server_times else None

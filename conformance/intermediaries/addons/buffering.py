@@ -11,7 +11,10 @@ import time
 
 from mitmproxy import http
 
-from conformance.intermediaries.addons.common import StreamResponses, options, shared
+from conformance.intermediaries.addons.common import StreamResponses, add_options, check_options, shared, value
+from conformance.intermediaries.scenario import Emulator, Param
+
+LIMIT = Param("limit", int, 65536, 65536, "octets held before they are sent on", unit="B", option="buffering_limit")
 
 
 class Holder:
@@ -46,16 +49,25 @@ class Holder:
 
 
 class Buffering:
+    OPTIONS = (LIMIT,)
+
     def load(self, loader) -> None:
-        loader.add_option("buffering_limit", int, 65536, "Octets a response is held for before they are sent on.")
+        add_options(loader, self.OPTIONS)
+
+    def configure(self, updated) -> None:
+        check_options(self.OPTIONS, updated)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
             return
         label = f"{flow.request.method} {flow.request.path}"
-        flow.response.stream = Holder(options().buffering_limit, label)
+        flow.response.stream = Holder(value(LIMIT), label)
         shared().record("buffering", f"response {flow.response.status_code} to {label}: body held until complete "
-                                     f"or {options().buffering_limit} octets", label)
+                                     f"or {value(LIMIT)} octets", label)
 
 
+SCENARIO = Emulator(
+    name="buffering", path="http-reverse", addon=Buffering, endpoints=("jmap",),
+    summary="Reverse proxy holding each response until complete or `limit` octets are buffered "
+            "(nginx proxy_buffering: breaks EventSource).")
 addons = [StreamResponses(), Buffering()]
