@@ -17,7 +17,7 @@ from .catalog import Catalog
 from .protocols.imap import ImapConnection, insecure_context
 from .protocols.imapwire import parse_capabilities, quote
 from .protocols.smtp import CapturingSMTP
-from .errors import ConformanceFailure, HarnessError, NotApplicable
+from .errors import ConformanceFailure, HarnessError, IntermediaryFailed, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
 from .targets import Target
@@ -68,6 +68,11 @@ class CaseContext:
             except Exception:  # noqa: BLE001
                 pass
         self.path.stop()
+        if self.path.harness_errors:
+            faults = self.path.harness_errors
+            raise IntermediaryFailed(f"intermediary failed: {faults[0]}"
+                                     + (f" (and {len(faults) - 1} more)" if len(faults) > 1 else "")
+                                     + "; the transcript shows where")
         if errors:
             raise HarnessError(f"cleanup failed: {errors[0]}")
 

@@ -27,6 +27,11 @@ class HarnessError(Exception):
     """The suite itself, its own proxy, or the network between failed. Verdict: error, never fail."""
 
 
+class IntermediaryFailed(HarnessError):
+    """The suite's own intermediary raised during the case (``NetworkPath.harness_errors``): whatever the
+    check concluded, the case is error, never a verdict on the target."""
+
+
 class TargetUnreachable(HarnessError):
     """The target's endpoint refused or never answered the connection attempt."""
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .catalog import LEVELS, STRICT_LEVELS, Catalog, load_catalog
-from .errors import BadInput, ConformanceFailure, HarnessError, NotApplicable
+from .errors import BadInput, ConformanceFailure, HarnessError, IntermediaryFailed, NotApplicable
 from .intermediaries.scenario import Scenario, parse_scenario
 from .providers import provider_for, target_name
 from .results import Result, ResultsWriter
@@ -325,12 +325,13 @@ def build_result(state: RunState, item: pytest.Item, phases: dict) -> Result:
         if when != "call" and kind == "fail":
             # a server failure while a fixture set up or tore down the case is still the server's
             kind = "fail" if isinstance(excinfo.value, ConformanceFailure) else "error"
-        if when == "teardown" and verdict != "pass":
-            break  # the call's verdict stands; teardown trouble is secondary
-        verdict, message = kind, _exc_message(excinfo)
+        if verdict != "pass" and not isinstance(excinfo.value, IntermediaryFailed):
+            break  # the first verdict stands; teardown trouble is secondary, unless the path itself failed
+        overridden = f" (the check itself had ended {verdict}: {message.splitlines()[0][:200]})" \
+            if verdict != "pass" else ""
+        verdict, message = kind, _exc_message(excinfo) + overridden
         if kind == "error":
             message = f"{type(excinfo.value).__name__}: {message}"
-        break
     if verdict == "fail" and level and level not in STRICT_LEVELS:
         verdict = "non-strict"
     if ctx is not None and verdict == "pass":
