@@ -171,11 +171,13 @@ class Provider(Service):
         self.proc = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> Target:
+    def start(self, attempts: int | None = None) -> Target:
+        """The target, ready (every probe answered); up to ``attempts`` tries (default ``self.attempts``)."""
+        attempts = attempts or self.attempts
         prepared = self.prepare()
         t0 = time.monotonic()
         last = ""
-        for _ in range(self.attempts):
+        for _ in range(attempts):
             try:
                 self.target = self.start_once(prepared)
                 self.ready_seconds = time.monotonic() - t0
@@ -183,7 +185,7 @@ class Provider(Service):
             except HarnessError as e:  # most likely a port taken between choosing and binding: retry
                 last = str(e)
                 self.stop()
-        raise HarnessError(f"{self.target_name} did not become ready after {self.attempts} attempts: {last}")
+        raise HarnessError(f"{self.target_name} did not become ready after {attempts} attempts: {last}")
 
     def stop(self) -> None:
         self.stop_server()
