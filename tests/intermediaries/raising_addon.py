@@ -3,7 +3,9 @@ makes a case ``error`` (with the traceback in its transcript), never a ``fail`` 
 
 ``raising:hook=tcp_message`` cuts the connection at the server's first message and then raises (without the
 fault rule the client would only see the target close early: a false ``fail``); ``hook=response`` raises in
-the HTTP ``response`` hook (``raising-http``, a reverse HTTP proxy); ``hook=timer`` raises in a background task; ``hook=none`` is the control.
+the HTTP ``response`` hook (``raising-http``, a reverse HTTP proxy), ``hook=stream`` in a response stream
+callable (called by mitmproxy's HTTP layer, not by a hook: its crash reaches the path through mitmproxy's
+error log); ``hook=timer`` raises in a background task; ``hook=none`` is the control.
 Importing this module registers the intermediary; it is never part of the product.
 """
 
@@ -15,7 +17,7 @@ from conformance.intermediaries.addons.common import add_options, check_options,
 from conformance.intermediaries.scenario import ENDPOINTS, REGISTRY, Emulator, Param, register
 
 HOOK = Param("hook", str, "tcp_message", "tcp_message", "where the addon raises",
-             choices=("none", "tcp_message", "response", "timer"), option="raising_hook")
+             choices=("none", "tcp_message", "response", "stream", "timer"), option="raising_hook")
 
 
 class Raising:
@@ -39,6 +41,14 @@ class Raising:
             flow.messages[-1].content = b""
             cut(flow, "fin", "raising test addon")
             raise RuntimeError("deliberate failure in tcp_message of the test addon")
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if value(HOOK) == "stream" and flow.response is not None:
+            flow.response.stream = self._failing_stream
+
+    @staticmethod
+    def _failing_stream(data: bytes) -> bytes:
+        raise RuntimeError("deliberate failure in a response stream of the test addon")
 
     def response(self, flow: http.HTTPFlow) -> None:
         if value(HOOK) == "response":

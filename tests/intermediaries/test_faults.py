@@ -67,6 +67,16 @@ def test_an_exception_in_the_http_response_hook_is_a_recorded_fault(http_peer):
     assert any("in response" in line for line in _fault_lines(path))
 
 
+def test_a_crash_inside_mitmproxy_from_a_stream_callable_is_a_recorded_fault(http_peer):
+    with started("raising-http:hook=stream", http_target(http_peer)) as path:
+        with socket.create_connection(path.address("jmap"), timeout=5) as sock:
+            sock.sendall(b"GET /plain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            _wait_for_fault(path)
+    assert path.harness_errors and "deliberate failure in a response stream" in path.harness_errors[0], \
+        path.harness_errors
+    assert any("_failing_stream" in line for line in _fault_lines(path)), _fault_lines(path)
+
+
 def test_an_exception_in_an_addon_timer_is_a_recorded_fault(tcp_peer):
     with started("raising:hook=timer", peer_target(tcp_peer.port)) as path:
         sock = path.open("imap")

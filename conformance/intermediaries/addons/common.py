@@ -44,13 +44,24 @@ def default_record(who: str, text: str, conn: str = "") -> None:
 FRAMES = 4  # frames of a fault's traceback kept in the transcript (the innermost ones)
 
 
+def _short(filename: str) -> str:
+    """A frame's file without the machine's prefix: from the package (site-packages or the checkout) on."""
+    if "/site-packages/" in filename:
+        return filename.rsplit("/site-packages/", 1)[1]
+    for top in ("conformance", "tests"):
+        if f"/{top}/" in filename:
+            return f"{top}/" + filename.rsplit(f"/{top}/", 1)[1]
+    return filename
+
+
 def describe_fault(where: str, exc: BaseException | None) -> tuple[str, str]:
     """(one line, that line plus the innermost frames of the traceback) for an exception in the intermediary."""
     if exc is None:
         return where, where
     line = f"{where}: {type(exc).__name__}: {exc}"
-    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)[-FRAMES:])).rstrip()
-    return line, (f"{line}\n{frames}" if frames else line)
+    frames = [f"  at {_short(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+              for f in traceback.extract_tb(exc.__traceback__)[-FRAMES:]]
+    return line, "\n".join([line, *frames])
 
 
 class Shared:
