@@ -111,7 +111,8 @@ class Emulator(Intermediary):
             raise TypeError(f"emulator {self.name} names no addon class")
         object.__setattr__(self, "params", tuple(p for p in getattr(self.addon, "OPTIONS", ()) if p.scenario))
 
-    def build(self, values: dict[str, Any], target_endpoints: dict[str, tuple[str, int]]) -> tuple[list[Any], dict[str, Any]]:
+    def build(self, values: dict[str, Any],
+              target_endpoints: dict[str, tuple[str, int]]) -> tuple[list[Any], dict[str, Any]]:
         """A fresh addon and the mitmproxy option values for one scenario element's parameter values.
         ``target_endpoints``: endpoint name -> (scheme, port) of the target behind the path."""
         options = {p.option: p.option_value(values[p.name]) for p in self.params if p.option}
