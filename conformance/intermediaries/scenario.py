@@ -90,7 +90,7 @@ class Intermediary:
     summary: str
     params: tuple[Param, ...] = ()
     endpoints: tuple[str, ...] = ENDPOINTS
-    kind: str = "emulated"
+    kind: str = "real"  # what runs it, e.g. "real" (the actual program) or "emulated" (an Emulator)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -102,6 +102,7 @@ class Emulator(Intermediary):
     addon's ``OPTIONS`` that are scenario parameters; ``resolve(params, target_endpoints)`` adds option values
     that depend on the target (https-only's endpoint ports)."""
 
+    kind: str = "emulated"
     addon: type | None = None
     resolve: Callable[[dict[str, Any], dict[str, tuple[str, int]]], dict[str, Any]] | None = None
     params: tuple[Param, ...] = field(init=False, default=())

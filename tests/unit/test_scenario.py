@@ -26,3 +26,29 @@ def test_direct_and_defaults():
 def test_errors(text, expect):
     with pytest.raises(BadInput, match=expect.replace("(", r"\(").replace(")", r"\)")):
         parse_scenario(text)
+
+
+@pytest.fixture
+def extra_intermediary():
+    """A registry entry that is no mitmproxy addon (as a real program registers), removed afterwards."""
+    from conformance.intermediaries.scenario import REGISTRY, Intermediary, Param, register
+
+    spec = register(Intermediary(
+        name="test-real", path="tcp", kind="real", summary="TEST ONLY: a real program stand-in",
+        params=(Param("timeout", float, 5.0, 50.0, "idle seconds", unit="s"),
+                Param("mode", str, "strict", "strict", "conntrack mode", choices=("default", "strict")))))
+    yield spec
+    REGISTRY.pop(spec.name, None)
+
+
+def test_an_intermediary_that_is_no_addon_parses_validates_and_describes_like_the_others(extra_intermediary):
+    from conformance.intermediaries.scenario import Intermediary, describe_all, register
+
+    assert str(parse_scenario("test-real+kill")) == "test-real:timeout=5,mode=strict+kill"
+    assert str(parse_scenario("test-real:mode=default", "full")) == "test-real:timeout=50,mode=default"
+    with pytest.raises(BadInput, match="must be one of default, strict"):
+        parse_scenario("test-real:mode=loose")
+    row = next(r for r in describe_all() if r["name"] == "test-real")
+    assert row["kind"] == "real" and [p["name"] for p in row["params"]] == ["timeout", "mode"]
+    with pytest.raises(ValueError, match="already registered"):
+        register(Intermediary(name="test-real", path="tcp", summary="another"))
