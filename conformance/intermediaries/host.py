@@ -106,7 +106,8 @@ class ProxyHost:
         opts = options.Options(listen_host="127.0.0.1", confdir=str(self.confdir))
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
         record = lambda who, text, conn="": self.transcript.action(who, text, conn)  # noqa: E731
-        bind_master(asyncio.get_running_loop(), self.master, Shared(record=record, faults=self.faults))
+        state = Shared(record=record, faults=self.faults, scrub=self.transcript.redactor().scrub)
+        bind_master(asyncio.get_running_loop(), self.master, state)
         # only the default addons a path needs: every hook event walks all addons, and mitmproxy's ~30
         # defaults (playback, export, onboarding...) cost ~0.8 ms per TCP message on a loaded machine
         self.master.addons.add(*[a for a in _mitm_addons.default_addons() if type(a).__name__ in NEEDED_DEFAULTS])

@@ -5,7 +5,7 @@ makes a case ``error`` (with the traceback in its transcript), never a ``fail`` 
 fault rule the client would only see the target close early: a false ``fail``); ``hook=response`` raises in
 the HTTP ``response`` hook (``raising-http``, a reverse HTTP proxy), ``hook=stream`` in a response stream
 callable (called by mitmproxy's HTTP layer, not by a hook: its crash reaches the path through mitmproxy's
-error log); ``hook=timer`` raises in a background task; ``hook=none`` is the control.
+error log); ``hook=timer`` raises in a background task; ``hook=quote`` raises quoting what the client sent; ``hook=none`` is the control.
 Importing this module registers the intermediary; it is never part of the product.
 """
 
@@ -17,7 +17,7 @@ from conformance.intermediaries.addons.common import add_options, check_options,
 from conformance.intermediaries.scenario import ENDPOINTS, REGISTRY, Emulator, Param, register
 
 HOOK = Param("hook", str, "tcp_message", "tcp_message", "where the addon raises",
-             choices=("none", "tcp_message", "response", "stream", "timer"), option="raising_hook")
+             choices=("none", "tcp_message", "quote", "response", "stream", "timer"), option="raising_hook")
 
 
 class Raising:
@@ -37,6 +37,8 @@ class Raising:
         raise RuntimeError("deliberate failure in a timer of the test addon")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        if value(HOOK) == "quote" and flow.messages[-1].from_client:
+            raise RuntimeError(f"deliberate failure quoting the client: {flow.messages[-1].content!r}")
         if value(HOOK) == "tcp_message" and not flow.messages[-1].from_client:
             flow.messages[-1].content = b""
             cut(flow, "fin", "raising test addon")

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @contextlib.contextmanager
 def started(scenario: str, target):
-    path = NetworkPath(parse_scenario(scenario), target, Transcript()).start()
+    path = NetworkPath(parse_scenario(scenario), target, Transcript(secrets=target.secrets())).start()
     try:
         yield path
     finally:
@@ -75,6 +75,16 @@ def test_a_crash_inside_mitmproxy_from_a_stream_callable_is_a_recorded_fault(htt
     assert path.harness_errors and "deliberate failure in a response stream" in path.harness_errors[0], \
         path.harness_errors
     assert any("_failing_stream" in line for line in _fault_lines(path)), _fault_lines(path)
+
+
+def test_a_fault_that_quotes_traffic_keeps_the_passwords_out(tcp_peer):
+    with started("raising:hook=quote", peer_target(tcp_peer.port)) as path:
+        sock = path.open("imap")
+        sock.sendall(b'a1 LOGIN "user" "secretpw"\r\n')
+        _wait_for_fault(path)
+        sock.close()
+    assert path.harness_errors and "LOGIN" in path.harness_errors[0], path.harness_errors
+    assert "secretpw" not in " ".join(path.harness_errors + _fault_lines(path))
 
 
 def test_an_exception_in_an_addon_timer_is_a_recorded_fault(tcp_peer):

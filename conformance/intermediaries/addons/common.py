@@ -68,7 +68,8 @@ class Shared:
     """Per-master state all TCP addons read: labels and activity per client connection id, where intermediary
     actions are recorded, and the faults of the intermediary itself (exceptions in its own code)."""
 
-    def __init__(self, record: Recorder = default_record, faults: list[str] | None = None) -> None:
+    def __init__(self, record: Recorder = default_record, faults: list[str] | None = None,
+                 scrub: Callable[[str], str] = str) -> None:
         self.labels: dict[str, str] = {}
         self.started: dict[str, float] = {}
         self.last: dict[str, float] = {}
@@ -76,13 +77,14 @@ class Shared:
         self.bytes: dict[str, list[int]] = {}  # [from client, from server]
         self.record: Recorder = record
         self.faults: list[str] = faults if faults is not None else []
+        self.scrub = scrub  # removes the case's secrets from a fault's text (an exception may quote traffic)
         self.count = 0
 
     def fault(self, where: str, exc: BaseException | None = None) -> None:
         """An exception in the suite's own intermediary (an addon hook, a stream callable, a timer): kept in
         ``faults`` (a path with faults makes its case ``error``) and recorded as an intermediary action with
         the innermost frames of its traceback. The target is not at fault."""
-        line, detail = describe_fault(where, exc)
+        line, detail = (self.scrub(text) for text in describe_fault(where, exc))
         self.faults.append(line)
         self.record("intermediary", "harness error, an exception in the suite's own intermediary "
                                     f"(not the target's fault): {detail}", "")
