@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 
-class ConformanceFailure(AssertionError):
+
+class AboutRequirements:
+    """Mixin: an exception may name the requirement id(s) it is about (``requirement="uidplus.appenduid"``).
+
+    Such an exception gives its verdict only to the requirements it names; one that names none gives it to
+    every requirement of the check not judged yet (conformance/verdicts.py).
+    """
+
+    requirements: tuple[str, ...] = ()
+
+    def __init__(self, *args: object, requirement: str | Iterable[str] | None = None) -> None:
+        super().__init__(*args)
+        if requirement is not None:
+            self.requirements = (requirement,) if isinstance(requirement, str) else tuple(requirement)
+
+
+class ConformanceFailure(AboutRequirements, AssertionError):
     """The server did something a requirement forbids (or failed to do what it must). Verdict: fail.
 
     Raised by clients when the server stalls past a deadline, closes early or sends garbage, and by
@@ -23,13 +40,13 @@ class ProtocolViolation(ConformanceFailure):
     """The server sent bytes that do not parse as the protocol."""
 
 
-class HarnessError(Exception):
+class HarnessError(AboutRequirements, Exception):
     """The suite itself, its own proxy, or the network between failed. Verdict: error, never fail."""
 
 
 class IntermediaryFailed(HarnessError):
-    """The suite's own intermediary raised during the case (``NetworkPath.harness_errors``): whatever the
-    check concluded, the case is error, never a verdict on the target."""
+    """One of the suite's own intermediaries raised while the case ran. Raised at teardown by the case, it
+    outranks a call-phase ``fail``: what the server was seen doing went through a broken path."""
 
 
 class TargetUnreachable(HarnessError):
@@ -40,5 +57,5 @@ class BadInput(Exception):
     """A wrong target file, scenario string, profile name or option: a clear message and exit 2."""
 
 
-class NotApplicable(Exception):
+class NotApplicable(AboutRequirements, Exception):
     """The target lacks an endpoint or capability that the selected profiles do not require."""

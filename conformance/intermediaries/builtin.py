@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from .addons import (
-    buffering, flaky, https_only, inspecting, kill, lifetime, link, nat_idle, read_timeout, strip_starttls,
+    buffering,
+    flaky,
+    https_only,
+    inspecting,
+    kill,
+    lifetime,
+    link,
+    nat_idle,
+    read_timeout,
+    strip_starttls,
 )
 from .scenario import register
 

@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from ..errors import HarnessError, NotApplicable, TargetUnreachable
+from ..providers.base import free_port
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
-from ..providers.base import free_port
 from .addons.common import Blackhole, RawTcp, StreamResponses, Trigger
 from .addons.kill import Kill
 from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut

@@ -96,7 +96,8 @@ class ImapConnection:
         except OSError as e:
             raise TargetUnreachable(f"cannot connect to IMAP at {host}:{port}: {e}") from e
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transcript.add(self.leg, "N", f"connected to {host}:{port}" + (" (TLS)" if tls == "implicit" else ""), conn=self.label)
+        transcript.add(self.leg, "N", f"connected to {host}:{port}" + (" (TLS)" if tls == "implicit" else ""),
+                       conn=self.label)
         if tls == "implicit":
             self._wrap_tls()
 

@@ -5,7 +5,8 @@ makes a case ``error`` (with the traceback in its transcript), never a ``fail`` 
 fault rule the client would only see the target close early: a false ``fail``); ``hook=response`` raises in
 the HTTP ``response`` hook (``raising-http``, a reverse HTTP proxy), ``hook=stream`` in a response stream
 callable (called by mitmproxy's HTTP layer, not by a hook: its crash reaches the path through mitmproxy's
-error log); ``hook=timer`` raises in a background task; ``hook=quote`` raises quoting what the client sent; ``hook=none`` is the control.
+error log); ``hook=timer`` raises in a background task; ``hook=quote`` raises quoting what the client sent;
+``hook=none`` is the control.
 Importing this module registers the intermediary; it is never part of the product.
 """
 

@@ -125,7 +125,8 @@ def test_a_case_whose_intermediary_raised_is_error_not_fail(tmp_path):
     bad = results["raising:hook=tcp_message"]
     assert bad["verdict"] == "error", (bad["verdict"], bad["message"])
     assert "intermediary failed" in bad["message"] and "deliberate failure in tcp_message" in bad["message"]
-    assert "the check itself had ended fail" in bad["message"], bad["message"]
+    assert "the check had found: fail" in bad["message"], bad["message"]
+    assert bad["requirement_verdicts"] and all(v["verdict"] == "error" for v in bad["requirement_verdicts"].values())
     faults = [e["text"] for e in bad["evidence"]["transcript"] if e["direction"] == "I" and e["leg"] == "intermediary"]
     assert faults and "raising_addon.py" in faults[0], faults
     assert p.returncode == 2, "a harness error is exit 2"

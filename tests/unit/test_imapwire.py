@@ -2,9 +2,15 @@
 
 import pytest
 
-from conformance.protocols.imapwire import (ResponseReader, format_uid_set, parse_capabilities, parse_fetch,
-                                          parse_uid_set, parse_vanished)
 from conformance.errors import ProtocolViolation
+from conformance.protocols.imapwire import (
+    ResponseReader,
+    format_uid_set,
+    parse_capabilities,
+    parse_fetch,
+    parse_uid_set,
+    parse_vanished,
+)
 
 
 def test_reader_joins_literals_across_feeds():

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.protocols.imapwire import quote
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 from conformance.fixtures.smime import SmimeKit
 from conformance.intermediaries.scenario import registry
+from conformance.protocols.imapwire import quote
 
 from .roundtrip import append, body, compare, describe, select, verifies
 

@@ -11,8 +11,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
 from ...errors import ConformanceFailure, NotApplicable
+from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
 
 
 def tls_context(case):
@@ -36,7 +36,8 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
     verify: Any = ca if ca else (case.target.tls.ca_file or case.target.tls.verify)
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
                    label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
-                   verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None)
+                   verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None,
+                   timeout=case.deadline)
     own = case.target.endpoint("jmap")
     if via_path and (own.host, own.port) != (ep.host, ep.port):
         c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"

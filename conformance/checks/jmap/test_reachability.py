@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.protocols.imap import ImapConnection, ResponseReader
 from conformance.protocols.jmap import MAIL, sample_message
-from conformance.errors import ConformanceFailure, NotApplicable
 
 from ._support import available, client, event_stream, state_change, tls_context, websocket
 

@@ -12,8 +12,8 @@ import ssl
 
 import pytest
 
-from conformance.protocols.imapwire import ResponseReader, parse_capabilities
 from conformance.errors import HarnessError, NotApplicable
+from conformance.protocols.imapwire import ResponseReader, parse_capabilities
 from conformance.transcript import printable
 
 from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
@@ -55,7 +55,7 @@ def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
 
 def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
     smtp = SmtpLine.__new__(SmtpLine)
-    smtp.transcript, smtp.leg, smtp.label, smtp.timeout = case.transcript, case.path.leg, label, 10.0
+    smtp.transcript, smtp.leg, smtp.label, smtp.timeout = case.transcript, case.path.leg, label, case.deadline
     smtp.redactor, smtp.sock, smtp.buf, smtp.tls_version = case.transcript.redactor(), sock, b"", None
     assert smtp.reply().code == 220, "no 220 greeting from submission"
     if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):

@@ -12,7 +12,14 @@ from typing import Any
 from mitmproxy import http
 
 from conformance.intermediaries.addons.common import (
-    InlineTCPLayer, RawTcp, StreamResponses, add_options, check_options, in_connect_tunnel, replace_layer, shared,
+    InlineTCPLayer,
+    RawTcp,
+    StreamResponses,
+    add_options,
+    check_options,
+    in_connect_tunnel,
+    replace_layer,
+    shared,
     value,
 )
 from conformance.intermediaries.scenario import ENDPOINTS, Emulator, Param

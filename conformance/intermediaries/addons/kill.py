@@ -12,7 +12,15 @@ from mitmproxy import tcp
 
 # Trigger lives in common: a dataclass cannot be defined in a script mitmdump loads with -s
 from conformance.intermediaries.addons.common import (
-    RawTcp, Trigger, add_options, blackhole, check_options, cut, later, shared, value,
+    RawTcp,
+    Trigger,
+    add_options,
+    blackhole,
+    check_options,
+    cut,
+    later,
+    shared,
+    value,
 )
 from conformance.intermediaries.scenario import Emulator, Param
 

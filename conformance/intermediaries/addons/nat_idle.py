@@ -13,7 +13,15 @@ import time
 from mitmproxy import tcp
 
 from conformance.intermediaries.addons.common import (
-    Blackhole, RawTcp, add_options, blackhole, check_options, cut, shared, spawn, value,
+    Blackhole,
+    RawTcp,
+    add_options,
+    blackhole,
+    check_options,
+    cut,
+    shared,
+    spawn,
+    value,
 )
 from conformance.intermediaries.scenario import Emulator, Param
 

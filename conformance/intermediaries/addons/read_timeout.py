@@ -14,7 +14,13 @@ import time
 from mitmproxy import http
 
 from conformance.intermediaries.addons.common import (
-    StreamResponses, add_options, check_options, cut, shared, spawn, value,
+    StreamResponses,
+    add_options,
+    check_options,
+    cut,
+    shared,
+    spawn,
+    value,
 )
 from conformance.intermediaries.scenario import Emulator, Param
 
