@@ -19,6 +19,15 @@ def _noop(sock, tag=b"a1"):
     return recv_until(sock, tag + b" OK")
 
 
+def _sent_through(sock, tcp_peer, data: bytes, timeout: float = 3) -> None:
+    """Send ``data`` and wait (bounded) until the scripted peer behind the path has received it."""
+    sock.sendall(data)
+    tcp_peer.wait_connection()
+    deadline = time.monotonic() + timeout
+    while data not in tcp_peer.received[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _actions(path, who):
     return [e for e in path.transcript.entries if e.direction == "I" and e.leg == who]
 
@@ -52,32 +61,17 @@ def test_nat_idle_fin_gives_the_client_an_orderly_close(dovecot, open_path):
     assert 0.9 <= waited < 1.6, f"EOF after {waited:.3f} s idle, expected ~1 s"
 
 
-def _forwarded_noop(path, tcp_peer):
-    """A connection through ``path`` to the scripted peer on which one client line has reached the peer."""
+def test_nat_idle_silent_tells_neither_side(tcp_peer, open_path):
+    path = open_path("nat-idle:timeout=1,mode=silent", peer_target(tcp_peer.port))
     sock = _imap(path)
-    sock.sendall(b"a1 NOOP\r\n")
-    tcp_peer.wait_connection()
-    deadline = time.monotonic() + 3
-    while b"a1 NOOP" not in tcp_peer.received[0] and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return sock
-
-
-def _assert_silent_both_ways(sock, tcp_peer, wait: float) -> None:
-    """A line sent now reaches nobody, and neither side sees a FIN, an RST or data within ``wait``."""
+    _sent_through(sock, tcp_peer, b"a1 NOOP\r\n")
+    time.sleep(1.4)  # the mapping is dropped after 1 s
     sock.sendall(b"a2 NOOP\r\n")
-    fate, waited = outcome(sock, wait)
+    fate, waited = outcome(sock, 2.0)
     assert fate == "timeout", f"client must see nothing (no FIN, no RST, no data), saw {fate} after {waited:.3f} s"
     assert tcp_peer.fate[0] == "open" and not tcp_peer.ended[0].is_set(), \
         f"server side must see no close either, saw {tcp_peer.fate[0]}"
     assert b"a2 NOOP" not in tcp_peer.received[0], "data after the drop must not be forwarded"
-
-
-def test_nat_idle_silent_tells_neither_side(tcp_peer, open_path):
-    path = open_path("nat-idle:timeout=1,mode=silent", peer_target(tcp_peer.port))
-    sock = _forwarded_noop(path, tcp_peer)
-    time.sleep(1.4)  # the mapping is dropped after 1 s
-    _assert_silent_both_ways(sock, tcp_peer, 2.0)
     acts = _actions(path, "nat-idle")
     assert acts and "mapping dropped silently" in acts[0].text, acts
     assert any(e.direction == "I" and "not forwarded" in e.text for e in path.transcript.entries)
@@ -123,14 +117,19 @@ def test_kill_only_one_endpoint(dovecot, open_path):
     _noop(imap)
 
 
-def test_blackhole_on_demand_forwards_nothing_and_tells_nobody(tcp_peer, open_path):
+def test_blackhole_forwards_nothing_and_tells_nobody(tcp_peer, open_path):
     path = open_path("kill", peer_target(tcp_peer.port))
-    sock = _forwarded_noop(path, tcp_peer)
+    sock = _imap(path)
+    _sent_through(sock, tcp_peer, b"a1 NOOP\r\n")
     assert path.blackhole() == 1
-    assert path.blackhole() == 0, "a connection already black-holed is not counted twice"
-    _assert_silent_both_ways(sock, tcp_peer, 1.0)
+    assert path.blackhole() == 0, "a connection already black-holed is not counted again"
+    sock.sendall(b"a2 NOOP\r\n")
+    fate, waited = outcome(sock, 1.0)
+    assert fate == "timeout", f"client must see nothing (no FIN, no RST, no data), saw {fate} after {waited:.3f} s"
+    assert tcp_peer.fate[0] == "open" and not tcp_peer.ended[0].is_set(), "server side must see no close either"
+    assert b"a2 NOOP" not in tcp_peer.received[0], "data after the black hole must not be forwarded"
     acts = _actions(path, "blackhole")
-    assert len(acts) == 1 and "mapping dropped silently on demand" in acts[0].text, acts
+    assert len(acts) == 1 and "dropped silently on demand" in acts[0].text, acts
     sock.close()
 
 
@@ -142,7 +141,8 @@ def test_blackhole_only_one_endpoint(dovecot, open_path):
     assert path.blackhole(endpoint="submission") == 1
     sub.sendall(b"NOOP\r\n")
     assert outcome(sub, 1.0)[0] == "timeout", "the black-holed submission connection must stay silent"
-    _noop(imap)  # the IMAP connection is untouched
+    _noop(imap)  # the IMAP connection still carries data both ways
+    sub.close()
 
 
 def test_kill_after_lets_n_client_octets_pass_then_cuts(tcp_peer, open_path):
