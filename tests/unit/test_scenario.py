@@ -34,7 +34,8 @@ def extra_intermediary():
     from conformance.intermediaries.scenario import REGISTRY, Intermediary, Param, register
 
     spec = register(Intermediary(
-        name="test-real", path="tcp", kind="real", summary="TEST ONLY: a real program stand-in",
+        name="test-real", path="tcp", summary="TEST ONLY: a real program stand-in",
+        real=lambda scenario, target, transcript: None, emulates=lambda p: (("nat-idle", {"mode": "silent"}),),
         params=(Param("timeout", float, 5.0, 50.0, "idle seconds", unit="s"),
                 Param("mode", str, "strict", "strict", "conntrack mode", choices=("default", "strict")))))
     yield spec
@@ -44,7 +45,10 @@ def extra_intermediary():
 def test_an_intermediary_that_is_no_addon_parses_validates_and_describes_like_the_others(extra_intermediary):
     from conformance.intermediaries.scenario import Intermediary, describe_all, register
 
-    assert str(parse_scenario("test-real+kill")) == "test-real:timeout=5,mode=strict+kill"
+    assert str(parse_scenario("test-real")) == "test-real:timeout=5,mode=strict"
+    assert parse_scenario("test-real").element("nat-idle").get("mode") == "silent"
+    with pytest.raises(BadInput, match="stands alone"):
+        parse_scenario("test-real+kill")
     assert str(parse_scenario("test-real:mode=default", "full")) == "test-real:timeout=50,mode=default"
     with pytest.raises(BadInput, match="must be one of default, strict"):
         parse_scenario("test-real:mode=loose")
