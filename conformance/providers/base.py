@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data import data_dir
 from ..errors import HarnessError
 from ..targets import Target
 from .workdir import keep_logs_and_remove, log_tail, stop_process_group
 
-SERVERS_DIR = Path(__file__).resolve().parents[2] / "servers"
+SERVERS_DIR = data_dir("servers")
 # the reference targets' test accounts (user, password): every provider creates the same three
 ACCOUNTS = (("alice", "alice-Lemonade-pw1"), ("bob", "bob-Lemonade-pw2"), ("carol", "carol-Lemonade-pw3"))
 

@@ -7,6 +7,8 @@ import argparse
 import json
 import time
 
+from .. import __version__
+from ..data import checkout_root
 from ..errors import HarnessError
 from .engine import engine_problem, image_exists
 from .images import IMAGES, build_all
@@ -15,10 +17,13 @@ from .images import IMAGES, build_all
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 built or present, 1 a build failed, 2 unknown image names, 3 no container engine."""
     ap = argparse.ArgumentParser(prog="build-images", description="build the container targets' images")
-    ap.add_argument("names", nargs="*", help=f"images to build (default: all of {', '.join(IMAGES)})")
+    ap.add_argument("names", nargs="*", help=f"images to build (default: all of {', '.join(IMAGES)}); "
+                                             "'suite' builds the suite's own image (conformance/suite_image.py)")
     ap.add_argument("--check", action="store_true", help="only say which images are present")
     args = ap.parse_args(argv)
     names = args.names or list(IMAGES)
+    suite = "suite" in names
+    names = [n for n in names if n != "suite"]
     unknown = [n for n in names if n not in IMAGES]
     if unknown:
         print(f"build-images: unknown image(s) {', '.join(unknown)}; known: {', '.join(IMAGES)}")
@@ -28,12 +33,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build-images: {problem}")
         return 3
     if args.check:
-        for n in names:
-            print(f"{IMAGES[n].tag():40} {'present' if image_exists(IMAGES[n].tag()) else 'missing'}")
+        tags = [IMAGES[n].tag() for n in names]
+        if suite:
+            from ..suite_image import REPOSITORY, image_tag
+
+            root = checkout_root()
+            tags.append(image_tag(root) if root else f"{REPOSITORY}:{__version__}")
+        for tag in tags:
+            print(f"{tag:40} {'present' if image_exists(tag) else 'missing'}")
         return 0
     t0 = time.monotonic()
     try:
         timings = build_all(names)
+        if suite:
+            from ..suite_image import build as build_suite
+
+            build_suite(timings=timings)
     except HarnessError as e:
         print(f"build-images: {e}")
         return 1

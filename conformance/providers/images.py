@@ -137,12 +137,23 @@ def _build_image(name: str, timings: dict[str, float] | None) -> str:
     base = ensure_base(spec.suite, timings)
     t0 = time.monotonic()
     log(f"building {tag} from {spec.directory} (FROM {base})")
-    logf = STATE_DIR / f"build-{name}.log"
+    docker_build(spec.directory, tag, base, STATE_DIR / f"build-{name}.log")
+    dt = time.monotonic() - t0
+    if timings is not None:
+        timings[f"image {name}"] = round(dt, 1)
+    log(f"{tag} built in {dt:.1f} s")
+    return tag
+
+
+def docker_build(context: Path, tag: str, base: str, logf: Path, also: tuple[str, ...] = ("latest",)) -> None:
+    """Build ``context`` (a Dockerfile with ``ARG BASE``) as ``tag`` with host networking, its output in
+    ``logf``; the image also gets the floating tags in ``also``. HarnessError with the log's tail on failure."""
     api = docker_client().api
     lines: list[str] = []
     error = ""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(logf, "w") as out:
-        for chunk in api.build(path=str(spec.directory), tag=tag, buildargs={"BASE": base}, network_mode="host",
+        for chunk in api.build(path=str(context), tag=tag, buildargs={"BASE": base}, network_mode="host",
                                rm=True, forcerm=True, decode=True, timeout=3600):
             if "stream" in chunk:
                 out.write(chunk["stream"])
@@ -153,15 +164,12 @@ def _build_image(name: str, timings: dict[str, float] | None) -> str:
     if error or not image_exists(tag):
         tail = " | ".join("".join(lines).strip().splitlines()[-4:])
         raise HarnessError(f"building {tag} failed: {error.strip() or 'no image'} ({tail}; log {logf})")
-    try:  # the floating tag points at the newest build, for people typing docker commands
-        docker_client().images.get(tag).tag(spec.repository, "latest")
-    except Exception:  # noqa: BLE001
-        pass
-    dt = time.monotonic() - t0
-    if timings is not None:
-        timings[f"image {name}"] = round(dt, 1)
-    log(f"{tag} built in {dt:.1f} s")
-    return tag
+    repository = tag.rsplit(":", 1)[0]
+    for extra in also:  # floating tags point at the newest build, for people typing docker commands
+        try:
+            docker_client().images.get(tag).tag(repository, extra)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def build_all(names: list[str]) -> dict[str, float]:
