@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Catalog
-from .protocols.imap import ImapConnection, insecure_context
+from .protocols.imap import ImapConnection
+from .protocols.tls import insecure_context
 from .protocols.imapwire import parse_capabilities, quote
 from .protocols.smtp import CapturingSMTP
 from .errors import ConformanceFailure, HarnessError, NotApplicable
@@ -156,7 +157,7 @@ class CaseContext:
         conn = ImapConnection(ep.host, ep.port, transcript=self.transcript,
                               tls="implicit" if ep.scheme == "imaps" else "none",
                               ssl_context=self.target.tls.client_context(), timeout=timeout,
-                              label=label, leg=leg)
+                              label=label, leg=leg, via=self._via(via_path))
         self._clients.append(conn)
         conn.read_greeting()
         if ep.scheme == "imap" and tls != "none":
@@ -174,13 +175,20 @@ class CaseContext:
                 raise HarnessError(f"login as {acct.username} failed ({res.tagged.first_line}): check the target's accounts")
         return conn
 
+    def _via(self, via_path: bool) -> str | None:
+        """The name of the suite's own listener a client connects to (None when it connects to the target)."""
+        if not via_path or self.scenario.is_direct:
+            return None
+        return f"intermediary listener (scenario {self.scenario})"
+
     def submission(self, account: int | None = 0, *, endpoint: str = "submission", tls: str = "starttls",
                    timeout: float = 10.0, via_path: bool = True) -> CapturingSMTP:
         ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
         if ep is None:
             raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
         smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript, timeout=timeout,
-                             label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct")
+                             label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct",
+                             via=self._via(via_path))
         self._clients.append(smtp)
         smtp.ehlo("client.test")
         if tls == "starttls":

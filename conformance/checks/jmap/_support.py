@@ -11,18 +11,16 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
+from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url
+from ...protocols.eventsource import stream_connection
+from ...protocols.tls import trusting
 from ...errors import ConformanceFailure, NotApplicable
 
 
 def tls_context(case):
     ca = getattr(case.path, "ca_file", None)
     if ca:
-        import ssl
-
-        ctx = ssl.create_default_context(cafile=ca)
-        ctx.check_hostname = False
-        return ctx
+        return trusting(ca)
     return case.target.tls.client_context()
 
 
@@ -36,7 +34,8 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
     verify: Any = ca if ca else (case.target.tls.ca_file or case.target.tls.verify)
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
                    label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
-                   verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None)
+                   verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None,
+                   via=case._via(via_path))
     own = case.target.endpoint("jmap")
     if via_path and (own.host, own.port) != (ep.host, ep.port):
         c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"
@@ -45,9 +44,12 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
 
 
 def _open(case, scheme: str, label: str):
+    """A captured connection for a raw stream to the JMAP endpoint through the path (TLS for https)."""
     ep = case.path.endpoint("jmap")
     sock = case.path.open("jmap")
-    return wrap_tls(sock, scheme, ep.host, tls_context(case)), f"{ep.host}:{ep.port}"
+    conn = stream_connection(sock, scheme, ep.host, tls_context(case), transcript=case.transcript, label=label,
+                             leg=case.path.leg)
+    return conn, f"{ep.host}:{ep.port}"
 
 
 def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", ping: int = 0) -> str:
