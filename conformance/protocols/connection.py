@@ -88,6 +88,7 @@ class CapturedConnection:
         self.bytes_received = 0
         self.tls_version: str | None = None
         self.closed = False
+        self.last_received: float | None = None  # time.monotonic() of the last octet received
         self.guard: FloodGuard | None = None  # reset by every send
         self._encode: Callable[[bytes], bytes] | None = None
         self._decode: Callable[[bytes], bytes] | None = None
@@ -95,21 +96,29 @@ class CapturedConnection:
     # -- opening --------------------------------------------------------------------------------
     @classmethod
     def connect(cls, host: str, port: int, *, transcript: Transcript, label: str, leg: str = "direct",
-                timeout: float = DEFAULT_TIMEOUT, what: str = "the target", via: str | None = None,
+                timeout: float = DEFAULT_TIMEOUT, what: str = "", via: str | None = None,
                 source_address: tuple[str, int] | None = None, redactor: Redactor | None = None,
                 note: str = "") -> "CapturedConnection":
         """Connect to ``host:port``. ``via`` names the suite's own listener when the address is one (an
         intermediary of the scenario path): a refusal there is the harness's, not the target's."""
+        what = what or f"the target at {host}:{port}"
         try:
             sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
+        except ConnectionResetError as e:  # accepted, then reset before connect() looked: the peer was there
+            transcript.add(leg, "N", f"connection to {host}:{port} reset by peer as it was accepted", conn=label)
+            raise ServerClosed(f"{label}: the server reset the connection as it was accepted ({host}:{port}: {e})",
+                               how="reset") from e
         except OSError as e:
             if e.errno in LOCAL_ADDRESS_ERRNOS:
                 raise HarnessError(f"{label}: local address problem connecting to {host}:{port}"
                                    f"{f' from {source_address[0]}' if source_address else ''}: {e}") from e
             if via:
                 raise HarnessError(f"{label}: cannot connect to the suite's own {via} at {host}:{port}: {e}") from e
-            raise TargetUnreachable(f"cannot connect to {what} at {host}:{port}: {e}") from e
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raise TargetUnreachable(f"cannot connect to {what}: {e}") from e
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # reset right after the handshake: the first read reports it, as the server's
+            pass
         conn = cls(sock, transcript=transcript, label=label, leg=leg, timeout=timeout, redactor=redactor)
         conn.note(f"connected to {host}:{port}" + (f" through the {via}" if via else "") + note)
         return conn
@@ -165,21 +174,23 @@ class CapturedConnection:
         if self.guard is not None:
             self.guard.reset()
 
-    def recv(self, deadline: float, waiting_for: str, *, limit: int = READ_CHUNK, pending: int = 0) -> bytes:
+    def recv(self, deadline: float, waiting_for: str, *, limit: int = READ_CHUNK, pending: int = 0,
+             since: float | None = None) -> bytes:
         """One read of at most ``limit`` octets before ``deadline`` (time.monotonic); the decoded octets.
 
-        ``waiting_for`` completes the failure messages ('for the greeting', "to 'A1 LOGIN ...'"; quote commands
-        through ``quote``); ``pending`` says how many octets of an incomplete unit the reader holds.
+        ``waiting_for`` completes the failure messages ('as greeting', "to 'A1 LOGIN ...'"; quote commands
+        through ``quote``); ``pending`` says how many octets of an incomplete unit the reader holds; ``since`` is
+        when the wait began (the messages tell silence from a trickle that never completes).
         """
-        left = deadline - time.monotonic()
-        held = f" ({pending} octets of an incomplete response pending)" if pending else ""
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
-            raise ServerTimeout(f"{self.label}: no complete response {waiting_for} within the deadline{held}")
+            raise self._timeout(waiting_for, pending, since, now)
         self.sock.settimeout(left)
         try:
             data = self.sock.recv(limit)
         except (socket.timeout, TimeoutError) as e:
-            raise ServerTimeout(f"{self.label}: server sent nothing {waiting_for} for {left:.1f} s{held}") from e
+            raise self._timeout(waiting_for, pending, now - left if since is None else since, time.monotonic()) from e
         except ssl.SSLZeroReturnError:
             data = b""
         except ssl.SSLEOFError as e:
@@ -197,12 +208,22 @@ class CapturedConnection:
             self.note("connection closed by peer (EOF)")
             raise ServerClosed(f"{self.label}: server closed the connection {waiting_for}", how="eof")
         self.bytes_received += len(data)
+        self.last_received = time.monotonic()
         if self._decode is not None:
             try:
                 data = self._decode(data)
             except Exception as e:  # noqa: BLE001 - a codec's own error type (zlib.error, ...)
                 raise ProtocolViolation(f"{self.label}: received data does not decode ({type(e).__name__}: {e})") from e
         return data
+
+    def _timeout(self, waiting_for: str, pending: int, since: float | None, now: float) -> ServerTimeout:
+        waited = f" for {now - since:.1f} s" if since is not None else ""
+        if self.last_received is None or since is None or self.last_received < since:
+            if not pending:
+                return ServerTimeout(f"{self.label}: server sent nothing {waiting_for}{waited}")
+        held = f"; {pending} octets of an incomplete response pending" if pending else ""
+        last = f"; the last octet came {now - self.last_received:.1f} s ago" if self.last_received is not None else ""
+        return ServerTimeout(f"{self.label}: no complete response {waiting_for}{waited}{held}{last}")
 
     # -- layers ---------------------------------------------------------------------------------
     def start_tls(self, context: ssl.SSLContext, server_hostname: str | None = "localhost", *,

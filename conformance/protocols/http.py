@@ -344,12 +344,13 @@ class HttpClient:
         conn.send(data, text=shown_head + "\r\n" + printable(content or b"", BODY_SHOWN),
                   timeout=max(0.001, deadline - time.monotonic()))
         waiting_for = f"to {method} {url}"
+        since = time.monotonic()
         head: h11.Response | None = None
         body = bytearray()
         done = False
         while not done:
             try:
-                chunk = conn.recv(deadline, waiting_for)
+                chunk = conn.recv(deadline, waiting_for, since=since)
             except ServerClosed as e:
                 if e.how != "eof":
                     raise

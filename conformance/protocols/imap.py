@@ -175,9 +175,9 @@ class ImapConnection:
         """Send exact octets (after compression if active). Recorded as one C entry (``note`` instead if given)."""
         self.conn.send(data, text=note)
 
-    def _recv(self, deadline: float, waiting_for: str) -> None:
+    def _recv(self, deadline: float, waiting_for: str, since: float | None = None) -> None:
         try:
-            data = self.conn.recv(deadline, waiting_for, pending=self.reader.pending)
+            data = self.conn.recv(deadline, waiting_for, pending=self.reader.pending, since=since)
         except ServerTimeout:
             if self.reader.pending:
                 self.conn.note(f"incomplete response pending when the deadline passed: {self.reader.pending} octets")
@@ -195,8 +195,9 @@ class ImapConnection:
 
     def read_response(self, timeout: float | None = None, waiting_for: str = "") -> Response:
         """The next response; raises ServerTimeout after ``timeout`` seconds."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        return self._next(deadline, waiting_for or "for the next response")
+        start = time.monotonic()
+        return self._next(start + (self.timeout if timeout is None else timeout),
+                          waiting_for or "for the next response", start)
 
     def poll(self, timeout: float) -> Response | None:
         """The next response if one arrives within ``timeout`` seconds, else None (no failure)."""
@@ -235,7 +236,8 @@ class ImapConnection:
                 text = f"{text} {{{len(literal)}}}"
             self.send_raw(f"{tag} {text}\r\n".encode())
             while True:
-                resp = self._next(deadline, f"to '{self._quoted(tag, text.split(' ')[0])}' (awaiting continuation)")
+                resp = self._next(deadline, f"to '{self._quoted(tag, text.split(' ')[0])}' (awaiting continuation)",
+                                  start)
                 if resp.is_continuation:
                     break
                 if resp.tag == tag:
@@ -246,17 +248,17 @@ class ImapConnection:
             self.send_raw(f"{tag} {text}\r\n".encode())
         waiting_for = f"to '{self._quoted(tag, text)}'"
         while True:
-            resp = self._next(deadline, waiting_for)
+            resp = self._next(deadline, waiting_for, start)
             if resp.tag == tag:
                 return CommandResult(tag, text, resp, untagged, time.monotonic() - start)
             if on_untagged:
                 on_untagged(resp)
             untagged.append(resp)
 
-    def _next(self, deadline: float, waiting_for: str) -> Response:
-        """The next response: a queued one, or read from the socket until ``deadline``."""
+    def _next(self, deadline: float, waiting_for: str, since: float | None = None) -> Response:
+        """The next response: a queued one, or read from the socket until ``deadline`` (the wait began ``since``)."""
         while not self.queue:
-            self._recv(deadline, waiting_for)
+            self._recv(deadline, waiting_for, since)
         return self.queue.popleft()
 
     def wait_tagged(self, tag: str, timeout: float | None = None) -> CommandResult:
@@ -265,7 +267,7 @@ class ImapConnection:
         deadline = start + (self.timeout if timeout is None else timeout)
         untagged: list[Response] = []
         while True:
-            resp = self._next(deadline, f"to tag {tag}")
+            resp = self._next(deadline, f"to tag {tag}", start)
             if resp.tag == tag:
                 return CommandResult(tag, "", resp, untagged, time.monotonic() - start)
             untagged.append(resp)
@@ -314,11 +316,12 @@ class ImapConnection:
         """
         tag = self.next_tag()
         self.send_raw(f"{tag} IDLE\r\n".encode())
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        start = time.monotonic()
+        deadline = start + (self.timeout if timeout is None else timeout)
         held: list[Response] = []
         try:
             while True:
-                resp = self._next(deadline, f"to '{tag} IDLE' (awaiting '+')")
+                resp = self._next(deadline, f"to '{tag} IDLE' (awaiting '+')", start)
                 if resp.is_continuation:
                     return tag
                 if resp.tag == tag:

@@ -95,9 +95,10 @@ class SmtpConnection:
 
     def reply(self, timeout: float | None = None) -> SmtpReply:
         """The next complete reply within ``timeout`` seconds (ServerTimeout after it)."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        start = time.monotonic()
+        deadline = start + (self.timeout if timeout is None else timeout)
         while not self.replies:
-            data = self.conn.recv(deadline, self._waiting, pending=self.reader.pending)
+            data = self.conn.recv(deadline, self._waiting, pending=self.reader.pending, since=start)
             try:
                 replies = self.reader.feed(data)
             except ProtocolViolation as e:
