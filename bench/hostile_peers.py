@@ -14,7 +14,6 @@ import argparse
 import collections
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,18 +42,21 @@ def whole_run(behaviour: dict[str, str]) -> dict:
             ScriptedPeer(BEHAVIOURS["imap"][behaviour["imap"]]) as imap, \
             ScriptedPeer(BEHAVIOURS["smtp"][behaviour["smtp"]]) as smtp:
         target = target_file(Path(d), imap.port, smtp.port)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.monotonic()
-        p = subprocess.run([sys.executable, "-m", "conformance.cli", "run", "--target", str(target), "--profile",
-                            "imap-push", "--output", f"{d}/run", "-n", "2"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=900, env=dict(os.environ, COLUMNS="200"))
+        # /usr/bin/time measures the run's own process tree (a child exec'd from this process would inherit this
+        # process's peak in ru_maxrss)
+        cmd = ["/usr/bin/time", "-f", "maxrss_kib=%M", sys.executable, "-m", "conformance.cli", "run", "--target",
+               str(target), "--profile", "imap-push", "--output", f"{d}/run", "-n", "2"]
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                           env=dict(os.environ, COLUMNS="200"))
         wall = time.monotonic() - t0
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        rss = int(next((line.split("=")[1] for line in reversed(p.stderr.splitlines())
+                        if line.startswith("maxrss_kib=")), "0"))
         results = json.loads(Path(f"{d}/run/results.json").read_text())["results"] if \
             Path(f"{d}/run/results.json").exists() else []
         leaked = [f.name for f in Path(f"{d}/run").rglob("*") if f.is_file() and PASSWORD.encode() in f.read_bytes()]
         sizes = {f.name: f.stat().st_size for f in Path(f"{d}/run").glob("*") if f.is_file()}
-    return {"rc": p.returncode, "seconds": round(wall, 1), "max_rss_mb": round(max(rss, before) / 1024, 1),
+    return {"rc": p.returncode, "seconds": round(wall, 1), "max_rss_mb": round(rss / 1024, 1),
             "verdicts": dict(collections.Counter(r["verdict"] for r in results)), "password_in": leaked,
             "sizes": sizes}
 

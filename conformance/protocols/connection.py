@@ -24,6 +24,7 @@ sent while the client waited for one answer.
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import ssl
 import time
@@ -63,6 +64,31 @@ class FloodGuard:
         if self.items > self.max_items or self.octets > self.max_octets:
             raise Flood(f"{label}: flood: {self.items} {self.what} ({self.octets} octets) {waiting_for}; the bound "
                         f"is {self.max_items} {self.what} or {self.max_octets} octets")
+
+
+def scrub_faults(cls: type) -> type:
+    """Class decorator for protocol clients: an exception leaving a public method (or ``__init__``) carries no
+    secret the client's redactor knows, in any of its forms, whatever server text its message quotes."""
+    for name, member in list(vars(cls).items()):
+        if ((name.startswith("_") and name != "__init__") or isinstance(member, (type, classmethod, staticmethod))
+                or not callable(member)):
+            continue
+        setattr(cls, name, _scrubbing(member))
+    return cls
+
+
+def _scrubbing(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as e:
+            conn = self.__dict__.get("conn")
+            redactor = conn.redactor if conn is not None else self.__dict__.get("redactor")
+            if redactor is not None:
+                e.args = tuple(redactor.scrub(a) if isinstance(a, str) else a for a in e.args)
+            raise
+    return wrapper
 
 
 def shown(data: bytes, redact: Callable[[str], str], limit: int = SHOWN) -> str:

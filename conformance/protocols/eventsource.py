@@ -22,7 +22,7 @@ import h11
 
 from ..errors import ProtocolViolation, ServerClosed, ServerTimeout
 from ..transcript import Transcript
-from .connection import CapturedConnection, FloodGuard
+from .connection import CapturedConnection, FloodGuard, scrub_faults
 from .http import HttpReader
 from .sse import SseEvent, SseParser
 from .tls import client_context
@@ -70,6 +70,7 @@ class Timed:
     nbytes: int = 0
 
 
+@scrub_faults
 class EventStream:
     """GET eventSourceUrl over one HTTP/1.1 connection; events as they arrive, each with its time."""
 

@@ -27,7 +27,7 @@ import h11
 
 from ..errors import Blocked, Flood, HarnessError, ProtocolViolation, ServerClosed, TargetUnreachable
 from ..transcript import Transcript, printable
-from .connection import DEFAULT_TIMEOUT, CapturedConnection
+from .connection import DEFAULT_TIMEOUT, CapturedConnection, scrub_faults
 from .tls import client_context
 
 MAX_HEAD = 64 << 10  # octets of a response head (status line and header fields)
@@ -238,6 +238,7 @@ class _Origin:
     reader: HttpReader
 
 
+@scrub_faults
 class HttpClient:
     """HTTP/1.1 requests on captured connections, one kept alive per origin. ``close()`` closes them all.
 

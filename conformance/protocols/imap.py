@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import Flood, ProtocolViolation, ServerTimeout
 from ..transcript import Transcript
-from .connection import DEFAULT_TIMEOUT, CapturedConnection, FloodGuard
+from .connection import DEFAULT_TIMEOUT, CapturedConnection, FloodGuard, scrub_faults
 from .imapwire import Response, ResponseReader, parse_capabilities, quote
 from .tls import insecure_context
 
@@ -80,6 +80,7 @@ class Deflate:
         return out
 
 
+@scrub_faults
 class ImapConnection:
     """One IMAP connection. Use as a context manager; ``close()`` is idempotent."""
 

@@ -17,6 +17,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from ..errors import ConformanceFailure, HarnessError, ProtocolViolation
 from ..transcript import Transcript
 from .eventsource import EventStream, Timed, split_url, stream_connection, wrap_tls
+from .connection import scrub_faults
 from .http import HttpClient, HttpResponse, parse_json
 from .websocket import JmapWebSocket, WsMessage
 
@@ -54,6 +55,7 @@ def parse_api_response(body: bytes) -> dict[str, Any]:
     return data
 
 
+@scrub_faults
 class JmapClient:
     """One JMAP user over HTTP. ``base_url`` is scheme://host:port of the JMAP endpoint (or the path's)."""
 
@@ -69,6 +71,7 @@ class JmapClient:
         self.label = label
         self.leg = leg
         self.http = HttpClient(transcript, label=label, leg=leg, verify=verify, proxy=proxy, timeout=timeout, via=via)
+        self.redactor = self.http.redactor
         # netloc -> netloc: absolute URLs naming the target's own address are sent to the path's endpoint
         # instead (a reverse proxy that rewrites Host makes the server name itself in redirects)
         self.aliases: dict[str, str] = {}

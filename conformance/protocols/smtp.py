@@ -22,7 +22,7 @@ from collections import deque
 
 from ..errors import HarnessError, ProtocolViolation, ServerTimeout
 from ..transcript import Transcript
-from .connection import DEFAULT_TIMEOUT, CapturedConnection, FloodGuard
+from .connection import DEFAULT_TIMEOUT, CapturedConnection, FloodGuard, scrub_faults
 from .smtpwire import ReplyReader, SmtpReply
 from .tls import insecure_context
 
@@ -41,6 +41,7 @@ class SmtpRefused(HarnessError):
         super().__init__(f"{what}: {code} {message.decode('utf-8', 'replace')[:200]}")
 
 
+@scrub_faults
 class SmtpConnection:
     """One SMTP connection speaking raw octets and whole replies; every octet goes into the case transcript."""
 
@@ -132,6 +133,7 @@ class SmtpConnection:
         self.conn.close()
 
 
+@scrub_faults
 class CapturingSMTP(SmtpConnection):
     """A submission session with smtplib's method names and return values, on the captured connection."""
 

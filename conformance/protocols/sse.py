@@ -52,6 +52,11 @@ class SseParser:
         """An event was being built (or a partial line buffered) and not yet dispatched."""
         return bool(self._buf or self._fields)
 
+    @property
+    def held(self) -> tuple[int, int]:
+        """(octets of a line without its end, octets charged to the event being built): within the bounds."""
+        return len(self._buf), self._octets
+
     def feed(self, data: bytes) -> list[SseEvent]:
         if not self._started and data:
             self._started = True

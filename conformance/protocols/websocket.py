@@ -24,7 +24,7 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pin
 
 from ..errors import Flood, ProtocolViolation, ServerClosed, ServerTimeout
 from ..transcript import Transcript, printable
-from .connection import CapturedConnection, FloodGuard
+from .connection import CapturedConnection, FloodGuard, scrub_faults
 
 MAX_MESSAGE = 16 << 20
 MAX_FRAGMENTS = 10_000
@@ -57,6 +57,11 @@ class WsReader:
         self._parts: list[bytes] = []
         self._size = 0
         self._frames = 0
+
+    @property
+    def message_octets(self) -> int:
+        """Octets of the message being received (its frames so far): at most MAX_MESSAGE."""
+        return self._size
 
     def request(self, host: str, target: str, subprotocols: list[str], headers: list[tuple[str, str]]) -> bytes:
         return self.ws.send(Request(host=host, target=target, subprotocols=subprotocols, extra_headers=headers))
@@ -120,6 +125,7 @@ class WsReader:
         return None  # RejectData: the body of a refused upgrade
 
 
+@scrub_faults
 class JmapWebSocket:
     """A WebSocket client connection; ``handshake()`` upgrades, ``recv``/``recv_json`` read with deadlines."""
 

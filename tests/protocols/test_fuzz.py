@@ -128,7 +128,8 @@ def test_sse_parser(chunks):
         for chunk in chunks:
             for ev in parser.feed(chunk):
                 assert isinstance(ev, sse.SseEvent) and isinstance(ev.data, str)
-            assert len(parser._buf) <= sse.MAX_LINE and parser._octets <= sse.MAX_EVENT
+            line, event = parser.held
+            assert line <= sse.MAX_LINE and event <= sse.MAX_EVENT
     except ProtocolViolation:
         pass
 
@@ -211,6 +212,6 @@ def test_websocket_reader(chunks):
         for chunk in chunks:
             for msg in reader.feed(chunk):
                 assert msg.kind in ("text", "bytes", "pong", "ping", "close")
-            assert reader._size <= MAX_MESSAGE
+            assert reader.message_octets <= MAX_MESSAGE
     except ProtocolViolation:
         pass

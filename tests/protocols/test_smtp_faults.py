@@ -197,3 +197,21 @@ def test_refused_connect_own_listener_versus_target():
     assert not isinstance(own.value, TargetUnreachable)
     with pytest.raises(TargetUnreachable):
         CapturingSMTP("127.0.0.1", port, transcript=Transcript())
+
+
+def test_server_text_quoted_in_a_failure_carries_no_password():
+    """A server that echoes the AUTH line as garbage: the ProtocolViolation quotes it, redacted."""
+    def script(c: PeerConn) -> None:
+        c.send(b"220 hi\r\n")
+        c.recv_until()
+        c.send(b"250-x\r\n250 AUTH PLAIN\r\n")
+        auth = c.recv_until()
+        c.send(b"echo: " + auth)
+        c.stall()
+
+    with ScriptedPeer(script) as peer:
+        smtp = session(peer, timeout=2)
+        with pytest.raises(ProtocolViolation) as e:
+            smtp.login("bob", PASSWORD)
+    blob = base64.b64encode(f"\0bob\0{PASSWORD}".encode()).decode()
+    assert "echo" in str(e.value) and blob not in str(e.value) and PASSWORD not in str(e.value)
