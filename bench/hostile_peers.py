@@ -64,9 +64,15 @@ def whole_run(behaviour: dict[str, str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", action="store_true", help="also whole runs against hostile IMAP/submission peers")
+    ap.add_argument("--runs-only", action="store_true", help="only the whole runs")
     a = ap.parse_args()
+    if a.runs_only:
+        a.run = True
+        BEHAVIOURS_SHOWN = {}
+    else:
+        BEHAVIOURS_SHOWN = BEHAVIOURS
     print(f"{'protocol':<12} {'behaviour':<28} {'verdict':<8} {'exception':<18} {'s':>6} {'RSS MB':>7}  message")
-    for protocol, behaviours in BEHAVIOURS.items():
+    for protocol, behaviours in BEHAVIOURS_SHOWN.items():
         for name in behaviours:
             r = one(protocol, name)
             leak = "  PASSWORD LEAKED" if r.get("password_leaked") else ""

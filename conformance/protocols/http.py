@@ -158,6 +158,7 @@ class HttpReader:
         self.max_body = max_body
         self.body_octets = 0
         self.received = 0  # octets fed since the last request
+        self.head: h11.Response | None = None  # the response head of the current cycle
         self.eof = False
 
     def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None = None) -> bytes:
@@ -192,7 +193,9 @@ class HttpReader:
                 raise ProtocolViolation(f"the response is not valid HTTP/1.1: {e}") from e
             if ev is h11.NEED_DATA or ev is h11.PAUSED:
                 break
-            if isinstance(ev, h11.Data):
+            if isinstance(ev, h11.Response):
+                self.head = ev
+            elif isinstance(ev, h11.Data):
                 self.body_octets += len(ev.data)
                 if self.body_octets > self.max_body:
                     raise Flood(f"flood: a response body past {self.max_body} octets")
@@ -206,6 +209,7 @@ class HttpReader:
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             self.body_octets = self.received = 0
+            self.head = None
             return True
         return False
 
@@ -346,10 +350,29 @@ class HttpClient:
                   timeout=max(0.001, deadline - time.monotonic()))
         waiting_for = f"to {method} {url}"
         since = time.monotonic()
-        head: h11.Response | None = None
         body = bytearray()
-        done = False
-        while not done:
+        try:
+            self._receive(conn, reader, deadline, waiting_for, since, body)
+        except BaseException:
+            body.clear()  # a failure's traceback keeps this frame: not what an endless body filled it with
+            raise
+        head = reader.head
+        if head is None:
+            raise ServerClosed(f"{self.label}: server closed the connection without a response {waiting_for}",
+                               how="eof")
+        headers = Headers((_text(k), _text(v)) for k, v in head.headers.raw_items())
+        resp = HttpResponse(head.status_code, _text(head.reason), f"HTTP/{_text(head.http_version)}", headers,
+                            bytes(body), url)
+        text = head_text(f"{resp.http_version} {resp.status_code} {resp.reason_phrase}", headers.multi_items())
+        conn.record_server(text + "\r\n" + printable(resp.content, BODY_SHOWN), len(resp.content))
+        if not reader.next_cycle():
+            self._drop(key)
+        return resp
+
+    def _receive(self, conn: CapturedConnection, reader: HttpReader, deadline: float, waiting_for: str,
+                 since: float, body: bytearray) -> None:
+        """Read until the response is complete (its head in ``reader.head``, its body into ``body``)."""
+        while True:
             try:
                 chunk = conn.recv(deadline, waiting_for, since=since)
             except ServerClosed as e:
@@ -363,22 +386,9 @@ class HttpClient:
             except ServerClosed as e:
                 raise ServerClosed(f"{self.label}: {e} ({waiting_for})", how="eof") from e
             for ev in events:
-                if isinstance(ev, h11.Response):
-                    head = ev
-                elif isinstance(ev, h11.Data):
+                if isinstance(ev, h11.Data):
                     body += ev.data
                 elif isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
-                    done = True
-            if not chunk and not done:
+                    return
+            if not chunk:
                 raise ServerClosed(f"{self.label}: server closed the connection {waiting_for}", how="eof")
-        if head is None:
-            raise ServerClosed(f"{self.label}: server closed the connection without a response {waiting_for}",
-                               how="eof")
-        headers = Headers((_text(k), _text(v)) for k, v in head.headers.raw_items())
-        resp = HttpResponse(head.status_code, _text(head.reason), f"HTTP/{_text(head.http_version)}", headers,
-                            bytes(body), url)
-        text = head_text(f"{resp.http_version} {resp.status_code} {resp.reason_phrase}", headers.multi_items())
-        conn.record_server(text + "\r\n" + printable(resp.content, BODY_SHOWN), len(resp.content))
-        if not reader.next_cycle():
-            self._drop(key)
-        return resp

@@ -163,7 +163,10 @@ class ImapConnection:
         self.close()
 
     def close(self) -> None:
+        """Close the connection and let go of what was received and not read (the case may keep this object)."""
         self.conn.close()
+        self.queue.clear()
+        self.reader = ResponseReader()
 
     # -- wire ----------------------------------------------------------------------------------
     def start_tls(self, context: ssl.SSLContext | None = None) -> str:
@@ -192,7 +195,11 @@ class ImapConnection:
             self.conn.record_server(resp.raw)
             self.queue.append(resp)
         if self.conn.guard is not None:
-            self.conn.guard.count(len(responses), len(data), self.label, waiting_for)
+            try:
+                self.conn.guard.count(len(responses), len(data), self.label, waiting_for)
+            except Flood:
+                self.queue.clear()  # the case fails on the flood; what it brought is not kept
+                raise
 
     def read_response(self, timeout: float | None = None, waiting_for: str = "") -> Response:
         """The next response; raises ServerTimeout after ``timeout`` seconds."""
@@ -248,13 +255,17 @@ class ImapConnection:
         else:
             self.send_raw(f"{tag} {text}\r\n".encode())
         waiting_for = f"to '{self._quoted(tag, text)}'"
-        while True:
-            resp = self._next(deadline, waiting_for, start)
-            if resp.tag == tag:
-                return CommandResult(tag, text, resp, untagged, time.monotonic() - start)
-            if on_untagged:
-                on_untagged(resp)
-            untagged.append(resp)
+        try:
+            while True:
+                resp = self._next(deadline, waiting_for, start)
+                if resp.tag == tag:
+                    return CommandResult(tag, text, resp, untagged, time.monotonic() - start)
+                if on_untagged:
+                    on_untagged(resp)
+                untagged.append(resp)
+        except BaseException:
+            untagged.clear()  # a failure's traceback keeps this frame: not what a flood filled it with
+            raise
 
     def _next(self, deadline: float, waiting_for: str, since: float | None = None) -> Response:
         """The next response: a queued one, or read from the socket until ``deadline`` (the wait began ``since``)."""
@@ -267,11 +278,15 @@ class ImapConnection:
         start = time.monotonic()
         deadline = start + (self.timeout if timeout is None else timeout)
         untagged: list[Response] = []
-        while True:
-            resp = self._next(deadline, f"to tag {tag}", start)
-            if resp.tag == tag:
-                return CommandResult(tag, "", resp, untagged, time.monotonic() - start)
-            untagged.append(resp)
+        try:
+            while True:
+                resp = self._next(deadline, f"to tag {tag}", start)
+                if resp.tag == tag:
+                    return CommandResult(tag, "", resp, untagged, time.monotonic() - start)
+                untagged.append(resp)
+        except BaseException:
+            untagged.clear()  # see command()
+            raise
 
     def take_pending(self) -> tuple[list[Response], bytes]:
         """What arrived but was not read yet, removed: the queued responses and the octets of no complete one."""
@@ -328,6 +343,9 @@ class ImapConnection:
                 if resp.tag == tag:
                     raise ProtocolViolation(f"{self.label}: IDLE refused: {resp.first_line}")
                 held.append(resp)
+        except Flood:
+            held.clear()
+            raise
         finally:
             self.queue.extendleft(reversed(held))  # the caller sees them before anything that came later
 

@@ -38,7 +38,8 @@ def _after_line(greeting: bytes, then, lines: int = 1):
     return script
 
 
-def _after_head(then):
+def after_head(then):
+    """A peer that reads a request head, then runs ``then``."""
     def script(c: PeerConn) -> None:
         if c.recv_until(b"\r\n\r\n") is not None:
             then(c)
@@ -101,17 +102,17 @@ BEHAVIOURS = {
         "rst": _after_line(SMTP_OK, lambda c: c.reset()),
     },
     "http": {
-        "stall": _after_head(lambda c: c.stall()),
-        "endless-chunked": _after_head(lambda c: (c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        "stall": after_head(lambda c: c.stall()),
+        "endless-chunked": after_head(lambda c: (c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
                                                   c.flood(b"ffff\r\n" + b"j" * 0xFFFF + b"\r\n"))),
-        "huge-headers": _after_head(lambda c: c.flood(b"HTTP/1.1 200 OK\r\n" + b"X-A: " + b"h" * 65000 + b"\r\n")),
-        "random-bytes": _after_head(lambda c: c.flood(bytes(range(256)) * 64)),
-        "rst": _after_head(lambda c: c.reset()),
+        "huge-headers": after_head(lambda c: c.flood(b"HTTP/1.1 200 OK\r\n" + b"X-A: " + b"h" * 65000 + b"\r\n")),
+        "random-bytes": after_head(lambda c: c.flood(bytes(range(256)) * 64)),
+        "rst": after_head(lambda c: c.reset()),
     },
     "eventsource": {
-        "endless-without-event-boundary": _after_head(lambda c: (c.send(SSE_HEAD),
+        "endless-without-event-boundary": after_head(lambda c: (c.send(SSE_HEAD),
                                                                  c.flood(b"%x\r\n%s\r\n" % (8000, b"data: x\n" * 1000)))),
-        "line-without-lf": _after_head(lambda c: (c.send(SSE_HEAD), c.flood(b"%x\r\n%s\r\n" % (8000, b"d" * 8000)))),
+        "line-without-lf": after_head(lambda c: (c.send(SSE_HEAD), c.flood(b"%x\r\n%s\r\n" % (8000, b"d" * 8000)))),
     },
     "websocket": {
         "frame-2^63": _ws_upgraded(lambda c: (c.send(bytes([0x81, 127]) + struct.pack("!Q", (1 << 63) - 1)),

@@ -16,6 +16,7 @@ from conformance.protocols.eventsource import FLOOD_EVENTS, EventStream
 from conformance.protocols.http import HttpClient, JsonInvalid
 from conformance.protocols.jmap import JmapClient
 from conformance.transcript import Transcript
+from tests.fakes.hostile import SSE_HEAD, after_head
 from tests.fakes.scripted import PeerConn, ScriptedPeer, free_port, tls_server_context
 
 PASSWORD = "carol-http-secret"
@@ -27,13 +28,6 @@ def respond(head: bytes, body: bytes = b""):
         while c.recv_until(b"\r\n\r\n") is not None:
             if not c.send(head + body):
                 return
-    return script
-
-
-def after_request(then):
-    def script(c: PeerConn) -> None:
-        if c.recv_until(b"\r\n\r\n") is not None:
-            then(c)
     return script
 
 
@@ -66,8 +60,8 @@ def test_a_keep_alive_connection_the_server_closed_while_idle_is_reopened_once()
 
 
 def test_stall_trickle_and_endless_body_end_within_the_deadline():
-    stall = after_request(lambda c: c.stall())
-    trickle = after_request(lambda c: (c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    stall = after_head(lambda c: c.stall())
+    trickle = after_head(lambda c: (c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
                                        c.trickle(b"1\r\nx\r\n", 0.05)))
     for script in (stall, trickle):
         with ScriptedPeer(script) as peer:
@@ -75,7 +69,7 @@ def test_stall_trickle_and_endless_body_end_within_the_deadline():
             with pytest.raises(ServerTimeout):
                 client(timeout=1.0).request("GET", f"http://127.0.0.1:{peer.port}/")
             assert time.monotonic() - t0 < 3.0
-    endless = after_request(lambda c: (c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    endless = after_head(lambda c: (c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
                                        c.flood(b"ffff\r\n" + b"x" * 0xFFFF + b"\r\n")))
     with ScriptedPeer(endless) as peer:
         with pytest.raises(Flood, match="body past"):
@@ -84,11 +78,11 @@ def test_stall_trickle_and_endless_body_end_within_the_deadline():
 
 def test_huge_head_garbage_reset_and_early_close():
     cases = [
-        (after_request(lambda c: c.flood(b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"y" * 60000 + b"\r\n")),
+        (after_head(lambda c: c.flood(b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"y" * 60000 + b"\r\n")),
          ProtocolViolation),
-        (after_request(lambda c: c.send(b"\x16\x03\x01 not http at all\r\n\r\n")), ProtocolViolation),
-        (after_request(lambda c: c.reset()), ServerClosed),
-        (after_request(lambda c: c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")), ServerClosed),
+        (after_head(lambda c: c.send(b"\x16\x03\x01 not http at all\r\n\r\n")), ProtocolViolation),
+        (after_head(lambda c: c.reset()), ServerClosed),
+        (after_head(lambda c: c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")), ServerClosed),
     ]
     for script, error in cases:
         with ScriptedPeer(script) as peer:
@@ -122,11 +116,11 @@ def test_the_suite_s_own_proxy_refusing_or_breaking_connect_is_never_a_fail():
     with ScriptedPeer(respond(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")) as proxy:
         with pytest.raises(Blocked):
             client(proxy=f"http://127.0.0.1:{proxy.port}").request("GET", "https://127.0.0.1:1/")
-    with ScriptedPeer(after_request(lambda c: c.send(b"garbage\r\n\r\n"))) as proxy:
+    with ScriptedPeer(after_head(lambda c: c.send(b"garbage\r\n\r\n"))) as proxy:
         with pytest.raises(HarnessError) as e:
             client(proxy=f"http://127.0.0.1:{proxy.port}").request("GET", "https://127.0.0.1:1/")
     assert not isinstance(e.value, ConformanceFailure)
-    with ScriptedPeer(after_request(lambda c: c.stall())) as proxy:
+    with ScriptedPeer(after_head(lambda c: c.stall())) as proxy:
         with pytest.raises(HarnessError) as e:
             client(timeout=0.5, proxy=f"http://127.0.0.1:{proxy.port}").request("GET", "https://127.0.0.1:1/")
     assert not isinstance(e.value, ConformanceFailure)
@@ -157,7 +151,7 @@ def test_jmap_json_that_is_not_json_is_a_protocol_violation():
 
 def test_basic_credentials_never_reach_transcript_or_messages():
     transcript = Transcript()
-    with ScriptedPeer(after_request(lambda c: c.stall())) as peer:
+    with ScriptedPeer(after_head(lambda c: c.stall())) as peer:
         jmap = JmapClient(f"http://127.0.0.1:{peer.port}", "carol", PASSWORD, transcript, timeout=0.5)
         with pytest.raises(ServerTimeout) as e:
             jmap.discover()
@@ -169,9 +163,6 @@ def test_basic_credentials_never_reach_transcript_or_messages():
 
 
 # -- EventSource ----------------------------------------------------------------------------------
-SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-
-
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -202,15 +193,15 @@ def test_event_stream_reads_events_and_a_reset_mid_body_is_server_closed():
 
 
 def test_event_stream_stall_before_the_head_is_a_timeout():
-    with ScriptedPeer(after_request(lambda c: c.stall())) as peer:
+    with ScriptedPeer(after_head(lambda c: c.stall())) as peer:
         with pytest.raises(ServerTimeout, match="head"):
             stream(peer).read_head(0.5)
 
 
 def test_event_stream_floods_end_early_as_floods():
-    no_boundary = after_request(lambda c: (c.send(SSE_HEAD), c.flood(chunk(b"data: more and more\n" * 500))))
-    no_line_end = after_request(lambda c: (c.send(SSE_HEAD), c.flood(chunk(b"data: " + b"z" * 8000))))
-    events = after_request(lambda c: (c.send(SSE_HEAD), c.flood(chunk(b": ping\n\n" * 500))))
+    no_boundary = after_head(lambda c: (c.send(SSE_HEAD), c.flood(chunk(b"data: more and more\n" * 500))))
+    no_line_end = after_head(lambda c: (c.send(SSE_HEAD), c.flood(chunk(b"data: " + b"z" * 8000))))
+    events = after_head(lambda c: (c.send(SSE_HEAD), c.flood(chunk(b": ping\n\n" * 500))))
     for script, match in ((no_boundary, "no blank line"), (no_line_end, "without an end of line"),
                           (events, f"{FLOOD_EVENTS}|flood: 1")):
         with ScriptedPeer(script) as peer:
@@ -224,7 +215,7 @@ def test_event_stream_floods_end_early_as_floods():
 
 
 def test_event_stream_garbage_head_is_a_protocol_violation():
-    with ScriptedPeer(after_request(lambda c: c.send(b"SSH-2.0-OpenSSH\r\n\r\n"))) as peer:
+    with ScriptedPeer(after_head(lambda c: c.send(b"SSH-2.0-OpenSSH\r\n\r\n"))) as peer:
         with pytest.raises(ProtocolViolation):
             stream(peer).read_head(2)
 
