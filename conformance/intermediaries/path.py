@@ -164,7 +164,8 @@ class NetworkPath:
         except OSError as e:
             if self.scenario.is_direct:
                 raise TargetUnreachable(f"cannot connect to the target for {name} at {host}:{port}: {e}") from e
-            raise HarnessError(f"cannot connect to the suite's own intermediary for {name} at {host}:{port}: {e}") from e
+            raise HarnessError(f"cannot connect to the suite's own intermediary for {name} at {host}:{port}: "
+                               f"{e}") from e
         return sock
 
     def _connect_tunnel(self, name: str, timeout: float) -> socket.socket:

@@ -283,7 +283,8 @@ class HttpClient:
             if scheme == "https":
                 authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 try:
-                    status, line = open_tunnel(conn, authority, deadline, f"the suite's HTTP proxy {self.proxy.geturl()}")
+                    status, line = open_tunnel(conn, authority, deadline,
+                                               f"the suite's HTTP proxy {self.proxy.geturl()}")
                 except BaseException:
                     conn.close()
                     raise
@@ -315,7 +316,8 @@ class HttpClient:
             raise HarnessError(f"{self.label}: not an absolute http(s) URL: {url!r}")
         port = u.port or (443 if u.scheme == "https" else 80)
         key = (u.scheme, u.hostname, port)
-        target = url if (self.proxy is not None and u.scheme == "http") else ((u.path or "/") + (f"?{u.query}" if u.query else ""))
+        origin_form = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        target = url if (self.proxy is not None and u.scheme == "http") else origin_form
         authority = u.netloc.rsplit("@", 1)[-1]
         given = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
         hdrs = [("Host", authority), ("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Accept-Encoding", "identity")]

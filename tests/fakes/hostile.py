@@ -110,8 +110,8 @@ BEHAVIOURS = {
         "rst": after_head(lambda c: c.reset()),
     },
     "eventsource": {
-        "endless-without-event-boundary": after_head(lambda c: (c.send(SSE_HEAD),
-                                                                 c.flood(b"%x\r\n%s\r\n" % (8000, b"data: x\n" * 1000)))),
+        "endless-without-event-boundary": after_head(
+            lambda c: (c.send(SSE_HEAD), c.flood(b"%x\r\n%s\r\n" % (8000, b"data: x\n" * 1000)))),
         "line-without-lf": after_head(lambda c: (c.send(SSE_HEAD), c.flood(b"%x\r\n%s\r\n" % (8000, b"d" * 8000)))),
     },
     "websocket": {

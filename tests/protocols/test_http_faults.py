@@ -42,7 +42,8 @@ def test_keep_alive_and_the_response_interface():
         http = client()
         for _ in range(3):
             r = http.request("GET", f"http://127.0.0.1:{peer.port}/x")
-            assert r.status_code == 200 and r.json() == {"ok": True} and r.headers.get("content-TYPE") == "application/json"
+            assert r.status_code == 200 and r.json() == {"ok": True}
+            assert r.headers.get("content-TYPE") == "application/json"
         assert len(peer.conns) == 1, "one kept-alive connection for three requests"
 
 
@@ -91,7 +92,10 @@ def test_huge_head_garbage_reset_and_early_close():
 
 
 def test_tls_handshake_failure_and_stall_are_fails():
-    garbage = lambda c: (c.recv_until(b"\x01", timeout=5), c.send(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 5))  # noqa: E731
+    def garbage(c: PeerConn) -> None:
+        c.recv_until(b"\x01", timeout=5)
+        c.send(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 5)
+
     for script in (garbage, lambda c: c.stall()):
         with ScriptedPeer(script) as peer:
             t0 = time.monotonic()

@@ -15,7 +15,7 @@ from conformance.errors import (ConformanceFailure, Flood, HarnessError, Protoco
                                 ServerTimeout, TargetUnreachable, TlsHandshakeFailed)
 from conformance.protocols.imap import FLOOD_RESPONSES, ImapConnection
 from conformance.transcript import CASE_BYTES, Transcript
-from tests.fakes.scripted import PeerConn, ScriptedPeer, free_port, tls_server_context
+from tests.fakes.scripted import PeerConn, ScriptedPeer, free_port
 
 PASSWORD = "alice-secret-pw"
 
@@ -86,7 +86,8 @@ def test_reset_and_early_close_are_server_closed():
             conn.command("NOOP")
     assert e.value.how in ("reset", "eof")  # Linux reports the RST as a reset; a race may show the FIN first
 
-    with ScriptedPeer(greet_then(lambda c: (c.recv_until(), c.send(b"* 1 FETCH (BODY[] {100}\r\nonly a part")))) as peer:
+    cut = greet_then(lambda c: (c.recv_until(), c.send(b"* 1 FETCH (BODY[] {100}\r\nonly a part")))
+    with ScriptedPeer(cut) as peer:
         conn = connect(peer)
         conn.read_greeting()
         with pytest.raises(ServerClosed, match="closed the connection"):
@@ -131,7 +132,8 @@ def test_tls_handshake_failure_and_stall_after_starttls_are_fails(tmp_path):
 
 
 def test_implicit_tls_handshake_against_a_plain_server_is_a_fail():
-    with ScriptedPeer(lambda c: (c.recv_until(b"\x01", timeout=5), c.send(b"* OK plain text, no TLS\r\n" * 20))) as peer:
+    plain = lambda c: (c.recv_until(b"\x01", timeout=5), c.send(b"* OK plain text, no TLS\r\n" * 20))  # noqa: E731
+    with ScriptedPeer(plain) as peer:
         with pytest.raises(TlsHandshakeFailed):
             ImapConnection("127.0.0.1", peer.port, transcript=Transcript(), tls="implicit", timeout=1.0)
 

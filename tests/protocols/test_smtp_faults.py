@@ -18,7 +18,8 @@ from conformance.transcript import Transcript
 from tests.fakes.scripted import PeerConn, ScriptedPeer, free_port, tls_server_context
 
 PASSWORD = "bob-smtp-secret"
-EHLO = b"250-sink.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-CHUNKING\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n"
+EHLO = (b"250-sink.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-CHUNKING\r\n250-AUTH PLAIN LOGIN\r\n"
+        b"250 STARTTLS\r\n")
 
 
 def session(peer: ScriptedPeer, timeout: float = 1.0, transcript: Transcript | None = None) -> CapturingSMTP:

@@ -88,7 +88,8 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
     def login():
         sock = case.path.open(endpoint)
         conn = ImapConnection.over(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
-                                   ssl_context=tls_context(case), label=f"{endpoint}-reach", leg=case.path.leg, timeout=8.0)
+                                   ssl_context=tls_context(case), label=f"{endpoint}-reach", leg=case.path.leg,
+                                   timeout=8.0)
         case._clients.append(conn)
         conn.read_greeting()
         if endpoint == "imap" and "STARTTLS" in conn.capability():
