@@ -157,7 +157,7 @@ class CaseContext:
         conn = ImapConnection(ep.host, ep.port, transcript=self.transcript,
                               tls="implicit" if ep.scheme == "imaps" else "none",
                               ssl_context=self.target.tls.client_context(), timeout=timeout,
-                              label=label, leg=leg, via=self._via(via_path))
+                              label=label, leg=leg, via=self.intermediary_name(via_path))
         self._clients.append(conn)
         conn.read_greeting()
         if ep.scheme == "imap" and tls != "none":
@@ -175,7 +175,7 @@ class CaseContext:
                 raise HarnessError(f"login as {acct.username} failed ({res.tagged.first_line}): check the target's accounts")
         return conn
 
-    def _via(self, via_path: bool) -> str | None:
+    def intermediary_name(self, via_path: bool = True) -> str | None:
         """The name of the suite's own listener a client connects to (None when it connects to the target)."""
         if not via_path or self.scenario.is_direct:
             return None
@@ -188,7 +188,7 @@ class CaseContext:
             raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
         smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript, timeout=timeout,
                              label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct",
-                             via=self._via(via_path))
+                             via=self.intermediary_name(via_path))
         self._clients.append(smtp)
         smtp.ehlo("client.test")
         if tls == "starttls":

@@ -35,7 +35,7 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
                    label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
                    verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None,
-                   via=case._via(via_path))
+                   via=case.intermediary_name(via_path))
     own = case.target.endpoint("jmap")
     if via_path and (own.host, own.port) != (ep.host, ep.port):
         c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"

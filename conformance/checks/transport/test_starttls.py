@@ -29,7 +29,7 @@ def _imap_plain(case, label: str):
     if source:
         case.note(f"{label}: connecting from {source[0]} so the server sees a peer other than itself")
     conn = ImapConnection(ep.host, ep.port, transcript=case.transcript, tls="none", timeout=10.0, label=label,
-                          leg=case.path.leg, source_address=source)
+                          leg=case.path.leg, source_address=source, via=case.intermediary_name())
     case.on_cleanup(conn.close)
     conn.read_greeting()
     if conn.greeting.status == "PREAUTH":
@@ -43,7 +43,7 @@ def _smtp_plain(case, label: str) -> tuple[SmtpLine, set[str]]:
     ep = case.path.endpoint("submission")
     if remote_source(ep.host):
         case.note(f"{label}: connecting from {remote_source(ep.host)[0]} so the server sees a peer other than itself")
-    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label)
+    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label, via=case.intermediary_name())
     case.on_cleanup(smtp.close)
     greeting = smtp.reply()
     assert greeting.code == 220, f"expected a 220 greeting from submission, got {greeting.text!r}"
