@@ -41,7 +41,8 @@ def main() -> None:
         acct = target.accounts[0]
         reader = JmapClient(ep.url, acct.username, acct.password, tr, label="reader")
         writer = JmapClient(ep.url, acct.username, acct.password, tr, label="writer")
-        url = reader.url("eventSourceUrl").replace("{types}", "*").replace("{closeafter}", "no").replace("{ping}", str(a.ping))
+        url = (reader.url("eventSourceUrl").replace("{types}", "*").replace("{closeafter}", "no")
+               .replace("{ping}", str(a.ping)))
         _, host, port, path = split_url(url)
         import socket
 
@@ -77,7 +78,8 @@ def main() -> None:
             "target": target.name, "version": target.version, "pushpoll": a.pushpoll, "ready_s": round(ready, 3),
             "changes": a.changes, "notified": len(latencies),
             "latency_s": {"min": round(min(latencies), 3), "median": round(statistics.median(latencies), 3),
-                          "mean": round(statistics.mean(latencies), 3), "max": round(max(latencies), 3)} if latencies else None,
+                          "mean": round(statistics.mean(latencies), 3),
+                          "max": round(max(latencies), 3)} if latencies else None,
             "ping": a.ping, "pings": len(errors),
             "ping_error_s": {"mean": round(statistics.mean(errors), 4), "max_abs": round(max(map(abs, errors)), 4)}
             if errors else None,

@@ -3,7 +3,8 @@
 One ``[[expected]]`` table per known failure::
 
     [[expected]]
-    check = "capability/store_capabilities"      # or: requirement = "lemonade.store.capabilities"
+    check = "capability/store_capabilities"      # a check, a requirement, or both (that requirement of that check)
+    requirement = "lemonade.store.capabilities"
     target = "dovecot"                           # target name as results.json shows it
     version = "Dovecot 2.3.*"                    # optional: glob over the target's version (as results.json shows it)
     scenario = "direct"                          # optional: only under this scenario
@@ -11,9 +12,13 @@ One ``[[expected]]`` table per known failure::
     rfc = "RFC 5550 section 3.1"                 # optional citation
     expires = 2027-06-30                         # optional: from this day on the entry no longer applies
 
-A matching ``fail`` or ``non-strict`` becomes ``xfail``; a matching ``pass`` becomes ``xpass``, which fails
-the run unless ``--allow-xpass`` (so fixed bugs get removed from the baseline). Expired entries stop applying
-and are listed in the report. The original verdict stays in the result as ``baseline.original_verdict``.
+Entries apply to requirement verdicts. An entry naming a requirement turns that requirement's ``fail`` or
+``non-strict`` into ``xfail`` and its ``pass`` into ``xpass``; an entry naming only a check does so for every
+failing requirement of the check, or, when none fails any more, for its passes. The result's verdict is
+then the worst of its requirement verdicts again, so a new failure of another requirement of the same check
+still fails the run. ``xpass`` fails the run unless ``--allow-xpass`` (so fixed bugs get removed from the
+baseline). Expired entries stop applying and are listed in the report. The original verdicts stay in the
+result: ``baseline.original_verdict`` and, per requirement, ``requirement_verdicts[id].baseline``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
+from .verdicts import case_id, requirement_verdicts, worst
 
 KEYS = {"check", "requirement", "target", "version", "scenario", "reason", "rfc", "expires"}
 EXPECTED_FAILING = ("fail", "non-strict")  # verdicts a baseline entry expects and turns into xfail
@@ -46,6 +52,8 @@ class Entry:
 
     @property
     def subject(self) -> str:
+        if self.check and self.requirement:
+            return f"{self.requirement} of {self.check}"
         return self.check or self.requirement or "?"
 
     def expired(self, today: _dt.date) -> bool:
@@ -80,28 +88,48 @@ class Baseline:
         versions = {t.get("name"): str(t.get("version") or "") for t in doc.get("run", {}).get("targets", [])}
         active = [e for e in self.entries if not e.expired(today)]
         for r in doc.get("results", []):
+            rv = requirement_verdicts(r)
+            original = r["verdict"]
+            applied: list[Entry] = []
             for e in active:
-                if not e.matches(r, versions.get(r.get("target"), "")):
-                    continue
-                original = r["verdict"]
-                if original in EXPECTED_FAILING:
-                    r["verdict"] = "xfail"
-                elif original == "pass":
-                    r["verdict"] = "xpass"
-                    r["message"] = (f"expected to fail by baseline entry #{e.index} ({e.reason}), but passed: "
-                                    f"remove the entry. {r.get('message', '')}").strip()
-                else:
-                    break  # error / not-applicable / informational / skipped: the baseline says nothing about them
-                r["baseline"] = {"original_verdict": original, "entry": e.index, "reason": e.reason,
-                                 **({"rfc": e.rfc} if e.rfc else {}), **({"expires": e.expires} if e.expires else {})}
-                e.matched.append(f"{r['check']}|{r['target']}|{r['scenario']}")
-                break
+                if e.matches(r, versions.get(r.get("target"), "")) and self._apply_entry(e, rv):
+                    applied.append(e)
+                    e.matched.append(case_id(r))
+            if not applied:
+                continue
+            r["requirement_verdicts"] = rv
+            r["verdict"] = worst(v["verdict"] for v in rv.values())
+            if r["verdict"] == "xpass":
+                first = next(e for e in applied if any(v.get("baseline", {}).get("entry") == e.index
+                                                      and v["verdict"] == "xpass" for v in rv.values()))
+                r["message"] = (f"expected to fail by baseline entry #{first.index} ({first.reason}), but passed: "
+                                f"remove the entry. {r.get('message', '')}").strip()
+            e = applied[0]
+            r["baseline"] = {"original_verdict": original, "entry": e.index, "reason": e.reason,
+                             **({"rfc": e.rfc} if e.rfc else {}), **({"expires": e.expires} if e.expires else {})}
         doc["baseline"] = {
             "file": self.path, "allow_xpass": allow_xpass, "date": today.isoformat(),
             "entries": [{**e.describe(), "status": ("expired" if e.expired(today) else
                                                     "applied" if e.matched else "unused")} for e in self.entries],
         }
         return doc
+
+    @staticmethod
+    def _apply_entry(e: Entry, rv: dict[str, dict[str, Any]]) -> bool:
+        """Turn the verdicts this entry speaks for into xfail/xpass; False when it says nothing about them
+        (error, not-applicable, informational and skipped are never excused or expected)."""
+        ids = [e.requirement] if e.requirement else list(rv)
+        ids = [rid for rid in ids if rid in rv and "baseline" not in rv[rid]]  # an earlier entry already spoke
+        failing = [rid for rid in ids if rv[rid]["verdict"] in EXPECTED_FAILING]
+        if not e.requirement and not failing and any(v["verdict"] not in ("pass", "not-applicable", "skipped")
+                                                     for v in rv.values()):
+            return False  # the check is not passing as a whole (error, informational): say nothing
+        changed = failing or [rid for rid in ids if rv[rid]["verdict"] == "pass"]
+        for rid in changed:
+            was = rv[rid]["verdict"]
+            rv[rid] = {**rv[rid], "verdict": "xfail" if was in EXPECTED_FAILING else "xpass",
+                       "baseline": {"original_verdict": was, "entry": e.index, "reason": e.reason}}
+        return bool(changed)
 
 
 def load_baseline(path: str | Path, known_requirements: set[str] | None = None) -> Baseline:
@@ -132,8 +160,9 @@ def load_baseline(path: str | Path, known_requirements: set[str] | None = None) 
             raise BadInput(f"{where}: 'reason' is mandatory (say why this failure is expected)")
         if not item.get("target", "").strip():
             raise BadInput(f"{where}: 'target' is mandatory (the target name the failure is expected on)")
-        if bool(item.get("check")) == bool(item.get("requirement")):
-            raise BadInput(f"{where}: give exactly one of 'check' or 'requirement'")
+        if not item.get("check") and not item.get("requirement"):
+            raise BadInput(f"{where}: give a 'check', a 'requirement', or both (that requirement as that check "
+                           f"judges it)")
         if known_requirements is not None and item.get("requirement") and item["requirement"] not in known_requirements:
             raise BadInput(f"{where}: unknown requirement id '{item['requirement']}'")
         expires = item.get("expires")

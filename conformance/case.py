@@ -1,8 +1,9 @@
 """CaseContext: what a check holds while it runs: target, scenario path, evidence, clients, parameters.
 
 A check asks the case for clients (``case.imap()``, ``case.submission()``), which connect through the
-scenario's path and record into the case transcript; records measurements (``case.measure``); marks
-softer outcomes (``case.informational``, ``case.non_strict``); and declares applicability
+scenario's path and record into the case transcript; records measurements (``case.measure``); judges each
+requirement it names (``case.require``, ``case.requirement_not_applicable``, ``case.requirement_error``);
+marks softer outcomes (``case.informational``, ``case.non_strict``); and declares applicability
 (``case.require_capability``). Teardown closes every client and stops the path.
 """
 
@@ -14,15 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Catalog
-from .protocols.imap import ImapConnection
-from .protocols.tls import insecure_context
-from .protocols.imapwire import parse_capabilities, quote
-from .protocols.smtp import CapturingSMTP
 from .errors import ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
+from .protocols.imap import ImapConnection
+from .protocols.imapwire import parse_capabilities, quote
+from .protocols.smtp import CapturingSMTP
+from .protocols.tls import insecure_context
 from .targets import Target
 from .transcript import Transcript
+from .verdicts import Judgement
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Outcome:
 
 class CaseContext:
     def __init__(self, *, target: Target, scenario: Scenario, catalog: Catalog, requirements: list[str],
-                 profiles: list[str], depth: str, check: str) -> None:
+                 profiles: list[str], depth: str, check: str, deadline: float = 10.0) -> None:
         self.target = target
         self.scenario = scenario
         self.catalog = catalog
@@ -42,6 +44,8 @@ class CaseContext:
         self.profiles = profiles
         self.depth = depth
         self.check = check
+        self.deadline = deadline  # seconds a client waits for one answer unless a check says otherwise
+        self.judgement = Judgement(tuple(requirements))
         self.transcript = Transcript(secrets=target.secrets())
         self.measurements: dict[str, dict[str, Any]] = {}
         self.attachments: dict[str, Any] = {}
@@ -86,13 +90,41 @@ class CaseContext:
     def note(self, text: str) -> None:
         self.transcript.note(text)
 
-    def informational(self, message: str) -> None:
-        """Measured or observed, with no rule to judge it: verdict informational unless something fails."""
-        self.outcome.informational.append(message)
+    def informational(self, message: str, requirement: str | None = None) -> None:
+        """Measured or observed, with no rule to judge it: verdict informational unless something fails.
 
-    def non_strict(self, message: str) -> None:
-        """A SHOULD-level violation: verdict non-strict unless a MUST fails."""
-        self.outcome.non_strict.append(message)
+        With ``requirement``, for that requirement only; without, for every requirement not judged otherwise.
+        """
+        if requirement is not None:
+            self.judgement.record(requirement, "informational", message)
+        else:
+            self.outcome.informational.append(message)
+
+    def non_strict(self, message: str, requirement: str | None = None) -> None:
+        """A SHOULD-level violation: verdict non-strict unless a MUST fails (``requirement`` as above)."""
+        if requirement is not None:
+            self.judgement.record(requirement, "non-strict", message)
+        else:
+            self.outcome.non_strict.append(message)
+
+    # -- verdicts per requirement ------------------------------------------------------------------
+    def require(self, requirement: str, condition: object, message: str) -> bool:
+        """Judge one requirement the check names: pass if ``condition`` holds, else fail with ``message`` (what
+        was expected and what was seen). Does not raise: the check goes on to judge the others. A failed
+        SHOULD/MAY requirement becomes non-strict. Judged twice, the worse verdict stands. Returns the
+        condition as a bool, so a check can skip what depends on it.
+        """
+        ok = bool(condition)
+        self.judgement.record(requirement, "pass" if ok else "fail", "" if ok else message)
+        return ok
+
+    def requirement_not_applicable(self, requirement: str, reason: str) -> None:
+        """This requirement cannot be judged on this target: a prerequisite is missing (say which)."""
+        self.judgement.record(requirement, "not-applicable", reason)
+
+    def requirement_error(self, requirement: str, reason: str) -> None:
+        """This requirement cannot be judged because the suite's own side failed (say how): error, not fail."""
+        self.judgement.record(requirement, "error", reason)
 
     def passed(self, summary: str) -> None:
         """One line saying what was verified, shown for passing results."""
@@ -143,12 +175,13 @@ class CaseContext:
         return self.target.accounts[index]
 
     def imap(self, account: int | None = 0, *, endpoint: str = "imap", tls: str = "auto", label: str | None = None,
-             timeout: float = 10.0, via_path: bool = True) -> ImapConnection:
+             timeout: float | None = None, via_path: bool = True) -> ImapConnection:
         """An IMAP connection through the scenario path, greeted, TLS-protected and logged in.
 
         ``tls``: auto (STARTTLS on imap when advertised; implicit on imaps), starttls (required), none.
         ``account=None`` stops after the greeting/TLS (not authenticated). ``via_path=False`` connects
-        directly (a second, undisturbed connection that changes the mailbox, for example).
+        directly (a second, undisturbed connection that changes the mailbox, for example). ``timeout``: the
+        per-command deadline (default: the run's ``--deadline``).
         """
         ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
         if ep is None:
@@ -156,7 +189,8 @@ class CaseContext:
         leg = self.path.leg if via_path else "direct"
         conn = ImapConnection(ep.host, ep.port, transcript=self.transcript,
                               tls="implicit" if ep.scheme == "imaps" else "none",
-                              ssl_context=self.target.tls.client_context(), timeout=timeout,
+                              ssl_context=self.target.tls.client_context(),
+                              timeout=self.deadline if timeout is None else timeout,
                               label=label, leg=leg, via=self.intermediary_name(via_path))
         self._clients.append(conn)
         conn.read_greeting()
@@ -182,11 +216,12 @@ class CaseContext:
         return f"intermediary listener (scenario {self.scenario})"
 
     def submission(self, account: int | None = 0, *, endpoint: str = "submission", tls: str = "starttls",
-                   timeout: float = 10.0, via_path: bool = True) -> CapturingSMTP:
+                   timeout: float | None = None, via_path: bool = True) -> CapturingSMTP:
         ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
         if ep is None:
             raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
-        smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript, timeout=timeout,
+        smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript,
+                             timeout=self.deadline if timeout is None else timeout,
                              label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct",
                              via=self.intermediary_name(via_path))
         self._clients.append(smtp)

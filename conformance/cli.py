@@ -87,96 +87,34 @@ def make_run_dir(output: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .catalog import load_catalog
-    from .intermediaries.scenario import parse_scenario
-    from .providers import provider_for, target_name
+    """Validate, prepare the targets, run the checks under pytest, finalise, render, exit code."""
+    from .runplan import plan_run
 
-    # validate everything before starting anything: bad input is exit 2 with one clear line
-    try:
-        catalog = load_catalog()
-        profiles = args.profile or sorted(catalog.profiles)
-        for p in profiles:
-            catalog.profile(p)
-        scenarios = [str(parse_scenario(s, args.depth)) for s in args.scenario]
-        targets = args.target or ["dovecot"]
-        names = {}
-        for t in targets:
-            provider_for(t, args.depth)
-            names[t] = target_name(t)
+    try:  # everything is validated before anything starts: bad input is exit 2 with one clear line
+        plan = plan_run(targets=args.target, profiles=args.profile, scenarios=args.scenario, depth=args.depth,
+                        deadline=args.deadline, case_timeout=args.case_timeout)
         baseline = None
         if args.baseline:
             from .baseline import load_baseline
 
-            baseline = load_baseline(args.baseline, set(catalog.requirements))
-    except BadInput as e:
-        return die(str(e))
-    from .providers import NAMED, is_container_target
-    if any(is_container_target(t) for t in targets):
-        from .providers.container import engine_problem
-
-        problem = engine_problem()
-        if problem:  # one clear line per skipped target, then run the others
-            for t in [t for t in targets if is_container_target(t)]:
-                console(stderr=True).print(f"lemonade: skipping target {t}: {problem}", markup=False)
-                targets.remove(t)
-                names.pop(t, None)
-            if not targets:
-                return die("nothing to run: every target needs a container engine and none answers")
-        else:  # build missing images once here, visibly, rather than inside the first case of each worker
-            from .errors import HarnessError
-            from .providers.container import build_all
-
-            try:
-                build_all([t for t in targets if is_container_target(t)])
-            except HarnessError as e:
-                return die(str(e))
-    for t in targets:
-        if t not in NAMED:
-            unreachable = probe_target_file(t)
-            if unreachable:
-                return die(unreachable)
-
-    try:
+            baseline = load_baseline(args.baseline, set(plan.catalog.requirements))
+        problem = prepare_targets(plan)
+        if problem:
+            return die(problem)
         out = make_run_dir(args.output)
     except BadInput as e:
         return die(str(e))
-    import pytest
-
-    from . import checks
-    from .report import render_all
-
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    run_meta: dict[str, Any] = {
-        "id": out.name, "started": started, "command": "lemonade " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "suite_version": __version__, "profiles": profiles, "scenarios": scenarios or ["(per check)"],
-        "depth": args.depth, "targets": [], "output": str(out),
-    }
-    (out / "run.json").write_text(json.dumps(run_meta, indent=1))
-    pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
-                   "-p", "no:terminal", "-p", "no:warnings",
-                   "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
-                   "--lemonade-output", str(out), "--lemonade-depth", args.depth]
-    for t in targets:
-        pytest_args += ["--lemonade-target", t]
-    for p in args.profile:
-        pytest_args += ["--lemonade-profile", p]
-    for s in args.scenario:
-        pytest_args += ["--lemonade-scenario", s]
-    if args.k:
-        pytest_args += ["-k", args.k]
-    if args.n and args.n != "0":
-        pytest_args += ["-n", args.n, "-p", "xdist"]
-    if args.shard:
-        pytest_args += ["--lemonade-shard", args.shard]
-    con = console()
-    con.print(f"[bold]lemonade run[/] targets={', '.join(names.values())} profiles={', '.join(profiles)} "
-              f"depth={args.depth} -> {out}", markup=True)
+    run_meta = start_run_meta(out, plan)
+    console().print(f"[bold]lemonade run[/] targets={', '.join(plan.target_names.values())} "
+                    f"profiles={', '.join(plan.profiles)} depth={plan.depth} -> {out}", markup=True)
     t0 = time.monotonic()
-    rc = pytest.main(pytest_args, plugins=[ProgressPrinter()])
-    run_meta["targets"] = target_descriptions(out, targets, names)
+    rc = run_checks(out, plan, args)
+    run_meta["targets"] = target_descriptions(out, plan.targets, plan.target_names)
     run_meta["wall_s"] = round(time.monotonic() - t0, 2)
     run_meta["pytest_exit"] = int(rc)
-    doc = finalize_run(out, run_meta, catalog, profiles, baseline, args.allow_xpass)
+    doc = finalize_run(out, run_meta, plan.catalog, plan.profiles, baseline, args.allow_xpass)
+    from .report import render_all
+
     render_all(out, doc)
     print_summary(doc, out)
     if not doc["results"]:
@@ -186,6 +124,83 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .results import exit_code
 
     return exit_code(doc)
+
+
+def prepare_targets(plan) -> str | None:
+    """Container targets: skipped (one line each) without an engine, else their images built once, here,
+    visibly. External targets: probed. Returns the message that stops the run, if any."""
+    from .errors import HarnessError
+    from .providers import NAMED, is_container_target
+
+    containers = [t for t in plan.targets if is_container_target(t)]
+    if containers:
+        from .providers.container import build_all, engine_problem
+
+        problem = engine_problem()
+        if problem:
+            for t in containers:
+                console(stderr=True).print(f"lemonade: skipping target {t}: {problem}", markup=False)
+                plan.drop_target(t)
+            if not plan.targets:
+                return "nothing to run: every target needs a container engine and none answers"
+        else:
+            try:
+                build_all(containers)
+            except HarnessError as e:
+                return str(e)
+    for t in plan.targets:
+        if t not in NAMED:
+            unreachable = probe_target_file(t)
+            if unreachable:
+                return unreachable
+    return None
+
+
+def start_run_meta(out: Path, plan) -> dict[str, Any]:
+    """run.json: what the run is, written before the checks start (a killed run still says what it was)."""
+    run_meta: dict[str, Any] = {
+        "id": out.name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "lemonade " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "suite_version": suite_version(),
+        **plan.as_run_meta(), "targets": [], "output": str(out),
+    }
+    (out / "run.json").write_text(json.dumps(run_meta, indent=1))
+    return run_meta
+
+
+def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
+    """pytest over conformance/checks with the plugin (and xdist for -n); the plugin appends the results."""
+    import pytest
+
+    from . import checks
+
+    pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
+                   "-p", "no:terminal", "-p", "no:warnings",
+                   "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
+                   "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
+                   "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
+    for t in plan.targets:
+        pytest_args += ["--lemonade-target", t]
+    for p in plan.profiles_given:
+        pytest_args += ["--lemonade-profile", p]
+    for s in plan.scenarios_given:
+        pytest_args += ["--lemonade-scenario", s]
+    if args.k:
+        pytest_args += ["-k", args.k]
+    if args.n and args.n != "0":
+        pytest_args += ["-n", args.n, "-p", "xdist"]
+    if args.shard:
+        pytest_args += ["--lemonade-shard", args.shard]
+    return int(pytest.main(pytest_args, plugins=[ProgressPrinter()]))
+
+
+def suite_version() -> str:
+    """The installed package's version (the source tree's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lemonade-conformance")
+    except PackageNotFoundError:
+        return __version__
 
 
 def target_descriptions(out: Path, targets: list[str], names: dict[str, str]) -> list[dict[str, Any]]:
@@ -210,20 +225,20 @@ def target_descriptions(out: Path, targets: list[str], names: dict[str, str]) ->
 
 def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[str], baseline=None,
                  allow_xpass: bool = False) -> dict[str, Any]:
+    """results.json from results.d: coverage (from the verdicts the checks gave, before any baseline), the
+    catalog facts of each requirement, the baseline applied, the summary; written once, whole."""
     from .coverage import coverage_for
     from .report.requirements import requirements_map
-    from .results import FAILING, finalize
+    from .results import FAILING, finalize, summarize, write_results
 
     doc = finalize(out, run_meta)
-    doc["coverage"] = coverage_for(catalog, profiles, doc["results"])  # from the server's own verdicts
+    doc["coverage"] = coverage_for(catalog, profiles, doc["results"])
     doc["requirements"] = requirements_map(catalog, profiles, doc["results"])
     if baseline is not None:
         baseline.apply(doc, allow_xpass=allow_xpass)
-    from .results import summarize
-
     failing = tuple(v for v in FAILING if not (allow_xpass and v == "xpass"))
-    doc["summary"] = summarize(doc["results"], profiles, doc["coverage"], failing)
-    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False))
+    doc["summary"] = summarize(doc["results"], profiles, doc["coverage"], failing, doc["requirements"])
+    write_results(out, doc)
     return doc
 
 
@@ -247,9 +262,10 @@ def probe_target_file(spec: str) -> str | None:
 def print_summary(doc: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
+    from .verdicts import VERDICTS
+
     con = console()
     s = doc["summary"]
-    from .results import VERDICTS
 
     shown = [v for v in VERDICTS if s["counts"].get(v)]
     table = Table(title="lemonade: verdicts per profile", show_lines=False)
@@ -310,7 +326,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         doc = load_results(Path(args.results))
     except BadInput as e:
         return die(str(e))
-    out = Path(args.output) if args.output else Path(args.results if Path(args.results).is_dir() else Path(args.results).parent)
+    given = Path(args.results)
+    out = Path(args.output) if args.output else (given if given.is_dir() else given.parent)
     out.mkdir(parents=True, exist_ok=True)
     render_all(out, doc)
     console().print(f"report: {out / 'index.html'}")
@@ -340,7 +357,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .catalog import load_catalog
     from .diffing import merge_runs
     from .report import render_all
-    from .results import exit_code, load_results
+    from .results import exit_code, load_results, write_results
 
     docs = [load_results(Path(p)) for p in args.inputs]
     try:
@@ -350,7 +367,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     doc = merge_runs(docs, args.inputs, catalog)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
+    write_results(out, doc)
     render_all(out, doc)
     print_summary(doc, out)
     return exit_code(doc)
@@ -373,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "xfail, matching passes xpass")
     r.add_argument("--allow-xpass", action="store_true", help="an xpass (baseline entry that now passes) does not "
                                                               "fail the run")
+    r.add_argument("--deadline", metavar="SECONDS", help="how long a client waits for one answer of the server "
+                                                         "before the server is judged to stall (default 10)")
+    r.add_argument("--case-timeout", metavar="SECONDS", help="time limit of one case, a safety net: a case over it "
+                                                             "is an error showing where it hung, and the run goes "
+                                                             "on (default 300 at quick depth, 7200 at full)")
     r.set_defaults(fn=cmd_run)
     s = sub.add_parser("scenarios", help="scenario catalogue")
     s.add_argument("action", choices=["list"])

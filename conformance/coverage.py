@@ -4,9 +4,14 @@
 check can (with the reason), so a reader never mistakes "no check" for "pass"; "not run" means a check
 exists but this run did not select it (for example ``-k`` or ``--scenario`` filtered it out).
 
+A requirement's bucket comes from the verdicts the checks gave that requirement (``requirement_verdicts``),
+not from the verdict of the whole result: a check that fails only uidplus.appenduid still verifies the
+other requirements it names. ``informational`` (observed, no rule judged) never verifies a requirement.
+
 The bucket keys are part of results.json and stable: verified, failed, non_strict, not_applicable, error,
 skipped, not_run, untested, untestable (lists of ids), total and covered (numbers). ``known_failure``
-(xfail against a baseline), ``levels`` and ``requirements`` (one row per id) were added later.
+(xfail against a baseline), ``levels`` and ``requirements`` (one row per id) were added later, then
+``informational`` (schema version 2).
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from .catalog import Catalog
+from .verdicts import requirement_verdicts
 
-GOOD = ("pass", "informational", "xpass")  # xpass: the requirement held, only the baseline is stale
+GOOD = ("pass", "xpass")  # xpass: the requirement held, only the baseline is stale
 BAD = ("fail",)
-BUCKETS = ("verified", "failed", "non_strict", "known_failure", "not_applicable", "error", "skipped", "not_run",
-           "untested", "untestable")
+BUCKETS = ("verified", "failed", "non_strict", "known_failure", "informational", "not_applicable", "error",
+           "skipped", "not_run", "untested", "untestable")
 
 
 def checks_by_requirement() -> dict[str, list[str]]:
@@ -50,6 +56,8 @@ def status(verdicts: list[str], has_check: bool, untestable: bool) -> str:
         return "non_strict"
     if any(v in GOOD for v in verdicts):
         return "verified"
+    if "informational" in verdicts:
+        return "informational"  # observed and reported, but no rule was judged: never verified
     if all(v == "not-applicable" for v in verdicts):
         return "not_applicable"
     return "skipped"
@@ -60,8 +68,8 @@ def coverage_for(catalog: Catalog, profiles: list[str], results: list[dict[str, 
     by_req = checks_by_requirement() if by_req is None else by_req
     verdicts: dict[str, list[str]] = {}
     for r in results:
-        for rid in r.get("requirements", []):
-            verdicts.setdefault(rid, []).append(r["verdict"])
+        for rid, v in requirement_verdicts(r).items():
+            verdicts.setdefault(rid, []).append(v["verdict"])
     out: dict[str, Any] = {}
     for name in profiles:
         prof = catalog.profile(name)

@@ -1,8 +1,10 @@
 """Comparing and joining runs: `lemonade diff OLD NEW` (regressions, fixes, new/removed cases, measurements)
 and `lemonade merge A B ... -o OUT` (shards or machines into one run).
 
-Cases are keyed by check | target | scenario (stable ids, never positions). Volatile fields (timestamps,
-durations, transcripts) are not compared; measurements are, with a relative tolerance.
+Cases are keyed by check | target | scenario (stable ids, never positions; ``verdicts.case_id``). Within a
+case the verdict of each requirement is compared too: a requirement that starts failing is a regression even
+when the case was failing already for another one. Volatile fields (timestamps, durations, transcripts) are
+not compared; measurements are, with a relative tolerance.
 """
 
 from __future__ import annotations
@@ -12,13 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadInput
-from .results import FAILING, SCHEMA_VERSION, summarize
+from .results import SCHEMA_VERSION, summarize, upgrade
+from .verdicts import FAILING, case_id, requirement_verdicts
 
 BAD = set(FAILING)  # fail, xpass
-
-
-def case_id(r: dict[str, Any]) -> str:
-    return f"{r['check']}|{r['target']}|{r['scenario']}"
 
 
 @dataclass
@@ -29,10 +28,12 @@ class Change:
     message: str = ""
     detail: str = ""
     requirements: list[str] = field(default_factory=list)
+    requirement_changes: dict[str, list[str | None]] = field(default_factory=dict)  # id -> [old, new] verdict
 
     def as_dict(self) -> dict[str, Any]:
         return {"case": self.case, "old": self.old, "new": self.new, "message": self.message,
-                "detail": self.detail, "requirements": self.requirements}
+                "detail": self.detail, "requirements": self.requirements,
+                "requirement_changes": self.requirement_changes}
 
 
 @dataclass
@@ -91,7 +92,19 @@ def measurement_changes(old: dict[str, Any], new: dict[str, Any], tolerance: flo
     return out
 
 
+def requirement_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[str | None]]:
+    """Requirements whose verdict differs between two results of one case: id -> [old, new]."""
+    a, b = requirement_verdicts(old), requirement_verdicts(new)
+    out: dict[str, list[str | None]] = {}
+    for rid in sorted(set(a) | set(b)):
+        va, vb = (a.get(rid) or {}).get("verdict"), (b.get(rid) or {}).get("verdict")
+        if va != vb:
+            out[rid] = [va, vb]
+    return out
+
+
 def diff_runs(old: dict[str, Any], new: dict[str, Any], tolerance: float = 0.25) -> Diff:
+    old, new = upgrade(old), upgrade(new)
     olds = {case_id(r): r for r in old["results"]}
     news = {case_id(r): r for r in new["results"]}
     d = Diff(old.get("run", {}).get("id", "old"), new.get("run", {}).get("id", "new"), tolerance)
@@ -104,18 +117,22 @@ def diff_runs(old: dict[str, Any], new: dict[str, Any], tolerance: float = 0.25)
             d.removed.append(Change(cid, a["verdict"], None, a.get("message", ""), requirements=a.get("requirements", [])))
             continue
         va, vb = a["verdict"], b["verdict"]
-        ch = Change(cid, va, vb, b.get("message", ""), requirements=b.get("requirements", []))
-        if vb in BAD and va not in BAD:
+        moved = requirement_changes(a, b)
+        ch = Change(cid, va, vb, b.get("message", ""), requirements=b.get("requirements", []),
+                    requirement_changes=moved,
+                    detail="; ".join(f"{rid}: {x or '-'} -> {y or '-'}" for rid, (x, y) in moved.items()))
+        newly_bad = any(y in BAD and x not in BAD for x, y in moved.values())
+        if (vb in BAD and va not in BAD) or newly_bad:
             d.regressions.append(ch)
         elif va in BAD and vb not in BAD and vb != "error":
             d.fixes.append(ch)
-        elif va != vb:
+        elif va != vb or moved:
             d.changed.append(ch)
         else:
             d.unchanged += 1
-        moved = measurement_changes(a, b, tolerance)
-        if moved:
-            d.measurements.append(Change(cid, va, vb, detail="; ".join(moved), requirements=b.get("requirements", [])))
+        shifted = measurement_changes(a, b, tolerance)
+        if shifted:
+            d.measurements.append(Change(cid, va, vb, detail="; ".join(shifted), requirements=b.get("requirements", [])))
     return d
 
 
@@ -136,7 +153,7 @@ def print_diff(d: Diff) -> None:
             line = f"  {escape(c.case)}  [{style}]{arrow}[/]"
             if c.detail:
                 line += f"  {escape(c.detail)}"
-            elif c.message and (c.new in BAD or c.new == "error"):
+            if c.message and (c.new in BAD or c.new == "error"):
                 line += f"  {escape(c.message.splitlines()[0][:160])}"
             con.print(line, markup=True)
     con.print(f"{d.unchanged} cases unchanged; exit {d.exit_code} ({'regressions' if d.regressions else 'no regressions'})")
@@ -152,6 +169,7 @@ def merge_runs(docs: list[dict[str, Any]], names: list[str], catalog=None) -> di
     """
     if not docs:
         raise BadInput("merge needs at least one results file")
+    docs = [upgrade(d) for d in docs]
     results: list[dict[str, Any]] = []
     seen: set[str] = set()
     targets: dict[str, dict[str, Any]] = {}
@@ -168,6 +186,8 @@ def merge_runs(docs: list[dict[str, Any]], names: list[str], catalog=None) -> di
         for r in doc["results"]:
             r = dict(r)
             if r["target"] in rename:
+                if r.get("subject") == r["target"]:  # a server: the subject is the target, renamed with it
+                    r["subject"] = rename[r["target"]]
                 r["target"] = rename[r["target"]]
             r["source_run"] = rid
             if case_id(r) in seen:
@@ -207,7 +227,8 @@ def merge_runs(docs: list[dict[str, Any]], names: list[str], catalog=None) -> di
     baselines = [d["baseline"] for d in docs if d.get("baseline")]
     failing = ("fail",) if baselines and all(b.get("allow_xpass") for b in baselines) else FAILING
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run": run, "results": results,
-                           "summary": summarize(results, profiles, coverage, failing), "merged": sources}
+                           "summary": summarize(results, profiles, coverage, failing, requirements or None),
+                           "merged": sources}
     if coverage is not None:
         doc["coverage"] = coverage
     if requirements:

@@ -9,8 +9,25 @@ intermediary refuses or breaks, a local port clash, an OpenSSL or fixture proble
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 
-class ConformanceFailure(AssertionError):
+
+class AboutRequirements:
+    """Mixin: an exception may name the requirement id(s) it is about (``requirement="uidplus.appenduid"``).
+
+    Such an exception gives its verdict only to the requirements it names; one that names none gives it to
+    every requirement of the check not judged yet (conformance/verdicts.py).
+    """
+
+    requirements: tuple[str, ...] = ()
+
+    def __init__(self, *args: object, requirement: str | Iterable[str] | None = None) -> None:
+        super().__init__(*args)
+        if requirement is not None:
+            self.requirements = (requirement,) if isinstance(requirement, str) else tuple(requirement)
+
+
+class ConformanceFailure(AboutRequirements, AssertionError):
     """The server did something a requirement forbids (or failed to do what it must). Verdict: fail.
 
     Raised by clients when the server stalls past a deadline, closes early or sends garbage, and by
@@ -29,8 +46,9 @@ class ServerClosed(ConformanceFailure):
     close_notify), ``send`` (the connection was gone when the client wrote).
     """
 
-    def __init__(self, message: str = "", how: str = "eof") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", how: str = "eof", *,
+                 requirement: str | Iterable[str] | None = None) -> None:
+        super().__init__(message, requirement=requirement)
         self.how = how
 
 
@@ -47,8 +65,13 @@ class TlsHandshakeFailed(ConformanceFailure):
     """The server failed, refused or stalled the TLS handshake (an alert, a reset, silence, non-TLS bytes)."""
 
 
-class HarnessError(Exception):
+class HarnessError(AboutRequirements, Exception):
     """The suite itself, its own proxy, or the network between failed. Verdict: error, never fail."""
+
+
+class IntermediaryFailed(HarnessError):
+    """One of the suite's own intermediaries raised while the case ran. Raised at teardown by the case, it
+    outranks a call-phase ``fail``: what the server was seen doing went through a broken path."""
 
 
 class TargetUnreachable(HarnessError):
@@ -70,5 +93,5 @@ class BadInput(Exception):
     """A wrong target file, scenario string, profile name or option: a clear message and exit 2."""
 
 
-class NotApplicable(Exception):
+class NotApplicable(AboutRequirements, Exception):
     """The target lacks an endpoint or capability that the selected profiles do not require."""

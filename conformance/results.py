@@ -1,7 +1,9 @@
 """The results contract: one Result per check x target x scenario, appended as each finishes, finalised once.
 
 ``results.d/<worker>.jsonl`` grows while a run goes (a killed run keeps what it did); ``finalize`` merges
-them with ``run.json`` into ``results.json`` (schema_version 1; later versions only add keys).
+them with ``run.json`` into ``results.json``. Schema version 2 added ``requirement_verdicts``, ``subject``
+and ``role`` to each result and ``deadline_s``/``case_timeout_s`` to the run; ``load_results`` still reads
+version 1 files (upgrading them in memory), so ``report``, ``diff`` and ``merge`` work on old runs.
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-VERDICTS = ("pass", "fail", "non-strict", "informational", "not-applicable", "error", "xfail", "xpass", "skipped")
-FAILING = ("fail", "xpass")  # verdicts that make a run non-conformant (exit 1)
-NOTHING_VERIFIED = {"not-applicable", "skipped"}  # a profile with only these verdicts has no verdict
+from .verdicts import FAILING, NOTHING_VERIFIED, VERDICTS, case_id, requirement_verdicts, worst
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
 class Result:
     check: str  # stable id: family/function, e.g. capability/store_capabilities
     requirements: list[str]
-    target: str
+    target: str  # the server: judged (role server) or the client's partner (role client)
     scenario: str
-    verdict: str
+    verdict: str  # the worst of requirement_verdicts
     message: str = ""
+    requirement_verdicts: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {verdict, message}
+    subject: str = ""  # what is judged: the target's name for a server, the client's name for a client
+    role: str = "server"  # server or client
     duration_s: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)  # transcript, measurements, actions, timeline...
     level: str = ""  # strictest effective level among the requirements
@@ -38,11 +43,13 @@ class Result:
     worker: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["subject"] = d["subject"] or self.target
+        return d
 
     @property
     def case_id(self) -> str:
-        return f"{self.check}|{self.target}|{self.scenario}"
+        return case_id(self.as_dict())
 
 
 class ResultsWriter:
@@ -53,9 +60,10 @@ class ResultsWriter:
         self.path = directory / f"{worker}.jsonl"
         self.worker = worker
 
-    def append(self, result: Result) -> None:
-        result.worker = self.worker
-        line = json.dumps(result.as_dict(), default=str, ensure_ascii=False)
+    def append(self, result: Result | dict[str, Any]) -> None:
+        data = result.as_dict() if isinstance(result, Result) else dict(result)
+        data["worker"] = self.worker
+        line = json.dumps(data, default=str, ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
@@ -76,12 +84,16 @@ def read_partial(directory: Path) -> list[dict[str, Any]]:
 
 
 def summarize(results: list[dict[str, Any]], profiles: list[str], coverage: dict[str, Any] | None = None,
-              failing: tuple[str, ...] = FAILING) -> dict[str, Any]:
+              failing: tuple[str, ...] = FAILING, requirements: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Counts and verdicts: of the whole run, and per profile, where a result counts with the worst verdict of
+    its requirements that belong to the profile (``requirements``: the results.json section saying which
+    profiles each requirement belongs to; without it, all of a result's requirements count)."""
     counts = Counter(r["verdict"] for r in results)
     per_profile: dict[str, Any] = {}
     for p in profiles:
-        c = Counter(r["verdict"] for r in results if p in r.get("profiles", []))
-        verdict = overall_verdict([r for r in results if p in r.get("profiles", [])], failing)
+        mine = [_restricted(r, p, requirements) for r in results if p in r.get("profiles", [])]
+        c = Counter(r["verdict"] for r in mine)
+        verdict = overall_verdict(mine, failing)
         if verdict == "pass" and set(c) <= NOTHING_VERIFIED:
             verdict = "empty"  # only not-applicable or skipped: the profile has no verdict, it did not pass
         per_profile[p] = {"counts": {v: c.get(v, 0) for v in VERDICTS if c.get(v)}, "verdict": verdict}
@@ -91,10 +103,21 @@ def summarize(results: list[dict[str, Any]], profiles: list[str], coverage: dict
             "profiles": per_profile, "verdict": overall_verdict(results, failing)}
 
 
+def _restricted(r: dict[str, Any], profile: str, requirements: dict[str, Any] | None) -> dict[str, Any]:
+    """The result as the profile sees it: only the verdicts of its requirements that the profile holds."""
+    rv = requirement_verdicts(r)
+    if requirements:
+        inside = {rid: v for rid, v in rv.items() if profile in (requirements.get(rid) or {}).get("profiles", [profile])}
+        rv = inside or rv
+    return {"verdict": worst(v["verdict"] for v in rv.values()) if rv else r["verdict"], "requirement_verdicts": rv}
+
+
 def overall_verdict(results: list[dict[str, Any]], failing: tuple[str, ...] = FAILING) -> str:
-    verdicts = {r["verdict"] for r in results}
+    """error if any requirement verdict is error, fail if any is failing (fail, xpass), else pass."""
     if not results:
         return "empty"
+    verdicts = {r["verdict"] for r in results}
+    verdicts |= {v["verdict"] for r in results for v in requirement_verdicts(r).values()}
     if "error" in verdicts:
         return "error"
     if verdicts & set(failing):
@@ -120,9 +143,28 @@ def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | 
     }
     if coverage is not None:
         doc["coverage"] = coverage
+    write_results(outdir, doc)
+    return doc
+
+
+def write_results(outdir: Path, doc: dict[str, Any]) -> Path:
+    """results.json, written whole or not at all (a reader never sees half a file)."""
     tmp = outdir / "results.json.tmp"
     tmp.write_text(json.dumps(doc, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
     tmp.replace(outdir / "results.json")
+    return outdir / "results.json"
+
+
+def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 document in the shape of version 2 (in place): every result gets requirement verdicts (its one
+    verdict for each of its requirements), ``subject`` (its target) and ``role`` (server)."""
+    if doc.get("schema_version") == 1:
+        for r in doc.get("results", []):
+            r.setdefault("requirement_verdicts", requirement_verdicts(r))
+            r.setdefault("subject", r.get("target", ""))
+            r.setdefault("role", "server")
+        doc["schema_version"] = SCHEMA_VERSION
+        doc["upgraded_from"] = 1
     return doc
 
 
@@ -138,6 +180,6 @@ def load_results(path: Path) -> dict[str, Any]:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{p}: not a results.json file: {e}") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "results" not in doc:
-        raise BadInput(f"{p}: not a results.json of schema_version {SCHEMA_VERSION}")
-    return doc
+    if not isinstance(doc, dict) or doc.get("schema_version") not in READABLE_VERSIONS or "results" not in doc:
+        raise BadInput(f"{p}: not a results.json of schema_version {' or '.join(map(str, READABLE_VERSIONS))}")
+    return upgrade(doc)

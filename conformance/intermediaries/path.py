@@ -22,7 +22,6 @@ from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
 from .host import ProxyHost, free_port
 from .scenario import Scenario
 
-
 __all__ = ["Blocked", "NetworkPath"]  # Blocked lives in errors.py; named here for the checks that import it
 
 

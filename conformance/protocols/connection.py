@@ -32,8 +32,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..errors import (ConformanceFailure, Flood, HarnessError, ProtocolViolation, ServerClosed, ServerTimeout,
-                      TargetUnreachable, TlsHandshakeFailed)
+from ..errors import (
+    ConformanceFailure,
+    Flood,
+    HarnessError,
+    ProtocolViolation,
+    ServerClosed,
+    ServerTimeout,
+    TargetUnreachable,
+    TlsHandshakeFailed,
+)
 from ..transcript import Redactor, Transcript, printable
 
 DEFAULT_TIMEOUT = 10.0  # seconds a read (or a whole command, as the protocol client decides) may take

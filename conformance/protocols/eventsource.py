@@ -22,7 +22,7 @@ import h11
 
 from ..errors import ProtocolViolation, ServerClosed, ServerTimeout
 from ..transcript import Transcript
-from .connection import CapturedConnection, FloodGuard, scrub_faults
+from .connection import DEFAULT_TIMEOUT, CapturedConnection, FloodGuard, scrub_faults
 from .http import HttpReader
 from .sse import SseEvent, SseParser
 from .tls import client_context
@@ -42,11 +42,12 @@ def split_url(url: str) -> tuple[str, str, int, str]:
 
 
 def stream_connection(sock: socket.socket, scheme: str, host: str, ctx: ssl.SSLContext | None, *,
-                      transcript: Transcript, label: str, leg: str = "direct") -> CapturedConnection:
+                      transcript: Transcript, label: str, leg: str = "direct",
+                      timeout: float = DEFAULT_TIMEOUT) -> CapturedConnection:
     """A captured connection for a raw stream on ``sock`` (from ``path.open``), with TLS for https/wss.
 
     Ragged EOFs are reported, not hidden: a close-delimited body needs close_notify (RFC 9112 9.8)."""
-    conn = CapturedConnection(sock, transcript=transcript, label=label, leg=leg)
+    conn = CapturedConnection(sock, transcript=transcript, label=label, leg=leg, timeout=timeout)
     if scheme in ("https", "wss"):
         context = ctx or client_context()
         context.set_alpn_protocols(["http/1.1"])

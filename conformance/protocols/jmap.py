@@ -16,8 +16,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from ..errors import ConformanceFailure, HarnessError, ProtocolViolation
 from ..transcript import Transcript
-from .eventsource import EventStream, Timed, split_url, stream_connection, wrap_tls
 from .connection import scrub_faults
+from .eventsource import EventStream, Timed, split_url, stream_connection, wrap_tls
 from .http import HttpClient, HttpResponse, parse_json
 from .websocket import JmapWebSocket, WsMessage
 

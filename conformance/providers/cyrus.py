@@ -48,7 +48,8 @@ def find_build(variant: str) -> Path:
     servers/cyrus/build.sh decides which version to build, from apt)."""
     name = VARIANTS[variant]
     root = cache_root()
-    found = sorted((p.parent for p in root.glob(f"{name}-[0-9]*/.complete")), key=lambda p: (p / ".complete").stat().st_mtime)
+    found = sorted((p.parent for p in root.glob(f"{name}-[0-9]*/.complete")),
+                   key=lambda p: (p / ".complete").stat().st_mtime)
     if found:
         return found[-1]
     raise HarnessError(f"no {name} build in {root}: run `bash servers/cyrus/build.sh {variant}` "

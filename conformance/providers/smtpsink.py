@@ -109,7 +109,8 @@ class SmtpSink:
                 cmd = line.decode("utf-8", "replace").strip()
                 verb = cmd.split(" ", 1)[0].upper()
                 if verb in ("EHLO", "HELO", "LHLO"):
-                    await reply("250-sink.lemonade.test\r\n250-8BITMIME\r\n250-BINARYMIME\r\n250-CHUNKING\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250 SIZE 67108864")
+                    await reply("250-sink.lemonade.test\r\n250-8BITMIME\r\n250-BINARYMIME\r\n250-CHUNKING\r\n"
+                                "250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250-PIPELINING\r\n250 SIZE 67108864")
                 elif verb == "MAIL":
                     mail_from, rcpts, chunks = cmd[10:].strip(), [], []
                     await reply("250 2.1.0 OK")

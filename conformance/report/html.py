@@ -16,15 +16,17 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from ..verdicts import SEVERITY, case_id, requirement_verdicts, severity, where_of
 from .figures import result_figures, run_figures
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-ORDER = ("fail", "xpass", "error", "non-strict", "informational", "pass", "xfail", "not-applicable", "skipped")
+ORDER = SEVERITY  # worst first: results, cells and tallies are listed in this order
 COLORS = {"pass": "#1a7f37", "fail": "#cf222e", "xpass": "#cf222e", "error": "#8250df", "non-strict": "#9a6700",
           "informational": "#0969da", "xfail": "#57606a", "not-applicable": "#d8dee4", "skipped": "#d8dee4"}
 COVERAGE_BUCKETS = (("verified", "verified", "#1a7f37"), ("failed", "failed", "#cf222e"),
                     ("known_failure", "known failure (baseline)", "#57606a"),
-                    ("non_strict", "non-strict", "#9a6700"), ("error", "error", "#8250df"),
+                    ("non_strict", "non-strict", "#9a6700"), ("informational", "observed, not verified", "#0969da"),
+                    ("error", "error", "#8250df"),
                     ("not_applicable", "not applicable", "#afb8c1"), ("skipped", "skipped", "#d8dee4"),
                     ("not_run", "not run", "#c9d1d9"), ("untested", "untested (no check)", "#eaeef2"),
                     ("untestable", "untestable by design", "#f6f8fa"))
@@ -32,12 +34,11 @@ KNOWN_EVIDENCE = {"transcript", "measurements", "scenario_params", "transcript_d
 
 
 def rank(verdict: str) -> int:
-    return ORDER.index(verdict) if verdict in ORDER else len(ORDER)
+    return severity(verdict)
 
 
 def anchor(r: dict[str, Any]) -> str:
-    key = f"{r.get('check')}|{r.get('target')}|{r.get('scenario')}"
-    return "r-" + hashlib.sha1(key.encode()).hexdigest()[:12]
+    return "r-" + hashlib.sha1(case_id(r).encode()).hexdigest()[:12]
 
 
 def css_token(text: str) -> str:
@@ -58,7 +59,8 @@ def coverage_bar(cov: dict[str, Any], width: int = 240, height: int = 10) -> Mar
                      f"<title>{escape(label)}: {n}</title></rect>")
         x += w
     return Markup(f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-                  f'preserveAspectRatio="none" aria-label="coverage"><rect width="{width}" height="{height}" fill="#fff" stroke="#d0d7de"/>'
+                  f'preserveAspectRatio="none" aria-label="coverage">'
+                  f'<rect width="{width}" height="{height}" fill="#fff" stroke="#d0d7de"/>'
                   + "".join(parts) + "</svg>")
 
 
@@ -69,28 +71,38 @@ def _ordered(values) -> list[str]:
     return list(seen)
 
 
+def verdict_cell(r: dict[str, Any], rid: str) -> dict[str, Any]:
+    """What the report shows for one requirement of one result: that requirement's own verdict."""
+    v = requirement_verdicts(r).get(rid) or {"verdict": r["verdict"], "message": r.get("message", "")}
+    return {"verdict": v["verdict"], "message": v.get("message") or r.get("message", ""), "check": r["check"],
+            "anchor": anchor(r), "target": r["target"], "where": where_of(r), "baseline": r.get("baseline")}
+
+
 def matrix_model(doc: dict[str, Any]) -> dict[str, Any]:
-    """targets x scenarios x requirements: one cell per requirement and (target, scenario), worst verdict first."""
+    """subjects x scenarios x requirements: one cell per requirement and (where, scenario), showing the
+    requirement's own verdict (the worst when several checks judge it), worst first."""
     results = doc["results"]
     run = doc.get("run", {})
-    targets = _ordered([t.get("name") for t in run.get("targets", []) if t.get("name")] + [r["target"] for r in results])
-    targets = [t for t in targets if any(r["target"] == t for r in results)]
+    known = [t.get("name") for t in run.get("targets", []) if t.get("name")]
+    targets = _ordered(known + [where_of(r) for r in results])
+    targets = [t for t in targets if any(where_of(r) == t for r in results)]
     scenarios = _ordered([r["scenario"] for r in results])
-    columns = [(t, s) for t in targets for s in scenarios if any(r["target"] == t and r["scenario"] == s for r in results)]
+    columns = [(t, s) for t in targets for s in scenarios
+               if any(where_of(r) == t and r["scenario"] == s for r in results)]
     reqinfo = doc.get("requirements", {})
     cells: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
     for r in results:
         for rid in r.get("requirements", []):
-            cells.setdefault(rid, {}).setdefault((r["target"], r["scenario"]), []).append(r)
+            cells.setdefault(rid, {}).setdefault((where_of(r), r["scenario"]), []).append(verdict_cell(r, rid))
     rows = []
     for rid in sorted(cells, key=lambda x: (reqinfo.get(x, {}).get("family", ""), x)):
         row_cells = []
         tally: Counter = Counter()
         for col in columns:
-            rs = sorted(cells[rid].get(col, []), key=lambda r: rank(r["verdict"]))
-            if rs:
-                tally[rs[0]["verdict"]] += 1
-            row_cells.append(rs)
+            vs = sorted(cells[rid].get(col, []), key=lambda c: rank(c["verdict"]))
+            if vs:
+                tally[vs[0]["verdict"]] += 1
+            row_cells.append(vs)
         rows.append({"id": rid, "info": reqinfo.get(rid, {}), "cells": row_cells, "tally": tally,
                      "family": reqinfo.get(rid, {}).get("family", "")})
     col_tally = []
@@ -103,7 +115,7 @@ def matrix_model(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def requirement_rows(doc: dict[str, Any], scenarios: list[str]) -> list[dict[str, Any]]:
-    """Every requirement of the selected profiles with its verdicts per scenario (and per target inside)."""
+    """Every requirement of the selected profiles with its own verdict per scenario (and per target inside)."""
     reqinfo = doc.get("requirements", {})
     by_req: dict[str, list[dict[str, Any]]] = {}
     for r in doc["results"]:
@@ -118,7 +130,9 @@ def requirement_rows(doc: dict[str, Any], scenarios: list[str]) -> list[dict[str
     rows = []
     for rid in ids:
         rs = by_req.get(rid, [])
-        per_scn = [sorted([r for r in rs if r["scenario"] == s], key=lambda r: (r["target"], r["check"])) for s in scenarios]
+        per_scn = [[verdict_cell(r, rid) for r in sorted((r for r in rs if r["scenario"] == s),
+                                                           key=lambda r: (where_of(r), r["check"]))]
+                   for s in scenarios]
         rows.append({"id": rid, "info": reqinfo.get(rid, {}), "per_scenario": per_scn,
                      "status": "" if rs else status.get(rid, "not-run"), "family": reqinfo.get(rid, {}).get("family", "")})
     return rows
@@ -170,7 +184,8 @@ def _env() -> jinja2.Environment:
     env.filters["fmt_num"] = fmt_value
     env.globals.update(safe_url=safe_url, result_figures=result_figures, run_figures=run_figures, anchor=anchor,
                        coverage_bar=coverage_bar, other_evidence=other_evidence, legs_of=legs_of,
-                       colors=COLORS, coverage_buckets=COVERAGE_BUCKETS, rank=rank)
+                       colors=COLORS, coverage_buckets=COVERAGE_BUCKETS, rank=rank,
+                       requirement_verdicts=requirement_verdicts, where_of=where_of)
     return env
 
 
@@ -179,7 +194,7 @@ def inline_css() -> Markup:
 
 
 def render_html(doc: dict[str, Any]) -> str:
-    results = sorted(doc["results"], key=lambda r: (rank(r["verdict"]), r["check"], r["target"], r["scenario"]))
+    results = sorted(doc["results"], key=lambda r: (rank(r["verdict"]), r["check"], where_of(r), r["scenario"]))
     counts = Counter(r["verdict"] for r in results)
     matrix = matrix_model(doc)
     return _env().get_template("report.html.j2").render(
@@ -191,8 +206,8 @@ def render_html(doc: dict[str, Any]) -> str:
 
 def render_diff_html(diff, old: dict[str, Any], new: dict[str, Any]) -> str:
     """`lemonade diff --html`: the comparison of two runs as one self-contained page."""
-    olds = {f"{r['check']}|{r['target']}|{r['scenario']}": r for r in old["results"]}
-    news = {f"{r['check']}|{r['target']}|{r['scenario']}": r for r in new["results"]}
+    olds = {case_id(r): r for r in old["results"]}
+    news = {case_id(r): r for r in new["results"]}
     sections = [("Regressions", "regressions", diff.regressions), ("Fixes", "fixes", diff.fixes),
                 ("Other verdict changes", "changed", diff.changed), ("New cases", "new", diff.new),
                 ("Removed cases", "removed", diff.removed), ("Changed measurements", "measurements", diff.measurements)]

@@ -1,4 +1,9 @@
-"""JUnit XML: one testcase per check x target x scenario, requirement ids as properties."""
+"""JUnit XML: one testcase per check x target x scenario, with the verdict of each requirement as properties.
+
+One testcase per result (not per requirement) keeps JUnit's counts equal to the report's and the rerun
+command per testcase; a testcase fails when its result does, i.e. when one of its requirements does, and
+its properties ``verdict:<id>`` (and ``message:<id>`` when there is one) say which.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from typing import Any
 
+from ..verdicts import FAILING, requirement_verdicts, where_of
 
-FAIL = ("fail", "xpass")
+FAIL = FAILING
 
 
 def _clean(text: str) -> str:
@@ -18,7 +24,7 @@ def _clean(text: str) -> str:
 def render_junit(doc: dict[str, Any]) -> str:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in doc["results"]:
-        groups[f"{r['target']}|{r['scenario']}"].append(r)
+        groups[f"{where_of(r)}|{r['scenario']}"].append(r)
     root = ET.Element("testsuites", name="lemonade", tests=str(len(doc["results"])))
     for name, results in sorted(groups.items()):
         suite = ET.SubElement(root, "testsuite", name=_clean(name), tests=str(len(results)),
@@ -27,7 +33,7 @@ def render_junit(doc: dict[str, Any]) -> str:
                               skipped=str(sum(r["verdict"] in ("skipped", "not-applicable", "xfail") for r in results)),
                               time=f"{sum(r['duration_s'] for r in results):.3f}")
         for r in results:
-            tc = ET.SubElement(suite, "testcase", classname=_clean(f"{r['target']}.{r['scenario']}"),
+            tc = ET.SubElement(suite, "testcase", classname=_clean(f"{where_of(r)}.{r['scenario']}"),
                                name=_clean(r["check"]), time=f"{r['duration_s']:.3f}")
             props = ET.SubElement(tc, "properties")
             reqinfo = doc.get("requirements", {})
@@ -35,8 +41,14 @@ def render_junit(doc: dict[str, Any]) -> str:
                 ET.SubElement(props, "property", name="requirement", value=rid)
                 if reqinfo.get(rid, {}).get("source"):
                     ET.SubElement(props, "property", name=f"source:{rid}", value=_clean(reqinfo[rid]["source"]))
+            for rid, v in requirement_verdicts(r).items():
+                ET.SubElement(props, "property", name=f"verdict:{rid}", value=v["verdict"])
+                if v.get("message") and v["verdict"] != "pass":
+                    ET.SubElement(props, "property", name=f"message:{rid}", value=_clean(v["message"])[:500])
             ET.SubElement(props, "property", name="verdict", value=r["verdict"])
             ET.SubElement(props, "property", name="target", value=_clean(r["target"]))
+            ET.SubElement(props, "property", name="subject", value=_clean(r.get("subject") or r["target"]))
+            ET.SubElement(props, "property", name="role", value=r.get("role", "server"))
             ET.SubElement(props, "property", name="scenario", value=_clean(r["scenario"]))
             if r.get("baseline"):
                 b = r["baseline"]
@@ -65,7 +77,8 @@ def render_junit(doc: dict[str, Any]) -> str:
 
 def evidence_summary(r: dict[str, Any], lines: int = 40) -> str:
     ev = r.get("evidence", {})
-    out = [r.get("message", ""), "", f"requirements: {', '.join(r['requirements'])}",
+    verdicts = ", ".join(f"{rid} {v['verdict']}" for rid, v in requirement_verdicts(r).items())
+    out = [r.get("message", ""), "", f"requirements: {verdicts}",
            f"target: {r['target']}  scenario: {r['scenario']}", f"rerun: {r.get('rerun', '')}"]
     if r.get("baseline"):
         out.append(f"baseline: was {r['baseline'].get('original_verdict')}; {r['baseline'].get('reason', '')}")

@@ -1,4 +1,4 @@
-"""JSON Schemas of the files lemonade writes: ``results.schema.json`` documents results.json (schema_version 1)."""
+"""JSON Schemas of the files lemonade writes: ``results.schema.json`` documents results.json (schema 2; 1 still valid)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ def test_status_buckets():
     assert status(["pass", "non-strict"], True, False) == "non_strict"
     assert status(["xfail"], True, False) == "known_failure"
     assert status(["pass", "not-applicable"], True, False) == "verified"
-    assert status(["informational"], True, False) == "verified"
+    assert status(["informational"], True, False) == "informational"  # observed, no rule judged: never verified
+    assert status(["informational", "pass"], True, False) == "verified"
     assert status(["not-applicable", "not-applicable"], True, False) == "not_applicable"
     assert status(["skipped"], True, False) == "skipped"
 

@@ -44,7 +44,8 @@ def test_openssl_detects_each_field_rewrite(kit, tamper):
     data = {
         "crlf-to-lf": lambda d: d.replace(b"\r\n", b"\n"),
         "strip-trailing-space": lambda d: d.replace(b"line   \r\n", b"line\r\n"),
-        "refold-part-header": lambda d: d.replace(b"Content-Type:   text/plain;\r\n\t charset", b"Content-Type: text/plain; charset"),
+        "refold-part-header": lambda d: d.replace(b"Content-Type:   text/plain;\r\n\t charset",
+                                                  b"Content-Type: text/plain; charset"),
         "8bit-to-qp": lambda d: d.replace(b"Transfer-Encoding: 8bit", b"Transfer-Encoding: quoted-printable").replace(
             "ü".encode(), b"=C3=BC"),
         "cte-label": lambda d: d.replace(b"Transfer-Encoding: 7bit", b"Transfer-Encoding: 8bit"),

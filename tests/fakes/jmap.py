@@ -171,8 +171,8 @@ class FakeJmapServer:
         if path.startswith("/upload/"):
             blob = f"B{len(self.blobs) + 1}"
             self.blobs[blob] = body
-            return 201, "application/json", json.dumps({"accountId": ACCOUNT, "blobId": blob,
-                                                         "type": headers.get("content-type", ""), "size": len(body)}).encode()
+            return 201, "application/json", json.dumps({"accountId": ACCOUNT, "blobId": blob, "size": len(body),
+                                                         "type": headers.get("content-type", "")}).encode()
         if path.startswith("/download/"):
             blob = path.split("/")[3]
             if blob not in self.blobs:
@@ -306,7 +306,8 @@ class FakeJmapServer:
     # -- EventSource --------------------------------------------------------------------------------
     def _eventsource(self, conn: socket.socket, h: h11.Connection, target: str, headers: dict) -> None:
         if self.behaviour == "no-push":
-            conn.sendall(h.send(h11.Response(status_code=204, headers=[("Content-Length", "0")])) + h.send(h11.EndOfMessage()))
+            conn.sendall(h.send(h11.Response(status_code=204, headers=[("Content-Length", "0")]))
+                         + h.send(h11.EndOfMessage()))
             return
         q = {k: v[0] for k, v in parse_qs(urlsplit(target).query, keep_blank_values=True).items()}
         types = q.get("types", "*").split(",")

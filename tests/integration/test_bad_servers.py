@@ -1,6 +1,6 @@
 """Servers that stall or send garbage end one case with evidence; the run goes on and keeps its results."""
 
-from tests.fakes.imap import FakeImapSession, FakeImapServer
+from tests.fakes.imap import FakeImapServer, FakeImapSession
 
 
 class StallsAtLogin(FakeImapSession):

@@ -13,7 +13,7 @@ def test_default_run_writes_reports_and_names_missing_capabilities(lemonade):
     for name in ("results.json", "junit.xml", "index.html"):
         assert (run.dir / name).is_file(), name
     doc = run.results
-    assert doc["schema_version"] == 1 and doc["run"]["depth"] == "quick"
+    assert doc["schema_version"] == 2 and doc["run"]["depth"] == "quick"
     assert {"summary", "results", "run"} <= set(doc)
     caps = run.result("capability/store_capabilities")
     # Dovecot 2.3 really lacks CONVERT (and CONTEXT=SORT): a fail whose message names them, CAPABILITY as evidence

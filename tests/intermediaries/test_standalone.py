@@ -38,7 +38,8 @@ def test_mitmdump_runs_nat_idle_alone_and_cuts_an_idle_connection(dovecot, tmp_p
         t0 = time.monotonic()
         fate, _ = outcome(sock, 5)
         waited = time.monotonic() - t0
-        assert fate == "eof" and 0.9 <= waited < 1.8, f"expected EOF ~1 s after the greeting, saw {fate} after {waited:.3f} s"
+        assert fate == "eof" and 0.9 <= waited < 1.8, (f"expected EOF ~1 s after the greeting, "
+                                                       f"saw {fate} after {waited:.3f} s")
         sock.close()
         deadline = time.monotonic() + 5
         while "nat-idle:" not in (tmp_path / "mitmdump.log").read_text() and time.monotonic() < deadline:

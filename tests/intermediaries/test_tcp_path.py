@@ -34,7 +34,8 @@ def test_nat_idle_keeps_a_connection_idle_below_the_timeout_and_resets_one_idle_
     fate, _ = outcome(sock, 3)
     assert fate == "rst", f"expected a reset after 1.3 s idle (timeout 1 s), saw {fate}"
     acts = _actions(path, "nat-idle")
-    assert len(acts) == 1 and re.match(r"nat-idle: 1\.\d{3} s without traffic, connection closed with RST", acts[0].text), acts
+    rst = r"nat-idle: 1\.\d{3} s without traffic, connection closed with RST"
+    assert len(acts) == 1 and re.match(rst, acts[0].text), acts
     idle = float(acts[0].text.split()[1])
     assert 1.0 <= idle < 1.5, f"cut after {idle} s idle, expected 1 s (+ scheduling slack)"
     last_reply = [e for e in path.transcript.entries if e.leg == "proxy-server" and e.direction == "S"][-1]

@@ -38,7 +38,8 @@ def test_conformant_peer_passes_every_push_check(lemonade, tmp_path):
     ("ignore-ping", "ping_interval or ws_ping_pong", {"jmap/ping_interval", "jmap/ws_ping_pong_keepalive"}),
     ("never-close", "closeafter", {"jmap/closeafter_state_ends_response"}),
     ("extra-types", "types_filter or ws_push_enable_datatypes", {"jmap/types_filter", "jmap/ws_push_enable_datatypes"}),
-    ("silent-push", "ws_push_enable or ws_push_state", {"jmap/ws_push_enable_datatypes", "jmap/ws_push_enable_null_means_all",
+    ("silent-push", "ws_push_enable or ws_push_state", {"jmap/ws_push_enable_datatypes",
+                                                        "jmap/ws_push_enable_null_means_all",
                                                         "jmap/ws_push_state_catchup"}),
 ])
 def test_misbehaving_peer_fails_the_matching_check(lemonade, tmp_path, behaviour, k, failing):

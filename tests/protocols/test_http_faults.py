@@ -10,8 +10,17 @@ import time
 
 import pytest
 
-from conformance.errors import (Blocked, ConformanceFailure, Flood, HarnessError, ProtocolViolation, ServerClosed,
-                                ServerTimeout, TargetUnreachable, TlsHandshakeFailed)
+from conformance.errors import (
+    Blocked,
+    ConformanceFailure,
+    Flood,
+    HarnessError,
+    ProtocolViolation,
+    ServerClosed,
+    ServerTimeout,
+    TargetUnreachable,
+    TlsHandshakeFailed,
+)
 from conformance.protocols.eventsource import FLOOD_EVENTS, EventStream
 from conformance.protocols.http import HttpClient, JsonInvalid
 from conformance.protocols.jmap import JmapClient
@@ -225,8 +234,9 @@ def test_event_stream_garbage_head_is_a_protocol_violation():
 
 
 def test_event_stream_over_tls_with_the_stream_connection(tmp_path):
-    from conformance.protocols.eventsource import stream_connection
     import socket
+
+    from conformance.protocols.eventsource import stream_connection
 
     ctx = tls_server_context(tmp_path)
 

@@ -11,8 +11,16 @@ import time
 
 import pytest
 
-from conformance.errors import (ConformanceFailure, Flood, HarnessError, ProtocolViolation, ServerClosed,
-                                ServerTimeout, TargetUnreachable, TlsHandshakeFailed)
+from conformance.errors import (
+    ConformanceFailure,
+    Flood,
+    HarnessError,
+    ProtocolViolation,
+    ServerClosed,
+    ServerTimeout,
+    TargetUnreachable,
+    TlsHandshakeFailed,
+)
 from conformance.protocols.imap import FLOOD_RESPONSES, ImapConnection
 from conformance.transcript import CASE_BYTES, Transcript
 from tests.fakes.scripted import PeerConn, ScriptedPeer, free_port

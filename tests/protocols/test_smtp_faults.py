@@ -9,8 +9,15 @@ import time
 
 import pytest
 
-from conformance.errors import (Flood, HarnessError, ProtocolViolation, ServerClosed, ServerTimeout,
-                                TargetUnreachable, TlsHandshakeFailed)
+from conformance.errors import (
+    Flood,
+    HarnessError,
+    ProtocolViolation,
+    ServerClosed,
+    ServerTimeout,
+    TargetUnreachable,
+    TlsHandshakeFailed,
+)
 from conformance.protocols.smtp import CapturingSMTP, SmtpConnection, SmtpRefused
 from conformance.protocols.smtpwire import MAX_REPLY_LINES
 from conformance.protocols.tls import insecure_context

@@ -4,8 +4,13 @@ that keeps the rules lets all three pass."""
 from __future__ import annotations
 
 from tests.fakes.imap import FakeImapServer
-from tests.fakes.push import (NotifyDelayedExpungesAtOnce, NotifyDeletedWithoutNonExistent, NotifyFlagChangeAlways,
-                              NotifyingMailStore, NotifyMessageNewExistsOnly)
+from tests.fakes.push import (
+    NotifyDelayedExpungesAtOnce,
+    NotifyDeletedWithoutNonExistent,
+    NotifyFlagChangeAlways,
+    NotifyingMailStore,
+    NotifyMessageNewExistsOnly,
+)
 
 CHECKS = {"mailboxname": "push/notify_mailboxname_list_events", "consistency": "push/notify_idle_sends_only_chosen_events",
           "messagenew": "push/notify_selected_messagenew_exists_then_fetch",
@@ -24,7 +29,8 @@ def test_fakes_fail_the_notify_event_checks(lemonade, tmp_path):
         for name, s in servers.items():
             args += ["--target", str(s.target_file(tmp_path, name=name))]
         run = lemonade("run", *args, "--scenario", "direct", "-n", "2", "-k",
-                       "notify_mailboxname or notify_idle_sends_only or notify_selected_messagenew or notify_selected_delayed")
+                       "notify_mailboxname or notify_idle_sends_only or notify_selected_messagenew "
+                       "or notify_selected_delayed")
     finally:
         for s in servers.values():
             s.__exit__(None, None, None)
@@ -41,7 +47,8 @@ def test_fakes_fail_the_notify_event_checks(lemonade, tmp_path):
     assert r["verdict"] == "non-strict" and "no FETCH for the new message" in r["message"], r["message"]
     r = results[(CHECKS["delayed"], "expunge-at-once")]
     assert r["verdict"] == "fail" and "SELECTED-DELAYED" in r["message"] and "* 1 EXPUNGE" in r["message"], r["message"]
-    for name in ("no-nonexistent", "flagchange-always", "exists-only", "expunge-at-once"):  # each fake breaks only its own rule
+    # each fake breaks only its own rule
+    for name in ("no-nonexistent", "flagchange-always", "exists-only", "expunge-at-once"):
         broken = {c for c in CHECKS.values() if results[(c, name)]["verdict"] not in ("pass",)}
         assert len(broken) == 1, (name, broken)
     assert run.rc == 1

@@ -21,8 +21,7 @@ def write(tmp_path, text):
 @pytest.mark.parametrize("text, expect", [
     ('[[expected]]\ncheck = "a/b"\ntarget = "dovecot"\n', "'reason' is mandatory"),
     ('[[expected]]\ncheck = "a/b"\nreason = "x"\n', "'target' is mandatory"),
-    ('[[expected]]\nreason = "x"\ntarget = "t"\n', "exactly one of 'check' or 'requirement'"),
-    ('[[expected]]\ncheck = "a/b"\nrequirement = "r"\nreason = "x"\ntarget = "t"\n', "exactly one of"),
+    ('[[expected]]\nreason = "x"\ntarget = "t"\n', "give a 'check', a 'requirement', or both"),
     ('[[expected]]\ncheck = "a/b"\nreason = "x"\ntarget = "t"\nflavour = "y"\n', "unknown key(s) flavour"),
     ('[[expected]]\ncheck = "a/b"\nreason = "x"\ntarget = "t"\nexpires = "soon"\n', "is not a date"),
     ('[[expected]\n', "not valid TOML"),
@@ -91,3 +90,39 @@ def test_version_glob_must_match(tmp_path):
     d = doc([result("capability/store_capabilities", "fail")])
     b.apply(d, today=TODAY)
     assert d["results"][0]["verdict"] == "fail"
+
+
+def test_an_entry_naming_a_requirement_of_a_check_excuses_that_requirement_only(tmp_path):
+    b = load_baseline(write(tmp_path, '''
+[[expected]]
+check = "envelope/signed_append_fetch_byte_exact"
+requirement = "uidplus.appenduid"
+target = "dovecot"
+reason = "this server has no UIDPLUS"
+'''), known_requirements={"uidplus.appenduid"})
+    reqs = ("uidplus.appenduid", "smime.canonical-text")
+    known = result("envelope/signed_append_fetch_byte_exact", "fail", requirements=reqs, message="no APPENDUID")
+    known["requirement_verdicts"] = {"uidplus.appenduid": {"verdict": "fail", "message": "no APPENDUID"},
+                                     "smime.canonical-text": {"verdict": "pass", "message": ""}}
+    new = result("envelope/signed_append_fetch_byte_exact", "fail", requirements=reqs, scenario="kill")
+    new["requirement_verdicts"] = {"uidplus.appenduid": {"verdict": "fail", "message": "no APPENDUID"},
+                                   "smime.canonical-text": {"verdict": "fail", "message": "CRLF turned into LF"}}
+    d = doc([known, new])
+    b.apply(d, today=TODAY)
+    first, second = d["results"]
+    assert first["verdict"] == "xfail" and first["requirement_verdicts"]["smime.canonical-text"]["verdict"] == "pass"
+    assert first["requirement_verdicts"]["uidplus.appenduid"]["baseline"]["original_verdict"] == "fail"
+    # the same check failing another requirement is a new failure: the run still fails
+    assert second["verdict"] == "fail" and second["requirement_verdicts"]["uidplus.appenduid"]["verdict"] == "xfail"
+    assert summarize(d["results"], ["lemonade"])["verdict"] == "fail"
+    assert d["baseline"]["entries"][0]["status"] == "applied"
+
+
+def test_a_requirement_entry_whose_requirement_now_passes_is_an_xpass(tmp_path):
+    b = load_baseline(write(tmp_path, '[[expected]]\nrequirement = "lemonade.store.capabilities"\ntarget = "dovecot"\n'
+                                      'reason = "fixed since"\n'))
+    d = doc([result("capability/store_capabilities", "pass")])
+    b.apply(d, today=TODAY)
+    r = d["results"][0]
+    assert r["verdict"] == "xpass" and "remove the entry" in r["message"]
+    assert summarize(d["results"], ["lemonade"])["verdict"] == "fail"

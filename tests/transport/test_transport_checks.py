@@ -58,7 +58,8 @@ def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot):
     v = run.verdicts()
     assert run.rc == 1, run.out + run.err
     tls = run.result("transport/tls_versions_every_endpoint")
-    assert tls["verdict"] == "fail" and "imaps accepted TLSv1" in tls["message"] and "imap accepted TLSv1.1" in tls["message"]
+    assert tls["verdict"] == "fail", tls
+    assert "imaps accepted TLSv1" in tls["message"] and "imap accepted TLSv1.1" in tls["message"], tls["message"]
     assert any(r["offered"] == "TLSv1" and r["result"] == "negotiated TLSv1" for r in tls["evidence"]["tls_versions"])
     hygiene = run.result("transport/imap_pre_tls_hygiene")
     assert hygiene["verdict"] == "fail" and "LOGINDISABLED not advertised" in hygiene["message"]

@@ -52,7 +52,8 @@ def test_duplicate_requirement_id_fails(catalog_copy):
 def test_bad_requirement_fields_fail(catalog_copy, field, value, expect):
     entry = {"id": "x.y.z", "title": "t", "source": "{rfc: 1, section: \"1\"}", "level": "MUST", "family": "push"}
     entry[field] = value
-    body = "\n".join(f"    {k}: {v if k == 'source' else repr(v)}" for k, v in entry.items()).replace("    id:", "  - id:", 1)
+    body = "\n".join(f"    {k}: {v if k == 'source' else repr(v)}" for k, v in entry.items())
+    body = body.replace("    id:", "  - id:", 1)
     (catalog_copy / "requirements" / "zz.yaml").write_text("requirements:\n" + body + "\n")
     with pytest.raises(CatalogError, match=expect):
         load_catalog(catalog_copy)

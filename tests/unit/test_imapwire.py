@@ -2,9 +2,15 @@
 
 import pytest
 
-from conformance.protocols.imapwire import (ResponseReader, format_uid_set, parse_capabilities, parse_fetch,
-                                          parse_uid_set, parse_vanished)
 from conformance.errors import ProtocolViolation
+from conformance.protocols.imapwire import (
+    ResponseReader,
+    format_uid_set,
+    parse_capabilities,
+    parse_fetch,
+    parse_uid_set,
+    parse_vanished,
+)
 
 
 def test_reader_joins_literals_across_feeds():
@@ -74,8 +80,14 @@ def test_fetch_that_does_not_parse_is_a_protocol_violation():
 
 
 def test_small_parsers_for_checks():
-    from conformance.protocols.imapwire import (parse_code, parse_exists, parse_expunge, parse_flags, parse_recent,
-                                                parse_status)
+    from conformance.protocols.imapwire import (
+        parse_code,
+        parse_exists,
+        parse_expunge,
+        parse_flags,
+        parse_recent,
+        parse_status,
+    )
 
     assert parse_exists(_one(b"* 23 exists\r\n")) == 23 and parse_exists(_one(b"* 2 EXPUNGE\r\n")) is None
     assert parse_expunge(_one(b"* 2 EXPUNGE\r\n")) == 2 and parse_recent(_one(b"* 1 RECENT\r\n")) == 1

@@ -81,7 +81,7 @@ def test_a_case_is_bounded_across_its_connections_and_marks_survive_drops():
     t = Transcript()
     mark = None
     for c in range(40):
-        for i in range(300):
+        for _ in range(300):
             t.add("direct", "C", "x" * 100, 100, conn=f"imap#{c}")
         if c == 30:
             mark = t.mark()

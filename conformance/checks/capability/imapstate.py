@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from conformance.errors import HarnessError
 from conformance.protocols.imap import CommandResult, ImapConnection
 from conformance.protocols.imapwire import Response, parse_fetch, quote
-from conformance.errors import HarnessError
 
 SAMPLE = (b"From: Lemonade Conformance <alice@example.test>\r\n"
           b"To: bob@example.test\r\n"

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from conformance.protocols.imapwire import quote
 from conformance.errors import HarnessError
+from conformance.protocols.imapwire import quote
 
 from .imapstate import SAMPLE, append, fetch_uid, parse_esearch, select, uids
 
@@ -31,13 +31,15 @@ def test_literal_plus_without_continuation(case):
     select(imap, box)
     stored = uids(imap)
     body = fetch_uid(imap, stored[-1], "BODY.PEEK[]").get("BODY[]") if stored else None
-    assert body == SAMPLE, f"the message stored from the {{n+}} literal differs from what was sent ({len(body or b'')} octets)"
+    assert body == SAMPLE, (f"the message stored from the {{n+}} literal differs from what was sent "
+                            f"({len(body or b'')} octets)")
     case.passed(f"{{{len(SAMPLE)}+}} literal accepted without a continuation and stored intact")
 
 
 @pytest.mark.requirement("esearch.count-always")
 def test_esearch_count_always_single_response(case):
-    """SEARCH with RETURN options answers with one ESEARCH (UID-marked for UID SEARCH), COUNT present, MIN absent when empty."""
+    """SEARCH with RETURN options answers with one ESEARCH (UID-marked for UID SEARCH), COUNT present, MIN absent
+    when empty."""
     imap = case.imap()
     case.require_capability(imap.capability(), "ESEARCH")
     box = case.scratch_mailbox(imap)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conformance.protocols.imapwire import quote
 from conformance.errors import ConformanceFailure, HarnessError
+from conformance.protocols.imapwire import quote
 
 from .imapstate import SAMPLE, SAMPLE_PART1, append, fetch_uid, select, uids
 

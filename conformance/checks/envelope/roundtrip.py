@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import re
 
-from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import parse_fetch, quote
 from conformance.errors import ConformanceFailure, HarnessError
 from conformance.fixtures.smime import Fixture, SmimeKit, first_difference, split_multipart_signed
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import parse_fetch, quote
 
 APPENDUID = re.compile(r"\[APPENDUID (\d+) ([0-9:,]+)\]", re.I)
 COPYUID = re.compile(r"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.I)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.protocols.imapwire import quote
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 from conformance.fixtures.smime import SmimeKit
 from conformance.intermediaries import builtin  # noqa: F401 - fills the registry
 from conformance.intermediaries.scenario import REGISTRY
+from conformance.protocols.imapwire import quote
 
 from .roundtrip import append, body, compare, describe, select, verifies
 

@@ -11,10 +11,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url
-from ...protocols.eventsource import stream_connection
-from ...protocols.tls import trusting
 from ...errors import ConformanceFailure, NotApplicable
+from ...protocols.eventsource import stream_connection
+from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url
+from ...protocols.tls import trusting
 
 
 def tls_context(case):
@@ -35,7 +35,7 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
                    label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
                    verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None,
-                   via=case.intermediary_name(via_path))
+                   timeout=case.deadline, via=case.intermediary_name(via_path))
     own = case.target.endpoint("jmap")
     if via_path and (own.host, own.port) != (ep.host, ep.port):
         c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"
@@ -48,7 +48,7 @@ def _open(case, scheme: str, label: str):
     ep = case.path.endpoint("jmap")
     sock = case.path.open("jmap")
     conn = stream_connection(sock, scheme, ep.host, tls_context(case), transcript=case.transcript, label=label,
-                             leg=case.path.leg)
+                             leg=case.path.leg, timeout=case.deadline)
     return conn, f"{ep.host}:{ep.port}"
 
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from conformance.protocols.jmap import CORE, MAIL, sample_message
 from conformance.errors import ConformanceFailure
+from conformance.protocols.jmap import CORE, MAIL, sample_message
 
 from ._support import client
 
@@ -86,7 +86,8 @@ def _problem(resp, kind: str) -> str | None:
     if not (400 <= resp.status_code < 500):
         return f"status {resp.status_code} (expected 4xx), body {json.dumps(body)[:160]}"
     if not isinstance(body, dict) or body.get("type") != PROBLEM + kind:
-        return f"{resp.status_code} with type {body.get('type') if isinstance(body, dict) else body!r}, expected {PROBLEM + kind}"
+        seen = body.get("type") if isinstance(body, dict) else repr(body)
+        return f"{resp.status_code} with type {seen}, expected {PROBLEM + kind}"
     if body.get("status") not in (None, resp.status_code):
         return f"problem status {body.get('status')} differs from HTTP {resp.status_code}"
     return None
@@ -167,7 +168,8 @@ def test_changes_maxchanges(case):
     else:
         n = sum(len(args.get(k) or []) for k in ("created", "updated", "destroyed"))
         assert n <= 1, f"maxChanges=1 but {n} ids returned: {args}"
-        assert args.get("hasMoreChanges") is True, f"3 changes pending, 1 returned, but hasMoreChanges={args.get('hasMoreChanges')}"
+        assert args.get("hasMoreChanges") is True, (f"3 changes pending, 1 returned, but "
+                                                    f"hasMoreChanges={args.get('hasMoreChanges')}")
     name0, args0 = _changes(c, since, 0)
     assert name0 == "error" and args0.get("type") == "invalidArguments", (
         f"maxChanges=0 answered {name0} {args0}, expected error invalidArguments")

@@ -126,7 +126,8 @@ def test_ping_interval(case):
     pings = [x for x in items if x.kind == "event" and x.event.type == "ping"]
     case.attach("timeline", timeline(stream, [], title=f"EventSource ping={ping}", end=case.transcript.now(),
                                      thresholds=[("ping", float(ping))]))
-    assert pings, f"no ping event within {observe:.1f} s with ping={ping} (seen: {[x.event.type if x.event else x.kind for x in items]})"
+    assert pings, (f"no ping event within {observe:.1f} s with ping={ping} "
+                   f"(seen: {[x.event.type if x.event else x.kind for x in items]})")
     problems = []
     intervals = set()
     for x in pings:
@@ -274,7 +275,8 @@ def test_closeafter_state_ends_response(case):
                                      end=case.transcript.now(), thresholds=[("close within", close_within)]))
     eof = next((x for x in after if x.kind == "eof"), None)
     assert eof is not None, (f"closeafter=state: the response did not end within {close_within:.1f} s after the "
-                             f"state event at t={state.t:.2f} (then: {[x.event.type if x.event else x.kind for x in after]})")
+                             f"state event at t={state.t:.2f} "
+                             f"(then: {[x.event.type if x.event else x.kind for x in after]})")
     cuts = [x.text for x in case.transcript.since(mark) if x.direction == "I"]
     assert not cuts, f"the response was ended by the intermediary, not by the server: {cuts[0]}"
     others = [x.event.type for x in after if x.kind == "event"]

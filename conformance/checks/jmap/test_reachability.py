@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from conformance.protocols.imap import ImapConnection
-from conformance.protocols.smtp import CapturingSMTP
-from conformance.protocols.jmap import MAIL, sample_message
 from conformance.errors import ConformanceFailure, NotApplicable
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.jmap import MAIL, sample_message
+from conformance.protocols.smtp import CapturingSMTP
 
 from ._support import available, client, event_stream, state_change, tls_context, websocket
 

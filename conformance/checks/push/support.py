@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from conformance.errors import HarnessError, ServerClosed
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import Response, quote
-from conformance.errors import HarnessError, ServerClosed
 from conformance.report.figures.timeline import TimelineBuilder
 
 MESSAGE = (b"From: push-check@example.test\r\nTo: alice@example.test\r\nSubject: lemonade push check\r\n"

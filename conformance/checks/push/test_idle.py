@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conformance.protocols.imapwire import parse_fetch
 from conformance.errors import HarnessError, NotApplicable, ServerTimeout
+from conformance.protocols.imapwire import parse_fetch
 
 from .support import Watch, append, longest_gap, select, timeline
 

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from conformance.protocols.imapwire import parse_fetch, quote
 from conformance.errors import HarnessError, NotApplicable
+from conformance.protocols.imapwire import parse_fetch, quote
 
 from .support import Watch, append, longest_gap, select, timeline
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from conformance.protocols.imapwire import Response, parse_fetch, quote
 from conformance.errors import HarnessError
+from conformance.protocols.imapwire import Response, parse_fetch, quote
 
 from .support import Watch, append, longest_gap, select, timeline
 from .test_notify import notify_session, watch_selected
@@ -84,7 +84,8 @@ def test_notify_mailboxname_list_events(case):
         assert got.get(step) is not None, (f"no unsolicited LIST for {name} within {wait:g} s of {step} on a second "
                                            f"connection with MailboxName watched (RFC 5465 5.4); saw {seen_lines(watch)}")
     assert "\\nonexistent" not in got["CREATE"][1], f"the LIST for the created {created} says \\NonExistent: {got['CREATE']}"
-    assert "\\nonexistent" not in got["RENAME"][1], f"the LIST for the new name {renamed} says \\NonExistent: {got['RENAME']}"
+    assert "\\nonexistent" not in got["RENAME"][1], (f"the LIST for the new name {renamed} says \\NonExistent: "
+                                                     f"{got['RENAME']}")
     assert "\\nonexistent" in got["DELETE"][1], (f"the LIST for the deleted {renamed} must carry \\NonExistent "
                                                   f"(RFC 5465 5.4), attributes were ({' '.join(sorted(got['DELETE'][1]))})")
     if "OLDNAME" not in got["RENAME"][2].upper():

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from conformance.errors import ConformanceFailure, HarnessError
 from conformance.protocols.imap import CommandResult, ImapConnection
 from conformance.protocols.imapwire import Response, format_uid_set, parse_fetch, parse_vanished, quote
-from conformance.errors import ConformanceFailure, HarnessError
 
 # flags that describe a session, not the message: never part of the compared state
 SESSION_FLAGS = {"\\RECENT"}

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conformance.protocols.imap import ImapConnection
 from conformance.errors import ProtocolViolation, ServerClosed, ServerTimeout
+from conformance.protocols.imap import ImapConnection
 
 from .mailbox import MailboxView, apply_responses, find_code, full_sync, ground_truth, populate, quick_resync, select
 

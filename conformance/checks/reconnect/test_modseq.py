@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.errors import ConformanceFailure, HarnessError
 from conformance.protocols.imap import CommandResult, ImapConnection
 from conformance.protocols.imapwire import parse_fetch
-from conformance.errors import ConformanceFailure, HarnessError
 
 from .mailbox import find_code, populate, select
 

@@ -9,12 +9,22 @@ import time
 
 import pytest
 
+from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import format_uid_set, parse_fetch, parse_vanished, quote
-from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 
-from .mailbox import (MailboxView, apply_responses, change_mailbox, code_value, find_code, full_sync, ground_truth,
-                      populate, quick_resync, select)
+from .mailbox import (
+    MailboxView,
+    apply_responses,
+    change_mailbox,
+    code_value,
+    find_code,
+    full_sync,
+    ground_truth,
+    populate,
+    quick_resync,
+    select,
+)
 
 
 def qresync_session(case, **kw) -> ImapConnection:

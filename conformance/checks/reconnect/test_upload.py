@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
+from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import parse_fetch, quote
-from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, ServerTimeout
 
 from .test_qresync import select
 

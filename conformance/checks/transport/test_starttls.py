@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, TlsHandshakeFailed
 from conformance.protocols.imap import ImapConnection, insecure_context
 from conformance.protocols.imapwire import parse_capabilities
-from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, TlsHandshakeFailed
 
 from .wire import SmtpLine, ehlo_keywords, remote_source
 
@@ -28,7 +28,7 @@ def _imap_plain(case, label: str):
     source = remote_source(ep.host)
     if source:
         case.note(f"{label}: connecting from {source[0]} so the server sees a peer other than itself")
-    conn = ImapConnection(ep.host, ep.port, transcript=case.transcript, tls="none", timeout=10.0, label=label,
+    conn = ImapConnection(ep.host, ep.port, transcript=case.transcript, tls="none", timeout=case.deadline, label=label,
                           leg=case.path.leg, source_address=source, via=case.intermediary_name())
     case.on_cleanup(conn.close)
     conn.read_greeting()
@@ -43,7 +43,8 @@ def _smtp_plain(case, label: str) -> tuple[SmtpLine, set[str]]:
     ep = case.path.endpoint("submission")
     if remote_source(ep.host):
         case.note(f"{label}: connecting from {remote_source(ep.host)[0]} so the server sees a peer other than itself")
-    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label, via=case.intermediary_name())
+    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label, timeout=case.deadline,
+                    via=case.intermediary_name())
     case.on_cleanup(smtp.close)
     greeting = smtp.reply()
     assert greeting.code == 220, f"expected a 220 greeting from submission, got {greeting.text!r}"
@@ -166,7 +167,8 @@ def test_imap_state_after_starttls(case):
     case.require_capability(caps, "STARTTLS")
     assert imap.starttls(insecure_context()).ok, "STARTTLS advertised but refused"
     res = imap.command("SELECT INBOX")
-    assert res.status in ("NO", "BAD"), f"SELECT right after STARTTLS must fail (not authenticated), got {res.tagged.first_line!r}"
+    assert res.status in ("NO", "BAD"), (f"SELECT right after STARTTLS must fail (not authenticated), "
+                                         f"got {res.tagged.first_line!r}")
     case.passed(f"SELECT after STARTTLS: {res.tagged.first_line}")
 
 
@@ -251,7 +253,8 @@ def test_imap_pre_tls_hygiene(case):
     after = imap.capability()
     case.attach("capabilities", {"before_tls": caps, "after_tls": after})
     assert "LOGINDISABLED" not in after, f"LOGINDISABLED still advertised after TLS (CAPABILITY: {' '.join(after)})"
-    case.passed(f"before TLS: STARTTLS LOGINDISABLED, no AUTH=; after TLS: {' '.join(c for c in after if c.startswith('AUTH='))}")
+    mechanisms = " ".join(c for c in after if c.startswith("AUTH="))
+    case.passed(f"before TLS: STARTTLS LOGINDISABLED, no AUTH=; after TLS: {mechanisms}")
 
 
 @pytest.mark.requirement("tls.preauth-only-tls")

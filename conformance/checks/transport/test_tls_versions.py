@@ -12,18 +12,18 @@ import ssl
 
 import pytest
 
+from conformance.errors import HarnessError, NotApplicable
 from conformance.protocols.connection import CapturedConnection
 from conformance.protocols.imap import ImapConnection
-from conformance.protocols.tls import insecure_context
 from conformance.protocols.imapwire import parse_capabilities
-from conformance.errors import HarnessError, NotApplicable
+from conformance.protocols.tls import insecure_context
 
 from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
 
 
 def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
     """Greeting, CAPABILITY and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
-    imap = ImapConnection.over(sock, transcript=case.transcript, label=label, leg=case.path.leg)
+    imap = ImapConnection.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
     greeting = imap.read_greeting()
     caps = parse_capabilities(greeting.text) or imap.capability()
     if "STARTTLS" not in caps:
@@ -34,7 +34,7 @@ def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
 
 
 def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
-    smtp = SmtpLine.over(sock, transcript=case.transcript, label=label, leg=case.path.leg)
+    smtp = SmtpLine.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
     assert smtp.reply().code == 220, "no 220 greeting from submission"
     if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):
         raise NotApplicable("submission does not advertise STARTTLS")
@@ -110,7 +110,7 @@ def test_tls_versions_every_endpoint(case):
 def test_certificate_names(case):
     """Informational: the names the imaps certificate carries and whether it validates for the target's host."""
     conn = CapturedConnection(case.path.open("imaps"), transcript=case.transcript, label="imaps-certificate",
-                              leg=case.path.leg)
+                              leg=case.path.leg, timeout=case.deadline)
     case.on_cleanup(conn.close)
     conn.start_tls(insecure_context())
     der = conn.sock.getpeercert(binary_form=True)
@@ -159,7 +159,7 @@ def test_submissions_implicit_tls(case):
                         "RFC 8314 3.3 asks for one beside STARTTLS on 587")
         return
     smtp = SmtpLine.over(case.path.open("submissions"), transcript=case.transcript, label="submissions",
-                         leg=case.path.leg)
+                         leg=case.path.leg, timeout=case.deadline)
     case.on_cleanup(smtp.close)
     smtp.start_tls(insecure_context())
     greeting = smtp.reply()

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from dataclasses import dataclass
 import socket
 import struct
 import time
+import weakref
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.proxy import commands, events, layers
-from mitmproxy.proxy.layers.tcp import TcpMessageHook
 from mitmproxy.proxy.layers.modes import HttpProxy, ReverseProxy
+from mitmproxy.proxy.layers.tcp import TcpMessageHook
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 log = logging.getLogger("lemonade.intermediary")

@@ -10,7 +10,13 @@ from __future__ import annotations
 from mitmproxy import http
 
 from conformance.intermediaries.addons.common import (
-    InlineTCPLayer, RawTcp, StreamResponses, in_connect_tunnel, options, replace_layer, shared,
+    InlineTCPLayer,
+    RawTcp,
+    StreamResponses,
+    in_connect_tunnel,
+    options,
+    replace_layer,
+    shared,
 )
 
 

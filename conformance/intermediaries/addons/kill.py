@@ -7,6 +7,7 @@ client sends that string (the marker itself is not forwarded).
 from __future__ import annotations
 
 import asyncio
+
 from mitmproxy import tcp
 
 # Trigger lives in common: a dataclass cannot be defined in a script mitmdump loads with -s

@@ -10,7 +10,12 @@ import asyncio
 from mitmproxy import tcp
 
 from conformance.intermediaries.addons.common import (
-    RawTcp, cut, keep_proxy_timeout_above, options, seconds, shared,
+    RawTcp,
+    cut,
+    keep_proxy_timeout_above,
+    options,
+    seconds,
+    shared,
 )
 
 

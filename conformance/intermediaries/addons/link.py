@@ -142,7 +142,8 @@ class Link:
         rate = options().link_rate * 1000.0
         shaped = 0
         for io in handler.transports.values():
-            if io.writer is not None and not isinstance(io.writer, ShapedWriter) and isinstance(io.writer, asyncio.StreamWriter):
+            writer = io.writer
+            if writer is not None and not isinstance(writer, ShapedWriter) and isinstance(writer, asyncio.StreamWriter):
                 io.writer = ShapedWriter(io.writer, latency, rate)
                 shaped += 1
         if shaped:

@@ -13,7 +13,14 @@ import time
 from mitmproxy import tcp
 
 from conformance.intermediaries.addons.common import (
-    Blackhole, RawTcp, blackhole, cut, keep_proxy_timeout_above, options, seconds, shared,
+    Blackhole,
+    RawTcp,
+    blackhole,
+    cut,
+    keep_proxy_timeout_above,
+    options,
+    seconds,
+    shared,
 )
 
 

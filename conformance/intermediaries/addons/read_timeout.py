@@ -14,7 +14,11 @@ import time
 from mitmproxy import http
 
 from conformance.intermediaries.addons.common import (
-    StreamResponses, cut, keep_proxy_timeout_above, seconds, shared,
+    StreamResponses,
+    cut,
+    keep_proxy_timeout_above,
+    seconds,
+    shared,
 )
 
 

@@ -1,0 +1,131 @@
+"""The pytest plugin of ``lemonade run``: options, markers and the hooks that tie the run together.
+
+Loaded with ``-p conformance.plugin``. Each check is a test function marked with
+``@pytest.mark.requirement("id", ...)``; it is parametrised over the selected targets and the scenarios it
+is meaningful under (``selection.py``), gets the ``case`` fixture (``fixtures.py``), runs under the per-case
+time limit (``watchdog.py``), and its outcome becomes one verdict per requirement and a result appended to
+the run (``outcome.py``, rules in ``conformance/verdicts.py``). ``state.py`` holds the process's targets.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .fixtures import case, lemonade_case_param, path, scenario, target
+from .outcome import PHASES, build_result
+from .selection import Sharding, parametrize, select
+from .state import STATE, RunState, state_of
+from .watchdog import WATCHDOG, CaseWatchdog
+
+__all__ = ["case", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("lemonade", "lemonade conformance")
+    g.addoption("--lemonade-target", action="append", default=[], help="target name or target file (repeatable)")
+    g.addoption("--lemonade-profile", action="append", default=[], help="profile to select checks by (repeatable)")
+    g.addoption("--lemonade-scenario", action="append", default=[], help="scenario string (repeatable)")
+    g.addoption("--lemonade-depth", default="quick", choices=("quick", "full"))
+    g.addoption("--lemonade-output", default=None, help="run directory (results.d/ is appended to)")
+    g.addoption("--lemonade-shard", default=None, help="i/n: run only this deterministic share of the cases")
+    g.addoption("--lemonade-rerun-prefix", default="lemonade run", help="command shown to rerun one case")
+    g.addoption("--lemonade-deadline", default=None, help="seconds a client waits for one answer (default 10)")
+    g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
+                                                              "as an error (default 300 at quick depth)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): requirement ids this check verifies (must exist in profiles/)")
+    config.addinivalue_line("markers", "uses(*endpoints): endpoints the check needs (imap, imaps, submission, jmap)")
+    config.addinivalue_line("markers", "scenarios(*specs): scenarios the check is meaningful under (default: direct)")
+    config.addinivalue_line("markers", "depth(name): only run at this depth; skipped with the command otherwise")
+    if not config.getoption("--lemonade-output", None):
+        return
+    state = RunState(config)
+    config.stash[STATE] = state
+    config.stash[WATCHDOG] = CaseWatchdog(state.plan.case_timeout_s)
+    config.pluginmanager.register(Sharding(), "lemonade-sharding")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = state_of(metafunc.config)
+    if state is not None and "lemonade_case_param" in metafunc.fixturenames:
+        parametrize(metafunc, state)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = state_of(config)
+    if state is not None:
+        select(config, state, items)
+
+
+# -- the per-case time limit: armed around each phase, so it never fires inside pytest's own bookkeeping --
+def _guarded(item: pytest.Item, phase: str):
+    watchdog = item.config.stash.get(WATCHDOG, None)
+    if watchdog is None:
+        yield
+        return
+    if phase == "setup":
+        watchdog.start_case()
+    watchdog.arm(phase)
+    try:
+        yield
+    finally:
+        watchdog.disarm(phase)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    yield from _guarded(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    yield from _guarded(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    yield from _guarded(item, "teardown")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    state = state_of(item.config)
+    if state is None:
+        return
+    phases = item.stash.setdefault(PHASES, {})
+    phases[call.when] = (report.outcome, call.excinfo, call.duration)
+    if call.when != "teardown":
+        return
+    result = build_result(state, item, phases)
+    try:
+        state.writer.append(result)
+    except OSError as e:  # the run directory vanished: say so, keep going
+        item.config.issue_config_time_warning(pytest.PytestWarning(f"cannot append result: {e}"), stacklevel=2)
+    report.user_properties.append(("lemonade_result", {
+        "check": result["check"], "target": result["target"], "scenario": result["scenario"],
+        "subject": result["subject"], "role": result["role"], "verdict": result["verdict"],
+        "message": result["message"].splitlines()[0][:160] if result["message"] else "",
+        "duration_s": result["duration_s"], "requirements": result["requirements"]}))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """Silence pytest's own progress letters in a lemonade run; the run prints verdict lines instead."""
+    if state_of(config) is None:
+        return None
+    if report.when == "call":
+        return report.outcome, "", ""
+    if report.failed:
+        return "error", "", ""
+    if report.skipped:
+        return "skipped", "", ""
+    return "", "", ""
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = state_of(session.config)
+    if state is not None:
+        state.stop()

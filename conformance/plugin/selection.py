@@ -1,0 +1,131 @@
+"""Which cases a run holds: markers read, checks parametrised over targets x scenarios, kept by profile, sharded.
+
+A case is one check under one target and one scenario. A check runs under its own ``scenarios`` marker
+(``direct`` when it has none) or under the ``--scenario`` values that fit it, and only where the scenario
+carries every endpoint the check ``uses``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from typing import Any
+
+import pytest
+
+from ..intermediaries.scenario import Scenario, parse_scenario
+from .state import RunState, state_of
+
+DEFAULT_USES = ("imap",)
+
+
+def marker_args(obj, name: str) -> list[Any]:
+    """The arguments of every ``name`` marker on a pytest item/definition (or a plain marked function)."""
+    out: list[Any] = []
+    for m in getattr(obj, "pytestmark", []) if not hasattr(obj, "iter_markers") else obj.iter_markers(name):
+        if getattr(m, "name", None) == name:
+            out.extend(m.args)
+    return out
+
+
+def requirements_of(item) -> list[str]:
+    return [a for m in item.iter_markers("requirement") for a in m.args]
+
+
+def check_id(function) -> str:
+    """family/name: the check's stable id (its module's folder and its name without ``test_``)."""
+    module = function.__module__.rsplit(".", 2)
+    family = module[-2] if len(module) >= 2 else "checks"
+    return f"{family}/{function.__name__.removeprefix('test_')}"
+
+
+def case_param(item) -> tuple[str, Scenario | str]:
+    """(--target value, scenario) of a parametrised case."""
+    if hasattr(item, "callspec"):
+        return item.callspec.params.get("lemonade_case_param", ("dovecot", "direct"))
+    return ("dovecot", "direct")
+
+
+def rerun_command(state: RunState, item: pytest.Item, depth: str | None = None) -> str:
+    spec, sc = case_param(item)
+    parts = [state.rerun_prefix, "--target", spec, "--scenario", str(sc), "--depth", depth or state.depth,
+             "-k", item.originalname if hasattr(item, "originalname") else item.name]
+    return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
+
+
+def scenarios_for(state: RunState, definition) -> list[Scenario]:
+    uses = marker_args(definition, "uses") or list(DEFAULT_USES)
+    pinned = [parse_scenario(s, state.depth) for s in marker_args(definition, "scenarios")] or [parse_scenario("direct")]
+    if not state.scenarios_given:
+        chosen = pinned
+    else:
+        pinned_names = {e.name for s in pinned for e in s.elements}
+        if any(s.is_direct for s in pinned):
+            pinned_names.add("direct")
+        has_pins = bool(marker_args(definition, "scenarios"))
+        chosen = []
+        for s in state.scenarios_given:
+            names = {"direct"} if s.is_direct else {e.name for e in s.elements}
+            if not has_pins or names & pinned_names:
+                chosen.append(s)
+    return [s for s in chosen if all(s.supports(u) for u in uses)]
+
+
+def parametrize(metafunc: pytest.Metafunc, state: RunState) -> None:
+    params, ids = [], []
+    for spec in state.target_specs:
+        for sc in scenarios_for(state, metafunc.definition):
+            params.append((spec, sc))
+            ids.append(f"{state.target_names[spec]}|{sc}")
+    metafunc.parametrize("lemonade_case_param", params, ids=ids, indirect=True)
+
+
+def select(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> None:
+    """Keep the cases of checks covering the selected profiles; a check naming an unknown id is a usage error."""
+    unknown = []
+    selected_ids = state.catalog.ids_for(state.profiles)
+    keep, drop = [], []
+    for item in items:
+        reqs = requirements_of(item)
+        if not reqs:
+            unknown.append(f"{item.nodeid}: no @pytest.mark.requirement")
+            continue
+        missing = [r for r in reqs if r not in state.catalog.requirements]
+        if missing:
+            unknown.append(f"{item.nodeid}: unknown requirement id(s) {', '.join(missing)}")
+            continue
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and not isinstance(callspec.params.get("lemonade_case_param"), tuple):
+            drop.append(item)  # no selected scenario carries every endpoint the check uses: nothing to run
+            continue
+        (keep if set(reqs) & selected_ids else drop).append(item)
+    if unknown:
+        raise pytest.UsageError("checks name requirements that are not in profiles/:\n  " + "\n  ".join(unknown))
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
+class Sharding:
+    """--shard i/n, applied after every other selection (profiles, -k, -m), so the shards are balanced."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        shard = config.getoption("--lemonade-shard")
+        if not shard or state_of(config) is None:
+            return
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+            assert 1 <= i <= n
+        except (ValueError, AssertionError):
+            raise pytest.UsageError(f"--shard {shard!r}: expected i/n with 1 <= i <= n") from None
+        # order the selected cases by a hash of their id, then deal them out in turn: deterministic for the
+        # same selection (every shard of a job matrix runs the same command but --shard), and balanced
+        # (shard sizes differ by at most one; a plain hash modulo n can be lopsided on small selections)
+        dealt = sorted(items, key=lambda it: hashlib.sha256(it.nodeid.encode()).hexdigest())
+        mine = {id(it) for k, it in enumerate(dealt) if k % n == i - 1}
+        drop = [it for it in items if id(it) not in mine]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = [it for it in items if id(it) in mine]
