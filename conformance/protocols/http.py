@@ -356,6 +356,9 @@ class HttpClient:
         try:
             self._receive(conn, reader, deadline, waiting_for, since, body)
         except BaseException:
+            head = reader.head
+            conn.note("the response was incomplete when the exchange ended: "
+                      + (f"{head.status_code} {_text(head.reason)}, {len(body)} body octets" if head else "no head"))
             body.clear()  # a failure's traceback keeps this frame: not what an endless body filled it with
             raise
         head = reader.head
@@ -384,6 +387,7 @@ class HttpClient:
             try:
                 events = reader.feed(chunk)
             except ProtocolViolation as e:
+                conn.record_server(chunk)  # the evidence: what did not parse
                 raise type(e)(f"{self.label}: {e} ({waiting_for})") from e
             except ServerClosed as e:
                 raise ServerClosed(f"{self.label}: {e} ({waiting_for})", how="eof") from e

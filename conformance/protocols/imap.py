@@ -189,7 +189,7 @@ class ImapConnection:
         try:
             responses = self.reader.feed(data)
         except ProtocolViolation as e:
-            self.conn.note(f"unparseable data: {e}")
+            self.conn.record_server(data)  # the evidence: what did not parse (as much as the transcript shows)
             raise type(e)(f"{self.label}: {e} {waiting_for}") from e
         for resp in responses:
             self.conn.record_server(resp.raw)

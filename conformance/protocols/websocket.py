@@ -183,6 +183,8 @@ class JmapWebSocket:
         try:
             messages = self.reader.feed(data)
         except ProtocolViolation as e:
+            if data and (self.accepted is not None or self.rejected is not None):
+                self.conn.record_server(data)  # the evidence: what did not parse
             raise type(e)(f"{self.label}: {e}") from e
         now, leg = self.transcript.now(), self.conn.leg
         for msg in messages:
