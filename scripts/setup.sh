@@ -53,11 +53,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.lemonade-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, imapclient' 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, httpx' 2>/dev/null; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip-install.log 2>&1 \
     || { tail -20 .venv/pip-install.log >&2; echo "setup: pip install failed (log: .venv/pip-install.log)" >&2; exit 2; }
-  .venv/bin/python -c 'import conformance, mitmproxy, imapclient, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
+  .venv/bin/python -c 'import conformance, mitmproxy, httpx, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
   echo "$want" > "$stamp"
 fi

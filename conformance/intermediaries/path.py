@@ -2,7 +2,8 @@
 
 Checks never connect to the target directly; they ask the path: ``path.open("imap")`` returns a connected
 socket (through the intermediaries, or direct), ``path.address("jmap")`` where to point an HTTP client,
-``path.kill()`` cuts live connections on demand, ``path.kill_after(n)`` arms a cut after n client octets.
+``path.kill()`` cuts live connections on demand, ``path.blackhole()`` silently stops forwarding on them,
+``path.kill_after(n)`` arms a cut after n client octets.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..protocols.connection import CapturedConnection
 from ..protocols.http import open_tunnel
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
-from .addons.common import Blackhole, RawTcp, StreamResponses, shared
+from .addons.common import Blackhole, RawTcp, StreamResponses, blackhole, shared
 from .addons.kill import Kill, Trigger
 from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
 from .host import ProxyHost, free_port
@@ -203,6 +204,29 @@ class NetworkPath:
         kill = self._kill_addon()
         port = self.target.endpoint(endpoint).port if endpoint else None
         return self.host.call(lambda: kill.kill_now(how, port))
+
+    def blackhole(self, endpoint: str | None = None) -> int:
+        """Black-hole every live connection through this path now (only those to ``endpoint`` when given):
+        from now on nothing is forwarded either way and neither side is told, like a NAT that silently forgot
+        its mappings. Returns the number of connections affected."""
+        kill = self._kill_addon()  # the Kill addon tracks the live flows of every path
+        port = self.target.endpoint(endpoint).port if endpoint else None
+
+        def run() -> int:
+            s = shared()
+            n = 0
+            for flow in list(kill.flows.values()):
+                if not s.live(flow) or flow.client_conn.id in s.blackholed:
+                    continue
+                if port is not None and flow.server_conn.address and flow.server_conn.address[1] != port:
+                    continue
+                blackhole(flow)
+                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
+                                      "no FIN or RST to either side)", s.label(flow))
+                n += 1
+            return n
+
+        return self.host.call(run)
 
     def kill_after(self, octets: int, side: str = "client", how: str = "rst", endpoint: str | None = None) -> None:
         """Arm a one-shot cut: after ``octets`` from ``side`` on the next matching connection, cut it."""

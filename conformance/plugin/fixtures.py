@@ -62,6 +62,6 @@ def case(request: pytest.FixtureRequest, target, scenario):
 
 @pytest.fixture
 def path(case):
-    """The case's ``NetworkPath`` (same as ``case.path``): ``kill()``, ``kill_after()``, ``open()``,
+    """The case's ``NetworkPath`` (same as ``case.path``): ``kill()``, ``blackhole()``, ``kill_after()``, ``open()``,
     ``address()``, ``proxy_url``, ``ca_file``."""
     return case.path

@@ -1,7 +1,7 @@
 """IMAP response reader, sans-IO: feed bytes, get complete responses (a line with its literals joined).
 
 Also small parsers for what checks need, all on plain bytes: a tokenizer for response data with its literals,
-FETCH items, EXISTS/EXPUNGE/RECENT counts, FLAGS, STATUS, response codes, CAPABILITY lists, VANISHED sets.
+FETCH items and FLAGS, STATUS, EXISTS/EXPUNGE, SEARCH/ESEARCH, response codes, CAPABILITY lists, VANISHED sets.
 
 Bounds (a peer that exceeds one gets ``ProtocolViolation``/``Flood``, never unbounded memory): MAX_LINE octets
 without CRLF, MAX_LITERAL octets announced for one literal, MAX_RESPONSE octets for one response (lines and
@@ -286,7 +286,7 @@ _fetch_head = re.compile(rb"^\* (\d{1,10}) FETCH ", re.I)
 
 
 def _number(value: object, what: str) -> int:
-    if isinstance(value, Atom) and value.isdigit():
+    if isinstance(value, Atom) and re.fullmatch(r"[0-9]{1,20}", value):
         return int(value)
     raise ProtocolViolation(f"{what} is not a number: {value!r}")
 
@@ -341,36 +341,6 @@ def parse_flags(resp: Response) -> tuple[int, list[str]] | None:
     return got[0], list(got[1]["FLAGS"])  # type: ignore[arg-type]
 
 
-def _count(resp: Response, word: str) -> int | None:
-    m = re.match(rf"^\* (\d{{1,10}}) {word}\s*$", resp.first_line, re.I)
-    return int(m.group(1)) if m else None
-
-
-def parse_exists(resp: Response) -> int | None:
-    """'* 23 EXISTS' -> 23; None for any other response."""
-    return _count(resp, "EXISTS")
-
-
-def parse_expunge(resp: Response) -> int | None:
-    """'* 4 EXPUNGE' -> 4 (a message sequence number); None for any other response."""
-    return _count(resp, "EXPUNGE")
-
-
-def parse_recent(resp: Response) -> int | None:
-    """'* 1 RECENT' -> 1; None for any other response."""
-    return _count(resp, "RECENT")
-
-
-def parse_code(resp: Response) -> tuple[str, str] | None:
-    """The response code of a status response as (name upper-cased, arguments): '[APPENDUID 38505 3955]' ->
-    ('APPENDUID', '38505 3955'), '[READ-WRITE]' -> ('READ-WRITE', ''); None when there is none."""
-    code = resp.code
-    if code is None:
-        return None
-    name, _, args = code.strip().partition(" ")
-    return name.upper(), args.strip()
-
-
 def parse_status(resp: Response) -> tuple[str, dict[str, int]] | None:
     """'* STATUS INBOX (MESSAGES 3 UIDNEXT 9)' -> ('INBOX', {'MESSAGES': 3, 'UIDNEXT': 9}); None otherwise."""
     m = re.match(rb"^\* STATUS ", resp.raw, re.I)
@@ -396,3 +366,61 @@ def parse_vanished(resp: Response) -> tuple[bool, set[int]] | None:
 def quote(s: str) -> str:
     """An IMAP quoted string."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- small parsers the check helpers use (sans-IO, one response in, a value or None out) -----------------
+
+_exists_re = re.compile(r"^\* ([0-9]{1,10}) EXISTS\s*$", re.I)
+_expunge_re = re.compile(r"^\* ([0-9]{1,10}) EXPUNGE\s*$", re.I)
+_search_re = re.compile(r"^\* SEARCH\b(.*)$", re.I)
+
+
+def parse_exists(resp: Response) -> int | None:
+    """'* 5 EXISTS' -> 5 (any case); None for every other response."""
+    m = _exists_re.match(resp.first_line)
+    return int(m.group(1)) if m else None
+
+
+def parse_expunge(resp: Response) -> int | None:
+    """'* 3 EXPUNGE' -> 3 (the message sequence number; any case); None for every other response."""
+    m = _expunge_re.match(resp.first_line)
+    return int(m.group(1)) if m else None
+
+
+def parse_search(resp: Response) -> list[int] | None:
+    """'* SEARCH 2 5 9' -> [2, 5, 9] (numbers as sent; a MODSEQ suffix is left out); None for other responses."""
+    m = _search_re.match(resp.first_line)
+    if not m:
+        return None
+    return [int(x) for x in m.group(1).split() if re.fullmatch(r"[0-9]{1,10}", x)]
+
+
+def response_code(resp: Response, name: str) -> str | None:
+    """The argument of the response code ``name`` in a status response: '* OK [UIDNEXT 7] ...' gives '7' for
+    UIDNEXT, '' for a code without argument ('[CLOSED]'), None when the response does not carry that code."""
+    m = re.search(r"\[" + re.escape(name) + r"(?: ([^\]]*))?\]", resp.first_line, re.I)
+    if not m:
+        return None
+    return m.group(1) or ""
+
+
+@dataclass
+class Esearch:
+    """An ESEARCH response (RFC 4731): the tag it correlates with, the UID indicator, and its return data."""
+
+    tag: str | None
+    uid: bool
+    data: dict[str, str]
+    line: str
+
+
+def parse_esearch(resp: Response) -> Esearch | None:
+    """'* ESEARCH (TAG "a1") UID COUNT 0 MIN 3' -> Esearch('a1', True, {'COUNT': '0', 'MIN': '3'}); None otherwise."""
+    line = resp.first_line
+    m = re.match(r'^\* ESEARCH(?: \(TAG "([^"]*)"\))?( UID)?(.*)$', line, re.I)
+    if not m:
+        return None
+    data: dict[str, str] = {}
+    for mm in re.finditer(r"([A-Za-z][A-Za-z0-9.-]*) (\([^)]*\)|\S+)", m.group(3).strip()):
+        data[mm.group(1).upper()] = mm.group(2)
+    return Esearch(m.group(1), bool(m.group(2)), data, line)

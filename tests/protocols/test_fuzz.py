@@ -47,18 +47,20 @@ CORPUS_IMAP = [
     [b"* 1 FETCH (UID x)\r\n"],
     [b"* STATUS \"a\" (MESSAGES)\r\n"],
     [b"* 1 FETCH (BODY[] ~{99999999999999999999}\r\n)\r\n"],
+    ["* 1 FETCH (UID \u00b2)\r\n* SEARCH \u00b2\r\n".encode()],  # isdigit() is true for '²', int() refuses it
 ]
 
 
 def _imap_parse_all(resp: imapwire.Response) -> None:
     for parse in (imapwire.parse_fetch, imapwire.parse_status, imapwire.parse_exists, imapwire.parse_expunge,
-                  imapwire.parse_recent, imapwire.parse_code, imapwire.parse_vanished, imapwire.parse_flags):
+                  imapwire.parse_search, imapwire.parse_esearch, imapwire.parse_vanished, imapwire.parse_flags,
+                  lambda r: imapwire.response_code(r, "APPENDUID")):
         try:
             parse(resp)
         except ProtocolViolation:
             pass
         except ValueError as e:  # parse_uid_set's int() on a VANISHED set is the one documented exception
-            assert parse is imapwire.parse_vanished, f"{parse.__name__}: {e!r}"
+            assert parse is imapwire.parse_vanished, f"{getattr(parse, '__name__', parse)}: {e!r}"
     imapwire.parse_capabilities(resp.text)
     _ = (resp.tag, resp.status, resp.code, resp.is_untagged, resp.is_continuation)
 

@@ -79,21 +79,12 @@ def test_fetch_that_does_not_parse_is_a_protocol_violation():
     assert parse_fetch(_one(b"* 1 EXISTS\r\n")) is None
 
 
-def test_small_parsers_for_checks():
-    from conformance.protocols.imapwire import (
-        parse_code,
-        parse_exists,
-        parse_expunge,
-        parse_flags,
-        parse_recent,
-        parse_status,
-    )
+def test_flags_status_and_numbers_past_ten_digits():
+    from conformance.protocols.imapwire import parse_exists, parse_flags, parse_search, parse_status
 
-    assert parse_exists(_one(b"* 23 exists\r\n")) == 23 and parse_exists(_one(b"* 2 EXPUNGE\r\n")) is None
-    assert parse_expunge(_one(b"* 2 EXPUNGE\r\n")) == 2 and parse_recent(_one(b"* 1 RECENT\r\n")) == 1
     assert parse_flags(_one(b"* 4 FETCH (FLAGS (\\Deleted $Junk) UID 9)\r\n")) == (4, ["\\Deleted", "$Junk"])
-    assert parse_code(_one(b"A1 OK [APPENDUID 38505 3955] done\r\n")) == ("APPENDUID", "38505 3955")
-    assert parse_code(_one(b"* OK [READ-WRITE] ok\r\n")) == ("READ-WRITE", "")
+    assert parse_exists(_one(b"* " + b"9" * 5000 + b" EXISTS\r\n")) is None  # not a ValueError from int()
+    assert parse_search(_one("* SEARCH 2 \u00b2 3\r\n".encode())) == [2, 3]
     assert parse_status(_one(b'* STATUS "a b" (MESSAGES 3 UIDNEXT 9)\r\n')) == ("a b", {"MESSAGES": 3, "UIDNEXT": 9})
 
 
@@ -113,3 +104,25 @@ def test_reader_bounds_and_take_unparsed():
     r.feed(b"* 1 FETCH (BODY[] {5}\r\nab")
     with pytest.raises(ProtocolViolation):
         r.take_unparsed()
+def test_exists_expunge_search_and_response_codes():
+    from conformance.protocols.imapwire import (
+        Response,
+        parse_esearch,
+        parse_exists,
+        parse_expunge,
+        parse_search,
+        response_code,
+    )
+
+    assert parse_exists(Response(b"* 12 EXISTS\r\n")) == 12
+    assert parse_exists(Response(b"* 3 exists\r\n")) == 3  # IMAP atoms are case-insensitive
+    assert parse_exists(Response(b"* 3 EXPUNGE\r\n")) is None and parse_exists(Response(b"a1 OK 3 EXISTS\r\n")) is None
+    assert parse_expunge(Response(b"* 3 Expunge\r\n")) == 3 and parse_expunge(Response(b"* 3 EXISTS\r\n")) is None
+    assert parse_search(Response(b"* SEARCH 2 5 9 (MODSEQ 17)\r\n")) == [2, 5, 9]
+    assert parse_search(Response(b"* SEARCH\r\n")) == [] and parse_search(Response(b"* ESEARCH COUNT 1\r\n")) is None
+    ok = Response(b"* OK [UIDNEXT 7] Predicted next UID\r\n")
+    assert response_code(ok, "UIDNEXT") == "7" and response_code(ok, "UIDVALIDITY") is None
+    assert response_code(Response(b"* OK [CLOSED] previous mailbox closed\r\n"), "closed") == ""
+    es = parse_esearch(Response(b'* ESEARCH (TAG "a1") UID COUNT 0 MIN 3\r\n'))
+    assert es is not None and (es.tag, es.uid, es.data) == ("a1", True, {"COUNT": "0", "MIN": "3"})
+    assert parse_esearch(Response(b"* SEARCH 1\r\n")) is None
