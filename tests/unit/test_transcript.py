@@ -89,3 +89,9 @@ def test_a_case_is_bounded_across_its_connections_and_marks_survive_drops():
     since = t.since(mark)
     assert since and all(e.conn not in {f"imap#{c}" for c in range(31)} for e in since)
     assert len(t.text().splitlines()) == len(t.as_list())
+
+
+def test_quoting_a_command_without_its_line_end_leaves_the_next_line_alone():
+    r = Redactor({"pw123"})
+    assert r.quote('L001 LOGIN "alice" "pw123"') == f'L001 LOGIN "alice" {REDACTED}'
+    assert r.client("L002 NOOP\r\n") == "L002 NOOP\r\n"
