@@ -170,6 +170,7 @@ class _Ring:
     dropped: int = 0  # entries left out between head and tail
     dropped_octets: int = 0  # wire octets (nbytes) of the entries left out
     gap_t: float = 0.0  # transcript time of the latest entry left out
+    octets: dict[str, int] = field(default_factory=dict)  # direction -> wire octets of every entry, kept or not
 
     @property
     def retained(self) -> int:
@@ -184,6 +185,7 @@ class _Ring:
     def add(self, entry: Entry) -> int:
         """Keep ``entry``; returns the change in retained octets (negative when the ring gave up more)."""
         before = self.retained
+        self.octets[entry.direction] = self.octets.get(entry.direction, 0) + entry.nbytes
         cost = _cost(entry)
         if not self.tail and not self.dropped and self.head_bytes + cost <= CONN_HEAD_BYTES:
             self.head.append(entry)
@@ -259,6 +261,13 @@ class Transcript:
         with self._lock:
             out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
         return sorted(out, key=lambda e: e.seq)
+
+    def octets(self, conn: str) -> dict[str, int]:
+        """Wire octets recorded for connection ``conn`` (or a leg without one) by direction, entries left out
+        included: sums over ``entries`` undercount once a connection outgrew its ring."""
+        with self._lock:
+            ring = self._rings.get(conn)
+            return dict(ring.octets) if ring else {}
 
     def mark(self) -> int:
         """A position in the transcript: ``since(mark)`` returns what was recorded after it."""

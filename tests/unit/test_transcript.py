@@ -95,3 +95,11 @@ def test_quoting_a_command_without_its_line_end_leaves_the_next_line_alone():
     r = Redactor({"pw123"})
     assert r.quote('L001 LOGIN "alice" "pw123"') == f'L001 LOGIN "alice" {REDACTED}'
     assert r.client("L002 NOOP\r\n") == "L002 NOOP\r\n"
+
+
+def test_octet_totals_count_what_the_ring_left_out():
+    t = Transcript()
+    for _ in range(5000):
+        t.add("relay", "S", "x" * 100, 100, conn="conn#1")
+    assert t.dropped > 0 and t.octets("conn#1") == {"S": 500000}
+    assert sum(e.nbytes for e in t.entries if e.conn == "conn#1") < 500000
