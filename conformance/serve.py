@@ -31,7 +31,7 @@ class ServeLog(Transcript):
     lines are counted, not kept (a path that runs for days must not grow without bound)."""
 
     def __init__(self, stream: TextIO, secrets: set[str]) -> None:
-        super().__init__(secrets=secrets, max_entries=0)
+        super().__init__(secrets=secrets)
         self.stream = stream
 
     def add(self, leg: str, direction: str, text: str, nbytes: int = 0, conn: str = "") -> Entry:
