@@ -11,7 +11,41 @@ from pathlib import Path
 
 import pytest
 
+from tests.proving import Proofs, claims, levels
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """The checks' own markers, for tests that import check modules outside a lemonade run."""
+    for line in ("requirement(*ids): requirement ids a check verifies", "uses(*endpoints): endpoints a check needs",
+                 "scenarios(*specs): scenarios a check is meaningful under", "depth(name): depth a check needs"):
+        config.addinivalue_line("markers", line)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so the ``prove`` fixture knows whether the test body passed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"lemonade_report_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def requirement_levels() -> dict[str, str]:
+    return levels()
+
+
+@pytest.fixture
+def prove(request, requirement_levels):
+    """``prove(run, "family/check", "req.id", "reason words", target=..., scenario=...)``: assert that the check
+    judged that requirement fail (non-strict for SHOULD/MAY) for that reason, and record it (tests/proving.py). A
+    test whose body passed fails at teardown when one of its ``@pytest.mark.proves`` markers was never proven."""
+    proofs = Proofs(claims(request.node.iter_markers("proves")), requirement_levels)
+    yield proofs
+    call = getattr(request.node, "lemonade_report_call", None)
+    if call is not None and call.passed and proofs.problems():
+        pytest.fail("the proving test did not keep its word: " + "; ".join(proofs.problems()), pytrace=False)
 
 
 @pytest.fixture(scope="session")
