@@ -84,9 +84,14 @@ def lemonade(tmp_path):
     """Run the real CLI in a subprocess: lemonade("run", "-k", "x") -> CliRun (output dir under tmp_path)."""
     counter = iter(range(1000))
 
-    def run(*args: str, timeout: float = 300, output: bool = True) -> CliRun:
+    def run(*args: str, timeout: float = 300, output: bool = True, prelude: str = "") -> CliRun:
+        """``prelude``: Python run in the CLI's process first (e.g. importing a test-only intermediary, which
+        registers it, or pointing the catalog at a copied profiles folder); the run is then in-process (no -n)."""
         out_dir = tmp_path / f"run{next(counter)}"
         cmd = [sys.executable, "-m", "conformance.cli", *args]
+        if prelude:
+            cmd = [sys.executable, "-c", f"{prelude}\nimport sys\nfrom conformance.cli import main\n"
+                   f"sys.exit(main(sys.argv[1:]))", *args]
         if output and args and args[0] == "run" and "--output" not in args:
             cmd += ["--output", str(out_dir)]
         env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.fakes.imap import FakeImapSession
 
@@ -201,3 +202,18 @@ class NotifyDelayedExpungesAtOnce(NotifyingMailStore):
     """Accepts SELECTED-DELAYED but reports another connection's expunge at once, with no command in progress."""
 
     expunge_at_once = True
+
+
+class IdleOneKeepaliveThenSilence(FakeImapSession):
+    """Answers IDLE with '+', sends one '* OK' keepalive 0.1 s later and then nothing at all (a keepalive schedule
+    of, say, 20 minutes): behind a NAT that drops it silently, no client can tell the loss from a quiet mailbox."""
+
+    def cmd_idle(self, tag: str, args: str):
+        self.send("+ idling")
+        time.sleep(0.1)
+        self.send("* OK Still here")
+        self.sock.settimeout(60)
+        line = self.readline()
+        if line is None:
+            return False
+        self.send(f"{tag} OK IDLE terminated")
