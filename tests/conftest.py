@@ -79,30 +79,35 @@ class CliRun:
         return found[0]
 
 
+def run_cli(out_dir: Path, *args: str, timeout: float = 300, output: bool = True, prelude: str = "") -> CliRun:
+    """Run the real CLI in a subprocess; a ``run`` writes into ``out_dir``. ``prelude``: Python run in the CLI's
+    process first (e.g. importing a test-only intermediary, which registers it, or pointing the catalog at a copied
+    profiles folder); without ``-n`` the checks run in that same process."""
+    cmd = [sys.executable, "-m", "conformance.cli", *args]
+    if prelude:
+        cmd = [sys.executable, "-c", f"{prelude}\nimport sys\nfrom conformance.cli import main\n"
+               f"sys.exit(main(sys.argv[1:]))", *args]
+    if output and args and args[0] == "run" and "--output" not in args:
+        cmd += ["--output", str(out_dir)]
+    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(out_dir.parent / "reports"))
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    run_dir = out_dir if args and args[0] == "run" else None
+    if run_dir is not None and (run_dir / "results.json").is_file():
+        # every run any test makes must match the documented results.json schema
+        from conformance.schema import validate_results
+
+        problems = validate_results(json.loads((run_dir / "results.json").read_text()))
+        assert not problems, "results.json breaks conformance/schema/results.schema.json:\n" + "\n".join(problems[:20])
+    return CliRun(p.returncode, p.stdout, p.stderr, out_dir)
+
+
 @pytest.fixture
 def lemonade(tmp_path):
-    """Run the real CLI in a subprocess: lemonade("run", "-k", "x") -> CliRun (output dir under tmp_path)."""
+    """Run the real CLI in a subprocess: lemonade("run", "-k", "x") -> CliRun (output dir under tmp_path); keywords
+    as for ``run_cli``."""
     counter = iter(range(1000))
 
-    def run(*args: str, timeout: float = 300, output: bool = True, prelude: str = "") -> CliRun:
-        """``prelude``: Python run in the CLI's process first (e.g. importing a test-only intermediary, which
-        registers it, or pointing the catalog at a copied profiles folder); the run is then in-process (no -n)."""
-        out_dir = tmp_path / f"run{next(counter)}"
-        cmd = [sys.executable, "-m", "conformance.cli", *args]
-        if prelude:
-            cmd = [sys.executable, "-c", f"{prelude}\nimport sys\nfrom conformance.cli import main\n"
-                   f"sys.exit(main(sys.argv[1:]))", *args]
-        if output and args and args[0] == "run" and "--output" not in args:
-            cmd += ["--output", str(out_dir)]
-        env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
-        run_dir = out_dir if args and args[0] == "run" else None
-        if run_dir is not None and (run_dir / "results.json").is_file():
-            # every run any test makes must match the documented results.json schema
-            from conformance.schema import validate_results
-
-            problems = validate_results(json.loads((run_dir / "results.json").read_text()))
-            assert not problems, "results.json breaks conformance/schema/results.schema.json:\n" + "\n".join(problems[:20])
-        return CliRun(p.returncode, p.stdout, p.stderr, out_dir)
+    def run(*args: str, **kw) -> CliRun:
+        return run_cli(tmp_path / f"run{next(counter)}", *args, **kw)
 
     return run

@@ -48,6 +48,7 @@ class NotifyingMailStore(FakeImapSession):
     """
 
     deleted_attrs = "\\NonExistent"
+    exists_for_new_mail = True
     fetch_new_mail = True
     flag_change_always = False
     expunge_at_once = False
@@ -135,7 +136,7 @@ class NotifyingMailStore(FakeImapSession):
         msgs.append(set())
         n = len(msgs)
         for s in self.others():
-            if s.selected == box:
+            if s.selected == box and s.exists_for_new_mail:
                 s.push(f"* {n} EXISTS")
                 if s.fetch_new_mail and re.search(r"MessageNew \(", s.notify, re.I):
                     s.push(f"* {n} FETCH (UID {n} FLAGS ())")
@@ -196,6 +197,13 @@ class NotifyMessageNewExistsOnly(NotifyingMailStore):
     """Sends EXISTS for new mail in the selected mailbox but never the FETCH with the attributes MessageNew asked for."""
 
     fetch_new_mail = False
+
+
+class NotifyNewMailNeverSent(NotifyingMailStore):
+    """Accepts NOTIFY SET with MessageNew for the selected mailbox but never sends the EXISTS for another session's
+    new message: a chosen event missing."""
+
+    exists_for_new_mail = False
 
 
 class NotifyDelayedExpungesAtOnce(NotifyingMailStore):
