@@ -28,6 +28,20 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# The real intermediaries' packages may start their services on install (CI machines without a policy-rc.d).
+# The suite never uses them (private configs, free ports): stop and disable the ones this run just installed;
+# a service that was there before is the machine owner's and is left alone.
+if [ "$(id -u)" -eq 0 ] && ((${#missing[@]})); then
+  for svc in nginx haproxy squid tinyproxy; do
+    [[ " ${missing[*]} " == *" $svc "* ]] || continue
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+      "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
+
 # Cyrus reference targets (--target cyrus / cyrus-push): Debian's binaries extracted and the WebSocket rebuild,
 # cached by version outside the tree (servers/cyrus/build.sh; the rebuild takes ~2-3 min once, then is reused)
 if [ "$(id -u)" -eq 0 ] && [ -z "${LEMONADE_SKIP_CYRUS:-}" ]; then
