@@ -176,7 +176,11 @@ class JmapClient:
     def one(self, name: str, args: dict[str, Any], using: list[str] | None = None) -> tuple[str, dict[str, Any]]:
         """A single method call; (response name, arguments)."""
         data = self.call([[name, args, "c0"]], using)
-        r = data["methodResponses"][0]
+        responses = data["methodResponses"]
+        r = responses[0] if responses else None
+        if not (isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and isinstance(r[1], dict)):
+            raise ProtocolViolation(f"the response to {name} is missing or not [name, arguments, id]: "
+                                    f"methodResponses {str(responses)[:200]}")
         return r[0], r[1]
 
     def ok(self, name: str, args: dict[str, Any], using: list[str] | None = None) -> dict[str, Any]:
@@ -216,7 +220,10 @@ class JmapClient:
         raise HarnessError(f"no mailbox with role {role}")
 
     def state(self, type_: str) -> str:
-        return self.ok(f"{type_}/get", {"accountId": self.account_id, "ids": []})["state"]
+        args = self.ok(f"{type_}/get", {"accountId": self.account_id, "ids": []})
+        if not isinstance(args.get("state"), str):
+            raise ProtocolViolation(f"{type_}/get answered without a state string (RFC 8620 5.1): {str(args)[:200]}")
+        return args["state"]
 
 
 def sample_message(subject: str = "lemonade test", body: str = "Hello from the lemonade suite.\r\n") -> bytes:

@@ -7,9 +7,14 @@ Email/import and Email/set (each bumps the Email state), an EventSource endpoint
 whatever was asked); ``clamp-ping`` raises any ping below 60 s to 60 (RFC 8620 7.3 allows no minimum above 30);
 ``late-ping`` announces the requested interval but sends pings twice as far apart; ``silent-push`` accepts
 WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 and offers no WebSocket;
-``sloppy`` breaks the core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
+``no-wellknown`` answers /.well-known/jmap with 404 (the Session is at /session);
+``sloppy`` breaks the other core rules (a template without {name}, wrong sessionState, 500 instead of problem
 details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
-relative WebSocket url, no requestId echo). Used only to prove that the checks can fail and pass.
+relative WebSocket url, no requestId echo); ``quiet-stream`` answers EventSource with 200 and pings but never sends a
+state event; ``clamp-ping-30`` raises any ping below 30 to 30 (the most RFC 8620 7.3 allows: lawful);
+``import-fixes`` stores an imported message changed (an added header) under a new blob, yet answers the import with
+the uploaded blobId; ``cannot-calculate`` answers every Email/changes with cannotCalculateChanges (lawful).
+Used only to prove that the checks can fail and pass.
 
 ``eager_ping=True`` sends the first ping at once (pings are due at the latest N s after the previous event, so an
 early one is allowed): the ping-clamp check can then read the interval without waiting 30 s.
@@ -27,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
-              "silent-push")
+              "silent-push", "quiet-stream", "clamp-ping-30", "import-fixes", "cannot-calculate", "no-wellknown")
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
 CORE = "urn:ietf:params:jmap:core"
@@ -47,6 +52,7 @@ class FakeJmapServer:
         self.cond = threading.Condition()
         self.blobs: dict[str, bytes] = {}
         self.emails: dict[str, dict] = {}  # id -> {"blobId", "keywords"}
+        self.mailboxes: dict[str, str] = {"inbox": "Inbox"}  # id -> name
         self.log: list[tuple[int, str, str]] = []  # (state after, id, created|updated|destroyed)
         self.stopping = False
         self.conns: list[socket.socket] = []
@@ -164,7 +170,7 @@ class FakeJmapServer:
         u = urlsplit(target)
         path = u.path
         sloppy = self.behaviour == "sloppy"
-        if path == "/.well-known/jmap" and sloppy:
+        if path == "/.well-known/jmap" and self.behaviour == "no-wellknown":
             return 404, "text/plain", b"not here"
         if path in ("/.well-known/jmap", "/session"):
             return 200, "application/json", json.dumps(self._session()).encode()
@@ -219,8 +225,22 @@ class FakeJmapServer:
         if name == "Core/echo":
             return [name, args, cid]
         if name == "Mailbox/get":
-            return [name, {"accountId": ACCOUNT, "state": "m1", "list": [{"id": "inbox", "role": "inbox", "name": "Inbox"}],
-                           "notFound": []}, cid]
+            found = [{"id": i, "role": "inbox" if i == "inbox" else None, "name": n} for i, n in self.mailboxes.items()]
+            return [name, {"accountId": ACCOUNT, "state": f"m{self.state}", "list": found, "notFound": []}, cid]
+        if name == "Mailbox/set":
+            old = f"m{self.state}"
+            created, destroyed = {}, []
+            for k, v in (args.get("create") or {}).items():
+                mid = f"mb{len(self.mailboxes) + len(self.log) + 1}"
+                self.mailboxes[mid] = v.get("name", mid)
+                created[k] = {"id": mid}
+            for mid in args.get("destroy") or []:
+                if mid != "inbox" and self.mailboxes.pop(mid, None) is not None:
+                    destroyed.append(mid)
+            if created or destroyed:
+                self.bump()
+            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": f"m{self.state}", "created": created,
+                           "destroyed": destroyed}, cid]
         if name == "Email/get":
             ids = args.get("ids")
             ids = list(self.emails) if ids is None else ids
@@ -236,9 +256,14 @@ class FakeJmapServer:
             created = {}
             for k, v in args["emails"].items():
                 eid = f"M{len(self.emails) + len(self.log) + 1}"
-                self.emails[eid] = {"blobId": v["blobId"], "keywords": dict(v.get("keywords") or {})}
+                blob = v["blobId"]
+                if self.behaviour == "import-fixes":  # a "fixed" copy under a new blob; the answer names the old one
+                    fixed = f"B{len(self.blobs) + 1}"
+                    self.blobs[fixed] = b"X-Fixed-By: fake\r\n" + self.blobs[blob]
+                    blob = fixed
+                self.emails[eid] = {"blobId": blob, "keywords": dict(v.get("keywords") or {})}
                 self._record(eid, "created")
-                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[v["blobId"]])}
+                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[blob])}
             return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "created": created}, cid]
         if name == "Email/set":
             old = str(self.state)
@@ -256,6 +281,10 @@ class FakeJmapServer:
                     destroyed.append(eid)
             return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "updated": updated,
                            "destroyed": destroyed}, cid]
+        if name == "Email/changes" and self.behaviour == "cannot-calculate":
+            if args.get("maxChanges") is not None and args["maxChanges"] <= 0:
+                return ["error", {"type": "invalidArguments"}, cid]
+            return ["error", {"type": "cannotCalculateChanges"}, cid]
         if name == "Email/changes" and not sloppy:
             return self._changes(args, cid)
         return ["error", {"type": "unknownMethod"}, cid]
@@ -301,6 +330,8 @@ class FakeJmapServer:
         out = {}
         if "Email" in types:
             out["Email"] = str(self.state)
+        if "Mailbox" in types:
+            out["Mailbox"] = f"m{self.state}"  # every change here moves a count or a mailbox
         return {ACCOUNT: out} if out else {}
 
     # -- EventSource --------------------------------------------------------------------------------
@@ -314,6 +345,8 @@ class FakeJmapServer:
         ping = int(q.get("ping") or 0)
         if self.behaviour == "clamp-ping" and ping > 0:
             ping = max(ping, 60)  # the minimum is 60: ping=30 becomes 60, which RFC 8620 7.3 forbids
+        if self.behaviour == "clamp-ping-30" and ping > 0:
+            ping = max(ping, 30)  # the minimum is 30: as high as RFC 8620 7.3 allows
         every = 2 * ping if self.behaviour == "late-ping" else ping  # late-ping: announces ping, sends at 2 x ping
         closeafter = q.get("closeafter") == "state"
         conn.sendall(h.send(h11.Response(status_code=200, headers=[
@@ -323,7 +356,7 @@ class FakeJmapServer:
 
         def state_event() -> bytes:
             changed = self._changed(types)
-            if not changed:
+            if not changed or self.behaviour == "quiet-stream":
                 return b""
             data = json.dumps({"@type": "StateChange", "changed": changed})
             return f"id: {self.state}\nevent: state\ndata: {data}\n\n".encode()
