@@ -165,3 +165,22 @@ def levels() -> dict[str, str]:
 def claims(markers: Iterator[Any]) -> set[tuple[str, str]]:
     """(check, requirement) pairs of the ``proves`` markers of a pytest item."""
     return {(str(m.args[0]), str(m.args[1])) for m in markers}
+
+
+def run_check(case: Any, fn: Any, *args: Any) -> dict:
+    """Run a check function on a started CaseContext and judge it the way the plugin does; the result as a dict
+    (check, target, scenario, verdict, message, requirement_verdicts) that ``prove`` reads."""
+    from conformance.verdicts import Phase, Softer, judge
+
+    exc: BaseException | None = None
+    try:
+        fn(case, *args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - every outcome of the check is judged, as the plugin does
+        exc = e
+    levels = {rid: case.catalog.level(rid, case.profiles) for rid in case.requirements}
+    softer = Softer(case.outcome.non_strict, case.outcome.informational, case.outcome.summary)
+    v = judge(case.requirements, levels, [Phase("call", exc)], case.judgement, softer)
+    return {"check": case.check, "target": case.target.name, "scenario": str(case.scenario), "verdict": v.verdict,
+            "message": v.message, "requirement_verdicts": v.as_dict()}

@@ -82,6 +82,7 @@ def test_each_misbehaving_peer_fails_its_check(runs, prove):
 
 @pytest.mark.proves("jmap/state_event_on_change", "jmap.eventsource.state-event")
 @pytest.mark.proves("jmap/push_through_buffering_proxy", "mobile.push.buffering-proxy")
+@pytest.mark.proves("jmap/types_filter", "jmap.eventsource.types")
 def test_a_stream_that_pushes_nothing_fails_every_push_check(runs, prove):
     """200 text/event-stream with pings and never a state event: types_filter used to pass it (silence looked like a
     filter at work); with a Mailbox change as sentinel it fails too."""
