@@ -21,4 +21,5 @@ if "kill-that-misses" not in REGISTRY:
     register(Intermediary(
         name="kill-that-misses", path="tcp", summary="TEST ONLY: arms cuts and never makes them.",
         params=(), build=lambda p: ([KillThatMisses()], {}),
+        emulates=lambda p: (("kill", {}),),  # it claims to be a kill intermediary: checks pinned to kill run under it
     ))

@@ -58,7 +58,7 @@ def test_dropped_vanished_lines_fail_the_resync_checks(lemonade, dropping_vanish
         ("flaky_link_converges", "qresync.no-lost-changes", "the client's state differs from the server"),
         ("known_uids_and_sequence_match", "qresync.select-scope", "was expunged, but VANISHED (EARLIER) reported"),
     ]:
-        prove(run, f"reconnect/{check}", rid, words)
+        prove(run, f"reconnect/{check}", rid, words, scenario="kill" if check == "resync_after_drop" else None)
     assert run.rc == 1
 
 

@@ -109,3 +109,18 @@ def reversible_conversion(entity: bytes, stored: bytes) -> str | None:
     except ValueError:
         return None
     return m.group(1).decode().lower() if decoded == original else None
+
+
+def judge_rows(case, rid: str, rows: list[dict], what: str, *, need_openssl: bool = True) -> bool:
+    """Judge ``rid`` on evidence rows: every row's octets must come back identical (and, with ``need_openssl``,
+    still verify or decrypt). Identical octets that OpenSSL rejects are the suite's problem (a fixture or OpenSSL),
+    not the server's: that requirement is error, never fail. Returns whether ``rid`` passed."""
+    changed = [r for r in rows if not r["identical"] or (need_openssl and not verifies(r))]
+    rejected = [r for r in changed if r["identical"]]
+    if rejected:
+        case.requirement_error(rid, f"identical octets that OpenSSL rejects (a fixture or OpenSSL problem, not the "
+                                    f"server's): {describe(rejected)}")
+    changed = [r for r in changed if not r["identical"]]
+    return case.require(rid, not changed,
+                        f"{len(changed)} of {len(rows)} {what} did not come back intact: {describe(changed)}") \
+        and not rejected
