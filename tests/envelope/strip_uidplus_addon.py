@@ -3,7 +3,9 @@
 ``strip-uidplus`` removes UIDPLUS from every capability announcement and the [APPENDUID ...] and [COPYUID ...]
 response codes from tagged answers on the server->client leg; STARTTLS is hidden as well so the session stays
 readable to the intermediary (the embedded Dovecot trusts its own address and still accepts the login).
-Importing this module registers the intermediary; it is never part of the product.
+``strip-literal-plus`` removes LITERAL+ (and LITERAL-) from every capability announcement instead: a server whose
+clients must wait for '+' before each literal. Importing this module registers both intermediaries; they are
+never part of the product.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from conformance.intermediaries.scenario import REGISTRY, Intermediary, register
 _CAPS = re.compile(rb"(\* CAPABILITY [^\r\n]*|\[CAPABILITY [^\]\r\n]*\])", re.I)
 _UIDPLUS = re.compile(rb" UIDPLUS(?=[ \]\r\n]|$)", re.I)
 _CODES = re.compile(rb"\[(?:APPENDUID|COPYUID) [^\]\r\n]*\] ?", re.I)
+_LITERAL_PLUS = re.compile(rb" LITERAL[+-](?=[ \]\r\n]|$)", re.I)
 
 
 def strip_uidplus(data: bytes) -> tuple[bytes, int]:
@@ -49,6 +52,26 @@ class StripUidplus:
                      + (f", hid {' '.join(sorted(set(hidden)))}" if hidden else ""), s.label(flow))
         m.content = content
 
+
+class StripLiteralPlus:
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        m = flow.messages[-1]
+        if m.from_client or not m.content:
+            return
+        s = shared()
+        content, hidden = strip_capabilities(m.content)
+        content, removed = _CAPS.subn(lambda c: _LITERAL_PLUS.sub(b"", c.group(0)), content)
+        if hidden or removed:
+            s.record("strip-literal-plus", "server->client leg: removed LITERAL+ from the capabilities"
+                     + (f", hid {' '.join(sorted(set(hidden)))}" if hidden else ""), s.label(flow))
+        m.content = content
+
+
+if "strip-literal-plus" not in REGISTRY:
+    register(Intermediary(
+        name="strip-literal-plus", path="tcp", summary="TEST ONLY: hides LITERAL+ from the client.",
+        params=(), build=lambda p: ([StripLiteralPlus()], {}), endpoints=("imap",),
+    ))
 
 if "strip-uidplus" not in REGISTRY:
     register(Intermediary(
