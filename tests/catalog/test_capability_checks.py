@@ -115,8 +115,8 @@ def test_stores_and_a_submission_server_missing_the_lemonade_announcements_fail(
                 extra = {"submission": f"smtp://127.0.0.1:{smtp.port}"}
             args += ["--target", str(server.target_file(tmp_path, name=name, extra_endpoints=extra))]
         run = lemonade(*args, timeout=600)
-    prove(run, "capability/store_capabilities", "lemonade.store.capabilities", ["missing 3 of", "CATENATE URLAUTH URL-PARTIAL"],
-          target="few-caps")
+    prove(run, "capability/store_capabilities", "lemonade.store.capabilities",
+          ["missing 3 of", "CATENATE URLAUTH URL-PARTIAL"], target="few-caps")
     prove(run, "capability/store_starttls_offered", "lemonade.store.starttls", "STARTTLS not advertised before TLS",
           target="few-caps")
     prove(run, "capability/capability_code_greeting_and_login", "lemonade.store.capability-code",

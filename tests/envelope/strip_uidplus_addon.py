@@ -3,6 +3,7 @@
 ``strip-uidplus`` removes UIDPLUS from every capability announcement and the [APPENDUID ...] and [COPYUID ...]
 response codes from tagged answers on the server->client leg; STARTTLS is hidden as well so the session stays
 readable to the intermediary (the embedded Dovecot trusts its own address and still accepts the login).
+``strip-copyuid`` removes only the [COPYUID ...] codes (UIDPLUS still advertised: a server that forgets them).
 ``strip-literal-plus`` removes LITERAL+ (and LITERAL-) from every capability announcement instead: a server whose
 clients must wait for '+' before each literal. Importing this module registers both intermediaries; they are
 never part of the product.
@@ -51,6 +52,29 @@ class StripUidplus:
             s.record("strip-uidplus", f"server->client leg: removed {removed} UIDPLUS mention(s)"
                      + (f", hid {' '.join(sorted(set(hidden)))}" if hidden else ""), s.label(flow))
         m.content = content
+
+
+_COPYUID = re.compile(rb"\[COPYUID [^\]\r\n]*\] ?", re.I)
+
+
+class StripCopyuid:
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        m = flow.messages[-1]
+        if m.from_client or not m.content:
+            return
+        s = shared()
+        content, hidden = strip_capabilities(m.content)
+        content, removed = _COPYUID.subn(b"", content)
+        if removed:
+            s.record("strip-copyuid", f"server->client leg: removed {removed} [COPYUID] code(s)", s.label(flow))
+        m.content = content
+
+
+if "strip-copyuid" not in REGISTRY:
+    register(Intermediary(
+        name="strip-copyuid", path="tcp", summary="TEST ONLY: removes [COPYUID] from COPY and MOVE answers.",
+        params=(), build=lambda p: ([StripCopyuid()], {}), endpoints=("imap",),
+    ))
 
 
 class StripLiteralPlus:

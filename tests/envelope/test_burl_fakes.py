@@ -26,13 +26,14 @@ def kit():
     k.cleanup()
 
 
-def burl_case(tmp_path, kit, *, alter: str = "", keywords_lost: bool = False) -> dict:
+def burl_case(tmp_path, kit, *, alter: str = "", alter_body: bool = False, keywords_lost: bool = False) -> dict:
     """Run envelope/burl_submission_byte_exact against a fake pair; its judged result."""
     from conformance.checks.envelope.test_signed_roundtrip import test_burl_submission_byte_exact
 
     store_cls = type("Store", (BurlStore,), {"keywords_lost": keywords_lost})
     relay = Relay()
-    with FakeImapServer(store_cls) as store, BurlSubmission(store, relay, server_context(tmp_path), alter) as smtp:
+    with FakeImapServer(store_cls) as store, BurlSubmission(store, relay, server_context(tmp_path), alter,
+                                                                    alter_body) as smtp:
         target = Target(name="fake-burl", accounts=[Account(u, p) for u, p in ACCOUNTS], sink=relay,
                         endpoints={"imap": Endpoint("imap", "imap", "127.0.0.1", store.port),
                                    "submission": Endpoint("submission", "smtp", "127.0.0.1", smtp.port)})
@@ -65,3 +66,11 @@ def test_a_store_that_loses_submitted_fails_the_keywords(tmp_path, kit, prove):
     r = prove(burl_case(tmp_path, kit, keywords_lost=True), "envelope/burl_submission_byte_exact",
               "lemonade.store.keywords", "Lemonade keywords not storable")
     assert r["requirement_verdicts"]["smime.opaque-in-transit"]["verdict"] == "pass", r
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")
+@pytest.mark.proves("envelope/burl_submission_byte_exact", "mobile.envelope.signed-byte-exact")
+def test_an_msa_that_rewrites_line_ends_fails_the_byte_exact_forwarding(tmp_path, kit, prove):
+    r = prove(burl_case(tmp_path, kit, alter_body=True), "envelope/burl_submission_byte_exact",
+              "mobile.envelope.signed-byte-exact", "relayed messages did not come back intact")
+    assert r["requirement_verdicts"]["smime.opaque-in-transit"]["verdict"] == "fail", r

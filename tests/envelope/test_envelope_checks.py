@@ -191,3 +191,14 @@ def test_catenate_without_literal_plus_uses_synchronizing_literals(lemonade):
     assert r["verdict"] == "pass", r
     sent = [e["text"] for e in r["evidence"]["transcript"] if e["direction"] == "C" and "CATENATE" in e["text"]]
     assert sent and "TEXT {" in sent[0] and "+}" not in sent[0], sent
+
+
+@pytest.mark.proves("envelope/body_stable_across_sessions_flags_copy_move", "uidplus.copyuid")
+def test_copy_and_move_without_copyuid_are_non_strict(lemonade, prove):
+    """A server that advertises UIDPLUS but forgets [COPYUID] (a test-only intermediary removes it): uidplus.copyuid
+    (a SHOULD) is non-strict, the octets still decide the two other requirements."""
+    run = lemonade("run", "--scenario", "strip-copyuid", "-k", "body_stable_across_sessions",
+                   prelude="import tests.envelope.strip_uidplus_addon")
+    r = prove(run, "envelope/body_stable_across_sessions_flags_copy_move", "uidplus.copyuid", "COPY OK without [COPYUID]")
+    assert {k: v["verdict"] for k, v in r["requirement_verdicts"].items() if k != "uidplus.copyuid"} == {
+        "imap.msg.immutable": "pass", "mobile.envelope.signed-byte-exact": "pass"}, r

@@ -5,7 +5,8 @@ is observable, each able to misbehave on purpose.
 URLs it authorised; ``keywords_lost`` makes it drop $Submitted from a STORE (a store that cannot keep the Lemonade
 keyword). ``BurlSubmission`` speaks EHLO/STARTTLS/AUTH/MAIL/RCPT/BURL ... LAST, fetches the message a BURL names from
 the store and relays it into ``Relay`` (what ``case.target.sink`` offers a check) with a Received field prepended;
-``alter`` names a header it prepends as well (an MSA that changes a signed message in transit).
+``alter`` names a header it prepends as well (an MSA that changes a signed message in transit); ``alter_body`` makes
+it turn the message's CRLF line ends into LF (a gateway that "normalises" them).
 """
 
 from __future__ import annotations
@@ -84,8 +85,10 @@ class BurlStore(StoreSession):
 class BurlSubmission:
     """Submission with STARTTLS, AUTH PLAIN and BURL imap that relays into ``relay`` what the store holds."""
 
-    def __init__(self, store: FakeImapServer, relay: Relay, tls_context: ssl.SSLContext, alter: str = "") -> None:
+    def __init__(self, store: FakeImapServer, relay: Relay, tls_context: ssl.SSLContext, alter: str = "",
+                 alter_body: bool = False) -> None:
         self.store, self.relay, self.tls_context, self.alter = store, relay, tls_context, alter
+        self.alter_body = alter_body
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(8)
@@ -162,6 +165,8 @@ class BurlSubmission:
                     head = b"Received: from client.test by fake.test with ESMTPSA; Thu, 1 Jan 2026 00:00:00 +0000\r\n"
                     if self.alter:
                         head += self.alter.encode() + b"\r\n"
+                    if self.alter_body:
+                        data = data.replace(b"\r\n", b"\n")
                     self.relay.keep(Relayed(mail_from, list(rcpt), head + data))
                     sock.sendall(b"250 2.0.0 relayed\r\n")
                 elif verb == "QUIT":

@@ -10,7 +10,10 @@ WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 a
 ``no-wellknown`` answers /.well-known/jmap with 404 (the Session is at /session);
 ``sloppy`` breaks the other core rules (a template without {name}, wrong sessionState, 500 instead of problem
 details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
-relative WebSocket url, no requestId echo); ``quiet-stream`` answers EventSource with 200 and pings but never sends a
+relative WebSocket url, no requestId echo, an upload response without accountId); ``wrong-ctype`` answers
+EventSource with 200 text/plain; ``bad-utf8`` sends an invalid UTF-8 octet in a comment; ``unterminated`` ends a
+closeafter=state response with an event that lacks its blank line after the state event; ``quiet-stream`` answers
+EventSource with 200 and pings but never sends a
 state event; ``clamp-ping-30`` raises any ping below 30 to 30 (the most RFC 8620 7.3 allows: lawful);
 ``import-fixes`` stores an imported message changed (an added header) under a new blob, yet answers the import with
 the uploaded blobId; ``cannot-calculate`` answers every Email/changes with cannotCalculateChanges (lawful).
@@ -32,7 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
-              "silent-push", "quiet-stream", "clamp-ping-30", "import-fixes", "cannot-calculate", "no-wellknown")
+              "silent-push", "quiet-stream", "clamp-ping-30", "import-fixes", "cannot-calculate", "no-wellknown",
+              "wrong-ctype", "bad-utf8", "unterminated")
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
 CORE = "urn:ietf:params:jmap:core"
@@ -177,8 +181,10 @@ class FakeJmapServer:
         if path.startswith("/upload/"):
             blob = f"B{len(self.blobs) + 1}"
             self.blobs[blob] = body
-            return 201, "application/json", json.dumps({"accountId": ACCOUNT, "blobId": blob, "size": len(body),
-                                                         "type": headers.get("content-type", "")}).encode()
+            info = {"accountId": ACCOUNT, "blobId": blob, "size": len(body), "type": headers.get("content-type", "")}
+            if sloppy:
+                del info["accountId"]
+            return 201, "application/json", json.dumps(info).encode()
         if path.startswith("/download/"):
             blob = path.split("/")[3]
             if blob not in self.blobs:
@@ -349,8 +355,11 @@ class FakeJmapServer:
             ping = max(ping, 30)  # the minimum is 30: as high as RFC 8620 7.3 allows
         every = 2 * ping if self.behaviour == "late-ping" else ping  # late-ping: announces ping, sends at 2 x ping
         closeafter = q.get("closeafter") == "state"
+        ctype = "text/plain" if self.behaviour == "wrong-ctype" else "text/event-stream"
         conn.sendall(h.send(h11.Response(status_code=200, headers=[
-            ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Connection", "close")])))
+            ("Content-Type", ctype), ("Cache-Control", "no-cache"), ("Connection", "close")])))
+        if self.behaviour == "bad-utf8":
+            conn.sendall(h.send(h11.Data(data=b": not \xff UTF-8\n\n")))
         seen = self.state
         last = headers.get("last-event-id")
 
@@ -380,6 +389,8 @@ class FakeJmapServer:
                 if changed:
                     ev = state_event()
                     if ev:
+                        if self.behaviour == "unterminated" and closeafter:
+                            ev += b"event: extra\ndata: {}\n"  # no blank line: clients discard it
                         conn.sendall(h.send(h11.Data(data=ev)))
                         last_sent = time.monotonic()
                         if closeafter and self.behaviour != "never-close":

@@ -7,10 +7,12 @@ LOGINDISABLED, do not reset state after STARTTLS and answer a second STARTTLS wi
 behaves correctly, so the same fakes prove the checks also pass when they should. ``vulnerable="cleartext"`` is
 the other classic: the server runs what followed STARTTLS at once, in cleartext, and answers it in a segment of its
 own after the OK (so the client's TLS handshake then fails on the answer); otherwise it behaves correctly.
+``vulnerable="leaky"`` behaves correctly except that its cleartext denials tell a valid password from a wrong one.
 """
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import tempfile
@@ -18,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.fakes.imap import FakeImapServer, FakeImapSession
+from tests.fakes.imap import ACCOUNTS, FakeImapServer, FakeImapSession
 
 
 def server_context(directory: Path, names: tuple[str, ...] = ("localhost",)) -> ssl.SSLContext:
@@ -65,6 +67,9 @@ class InjectableImapSession(FakeImapSession):
         self.tls = True
 
     def cmd_login(self, tag: str, args: str):
+        if not self.tls and self.vulnerable == "leaky" and not any(f'"{p}"' in args for _, p in ACCOUNTS):
+            self.send(f"{tag} NO [AUTHENTICATIONFAILED] wrong password")
+            return
         if not self.tls and self.vulnerable is not True:
             self.send(f"{tag} NO [PRIVACYREQUIRED] LOGINDISABLED")
             return
@@ -143,6 +148,10 @@ class InjectableSmtpServer:
                         buf, greeted = b"", False
                     sock = self.tls_context.wrap_socket(sock, server_side=True)
                     tls = True
+                elif verb == b"AUTH" and not tls:
+                    good = any(base64.b64encode(f"\0{u}\0{p}".encode()) in line for u, p in ACCOUNTS)
+                    leaky = self.vulnerable == "leaky" and not good
+                    sock.sendall(b"535 5.7.8 wrong password\r\n" if leaky else b"530 5.7.0 TLS required\r\n")
                 elif verb == b"MAIL":
                     sock.sendall(b"250 2.1.0 OK\r\n" if greeted else b"503 5.5.1 EHLO first\r\n")
                 elif verb == b"NOOP":

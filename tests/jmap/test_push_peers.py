@@ -22,6 +22,9 @@ RUNS = {  # behaviour -> -k
     "quiet-stream": "state_event_on_change or types_filter or closeafter or buffering_proxy",
     "late-ping": "ping_interval",
     "clamp-ping-30": "ping_interval",
+    "wrong-ctype": "state_event_on_change",
+    "bad-utf8": "state_event_on_change",
+    "unterminated": "closeafter",
 }
 
 
@@ -130,3 +133,16 @@ def test_ping_clamp_fails_against_a_peer_clamping_30_to_60(lemonade, tmp_path, p
 def test_ping_clamp_is_skipped_in_quick_depth(lemonade, tmp_path):
     run, r = _clamp_run(lemonade, tmp_path, "conformant", "quick")
     assert r["verdict"] not in ("pass", "fail") and "--depth full" in r["message"], r
+
+
+@pytest.mark.proves("jmap/state_event_on_change", "sse.content-type")
+@pytest.mark.proves("jmap/state_event_on_change", "sse.utf8-lines")
+@pytest.mark.proves("jmap/closeafter_state_ends_response", "sse.utf8-lines")
+def test_event_stream_framing_faults_fail_the_sse_rules(runs, prove):
+    r = prove(runs["wrong-ctype"], "jmap/state_event_on_change", "sse.content-type",
+              "expected 200 with Content-Type text/event-stream")
+    assert r["requirement_verdicts"]["sse.utf8-lines"]["verdict"] == "skipped", r["requirement_verdicts"]
+    r = prove(runs["bad-utf8"], "jmap/state_event_on_change", "sse.utf8-lines", "not valid UTF-8")
+    assert r["requirement_verdicts"]["jmap.eventsource.state-event"]["verdict"] == "pass", r["requirement_verdicts"]
+    r = prove(runs["unterminated"], "jmap/closeafter_state_ends_response", "sse.utf8-lines", "unterminated event")
+    assert r["requirement_verdicts"]["jmap.eventsource.closeafter-state"]["verdict"] == "pass", r["requirement_verdicts"]

@@ -15,6 +15,7 @@ from tests.fakes.push import (
 
 @pytest.mark.proves("push/idle_reports_new_mail_promptly", "lemonade.store.idle-timely")
 @pytest.mark.proves("push/idle_reports_new_mail_promptly", "mobile.push.prompt-through-intermediary")
+@pytest.mark.proves("push/idle_reports_new_mail_promptly", "idle.continuation")
 @pytest.mark.proves("push/notify_unsupported_event_is_no_badevent", "notify.unsupported-event")
 def test_fakes_fail_the_promptness_and_badevent_checks(lemonade, tmp_path, prove):
     """One run, two misbehaving fakes (IDLE that never reports new mail; NOTIFY answering an unsupported event
@@ -30,6 +31,7 @@ def test_fakes_fail_the_promptness_and_badevent_checks(lemonade, tmp_path, prove
               target="idle-never-reports")
     prove(run, "push/idle_reports_new_mail_promptly", "mobile.push.prompt-through-intermediary", "no '* n EXISTS'",
           target="idle-never-reports")
+    prove(run, "push/idle_reports_new_mail_promptly", "idle.continuation", "no '* n EXISTS'", target="idle-never-reports")
     assert r["evidence"]["timeline"]["verdict"] == "fail"
     assert any(s["kind"] == "waiting" and "never" in s["label"] for s in r["evidence"]["timeline"]["spans"])
     prove(run, "push/notify_unsupported_event_is_no_badevent", "notify.unsupported-event", ["tagged NO", "BAD"],

@@ -95,7 +95,7 @@ def test_weak_dovecot_fails_with_evidence(lemonade, weak_dovecot, prove):
 
 STARTTLS_RULES = ("imap_starttls_injection", "submission_starttls_injection", "imap_starttls_once",
                   "submission_starttls_once", "imap_state_after_starttls", "submission_state_after_starttls",
-                  "imap_logindisabled_honoured")
+                  "imap_logindisabled_honoured", "imap_stripped_starttls_cleartext_login")
 
 
 def _starttls_run(lemonade, tmp_path, vulnerable, rules=STARTTLS_RULES):
@@ -119,6 +119,7 @@ def test_correct_fake_passes_the_starttls_checks(lemonade, tmp_path):
 @pytest.mark.proves("transport/imap_state_after_starttls", "tls.state-after-starttls")
 @pytest.mark.proves("transport/submission_state_after_starttls", "tls.state-after-starttls")
 @pytest.mark.proves("transport/imap_logindisabled_honoured", "tls.logindisabled")
+@pytest.mark.proves("transport/imap_stripped_starttls_cleartext_login", "tls.logindisabled")
 def test_injectable_fake_fails_the_starttls_checks(lemonade, tmp_path, prove):
     run = _starttls_run(lemonade, tmp_path, True)
     expected = {
@@ -129,6 +130,7 @@ def test_injectable_fake_fails_the_starttls_checks(lemonade, tmp_path, prove):
         ("imap_state_after_starttls", "tls.state-after-starttls"): "SELECT right after STARTTLS must fail",
         ("submission_state_after_starttls", "tls.state-after-starttls"): "MAIL without EHLO after STARTTLS must be refused",
         ("imap_logindisabled_honoured", "tls.logindisabled"): "succeeded in cleartext although LOGINDISABLED is advertised",
+        ("imap_stripped_starttls_cleartext_login", "tls.logindisabled"): "although the server announced LOGINDISABLED",
     }
     for (name, rid), words in expected.items():
         prove(run, f"transport/{name}", rid, words)
@@ -149,6 +151,25 @@ def test_injected_command_answered_in_cleartext_after_the_ok_fails(lemonade, tmp
         notes = [e["text"] for e in r["evidence"]["transcript"] if "TLS handshake failed" in e["text"]]
         assert notes, "the failed handshake is in the evidence"
     assert run.rc == 1
+
+
+@pytest.mark.proves("transport/imap_logindisabled_honoured", "tls.cleartext-auth-denial")
+@pytest.mark.proves("transport/submission_cleartext_auth_refused", "tls.cleartext-auth-denial")
+@pytest.mark.proves("transport/submission_stripped_starttls_cleartext_auth", "tls.cleartext-auth-denial")
+def test_denials_that_tell_a_valid_password_from_a_wrong_one_fail(lemonade, tmp_path, prove):
+    """The cleartext denial of a valid password differs from that of a wrong one: the reply confirms the password."""
+    with InjectableServers(vulnerable="leaky") as fake:
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k",
+                       "imap_logindisabled_honoured or submission_cleartext_auth_refused "
+                       "or submission_stripped_starttls_cleartext_auth")
+    for check, words in (("imap_logindisabled_honoured", "NO [AUTHENTICATIONFAILED] wrong password"),
+                         ("submission_cleartext_auth_refused", "535 5.7.8 wrong password"),
+                         ("submission_stripped_starttls_cleartext_auth", "535 5.7.8 wrong password")):
+        r = prove(run, f"transport/{check}", "tls.cleartext-auth-denial",
+                  ["valid and invalid credentials get different cleartext denials", words])
+        assert {rid: v["verdict"] for rid, v in r["requirement_verdicts"].items()
+                if rid != "tls.cleartext-auth-denial"} == dict.fromkeys(set(r["requirements"]) - {
+                    "tls.cleartext-auth-denial"}, "pass"), r["requirement_verdicts"]
 
 
 @pytest.mark.proves("transport/no_preauth_on_cleartext", "tls.preauth-only-tls")
