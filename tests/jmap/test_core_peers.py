@@ -80,7 +80,6 @@ def test_conformant_peer_passes_every_core_check(runs):
 @pytest.mark.proves("jmap/ws_push_enable_null_means_all", "jmapws.push-enable")
 @pytest.mark.proves("jmap/ws_push_disable", "jmapws.push-enable")
 @pytest.mark.proves("jmap/ping_zero_means_none", "jmap.eventsource.ping")
-@pytest.mark.proves("jmap/last_event_id_resume", "jmap.eventsource.resume")
 def test_each_fault_of_the_sloppy_peers_fails_its_check(runs, prove):
     sloppy = runs["sloppy"]
     prove(runs["no-wellknown"], "jmap/session_wellknown", "jmap.session.wellknown", "/.well-known/jmap")
@@ -103,7 +102,6 @@ def test_each_fault_of_the_sloppy_peers_fails_its_check(runs, prove):
         ("jmap/ws_push_enable_null_means_all", "jmapws.push-enable", "dataTypes null means all types"),
         ("jmap/ws_push_disable", "jmapws.push-enable", "StateChange after WebSocketPushDisable"),
         ("jmap/ping_zero_means_none", "jmap.eventsource.ping", "ping=0 but"),
-        ("jmap/last_event_id_resume", "jmap.eventsource.resume", "reconnected with Last-Event-ID"),
     ]:
         prove(sloppy, check, rid, words)
     assert sloppy.rc == 1

@@ -19,7 +19,7 @@ RUNS = {  # behaviour -> -k
     "never-close": "closeafter",
     "extra-types": "types_filter or ws_push_enable_datatypes",
     "silent-push": "ws_push_enable or ws_push_state",
-    "quiet-stream": "state_event_on_change or types_filter or closeafter or buffering_proxy",
+    "quiet-stream": "state_event_on_change or types_filter or closeafter or buffering_proxy or last_event_id",
     "late-ping": "ping_interval",
     "clamp-ping-30": "ping_interval",
     "wrong-ctype": "state_event_on_change",
@@ -86,6 +86,7 @@ def test_each_misbehaving_peer_fails_its_check(runs, prove):
 @pytest.mark.proves("jmap/state_event_on_change", "jmap.eventsource.state-event")
 @pytest.mark.proves("jmap/push_through_buffering_proxy", "mobile.push.buffering-proxy")
 @pytest.mark.proves("jmap/types_filter", "jmap.eventsource.types")
+@pytest.mark.proves("jmap/last_event_id_resume", "jmap.eventsource.resume")
 def test_a_stream_that_pushes_nothing_fails_every_push_check(runs, prove):
     """200 text/event-stream with pings and never a state event: types_filter used to pass it (silence looked like a
     filter at work); with a Mailbox change as sentinel it fails too."""
@@ -94,6 +95,7 @@ def test_a_stream_that_pushes_nothing_fails_every_push_check(runs, prove):
     assert r["requirement_verdicts"]["sse.content-type"]["verdict"] == "pass"
     prove(run, "jmap/types_filter", "jmap.eventsource.types", ["no StateChange naming Mailbox", "pushed nothing"])
     prove(run, "jmap/push_through_buffering_proxy", "mobile.push.buffering-proxy", "no state event reached the client")
+    prove(run, "jmap/last_event_id_resume", "jmap.eventsource.resume", "no state event within")
     r = run.result("jmap/closeafter_state_ends_response")
     assert r["requirement_verdicts"]["jmap.eventsource.closeafter-state"]["verdict"] == "fail"
     assert r["requirement_verdicts"]["http.tls-closure"]["verdict"] == "skipped", r["requirement_verdicts"]
