@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from .data import data_dir
 from .errors import BadInput
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+PROFILES_DIR = data_dir("profiles")
 LEVELS = ("MUST", "SHOULD", "MAY", "PROFILE")
 STRICT_LEVELS = ("MUST", "PROFILE")  # a failure at these levels fails a run
 FAMILIES = ("http-binding", "push", "reconnect", "envelope-security", "transport-security", "capability")

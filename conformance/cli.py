@@ -16,13 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .data import reports_dir
 from .errors import BadInput
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REPORTS = Path(os.environ.get("LEMONADE_REPORTS", REPO_ROOT / "reports"))
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "non-strict": "yellow", "informational": "cyan",
-                 "not-applicable": "dim", "error": "bold magenta", "xfail": "blue", "xpass": "bold red",
-                 "skipped": "dim"}
 
 
 def console(stderr: bool = False):
@@ -40,47 +35,23 @@ def die(msg: str, code: int = 2) -> int:
 
 
 # -- run ---------------------------------------------------------------------------------------
-class ProgressPrinter:
-    """A pytest plugin object: prints one line per finished case (works under xdist's controller)."""
-
-    def __init__(self) -> None:
-        self.con = console()
-        self.n = 0
-
-    def pytest_collectreport(self, report) -> None:
-        if report.failed:
-            self.con.print(f"[bold red]cannot collect {report.nodeid}:[/]", markup=True)
-            self.con.print(report.longreprtext, markup=False)
-
-    def pytest_runtest_logreport(self, report) -> None:
-        if report.when != "teardown":
-            return
-        for key, r in report.user_properties:
-            if key == "lemonade_result":
-                self.n += 1
-                style = VERDICT_STYLE.get(r["verdict"], "default")
-                msg = r["message"]
-                self.con.print(f"[{style}]{r['verdict']:>14}[/] {r['check']} [dim]{r['target']} | {r['scenario']}"
-                               f" {r['duration_s']:.2f}s[/]" + (f"  {msg}" if msg and r["verdict"] != "pass" else ""),
-                               markup=True, highlight=False)
-
-
 def make_run_dir(output: str | None) -> Path:
     if output:
         out = Path(output)
         if any((out / "results.d").glob("*.jsonl")):
             raise BadInput(f"{out} already holds a run's results; choose another --output or remove it")
     else:
+        reports = reports_dir()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        out = DEFAULT_REPORTS / stamp
+        out = reports / stamp
         n = 1
         while out.exists():
             n += 1
-            out = DEFAULT_REPORTS / f"{stamp}-{n}"
+            out = reports / f"{stamp}-{n}"
     out.mkdir(parents=True, exist_ok=True)
     if not output:
-        latest = DEFAULT_REPORTS / "latest"
-        tmp = DEFAULT_REPORTS / f".latest-{uuid.uuid4().hex[:6]}"
+        latest = reports / "latest"
+        tmp = reports / f".latest-{uuid.uuid4().hex[:6]}"
         tmp.symlink_to(out.name)
         tmp.replace(latest)
     return out
@@ -190,7 +161,10 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["-n", args.n, "-p", "xdist"]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
-    return int(pytest.main(pytest_args, plugins=[ProgressPrinter()]))
+    from .progress import progress_for
+
+    with progress_for(console()) as progress:
+        return int(pytest.main(pytest_args, plugins=[progress]))
 
 
 def suite_version() -> str:
@@ -262,6 +236,7 @@ def probe_target_file(spec: str) -> str | None:
 def print_summary(doc: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
+    from .progress import VERDICT_STYLE
     from .verdicts import VERDICTS
 
     con = console()
@@ -373,6 +348,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return exit_code(doc)
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    from .site import build_site, print_outcome
+
+    out = Path(args.output)
+    outcome = build_site(args.inputs, out, args.title or "")
+    print_outcome(outcome, out)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor(args.format)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lemonade", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"lemonade-conformance {__version__}")
@@ -432,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("inputs", nargs="+", help="results.json files or run directories")
     m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")
     m.set_defaults(fn=cmd_merge)
+    st = sub.add_parser("site", help="a static site of many runs: index, stable report permalinks, latest "
+                                     "subject x scenario matrix, history per subject with diffs, site.json")
+    st.add_argument("inputs", nargs="*", help="results.json files, run directories, or folders of run directories "
+                                              "(added to the runs the site already holds)")
+    st.add_argument("-o", "--output", required=True, help="the site folder (made, or extended when it holds a site)")
+    st.add_argument("--title", help="heading of every page (default: lemonade interop results)")
+    st.set_defaults(fn=cmd_site)
+    doc = sub.add_parser("doctor", help="what this machine lacks for each part of the suite, and how to install it "
+                                        "(exit 1: the default run cannot work here)")
+    doc.add_argument("--format", choices=["text", "json"], default="text")
+    doc.set_defaults(fn=cmd_doctor)
     return ap
 
 

@@ -72,6 +72,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip-install.log 2>&1 \
     || { tail -20 .venv/pip-install.log >&2; echo "setup: pip install failed (log: .venv/pip-install.log)" >&2; exit 2; }
-  .venv/bin/python -c 'import conformance, mitmproxy, httpx, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
+  .venv/bin/python -c 'import conformance, mitmproxy, httpx, pytest, xdist, build' || { echo "setup: Python install failed" >&2; exit 2; }
   echo "$want" > "$stamp"
 fi
