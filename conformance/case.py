@@ -9,6 +9,7 @@ marks softer outcomes (``case.informational``, ``case.non_strict``); and declare
 
 from __future__ import annotations
 
+import smtplib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -237,7 +238,11 @@ class CaseContext:
         if tls == "starttls":
             if not smtp.has_extn("starttls"):
                 raise ConformanceFailure("submission does not advertise STARTTLS")
-            smtp.starttls(context=self.target.tls.client_context())
+            try:
+                smtp.starttls(context=self.target.tls.client_context())
+            except smtplib.SMTPResponseException as e:
+                raise ConformanceFailure(f"submission advertises STARTTLS but refused it: {e.smtp_code} "
+                                         f"{e.smtp_error.decode(errors='replace')}") from e
             smtp.ehlo("client.test")
         if account is not None:
             acct = self.account(account)

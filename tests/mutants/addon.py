@@ -16,9 +16,11 @@ import re
 from dataclasses import dataclass, field
 
 from mitmproxy import http, tcp
+from mitmproxy.proxy import server_hooks
 
 from conformance.errors import ProtocolViolation
 from conformance.intermediaries.addons.common import RawTcp, StreamResponses, current_master, options
+from conformance.intermediaries.addons.strip_starttls import distinct_loopback
 from conformance.protocols.imapwire import ResponseReader
 from tests.mutants.operators import OPERATORS, drop_state_events, is_push, mutate_imap, mutate_json, mutate_smtp, reorder
 
@@ -67,6 +69,14 @@ class Mutate:
     @property
     def operator(self) -> str:
         return options().mutant_operator
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Leave from a loopback address other than the server's: Dovecot trusts a peer with its own address (it
+        offers AUTH before TLS and takes cleartext logins), which the path must not change."""
+        if data.server.sockname is None and data.server.address:
+            source = distinct_loopback(data.server.address[0])
+            if source:
+                data.server.sockname = (source, 0)
 
     # -- TCP: IMAP and SMTP ---------------------------------------------------------------------------
     def _state(self, flow: tcp.TCPFlow, first: bytes) -> ImapFlow | SmtpFlow:
