@@ -4,8 +4,10 @@ IMAP is read with the suite's own sans-IO reader, so an operator sees whole resp
 verb of the command each tagged one answers; a connection is passed through untouched once it starts TLS or
 COMPRESS. SMTP is cut into whole replies and mutated before TLS. JMAP responses are buffered and mutated whole,
 except event streams, which pass event by event. ``applied(master)`` counts the responses an operator changed on
-that master's path (an operator that never applied cannot be caught); it is kept on the master because mitmproxy
-dispatches the hooks of every master in a process to the addon instances of the newest one. Alone:
+that master's path (an operator that never applied cannot be caught). The count and the path's configuration (which
+upstream port speaks which protocol, the upstream address to rewrite in JMAP bodies) live on the master, set with
+``configure_path``: mitmproxy dispatches the hooks of every master in a process to the addon instances of the newest
+one, so an instance's own attributes would mix paths that run side by side. Alone:
 ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/mutants/addon.py --set mutant_operator=imap-drop-exists``.
 """
 
@@ -28,6 +30,22 @@ DELAY = 3.0  # imap-delay-push: longer than every promptness threshold of the qu
 _command = re.compile(rb"^([^\s]+) (UID [A-Za-z]+|[A-Za-z]+)", re.M)
 _smtp_reply = re.compile(rb"(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n")
 APPLIED = "_lemonade_mutations_applied"
+PATH_CONFIG = "_lemonade_mutant_path"
+
+
+@dataclass
+class PathConfig:
+    protocols: dict[int, str] = field(default_factory=dict)  # upstream port -> imap | smtp (else from the greeting)
+    aliases: dict[bytes, bytes] = field(default_factory=dict)  # upstream host:port -> the proxy's (JMAP bodies)
+
+
+def configure_path(master, config: PathConfig) -> None:
+    """The configuration of ``master``'s path (before any client connects)."""
+    setattr(master, PATH_CONFIG, config)
+
+
+def path_config() -> PathConfig:
+    return getattr(current_master(), PATH_CONFIG, None) or PathConfig()
 
 
 def applied(master) -> int:
@@ -57,10 +75,8 @@ class SmtpFlow:
 
 
 class Mutate:
-    def __init__(self, protocols: dict[int, str] | None = None) -> None:
-        self.protocols = protocols or {}  # upstream port -> imap | smtp (else guessed from the greeting)
-        self.flows: dict[str, ImapFlow | SmtpFlow] = {}
-        self.aliases: dict[bytes, bytes] = {}  # upstream host:port -> the proxy's, in JMAP bodies and redirects
+    def __init__(self) -> None:
+        self.flows: dict[str, ImapFlow | SmtpFlow] = {}  # client connection id -> state (ids are unique)
 
     def load(self, loader) -> None:
         loader.add_option("mutant_operator", str, "identity", "The mutation operator (tests/mutants/operators.py).",
@@ -83,7 +99,7 @@ class Mutate:
         cid = flow.client_conn.id
         if cid not in self.flows:
             port = flow.server_conn.address[1] if flow.server_conn.address else 0
-            kind = self.protocols.get(port) or ("smtp" if first[:3].isdigit() else "imap")
+            kind = path_config().protocols.get(port) or ("smtp" if first[:3].isdigit() else "imap")
             self.flows[cid] = SmtpFlow() if kind == "smtp" else ImapFlow()
         return self.flows[cid]
 
@@ -181,7 +197,7 @@ class Mutate:
         if r is None or r.stream or not (self.operator == "identity" or self.operator.startswith("jmap-")):
             return
         body = r.content or b""
-        for upstream, proxy in self.aliases.items():  # absolute URLs of the Session must lead back through here
+        for upstream, proxy in path_config().aliases.items():  # absolute URLs of the Session must lead back through here
             body = body.replace(upstream, proxy)
             if "location" in r.headers:
                 r.headers["location"] = r.headers["location"].replace(upstream.decode(), proxy.decode())

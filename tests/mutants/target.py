@@ -50,7 +50,7 @@ def mutant_target(directory: Path, protocol: str, operator: str) -> Iterator[Mut
     from conformance.intermediaries.host import ProxyHost, free_port
     from conformance.targets import Endpoint, write_target_file
     from conformance.transcript import Transcript
-    from tests.mutants.addon import Mutate
+    from tests.mutants.addon import Mutate, PathConfig, configure_path
 
     setup = SETUPS[protocol]
     directory.mkdir(parents=True, exist_ok=True)
@@ -59,19 +59,19 @@ def mutant_target(directory: Path, protocol: str, operator: str) -> Iterator[Mut
     host = ProxyHost(Transcript())
     try:
         direct_file = write_target_file(target, directory / "direct.toml")
-        modes, ports = [], {}
+        modes, config = [], PathConfig()
         for name in setup["endpoints"]:
             ep = target.endpoint(name)
             scheme = "https" if ep.scheme == "https" else "tcp"
             modes.append(f"reverse:{scheme}://{ep.host}:{ep.port}@127.0.0.1:{free_port()}")
-            ports[ep.port] = "smtp" if name.startswith("submission") else "imap"
-        addon = Mutate(protocols=ports)
-        listen = host.start(modes, [RawTcp(), StreamResponses(), addon], {"mutant_operator": operator})
+            config.protocols[ep.port] = "smtp" if name.startswith("submission") else "imap"
+        listen = host.start(modes, [RawTcp(), StreamResponses(), Mutate()], {"mutant_operator": operator})
         for name, mode in zip(setup["endpoints"], modes):
             h, p = listen.get(mode) or next(v for k, v in listen.items() if k.endswith(mode.rsplit("@", 1)[1]))
             ep = target.endpoint(name)
-            addon.aliases[f"{ep.host}:{ep.port}".encode()] = f"{h}:{p}".encode()
+            config.aliases[f"{ep.host}:{ep.port}".encode()] = f"{h}:{p}".encode()
             target.endpoints[name] = Endpoint(name, ep.scheme, h, p, ep.path)
+        configure_path(host.master, config)
         target.name = f"mutant-{operator}"
         target.tls.verify, target.tls.ca_file = False, None  # the proxy presents its own certificate for https
         yield Mutant(write_target_file(target, directory / "mutant.toml"), direct_file, host)
