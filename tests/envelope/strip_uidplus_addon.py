@@ -40,65 +40,65 @@ def strip_uidplus(data: bytes) -> tuple[bytes, int]:
     return out, count + n
 
 
-class StripUidplus:
+class StripFromServer:
+    """The server->client leg with STARTTLS hidden (so the session stays readable) and one thing removed; subclasses
+    name it (``name``) and remove it (``strip(content) -> (content, how many removed)``)."""
+
+    name = ""
+    what = ""
+
+    def strip(self, content: bytes) -> tuple[bytes, int]:
+        raise NotImplementedError
+
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         if m.from_client or not m.content:
             return
         s = shared()
         content, hidden = strip_capabilities(m.content)
-        content, removed = strip_uidplus(content)
+        content, removed = self.strip(content)
         if hidden or removed:
-            s.record("strip-uidplus", f"server->client leg: removed {removed} UIDPLUS mention(s)"
+            s.record(self.name, f"server->client leg: removed {removed} {self.what}"
                      + (f", hid {' '.join(sorted(set(hidden)))}" if hidden else ""), s.label(flow))
         m.content = content
+
+
+class StripUidplus(StripFromServer):
+    name, what = "strip-uidplus", "UIDPLUS mention(s)"
+
+    def strip(self, content: bytes) -> tuple[bytes, int]:
+        return strip_uidplus(content)
 
 
 _COPYUID = re.compile(rb"\[COPYUID [^\]\r\n]*\] ?", re.I)
 
 
-class StripCopyuid:
-    def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        m = flow.messages[-1]
-        if m.from_client or not m.content:
-            return
-        s = shared()
-        content, hidden = strip_capabilities(m.content)
-        content, removed = _COPYUID.subn(b"", content)
-        if removed:
-            s.record("strip-copyuid", f"server->client leg: removed {removed} [COPYUID] code(s)", s.label(flow))
-        m.content = content
+class StripCopyuid(StripFromServer):
+    name, what = "strip-copyuid", "[COPYUID] code(s)"
+
+    def strip(self, content: bytes) -> tuple[bytes, int]:
+        return _COPYUID.subn(b"", content)
 
 
-if "strip-copyuid" not in REGISTRY:
-    register(Intermediary(
-        name="strip-copyuid", path="tcp", summary="TEST ONLY: removes [COPYUID] from COPY and MOVE answers.",
-        params=(), build=lambda p: ([StripCopyuid()], {}), endpoints=("imap",),
-    ))
+class StripLiteralPlus(StripFromServer):
+    name, what = "strip-literal-plus", "LITERAL+ mention(s)"
+
+    def strip(self, content: bytes) -> tuple[bytes, int]:
+        count = 0
+
+        def caps(c: re.Match) -> bytes:
+            nonlocal count
+            new, n = _LITERAL_PLUS.subn(b"", c.group(0))
+            count += n
+            return new
+
+        return _CAPS.sub(caps, content), count
 
 
-class StripLiteralPlus:
-    def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        m = flow.messages[-1]
-        if m.from_client or not m.content:
-            return
-        s = shared()
-        content, hidden = strip_capabilities(m.content)
-        content, removed = _CAPS.subn(lambda c: _LITERAL_PLUS.sub(b"", c.group(0)), content)
-        if hidden or removed:
-            s.record("strip-literal-plus", "server->client leg: removed LITERAL+ from the capabilities"
-                     + (f", hid {' '.join(sorted(set(hidden)))}" if hidden else ""), s.label(flow))
-        m.content = content
-
-
-if "strip-literal-plus" not in REGISTRY:
-    register(Intermediary(
-        name="strip-literal-plus", path="tcp", summary="TEST ONLY: hides LITERAL+ from the client.",
-        params=(), build=lambda p: ([StripLiteralPlus()], {}), endpoints=("imap",),
-    ))
-
-if "strip-uidplus" not in REGISTRY:
-    register(Intermediary(
-        name="strip-uidplus", path="tcp", summary="TEST ONLY: hides UIDPLUS, APPENDUID and COPYUID from the client.",
-        params=(), build=lambda p: ([StripUidplus()], {}), endpoints=("imap",),
-    ))
+for _name, _cls, _summary in (
+        ("strip-uidplus", StripUidplus, "TEST ONLY: hides UIDPLUS, APPENDUID and COPYUID from the client."),
+        ("strip-copyuid", StripCopyuid, "TEST ONLY: removes [COPYUID] from COPY and MOVE answers."),
+        ("strip-literal-plus", StripLiteralPlus, "TEST ONLY: hides LITERAL+ from the client.")):
+    if _name not in REGISTRY:
+        register(Intermediary(name=_name, path="tcp", summary=_summary, params=(),
+                              build=lambda p, cls=_cls: ([cls()], {}), endpoints=("imap",)))

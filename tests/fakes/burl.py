@@ -12,7 +12,6 @@ it turn the message's CRLF line ends into LF (a gateway that "normalises" them).
 from __future__ import annotations
 
 import re
-import socket
 import ssl
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 
 from .imap import DEFAULT_CAPS, FakeImapServer
 from .lemonade_store import StoreSession
+from .smtp import FakeSmtp, Lines
 
 
 @dataclass
@@ -82,38 +82,13 @@ class BurlStore(StoreSession):
         self.send(f"{tag} OK GENURLAUTH completed")
 
 
-class BurlSubmission:
+class BurlSubmission(FakeSmtp):
     """Submission with STARTTLS, AUTH PLAIN and BURL imap that relays into ``relay`` what the store holds."""
 
     def __init__(self, store: FakeImapServer, relay: Relay, tls_context: ssl.SSLContext, alter: str = "",
                  alter_body: bool = False) -> None:
-        self.store, self.relay, self.tls_context, self.alter = store, relay, tls_context, alter
-        self.alter_body = alter_body
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self) -> "BurlSubmission":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(2)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            sock.settimeout(10)
-            threading.Thread(target=self._session, args=(sock,), daemon=True).start()
+        super().__init__(tls_context)
+        self.store, self.relay, self.alter, self.alter_body = store, relay, alter, alter_body
 
     def _resolve(self, url: str) -> bytes | None:
         rump = self.store.__dict__.get("authorised", {}).get(url)
@@ -122,62 +97,44 @@ class BurlSubmission:
         msg = next((x for x in box.msgs if x.uid == int(m.group(2))), None) if box else None
         return msg.data if msg else None
 
-    def _session(self, sock: socket.socket) -> None:
-        buf, tls, mail_from, rcpt = b"", False, "", []
-
-        def line() -> bytes | None:
-            nonlocal buf
-            while b"\r\n" not in buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return None
-                buf += chunk
-            out, _, buf = buf.partition(b"\r\n")
-            return out
-
-        try:
-            sock.sendall(b"220 fake.test ESMTP burl\r\n")
-            while not self.stopping.is_set():
-                cmd = line()
-                if cmd is None:
-                    return
-                verb, _, arg = cmd.decode(errors="replace").partition(" ")
-                verb = verb.upper()
-                if verb == "EHLO":
-                    extra = b"250-AUTH PLAIN\r\n250-BURL imap\r\n" if tls else b"250-STARTTLS\r\n"
-                    sock.sendall(b"250-fake.test\r\n" + extra + b"250 8BITMIME\r\n")
-                elif verb == "STARTTLS":
-                    sock.sendall(b"220 2.0.0 go ahead\r\n")
-                    sock, buf, tls = self.tls_context.wrap_socket(sock, server_side=True), b"", True
-                elif verb == "AUTH":
-                    sock.sendall(b"235 2.7.0 authenticated\r\n")
-                elif verb == "MAIL":
-                    mail_from, rcpt = arg, []
-                    sock.sendall(b"250 2.1.0 OK\r\n")
-                elif verb == "RCPT":
-                    rcpt.append(arg.split(":", 1)[-1].strip("<>"))
-                    sock.sendall(b"250 2.1.5 OK\r\n")
-                elif verb == "BURL":
-                    data = self._resolve(arg.rsplit(" ", 1)[0])
-                    if data is None:
-                        sock.sendall(b"554 5.7.0 BURL URL cannot be resolved\r\n")
-                        continue
-                    head = b"Received: from client.test by fake.test with ESMTPSA; Thu, 1 Jan 2026 00:00:00 +0000\r\n"
-                    if self.alter:
-                        head += self.alter.encode() + b"\r\n"
-                    if self.alter_body:
-                        data = data.replace(b"\r\n", b"\n")
-                    self.relay.keep(Relayed(mail_from, list(rcpt), head + data))
-                    sock.sendall(b"250 2.0.0 relayed\r\n")
-                elif verb == "QUIT":
-                    sock.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    sock.sendall(b"250 2.0.0 OK\r\n")
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def session(self, lines: Lines) -> None:
+        tls, mail_from, rcpt = False, "", []
+        lines.send(b"220 fake.test ESMTP burl\r\n")
+        while not self.stopping.is_set():
+            cmd = lines()
+            if cmd is None:
+                return
+            verb, _, arg = cmd.decode(errors="replace").partition(" ")
+            verb = verb.upper()
+            if verb == "EHLO":
+                extra = b"250-AUTH PLAIN\r\n250-BURL imap\r\n" if tls else b"250-STARTTLS\r\n"
+                lines.send(b"250-fake.test\r\n" + extra + b"250 8BITMIME\r\n")
+            elif verb == "STARTTLS":
+                lines.send(b"220 2.0.0 go ahead\r\n")
+                lines.wrap(self.tls_context)
+                tls = True
+            elif verb == "AUTH":
+                lines.send(b"235 2.7.0 authenticated\r\n")
+            elif verb == "MAIL":
+                mail_from, rcpt = arg, []
+                lines.send(b"250 2.1.0 OK\r\n")
+            elif verb == "RCPT":
+                rcpt.append(arg.split(":", 1)[-1].strip("<>"))
+                lines.send(b"250 2.1.5 OK\r\n")
+            elif verb == "BURL":
+                data = self._resolve(arg.rsplit(" ", 1)[0])
+                if data is None:
+                    lines.send(b"554 5.7.0 BURL URL cannot be resolved\r\n")
+                    continue
+                head = b"Received: from client.test by fake.test with ESMTPSA; Thu, 1 Jan 2026 00:00:00 +0000\r\n"
+                if self.alter:
+                    head += self.alter.encode() + b"\r\n"
+                if self.alter_body:
+                    data = data.replace(b"\r\n", b"\n")
+                self.relay.keep(Relayed(mail_from, list(rcpt), head + data))
+                lines.send(b"250 2.0.0 relayed\r\n")
+            elif verb == "QUIT":
+                lines.send(b"221 bye\r\n")
+                return
+            else:
+                lines.send(b"250 2.0.0 OK\r\n")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .imap import DEFAULT_CAPS, FakeImapServer
 from .lemonade_store import Msg, StoreSession
+from .smtp import FakeSmtp, Lines
 
 EVENTS = ("MessageNew", "MessageExpunge", "FlagChange", "MailboxName", "SubscriptionChange")
 _GROUP = re.compile(r"\((selected-delayed|selected|personal|inboxes|subscribed|mailboxes|subtree)"
@@ -276,37 +277,13 @@ class PushStore(StoreSession):
             self.send(f"{tag} OK NOTIFY completed")
 
 
-class DeliveringSmtp:
+class DeliveringSmtp(FakeSmtp):
     """Submission with STARTTLS and AUTH PLAIN whose DATA is delivered into the INBOX of ``store`` (a FakeImapServer
     running PushStore sessions), silently: nobody is told, as a server whose delivery forgets its idling clients."""
 
     def __init__(self, store: FakeImapServer, tls_context: ssl.SSLContext) -> None:
-        self.store, self.tls_context = store, tls_context
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self) -> "DeliveringSmtp":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(2)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            sock.settimeout(10)
-            threading.Thread(target=self._session, args=(sock,), daemon=True).start()
+        super().__init__(tls_context)
+        self.store = store
 
     def _deliver(self, data: bytes) -> None:
         from .lemonade_store import Box
@@ -316,55 +293,37 @@ class DeliveringSmtp:
         inbox.msgs.append(Msg(inbox.uidnext, data))
         inbox.uidnext += 1
 
-    def _session(self, sock: socket.socket) -> None:
-        buf, tls = b"", False
-
-        def line() -> bytes | None:
-            nonlocal buf
-            while b"\r\n" not in buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return None
-                buf += chunk
-            out, _, buf = buf.partition(b"\r\n")
-            return out
-
-        try:
-            sock.sendall(b"220 fake.test ESMTP delivering\r\n")
-            while not self.stopping.is_set():
-                cmd = line()
-                if cmd is None:
-                    return
-                verb = cmd.split(b" ", 1)[0].upper()
-                if verb == b"EHLO":
-                    extra = b"250-AUTH PLAIN\r\n" if tls else b"250-STARTTLS\r\n"
-                    sock.sendall(b"250-fake.test\r\n" + extra + b"250 8BITMIME\r\n")
-                elif verb == b"STARTTLS":
-                    sock.sendall(b"220 2.0.0 go ahead\r\n")
-                    sock, buf, tls = self.tls_context.wrap_socket(sock, server_side=True), b"", True
-                elif verb == b"AUTH":
-                    sock.sendall(b"235 2.7.0 authenticated\r\n")
-                elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
-                    sock.sendall(b"250 2.0.0 OK\r\n")
-                elif verb == b"DATA":
-                    sock.sendall(b"354 go on\r\n")
-                    body = b""
-                    while (chunk := line()) is not None and chunk != b".":
-                        body += (chunk[1:] if chunk.startswith(b"..") else chunk) + b"\r\n"
-                    self._deliver(body)
-                    sock.sendall(b"250 2.0.0 delivered\r\n")
-                elif verb == b"QUIT":
-                    sock.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    sock.sendall(b"502 5.5.1 not here\r\n")
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def session(self, lines: Lines) -> None:
+        tls = False
+        lines.send(b"220 fake.test ESMTP delivering\r\n")
+        while not self.stopping.is_set():
+            cmd = lines()
+            if cmd is None:
+                return
+            verb = cmd.split(b" ", 1)[0].upper()
+            if verb == b"EHLO":
+                extra = b"250-AUTH PLAIN\r\n" if tls else b"250-STARTTLS\r\n"
+                lines.send(b"250-fake.test\r\n" + extra + b"250 8BITMIME\r\n")
+            elif verb == b"STARTTLS":
+                lines.send(b"220 2.0.0 go ahead\r\n")
+                lines.wrap(self.tls_context)
+                tls = True
+            elif verb == b"AUTH":
+                lines.send(b"235 2.7.0 authenticated\r\n")
+            elif verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                lines.send(b"250 2.0.0 OK\r\n")
+            elif verb == b"DATA":
+                lines.send(b"354 go on\r\n")
+                body = b""
+                while (chunk := lines()) is not None and chunk != b".":
+                    body += (chunk[1:] if chunk.startswith(b"..") else chunk) + b"\r\n"
+                self._deliver(body)
+                lines.send(b"250 2.0.0 delivered\r\n")
+            elif verb == b"QUIT":
+                lines.send(b"221 bye\r\n")
+                return
+            else:
+                lines.send(b"502 5.5.1 not here\r\n")
 
 
 def store_target(directory: Path, server: FakeImapServer, name: str, smtp: DeliveringSmtp | None = None) -> Path:
