@@ -20,7 +20,7 @@ from .errors import BadInput
 PROFILES_DIR = data_dir("profiles")
 LEVELS = ("MUST", "SHOULD", "MAY", "PROFILE")
 STRICT_LEVELS = ("MUST", "PROFILE")  # a failure at these levels fails a run
-FAMILIES = ("http-binding", "push", "reconnect", "envelope-security", "transport-security", "capability")
+FAMILIES = ("http-binding", "push", "reconnect", "envelope-security", "transport-security", "capability", "client")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*){1,5}$")
 PARAM_TYPES = {"float": float, "int": int, "str": str, "bool": bool, "list": list}
 

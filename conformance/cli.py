@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:  # everything is validated before anything starts: bad input is exit 2 with one clear line
         plan = plan_run(targets=args.target, profiles=args.profile, scenarios=args.scenario, depth=args.depth,
+                        clients=args.client,
                         deadline=args.deadline, case_timeout=args.case_timeout)
         baseline = None
         if args.baseline:
@@ -76,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BadInput as e:
         return die(str(e))
     run_meta = start_run_meta(out, plan)
-    console().print(f"[bold]lemonade run[/] targets={', '.join(plan.target_names.values())} "
+    console().print(f"[bold]lemonade run[/] {'clients=' + ','.join(plan.clients) + ' ' if plan.clients else ''}"
+                    f"targets={', '.join(plan.target_names.values())} "
                     f"profiles={', '.join(plan.profiles)} depth={plan.depth} -> {out}", markup=True)
     t0 = time.monotonic()
     rc = run_checks(out, plan, args)
@@ -105,7 +107,8 @@ def prepare_targets(plan) -> str | None:
 
     containers = [t for t in plan.targets if is_container_target(t)]
     if containers:
-        from .providers.container import build_all, engine_problem
+        from .providers.engine import engine_problem
+        from .providers.images import build_all
 
         problem = engine_problem()
         if problem:
@@ -159,6 +162,10 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["-k", args.k]
     if args.n and args.n != "0":
         pytest_args += ["-n", args.n, "-p", "xdist"]
+        if plan.clients:  # client cases wait for minutes or seconds: idle workers take pending cases from busy ones
+            pytest_args += ["--dist", "worksteal"]
+    for c in plan.clients:
+        pytest_args += ["--lemonade-client", c]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
     from .progress import progress_for
@@ -282,6 +289,29 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clients(args: argparse.Namespace) -> int:
+    from .subjects.adapters import load_adapters
+
+    try:
+        rows = [a.describe() for a in load_adapters().values()]
+    except BadInput as e:
+        return die(str(e))
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="clients under test (adapters in clients/<name>/; lemonade run --client NAME)")
+    for col in ("name", "version", "protocols", "supports", "cases", "package"):
+        table.add_column(col)
+    for r in rows:
+        version = r["version"] or ("[red]not installed[/]" if not r["installed"] else "?")
+        table.add_row(r["name"], version, ", ".join(r["protocols"]), ", ".join(r["supports"]), ", ".join(r["cases"]),
+                      r["package"])
+    console().print(table)
+    return 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from .profiles_cli import profiles_list, profiles_show
 
@@ -371,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", action="append", default=[], help="dovecot (default) or a target file; repeatable")
     r.add_argument("--profile", action="append", default=[], help="select checks by profile; repeatable (default: all)")
     r.add_argument("--scenario", action="append", default=[], help="scenario string; repeatable (default: per check)")
+    r.add_argument("--client", action="append", default=[], help="judge this client program (adapter name from "
+                   "'lemonade clients list', or an adapter folder); repeatable; the targets become partner servers")
     r.add_argument("--depth", choices=("quick", "full"), default="quick")
     r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
     r.add_argument("-k", help="pytest -k expression over check names")
@@ -390,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list"])
     s.add_argument("--format", choices=["text", "json"], default="text")
     s.set_defaults(fn=cmd_scenarios)
+    cl = sub.add_parser("clients", help="client programs the suite can judge (adapters), their versions and support")
+    cl.add_argument("action", choices=["list"])
+    cl.add_argument("--format", choices=["text", "json"], default="text")
+    cl.set_defaults(fn=cmd_clients)
     p = sub.add_parser("profiles", help="requirement profiles and their coverage")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("name", nargs="?")

@@ -31,7 +31,8 @@ def result_line(r: dict[str, Any]) -> str:
 
     style = VERDICT_STYLE.get(r["verdict"], "default")
     msg = r["message"]
-    return (f"[{style}]{r['verdict']:>14}[/] {escape(r['check'])} [dim]{escape(r['target'])} | "
+    where = f"{r.get('subject')}@{r['target']}" if r.get("role") == "client" else r["target"]
+    return (f"[{style}]{r['verdict']:>14}[/] {escape(r['check'])} [dim]{escape(where)} | "
             f"{escape(r['scenario'])} {r['duration_s']:.2f}s[/]"
             + (f"  {escape(msg)}" if msg and r["verdict"] != "pass" else ""))
 

@@ -1,9 +1,10 @@
 """NetworkPath: the started intermediaries of one case between the suite's clients and the target.
 
 Checks never connect to the target directly; they ask the path: ``path.open("imap")`` returns a connected
-socket (through the intermediaries, or direct), ``path.address("jmap")`` where to point an HTTP client,
-``path.kill()`` cuts live connections on demand, ``path.blackhole()`` silently stops forwarding on them,
-``path.kill_after(n)`` arms a cut after n client octets.
+socket (through the intermediaries, or direct), ``path.address("jmap")`` where to point an HTTP client.
+Faults on demand: ``path.kill()`` cuts live connections, ``path.kill_after(n)`` arms a cut after n client
+octets, ``path.blackhole()`` silently stops forwarding on live connections. ``path.harness_errors`` lists the
+faults of the intermediary itself (exceptions in its own code): a case whose path has any is ``error``.
 """
 
 from __future__ import annotations
@@ -13,25 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import HarnessError, NotApplicable, TargetUnreachable
+from ..errors import Blocked, HarnessError, NotApplicable, TargetUnreachable
+from ..protocols.connection import CapturedConnection
+from ..protocols.http import open_tunnel
+from ..providers.base import free_port
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
-from .addons.common import Blackhole, RawTcp, StreamResponses, blackhole, shared
-from .addons.kill import Kill, Trigger
+from .addons.common import Blackhole, RawTcp, StreamResponses, Trigger
+from .addons.kill import Kill
 from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
-from .host import ProxyHost, free_port
-from .scenario import Scenario
+from .host import ProxyHost
+from .scenario import Element, Emulator, Scenario
 
-
-class Blocked(HarnessError):
-    """The intermediary refused to carry a connection (e.g. https-only answered CONNECT with 403).
-
-    A firewall decision, not a fault of the target: reachability checks catch it and record it as data.
-    """
-
-    def __init__(self, endpoint: str, status: int, reason: str, via: str) -> None:
-        self.endpoint, self.status, self.reason, self.via = endpoint, status, reason, via
-        super().__init__(f"{endpoint}: blocked by the intermediary ({via} answered {status} {reason})")
+__all__ = ["Blocked", "NetworkPath"]  # Blocked lives in errors.py; named here for the checks that import it
 
 
 class NetworkPath:
@@ -45,6 +40,7 @@ class NetworkPath:
         self.addons: list[Any] = []
         self.options: dict[str, Any] = {}
         self.intercepts_tls = False  # the path terminates TLS with its own CA (inspecting, reverse https)
+        self.harness_errors: list[str] = []  # faults of the intermediary itself, one line each
         self.keep_logs: Path | None = None  # the run's logs/ directory (real programs copy their logs there)
         self.facts: dict[str, dict[str, Any]] = {}  # measurements the path contributes (a real program's version)
 
@@ -87,9 +83,13 @@ class NetworkPath:
         self.note_preset()
         if self.scenario.is_direct:
             return self
+        others = [e for e in self.scenario.elements if not isinstance(e.spec, Emulator)]
+        if others:  # a real element runs in its own NetworkPath subclass (for_scenario)
+            raise HarnessError(f"scenario {self.scenario}: this NetworkPath runs emulators only, not "
+                               + ", ".join(f"{e.name} ({e.spec.kind})" for e in others))
         behaviour: list[Any] = []
         for element in self.scenario.elements:
-            addons, opts = element.spec.build(self._build_params(element))
+            addons, opts = self._build(element)
             behaviour += addons
             self.options.update(opts)
         if not any(isinstance(a, Kill) for a in behaviour):
@@ -119,14 +119,14 @@ class NetworkPath:
             raise NotApplicable(f"scenario {self.scenario} carries none of the endpoints of target {self.target.name}")
         for attempt in range(3):  # a chosen port can be taken before mitmproxy binds it: choose again
             modes = [f"{m}@127.0.0.1:{free_port()}" for _, m in plan]
-            self.host = ProxyHost(self.transcript)
+            self.harness_errors.clear()  # what a failed attempt logged is not this path's fault
+            self.host = ProxyHost(self.transcript, faults=self.harness_errors)
             try:
                 listen = self.host.start(modes, self.addons, self.options)
                 break
             except HarnessError as e:
                 if attempt == 2 or "address" not in str(e).lower():
                     raise
-        self.host.call(self._attach_recorder)
         for (name, _), mode in zip(plan, modes):
             addr = listen.get(mode) or next((v for k, v in listen.items() if k.endswith(mode.rsplit("@", 1)[1])), None)
             if addr is None:
@@ -142,15 +142,11 @@ class NetworkPath:
                              + f" (ready in {self.host.started_in:.3f} s)")
         return self
 
-    def _build_params(self, element) -> dict[str, Any]:
-        """The element's parameters, plus what a builder needs to know about the target (ports by endpoint)."""
-        params = dict(element.params)
-        params["_target_endpoints"] = {k: (ep.scheme, ep.port) for k, ep in self.target.endpoints.items()}
-        return params
-
-    def _attach_recorder(self) -> None:
-        s = shared()
-        s.record = lambda who, text, conn="": self.transcript.action(who, text, conn)
+    def _build(self, element: Element) -> tuple[list[Any], dict[str, Any]]:
+        """An emulated element's addon and option values (it may need the target's ports by endpoint)."""
+        spec = element.spec
+        assert isinstance(spec, Emulator)
+        return spec.build(dict(element.params), {k: (ep.scheme, ep.port) for k, ep in self.target.endpoints.items()})
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint a client should use: the target's own, or the intermediary's listener in front of it.
@@ -180,7 +176,8 @@ class NetworkPath:
     def open(self, name: str, timeout: float = 10.0) -> socket.socket:
         """A connected socket to ``name`` through the path (a CONNECT tunnel behind an explicit proxy).
 
-        Raises ``Blocked`` when the intermediary refuses (403), ``TargetUnreachable`` when nothing answers.
+        Raises ``Blocked`` when the intermediary refuses (403), ``TargetUnreachable`` when the target is not
+        there, ``HarnessError`` when the suite's own listener or proxy fails.
         """
         if self.forward_proxy is not None:
             return self._connect_tunnel(name, timeout)
@@ -188,8 +185,10 @@ class NetworkPath:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
-            who = "target" if self.scenario.is_direct else "the suite's own intermediary"
-            raise TargetUnreachable(f"cannot connect to {who} for {name} at {host}:{port}: {e}") from e
+            if self.scenario.is_direct:
+                raise TargetUnreachable(f"cannot connect to the target for {name} at {host}:{port}: {e}") from e
+            raise HarnessError(f"cannot connect to the suite's own intermediary for {name} at {host}:{port}: "
+                               f"{e}") from e
         return sock
 
     def _connect_tunnel(self, name: str, timeout: float) -> socket.socket:
@@ -197,39 +196,21 @@ class NetworkPath:
         if ep is None:
             raise NotApplicable(f"target {self.target.name} has no {name} endpoint")
         assert self.forward_proxy is not None
-        try:
-            sock = socket.create_connection(self.forward_proxy, timeout=timeout)
-        except OSError as e:
-            raise HarnessError(f"cannot connect to the suite's own HTTP proxy at {self.proxy_url}: {e}") from e
+        conn = CapturedConnection.connect(*self.forward_proxy, transcript=self.transcript, label=f"connect {name}",
+                                          leg=self.leg, timeout=timeout, via="HTTP proxy")
         authority = f"[{ep.host}]:{ep.port}" if ":" in ep.host else f"{ep.host}:{ep.port}"
-        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
-        self.transcript.add(self.leg, "C", request.decode(), len(request), conn=f"connect {name}")
-        head = b""
         try:
-            sock.sendall(request)
-            deadline = time.monotonic() + timeout
-            while b"\r\n\r\n" not in head:  # byte by byte: whatever follows the head belongs to the tunnel
-                if time.monotonic() > deadline or len(head) > 16384:
-                    raise HarnessError(f"HTTP proxy sent no complete answer to CONNECT {authority}")
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                b = sock.recv(1)
-                if not b:
-                    raise HarnessError(f"HTTP proxy closed the connection after CONNECT {authority}")
-                head += b
-        except (OSError, HarnessError) as e:
-            sock.close()
-            if isinstance(e, HarnessError):
-                raise
-            raise HarnessError(f"CONNECT {authority} through {self.proxy_url} failed: {e}") from e
-        self.transcript.add(self.leg, "S", head.decode("latin-1"), len(head), conn=f"connect {name}")
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            status, status_line = open_tunnel(conn, authority, time.monotonic() + timeout,
+                                              f"the suite's HTTP proxy {self.proxy_url}")
+        except BaseException:
+            conn.close()
+            raise
         if status == 200:
+            sock = conn.detach()
             sock.settimeout(timeout)
             return sock
-        sock.close()
-        reason = parts[2] if len(parts) > 2 else ""
+        conn.close()
+        reason = status_line.split(" ", 2)[2] if status_line.count(" ") >= 2 else ""
         if status == 403:
             raise Blocked(name, status, reason, f"HTTP proxy {self.proxy_url}")
         raise TargetUnreachable(f"CONNECT {authority} through {self.proxy_url} answered {status_line!r}")
@@ -241,39 +222,30 @@ class NetworkPath:
             raise HarnessError(f"scenario {self.scenario} cannot cut connections (use a non-direct scenario)")
         return kill
 
+    def _port(self, endpoint: str | None) -> int | None:
+        if endpoint is None:
+            return None
+        ep = self.target.endpoint(endpoint)
+        if ep is None:
+            raise HarnessError(f"target {self.target.name} has no {endpoint} endpoint to act on")
+        return ep.port
+
     def kill(self, how: str = "rst", endpoint: str | None = None) -> int:
-        """Cut every live connection through this path now (only those to ``endpoint`` when given)."""
-        kill = self._kill_addon()
-        port = self.target.endpoint(endpoint).port if endpoint else None
+        """Cut every live connection through this path now (only those to ``endpoint`` when given) with an RST
+        or a FIN to both sides. Returns how many were cut."""
+        kill, port = self._kill_addon(), self._port(endpoint)
         return self.host.call(lambda: kill.kill_now(how, port))
 
     def blackhole(self, endpoint: str | None = None) -> int:
         """Black-hole every live connection through this path now (only those to ``endpoint`` when given):
-        from now on nothing is forwarded either way and neither side is told, like a NAT that silently forgot
-        its mappings. Returns the number of connections affected."""
-        kill = self._kill_addon()  # the Kill addon tracks the live flows of every path
-        port = self.target.endpoint(endpoint).port if endpoint else None
-
-        def run() -> int:
-            s = shared()
-            n = 0
-            for flow in list(kill.flows.values()):
-                if not s.live(flow) or flow.client_conn.id in s.blackholed:
-                    continue
-                if port is not None and flow.server_conn.address and flow.server_conn.address[1] != port:
-                    continue
-                blackhole(flow)
-                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
-                                      "no FIN or RST to either side)", s.label(flow))
-                n += 1
-            return n
-
-        return self.host.call(run)
+        nothing is forwarded either way from now on and nobody is told, as a NAT that silently forgot its
+        mappings. Returns how many connections were black-holed."""
+        kill, port = self._kill_addon(), self._port(endpoint)
+        return self.host.call(lambda: kill.blackhole_now(port))
 
     def kill_after(self, octets: int, side: str = "client", how: str = "rst", endpoint: str | None = None) -> None:
         """Arm a one-shot cut: after ``octets`` from ``side`` on the next matching connection, cut it."""
-        kill = self._kill_addon()
-        port = self.target.endpoint(endpoint).port if endpoint else None
+        kill, port = self._kill_addon(), self._port(endpoint)
         self.host.call(lambda: kill.kill_after(Trigger(octets, side, how, port)))
 
     def stop(self) -> None:

@@ -95,3 +95,4 @@ def evidence_summary(r: dict[str, Any], lines: int = 40) -> str:
             text = e["text"].replace("\r\n", "\n").rstrip("\n").replace("\n", "\n" + " " * 24)
             out.append(f"t={e['t']:8.3f} {e.get('conn') or e['leg']:>10} {e['direction']}: {text}")
     return "\n".join(out)
+

@@ -17,7 +17,7 @@ from mitmproxy import tcp
 
 from conformance.intermediaries.addons.common import shared
 from conformance.intermediaries.addons.strip_starttls import strip_capabilities
-from conformance.intermediaries.scenario import REGISTRY, Intermediary, register
+from conformance.intermediaries.scenario import REGISTRY, Emulator, register
 
 _CAPS = re.compile(rb"(\* CAPABILITY [^\r\n]*|\[CAPABILITY [^\]\r\n]*\])", re.I)
 _UIDPLUS = re.compile(rb" UIDPLUS(?=[ \]\r\n]|$)", re.I)
@@ -100,5 +100,4 @@ for _name, _cls, _summary in (
         ("strip-copyuid", StripCopyuid, "TEST ONLY: removes [COPYUID] from COPY and MOVE answers."),
         ("strip-literal-plus", StripLiteralPlus, "TEST ONLY: hides LITERAL+ from the client.")):
     if _name not in REGISTRY:
-        register(Intermediary(name=_name, path="tcp", summary=_summary, params=(),
-                              build=lambda p, cls=_cls: ([cls()], {}), endpoints=("imap",)))
+        register(Emulator(name=_name, path="tcp", addon=_cls, endpoints=("imap",), summary=_summary))

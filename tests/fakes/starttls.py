@@ -24,7 +24,7 @@ from tests.fakes.imap import ACCOUNTS, FakeImapServer, FakeImapSession
 
 
 def server_context(directory: Path, names: tuple[str, ...] = ("localhost",)) -> ssl.SSLContext:
-    from conformance.providers.dovecot import make_certificate
+    from conformance.providers.base import make_certificate
 
     make_certificate(directory, names)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

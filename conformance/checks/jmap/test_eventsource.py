@@ -315,7 +315,7 @@ def test_closeafter_state_ends_response(case):
     if state is None:
         raise ConformanceFailure(f"no state event within {budget + 1:.1f} s of the change",
                                  requirement="jmap.eventsource.closeafter-state")
-    mark = len(case.transcript.entries)
+    mark = case.transcript.mark()
     after = list(stream.events(time.monotonic() + close_within))
     case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title="closeafter=state",
                                      end=case.transcript.now(), thresholds=[("close within", close_within)]))
@@ -324,7 +324,7 @@ def test_closeafter_state_ends_response(case):
                         f"closeafter=state: the response did not end within {close_within:.1f} s after the state event "
                         f"at t={state.t:.2f} (then: {[x.event.type if x.event else x.kind for x in after]})"):
         return
-    cuts = [x.text for x in case.transcript.entries[mark:] if x.direction == "I"]
+    cuts = [x.text for x in case.transcript.since(mark) if x.direction == "I"]
     if cuts:
         raise HarnessError(f"the response was ended by the suite's own intermediary, not by the server: {cuts[0]}")
     others = [x.event.type for x in after if x.kind == "event"]

@@ -56,14 +56,14 @@ def test_compress_full_sync_through_path(case):
         if not res.ok:
             raise ConformanceFailure(f"COMPRESS DEFLATE refused although advertised: {res.tagged.first_line}",
                                      requirement="compress.start-point")
-        mark = len(case.transcript.entries)
+        mark = case.transcript.mark()
         case.path.kill_after(CUT_AFTER, side="server", endpoint="imap")
         failed: Exception | None = None
         try:
             full_sync(comp, name)
         except (ServerClosed, ServerTimeout, ProtocolViolation) as e:
             failed = e
-        cut = next((e.text for e in case.transcript.entries[mark:] if e.direction == "I" and "cut" in e.text), None)
+        cut = next((e.text for e in case.transcript.since(mark) if e.direction == "I" and "cut" in e.text), None)
         if cut is None and isinstance(failed, ProtocolViolation):
             raise ConformanceFailure(f"the compressed stream does not decode as raw DEFLATE from the octet after the "
                                      f"OK: {failed}", requirement="compress.start-point") from failed

@@ -43,7 +43,7 @@ def stored_copies(conn: ImapConnection, mailbox: str, marker: str) -> list[bytes
 
 def cut_recorded(case, mark: int) -> str | None:
     """The path's own record of a cut made after transcript entry ``mark`` (None: the intermediary cut nothing)."""
-    return next((e.text for e in case.transcript.entries[mark:] if e.direction == "I" and "cut" in e.text), None)
+    return next((e.text for e in case.transcript.since(mark) if e.direction == "I" and "cut" in e.text), None)
 
 
 def require_cut(case, mark: int, what: str) -> str:
@@ -104,7 +104,7 @@ def test_append_cut_midway(case, variant):
     marker = f"cut-{variant.replace('+', 'plus')}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
     conn = case.imap(label=f"append-{variant}")
-    mark = len(case.transcript.entries)
+    mark = case.transcript.mark()
     outcome = cut_append(case, conn, mailbox, variant, message)
     case.note(outcome)
     require_cut(case, mark, f"APPEND ({variant})")
@@ -188,7 +188,7 @@ def test_submission_cut_midway(case, command):
     size = case.param("message_size")
     marker = f"cut-{command.lower()}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
-    mark = len(case.transcript.entries)
+    mark = case.transcript.mark()
     outcome = cut_submission(case, smtp, command, message)
     case.note(outcome)
     require_cut(case, mark, f"submission ({command})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 
 import pytest
 
@@ -31,7 +32,7 @@ def _imap_plain(case, label: str):
     if source:
         case.note(f"{label}: connecting from {source[0]} so the server sees a peer other than itself")
     conn = ImapConnection(ep.host, ep.port, transcript=case.transcript, tls="none", timeout=case.deadline, label=label,
-                          leg=case.path.leg, source_address=source)
+                          leg=case.path.leg, source_address=source, via=case.intermediary_name())
     case.on_cleanup(conn.close)
     conn.read_greeting()
     if conn.greeting.status == "PREAUTH":
@@ -45,7 +46,8 @@ def _smtp_plain(case, label: str) -> tuple[SmtpLine, set[str]]:
     ep = case.path.endpoint("submission")
     if remote_source(ep.host):
         case.note(f"{label}: connecting from {remote_source(ep.host)[0]} so the server sees a peer other than itself")
-    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label, timeout=case.deadline)
+    smtp = SmtpLine(ep.host, ep.port, case.transcript, case.path.leg, label, timeout=case.deadline,
+                    via=case.intermediary_name())
     case.on_cleanup(smtp.close)
     greeting = smtp.reply()
     assert greeting.code == 220, f"expected a 220 greeting from submission, got {greeting.text!r}"
@@ -103,24 +105,24 @@ def test_imap_starttls_injection(case):
     early = [r.first_line for r in res.untagged]
     if not res.ok:
         raise NotApplicable(f"STARTTLS refused ({res.tagged.first_line}); nothing to inject into")
-    answered = [r.first_line for r in [*res.untagged, *imap.queue] if r.tag == "b"]
+    queued, pending = imap.take_pending()
+    answered = [r.first_line for r in [*res.untagged, *queued] if r.tag == "b"]
     assert not answered, f"the injected command 'b NOOP' was answered in cleartext around 'a OK' to STARTTLS: {answered}"
-    imap.queue.clear()
-    pending = bytes(imap.reader._buf)
-    imap.reader._buf.clear()
     assert not pending.startswith(b"b "), f"the injected command was answered before the handshake: {pending[:80]!r}"
     hs = _observed_handshake(case, imap, imap.label)
     if hs.tls is None:
         _judge_failed_handshake(case, hs, INJECTED_IMAP_REPLY, "b NOOP", "'a OK'")
         return
-    imap.sock, imap.tls_version = hs.tls, hs.tls.version()
+    imap.conn.sock, imap.conn.tls_version = hs.tls, hs.tls.version()
     seen: list[str] = []
     res = imap.command("NOOP")  # sent with our own tag; the injected command had tag b
     seen += [r.first_line for r in res.untagged if r.tag == "b"]
-    late = imap.poll(0.5)
+    late, until = imap.poll(0.5), time.monotonic() + 2.0
     while late is not None:
         if late.tag == "b":
             seen.append(late.first_line)
+        if time.monotonic() >= until:  # a peer that never stops talking ends at the bound
+            break
         late = imap.poll(0.2)
     assert not seen, (f"the command injected before the TLS handshake ('b NOOP') was executed inside TLS: "
                       f"server answered {seen} (a man-in-the-middle can run commands in the protected session)")
@@ -148,7 +150,7 @@ def test_submission_starttls_injection(case):
     if hs.tls is None:
         _judge_failed_handshake(case, hs, INJECTED_SMTP_REPLY, "NOOP INJECTED", "'220'")
         return
-    smtp.sock, smtp.tls_version = hs.tls, hs.tls.version()
+    smtp.conn.sock, smtp.conn.tls_version = hs.tls, hs.tls.version()
     smtp.send(b"EHLO client.test\r\n")
     replies = []
     first = smtp.reply()
