@@ -28,6 +28,15 @@ TESTS_DIR = Path(__file__).resolve().parent
 STRICT = ("MUST", "PROFILE")
 MARKER = "proves"
 
+# Checks that judge no rule by design: their requirement asks for data, so every result is ``informational``, which
+# never verifies a requirement (conformance/coverage.py). They need no proof of failure; the meta-test checks that
+# they really only ever report (tests/unit/test_every_check_proven.py). Each entry says why.
+DATA_ONLY = {
+    "client/reachability": "client.http.reachability is the per-client reachability matrix (its catalog test: "
+                           "'informational, drawn as a matrix'): which clients reach their mail behind https-only "
+                           "or inspecting is data, not a rule a client breaks",
+}
+
 
 def all_checks() -> dict[str, list[str]]:
     """Every check the plugin collects (``family/name`` -> requirement ids), found the way pytest finds them: the

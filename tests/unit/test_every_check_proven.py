@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proving import Proofs, all_checks, proving_markers
+from tests.proving import DATA_ONLY, Proofs, all_checks, proving_markers
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,39 @@ def markers():
 def test_every_check_has_a_proving_test(checks, markers):
     marked, _ = markers
     proven = {m.check for m in marked}
-    missing = sorted(set(checks) - proven)
+    missing = sorted(set(checks) - proven - set(DATA_ONLY))
     assert not missing, (f"{len(missing)} of {len(checks)} checks have no proving test (a test marked "
                          f"@pytest.mark.proves('family/check', 'requirement.id') that drives the check to fail and "
                          f"asserts it with the prove fixture): {', '.join(missing)}")
+
+
+def test_data_only_checks_only_report():
+    """A check exempt from proving (DATA_ONLY) judges nothing: it ends informational and never passes or asserts, and
+    the catalog's test statement of each requirement it names says it is informational."""
+    import importlib
+    import inspect
+
+    import yaml
+
+    from conformance.catalog import PROFILES_DIR
+    from conformance.plugin.selection import check_id
+
+    tests = {r["id"]: r.get("test", "") for f in sorted((PROFILES_DIR / "requirements").glob("*.yaml"))
+             for r in yaml.safe_load(f.read_text()).get("requirements", [])}
+    found = {}
+    for family_module in ("conformance.checks.client.test_reachability",):
+        module = importlib.import_module(family_module)
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("test_"):
+                found[check_id(fn)] = fn
+    assert set(DATA_ONLY) <= set(found), sorted(set(DATA_ONLY) - set(found))
+    for check, why in DATA_ONLY.items():
+        assert why
+        source = inspect.getsource(found[check])
+        assert "case.informational(" in source, check
+        assert "case.passed(" not in source and "case.require(" not in source and "\n    assert " not in source, check
+        for rid in all_checks()[check]:
+            assert "informational" in tests[rid], (check, rid)
 
 
 def test_markers_name_real_checks_and_requirements_they_judge(checks, markers):
