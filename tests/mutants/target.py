@@ -47,7 +47,8 @@ def mutant_target(directory: Path, protocol: str, operator: str) -> Iterator[Mut
     """The reference server for ``protocol`` (imap, smtp, jmap) with ``operator`` applied in front of its endpoints;
     also a target file for the same server without the proxy (``direct_file``)."""
     from conformance.intermediaries.addons.common import RawTcp, StreamResponses
-    from conformance.intermediaries.host import ProxyHost, free_port
+    from conformance.intermediaries.host import ProxyHost
+    from conformance.providers.base import free_port
     from conformance.targets import Endpoint, write_target_file
     from conformance.transcript import Transcript
     from tests.mutants.addon import Mutate, PathConfig, configure_path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from conformance.intermediaries.addons.common import Trigger
 from conformance.intermediaries.addons.kill import Kill
-from conformance.intermediaries.scenario import REGISTRY, Intermediary, register
+from conformance.intermediaries.scenario import REGISTRY, Emulator, register
 
 
 class KillThatMisses(Kill):
@@ -18,8 +18,7 @@ class KillThatMisses(Kill):
 
 
 if "kill-that-misses" not in REGISTRY:
-    register(Intermediary(
-        name="kill-that-misses", path="tcp", summary="TEST ONLY: arms cuts and never makes them.",
-        params=(), build=lambda p: ([KillThatMisses()], {}),
+    register(Emulator(
+        name="kill-that-misses", path="tcp", addon=KillThatMisses, summary="TEST ONLY: arms cuts and never makes them.",
         emulates=lambda p: (("kill", {}),),  # it claims to be a kill intermediary: checks pinned to kill run under it
     ))
