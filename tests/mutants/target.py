@@ -46,6 +46,7 @@ def _provider(setup: dict, logs: Path):
 def mutant_target(directory: Path, protocol: str, operator: str) -> Iterator[Mutant]:
     """The reference server for ``protocol`` (imap, smtp, jmap) with ``operator`` applied in front of its endpoints;
     also a target file for the same server without the proxy (``direct_file``)."""
+    from conformance.errors import HarnessError
     from conformance.intermediaries.addons.common import RawTcp, StreamResponses
     from conformance.intermediaries.host import ProxyHost
     from conformance.providers.base import free_port
@@ -60,13 +61,20 @@ def mutant_target(directory: Path, protocol: str, operator: str) -> Iterator[Mut
     host = ProxyHost(Transcript())
     try:
         direct_file = write_target_file(target, directory / "direct.toml")
-        modes, config = [], PathConfig()
+        config = PathConfig()
         for name in setup["endpoints"]:
-            ep = target.endpoint(name)
-            scheme = "https" if ep.scheme == "https" else "tcp"
-            modes.append(f"reverse:{scheme}://{ep.host}:{ep.port}@127.0.0.1:{free_port()}")
-            config.protocols[ep.port] = "smtp" if name.startswith("submission") else "imap"
-        listen = host.start(modes, [RawTcp(), StreamResponses(), Mutate()], {"mutant_operator": operator})
+            config.protocols[target.endpoint(name).port] = "smtp" if name.startswith("submission") else "imap"
+        for attempt in range(3):  # a free port can be taken by another process before the proxy binds it
+            modes = [f"reverse:{'https' if ep.scheme == 'https' else 'tcp'}://{ep.host}:{ep.port}@127.0.0.1:{free_port()}"
+                     for ep in (target.endpoint(name) for name in setup["endpoints"])]
+            try:
+                listen = host.start(modes, [RawTcp(), StreamResponses(), Mutate()], {"mutant_operator": operator})
+                break
+            except HarnessError as e:
+                host.stop()
+                host = ProxyHost(Transcript())
+                if "already in use" not in str(e) or attempt == 2:
+                    raise
         for name, mode in zip(setup["endpoints"], modes):
             h, p = listen.get(mode) or next(v for k, v in listen.items() if k.endswith(mode.rsplit("@", 1)[1]))
             ep = target.endpoint(name)
