@@ -256,3 +256,67 @@ def parse_esearch(resp: Response) -> Esearch | None:
     for mm in re.finditer(r"([A-Za-z][A-Za-z0-9.-]*) (\([^)]*\)|\S+)", m.group(3).strip()):
         data[mm.group(1).upper()] = mm.group(2)
     return Esearch(m.group(1), bool(m.group(2)), data, line)
+
+
+# -- URLAUTH (RFC 4467) ---------------------------------------------------------------------------------------
+
+def _astring_at(raw: bytes, pos: int) -> tuple[str, int] | None:
+    """The atom or quoted string starting at ``raw[pos]`` and the position after it (None: neither)."""
+    if pos >= len(raw):
+        return None
+    if raw[pos:pos + 1] == b'"':
+        out, i = bytearray(), pos + 1
+        while i < len(raw) and raw[i:i + 1] != b'"':
+            if raw[i:i + 1] == b"\\":
+                i += 1
+            out += raw[i:i + 1]
+            i += 1
+        return (out.decode("utf-8", "replace"), i + 1) if i < len(raw) else None
+    m = re.compile(rb"[^\s()\"{]+").match(raw, pos)
+    return (m.group(0).decode("utf-8", "replace"), m.end()) if m else None
+
+
+def parse_urlfetch(resp: Response) -> list[tuple[str, bytes | None]] | None:
+    """'* URLFETCH url1 {n}<data> url2 NIL' -> [(url1, data), (url2, None)]; None for other responses.
+
+    A URL may be an atom or a quoted string; its data a literal ({n} or ~{n} with URLAUTH=BINARY) or NIL. A pair
+    that does not parse ends the list (what came before it is kept)."""
+    raw = resp.raw
+    m = re.match(rb"\* URLFETCH ", raw, re.I)
+    if not m:
+        return None
+    out: list[tuple[str, bytes | None]] = []
+    pos, literals = m.end(), iter(resp.literals)
+    while pos < len(raw) and raw[pos:pos + 2] != b"\r\n":
+        url = _astring_at(raw, pos)
+        if url is None or raw[url[1]:url[1] + 1] != b" ":
+            break
+        pos = url[1] + 1
+        if raw[pos:pos + 3].upper() == b"NIL":
+            out.append((url[0], None))
+            pos += 3
+        else:
+            lit = re.compile(rb"~?\{(\d+)\}\r\n").match(raw, pos)
+            if not lit:
+                break
+            data = next(literals, b"")
+            out.append((url[0], data))
+            pos = lit.end() + len(data)
+        while raw[pos:pos + 1] == b" ":
+            pos += 1
+    return out
+
+
+def parse_genurlauth(resp: Response) -> list[str] | None:
+    """'* GENURLAUTH url1 "url2"' -> [url1, url2] (the URLs the server generated); None for other responses."""
+    raw = resp.raw
+    m = re.match(rb"\* GENURLAUTH ", raw, re.I)
+    if not m:
+        return None
+    out, pos = [], m.end()
+    while (got := _astring_at(raw, pos)) is not None:
+        out.append(got[0])
+        pos = got[1]
+        while raw[pos:pos + 1] == b" ":
+            pos += 1
+    return out

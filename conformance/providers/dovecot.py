@@ -56,16 +56,17 @@ def probe(host: str, port: int, expect: bytes, deadline: float) -> bytes:
     raise HarnessError(f"no {expect.decode().strip()} greeting on {host}:{port} before the deadline ({last})")
 
 
-def make_certificate(directory: Path, names=("localhost",)) -> None:
-    """A self-signed EC certificate for localhost and 127.0.0.1 (fast: no RSA key generation)."""
+def make_certificate(directory: Path, names=("localhost",), *, rsa_bits: int = 0, prefix: str = "") -> None:
+    """A self-signed certificate for localhost and 127.0.0.1 in ``<prefix>cert.pem``/``<prefix>key.pem``: EC P-256
+    (fast), or RSA with ``rsa_bits`` (about 0.1 s for 2048 bits)."""
     import ipaddress
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
@@ -77,9 +78,9 @@ def make_certificate(directory: Path, names=("localhost",)) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    (directory / "key.pem").write_bytes(key.private_bytes(
+    (directory / f"{prefix}key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / f"{prefix}cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def load_settings(depth: str) -> dict[str, Any]:
@@ -94,6 +95,12 @@ def dovecot_version() -> str:
         return subprocess.run(["dovecot", "--version"], capture_output=True, text=True, timeout=5).stdout.split()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return ""
+
+
+def managesieve_installed() -> bool:
+    """Is Pigeonhole's ManageSieve service installed (Debian: dovecot-managesieved)? Then the embedded Dovecot
+    offers it, with the Sieve extensions of its delivery agent in the greeting."""
+    return Path("/usr/lib/dovecot/managesieve-login").is_file()
 
 
 class DovecotProvider:
@@ -155,14 +162,18 @@ class DovecotProvider:
             (d / sub).mkdir()
         users = self._users()
         make_certificate(d)
+        make_certificate(d, rsa_bits=2048, prefix="rsa-")  # the alternative certificate (dovecot.conf.j2)
         (d / "passwd").write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in ACCOUNTS))
         self.sink = SmtpSink(spool=d / "sink").start()
         ports = {"imap": free_port(), "imaps": free_port(), "submission": free_port()}
+        managesieve = managesieve_installed()
+        if managesieve:
+            ports["managesieve"] = free_port()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(SERVERS_DIR / "dovecot"), undefined=jinja2.StrictUndefined,
                                  keep_trailing_newline=True)
         conf = env.get_template("dovecot.conf.j2").render(
             instance=f"{os.getpid()}-{ports['imap']}", dir=str(d), ports=ports, sink_port=self.sink.port,
-            settings=self.settings, **users)
+            settings=self.settings, managesieve=managesieve, **users)
         (d / "dovecot.conf").write_text(conf)
         if os.geteuid() == 0:
             uid = pwd.getpwnam(users["mail_user"]).pw_uid
@@ -171,6 +182,7 @@ class DovecotProvider:
             for sub in ("home",):
                 os.chown(d / sub, uid, gid)
             os.chmod(d / "key.pem", 0o600)
+            os.chmod(d / "rsa-key.pem", 0o600)
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(d / "dovecot.conf")],
                                      stdout=open(d / "log" / "stdout.log", "wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -188,6 +200,8 @@ class DovecotProvider:
                 "imap": Endpoint("imap", "imap", "127.0.0.1", ports["imap"]),
                 "imaps": Endpoint("imaps", "imaps", "127.0.0.1", ports["imaps"]),
                 "submission": Endpoint("submission", "smtp", "127.0.0.1", ports["submission"]),
+                **({"managesieve": Endpoint("managesieve", "sieve", "127.0.0.1", ports["managesieve"])}
+                   if managesieve else {}),
             },
             accounts=[Account(u, p) for u, p in ACCOUNTS],
             tls=TlsPolicy(verify=False, ca_file=None),
