@@ -48,7 +48,8 @@ def split_token(url: str) -> tuple[str, str, str] | None:
     return url[:m.start()], m.group(1), m.group(2)
 
 
-def genurlauth(conn: ImapConnection, rump_url: str, *, blame: Blame | None = Blame.SERVER) -> tuple[str | None, CommandResult]:
+def genurlauth(conn: ImapConnection, rump_url: str, *,
+               blame: Blame | None = Blame.SERVER) -> tuple[str | None, CommandResult]:
     """GENURLAUTH ``rump_url`` INTERNAL: (the URL the server made, the result). A refusal, or an OK without the
     untagged GENURLAUTH, is ``blame``'s (with None: the URL is None and the caller judges)."""
     res = conn.command(f"GENURLAUTH {quote(rump_url)} INTERNAL")
