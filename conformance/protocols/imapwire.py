@@ -320,3 +320,74 @@ def parse_genurlauth(resp: Response) -> list[str] | None:
         while raw[pos:pos + 1] == b" ":
             pos += 1
     return out
+
+
+# -- parenthesized lists (BODYSTRUCTURE and friends) -----------------------------------------------------------
+
+def parse_list(raw: bytes, pos: int, literals: list[bytes] | None = None) -> tuple[list, int]:
+    """The parenthesized list starting at ``raw[pos]`` ('('), as nested Python lists: atoms and quoted strings as
+    str, literals as bytes (from ``literals``, in order; the literal's octets are skipped in ``raw``), NIL as None.
+    Returns the list and the position after its ')'. Raises ProtocolViolation on anything else."""
+    lits = iter(literals or [])
+
+    def parse(i: int) -> tuple[list, int]:
+        if raw[i:i + 1] != b"(":
+            raise ProtocolViolation(f"expected '(' at octet {i}: {raw[i:i + 20]!r}")
+        out: list = []
+        i += 1
+        while True:
+            while raw[i:i + 1] == b" ":
+                i += 1
+            c = raw[i:i + 1]
+            if c == b")":
+                return out, i + 1
+            if c == b"":
+                raise ProtocolViolation("list not closed")
+            if c == b"(":
+                sub, i = parse(i)
+                out.append(sub)
+            elif c == b'"':
+                s, i = _astring_at(raw, i) or ("", len(raw))
+                out.append(s)
+            elif (m := re.compile(rb"~?\{(\d+)\+?\}\r\n").match(raw, i)) is not None:
+                data = next(lits, b"")
+                out.append(data)
+                i = m.end() + int(m.group(1))
+            else:
+                m = re.compile(rb"[^\s()\"]+").match(raw, i)
+                if not m:
+                    raise ProtocolViolation(f"unexpected octet at {i}: {raw[i:i + 20]!r}")
+                atom = m.group(0).decode("utf-8", "replace")
+                out.append(None if atom.upper() == "NIL" else atom)
+                i = m.end()
+
+    return parse(pos)
+
+
+def fetch_list(resp: Response, item: str) -> list | None:
+    """The parenthesized value of FETCH item ``item`` (e.g. 'BODYSTRUCTURE') in an untagged FETCH, or None."""
+    m = re.search(rb"[( ]" + re.escape(item.encode()) + rb" \(", resp.raw, re.I)
+    if not m or not resp.raw.startswith(b"* "):
+        return None
+    value, _ = parse_list(resp.raw, m.end() - 1, resp.literals)
+    return value
+
+
+def body_part(structure: list, part: str) -> list | None:
+    """The BODYSTRUCTURE of section ``part`` ('1', '2', '1.2') of a message's structure, or None (message/rfc822
+    parts are not entered)."""
+    node = structure
+    for n in part.split("."):
+        if not (node and isinstance(node[0], list)):  # a single part: its part 1 is the body itself
+            if n != "1":
+                return None
+            continue
+        bodies = []
+        for x in node:
+            if not isinstance(x, list):
+                break
+            bodies.append(x)
+        if not n.isdigit() or not 1 <= int(n) <= len(bodies):
+            return None
+        node = bodies[int(n) - 1]
+    return node
