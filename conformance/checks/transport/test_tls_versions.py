@@ -7,65 +7,15 @@ TLS), imap after STARTTLS, submission after STARTTLS, submissions when the targe
 
 from __future__ import annotations
 
-import socket
 import ssl
 
 import pytest
 
 from conformance.errors import HarnessError, NotApplicable
-from conformance.protocols.imapwire import ResponseReader, parse_capabilities
 from conformance.transcript import printable
 
-from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
-
-
-def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
-    """Greeting, CAPABILITY and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
-    leg = case.path.leg
-    reader = ResponseReader()
-
-    def read(tag: str | None):
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                raise HarnessError("connection closed before STARTTLS completed")
-            case.transcript.add(leg, "S", printable(data), len(data), conn=label)
-            for r in reader.feed(data):
-                if tag is None or r.tag == tag:
-                    return r
-
-    def send(line: bytes) -> None:
-        case.transcript.add(leg, "C", printable(line), len(line), conn=label)
-        sock.sendall(line)
-
-    greeting = read(None)
-    caps = parse_capabilities(greeting.text)
-    if not caps:
-        send(b"c1 CAPABILITY\r\n")
-        r = read(None)
-        caps = parse_capabilities(r.text)
-        read("c1")
-    if "STARTTLS" not in caps:
-        raise NotApplicable("the cleartext IMAP port does not advertise STARTTLS")
-    send(b"c2 STARTTLS\r\n")
-    res = read("c2")
-    if res.status != "OK":
-        raise NotApplicable(f"STARTTLS refused: {res.first_line}")
-
-
-def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
-    smtp = SmtpLine.__new__(SmtpLine)
-    smtp.transcript, smtp.leg, smtp.label, smtp.timeout = case.transcript, case.path.leg, label, case.deadline
-    smtp.redactor, smtp.sock, smtp.buf, smtp.tls_version = case.transcript.redactor(), sock, b"", None
-    assert smtp.reply().code == 220, "no 220 greeting from submission"
-    if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):
-        raise NotApplicable("submission does not advertise STARTTLS")
-    res = smtp.command("STARTTLS")
-    if res.code != 220:
-        raise NotApplicable(f"STARTTLS refused: {res.text}")
-
-
-UPGRADES = {"imaps": None, "imap": _imap_upgrade, "submission": _smtp_upgrade, "submissions": None}
+from .upgrade import UPGRADES, tls_endpoints
+from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, client_can_offer, pinned_context
 
 
 def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
@@ -92,11 +42,6 @@ def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
     return got, f"negotiated {got}"
 
 
-def _endpoints(case) -> list[str]:
-    return [e for e in ("imaps", "imap", "submission", "submissions") if case.target.endpoint(e) is not None
-            and case.scenario.supports(e)]
-
-
 @pytest.mark.requirement("tls.min-version", "mobile.tls.min-version")
 @pytest.mark.uses("imap", "imaps", "submission")
 def test_tls_versions_every_endpoint(case):
@@ -107,7 +52,7 @@ def test_tls_versions_every_endpoint(case):
             raise HarnessError(f"cannot test {v} refusal: {why}")
     table: list[dict] = []
     problems: list[str] = []
-    for ep in _endpoints(case):
+    for ep in tls_endpoints(case):
         for v in VERSIONS:
             try:
                 got, what = handshake(case, ep, v)
