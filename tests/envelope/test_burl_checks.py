@@ -57,7 +57,8 @@ def burl_target(tls_context, **knobs):
 
 CHECK = {fn: f"envelope/{fn.__name__.removeprefix('test_')}" for fn in (
     checks.test_burl_refusals, checks.test_burl_bdat_interleave, checks.test_burl_8bit_content,
-    checks.test_submission_size_after_burl, checks.test_burl_fetch_over_tls, checks.test_submission_modifies_only_what_it_may)}
+    checks.test_submission_size_after_burl, checks.test_burl_fetch_over_tls,
+    checks.test_submission_modifies_only_what_it_may)}
 # misbehaviour: (check, requirement, words of the failure)
 BROKEN = {
     "burl_without_rcpt": (checks.test_burl_refusals, "burl.failure-modes", "BURL with no valid recipient answered 250"),
