@@ -161,6 +161,8 @@ class UrlauthStore(StoreSession):
             if msg is None:
                 if self.catenate_keeps_partial and built:
                     self.add(name, built)
+                    if name == self.selected:
+                        self.report_changes()
                 self.send(f"{tag} NO [BADURL {urls[-1] if self.badurl_names_last else url}] cannot resolve")
                 return
             built += msg.data
@@ -168,4 +170,6 @@ class UrlauthStore(StoreSession):
                 self.send(f"{tag} NO [{self.toobig_code}] composed message grows too big")
                 return
         new = self.add(name, built)
+        if name == self.selected:
+            self.report_changes()
         self.send(f"{tag} OK [APPENDUID 7 {new.uid}] CATENATE completed")

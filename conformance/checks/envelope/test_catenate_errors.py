@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conformance.checks.support import append, search_uids, select
+from conformance.checks.support import append, select, uids
 from conformance.errors import NotApplicable
 from conformance.protocols.imapwire import quote, response_code
 
@@ -41,7 +41,7 @@ def test_catenate_badurl(case):
              "a URL of another server": ([good, foreign, missing], foreign)}
     problems, seen, plain_no = [], [], []
     for what, (urls, first_bad) in tries.items():
-        before = search_uids(imap)
+        before = uids(imap)
         res = catenate(imap, box, urls)
         seen.append(f"{what}: {res.tagged.first_line}")
         code = response_code(res.tagged, "BADURL")
@@ -51,7 +51,7 @@ def test_catenate_badurl(case):
             plain_no.append(what)
         elif code.strip() != first_bad:
             problems.append(f"{what}: [BADURL {code}] does not name the first failing URL {first_bad}")
-        after = search_uids(imap)
+        after = uids(imap)
         if after != before:
             problems.append(f"{what}: the refused CATENATE stored a message (UIDs {before} -> {after})")
     case.require("catenate.badurl", not problems, "; ".join(problems))
@@ -90,9 +90,9 @@ def test_catenate_toobig(case):
     done = append(imap, box, source)
     url = f"/{box};UIDVALIDITY={done.uidvalidity or sel.uidvalidity}/;UID={done.uid or 1}"
     copies = limit // len(source) + 1
-    before = search_uids(imap)
+    before = uids(imap)
     res = catenate(imap, box, [url] * copies, timeout=max(case.deadline, 30.0))
-    after = search_uids(imap)
+    after = uids(imap)
     case.measure("appendlimit", limit, "B")
     case.measure("composed", copies * len(source), "B")
     problems = []
