@@ -126,17 +126,3 @@ def test_relay_on_port_25_offering_burl_fails(lemonade, tmp_path, tls_context):
     assert_judged(run, "envelope/burl_not_on_port_25", "burl.not-on-25", "fail", "before TLS: BURL imap",
                   target="relay-with-burl")
     assert_judged(run, "envelope/burl_not_on_port_25", "burl.not-on-25", "pass", target="relay-without-burl")
-
-
-def test_burl_checks_on_dovecot(lemonade):
-    """Dovecot's MSA passes every BURL rule it can be judged on; it resolves URLs through its own imap-urlauth
-    service, so the TLS of a fetch from another store is not applicable, and it runs no port-25 relay."""
-    run = lemonade("run", "-k", "burl or submission_size_after or submission_modifies")
-    expected = {"envelope/burl_refusals": "pass", "envelope/burl_bdat_interleave": "pass",
-                "envelope/burl_8bit_content": "pass", "envelope/submission_size_after_burl": "pass",
-                "envelope/submission_modifies_only_what_it_may": "pass", "envelope/burl_fetch_over_tls": "not-applicable",
-                "envelope/burl_not_on_port_25": "not-applicable"}
-    got = {c: run.result(c)["verdict"] for c in expected}
-    assert got == expected, {c: run.result(c)["message"] for c in expected if got[c] != expected[c]}
-    size = run.result("envelope/submission_size_after_burl")["evidence"]["measurements"]
-    assert size["assembled"]["value"] > size["size_limit"]["value"] == 1048576  # servers/dovecot/settings.toml

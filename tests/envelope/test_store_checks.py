@@ -70,14 +70,3 @@ def test_catenate_refusals_fail_against_stores_breaking_one_rule(lemonade, tmp_p
                       words, target=name)
     assert_judged(run, "envelope/catenate_badurl", "catenate.badurl", "pass", target="correct")
     assert_judged(run, "envelope/catenate_toobig", "catenate.toobig", "pass", target="correct")
-
-
-def test_store_checks_on_dovecot(lemonade):
-    """Dovecot passes the BINARY, UIDPLUS and BADURL rules; it announces no APPENDLIMIT (2.3 cannot), so TOOBIG is not
-    applicable."""
-    run = lemonade("run", "-k", K + " or catenate_badurl or catenate_toobig")
-    got = {r["check"]: r["verdict"] for r in run.results["results"]}
-    assert got == {"envelope/binary_unknown_cte": "pass", TEXT: "pass", "envelope/uid_expunge_only_named": "pass",
-                   "envelope/no_uids_without_read_right": "pass", "envelope/catenate_badurl": "pass",
-                   "envelope/catenate_toobig": "not-applicable"}, (got, run.out)
-    assert "APPENDLIMIT" in run.result("envelope/catenate_toobig")["message"]

@@ -47,17 +47,3 @@ def test_urlauth_checks_fail_against_stores_breaking_one_rule(lemonade, tmp_path
     assert_judged(run, REVOKE, "urlauth.entropy", "pass", target="ignores-expire")
     assert_judged(run, REVOKE, "urlauth.revocation", "pass", target="counter-tokens")
     assert run.rc == 1
-
-
-def test_urlauth_checks_on_dovecot(lemonade):
-    """Dovecot 2.3.19 generates and revokes URLs as RFC 4467 asks, but a URL fetched by another user's session goes
-    through its imap-urlauth service, whose login process aborts (DOVECOT-TOKEN is announced to it without the
-    'private' flag): the session gets 'NO Internal error', a real failure of urlauth.urlfetch-ok."""
-    run = lemonade("run", "-k", K)
-    for rid in ("urlauth.genurlauth-checks",):
-        assert_judged(run, GEN, rid, "pass")
-    assert_judged(run, FETCH, "urlauth.rump-exact", "pass")
-    assert_judged(run, FETCH, "urlauth.urlfetch-ok", "fail", "authuser URL fetched by another user's session: NO")
-    assert_judged(run, REVOKE, "urlauth.revocation", "pass")
-    r = assert_judged(run, REVOKE, "urlauth.entropy", "pass")
-    assert r["evidence"]["measurements"]["token_hex_digits"]["value"] >= 32
