@@ -265,12 +265,14 @@ def event(resp) -> bool:
 
 @pytest.mark.requirement("notify.overflow")
 def test_notify_flood_reported_or_overflowed(case):
-    """While a second connection appends ``flood`` messages to the mailbox a NOTIFY session has selected, the session
-    either hears of all of them (its last EXISTS counts every message) or is told '* OK [NOTIFICATIONOVERFLOW]' and
-    from then on hears nothing, as after NOTIFY NONE (RFC 5465 5.8). Stopping in silence is the failure."""
+    """While a second connection appends ``flood`` messages to the mailbox a NOTIFY session has selected and idles in,
+    the session either hears of all of them (its last EXISTS counts every message) or is told
+    '* OK [NOTIFICATIONOVERFLOW]' and from then on, once IDLE is done, hears nothing with no command in progress, as
+    after NOTIFY NONE (RFC 5465 5.8). Stopping in silence is the failure."""
     flood, quiet = case.param("flood"), case.param("quiet")
     imap, other, box = watch_selected(case, "(selected (MessageNew MessageExpunge FlagChange))")
     expected = 1 + flood
+    tag = imap.idle(timeout=10)
     watch = Watch(case, imap)
     started = time.monotonic()
     other.populate(box, flood, tag="flood")
@@ -290,9 +292,11 @@ def test_notify_flood_reported_or_overflowed(case):
                                  requirement="notify.overflow")
     if got is None:
         case.require("notify.overflow", False,
-                     f"after {flood} appends the NOTIFY session's last EXISTS was {counts[-1] if counts else 'none'} "
-                     f"(expected {expected}) and no NOTIFICATIONOVERFLOW came: notifications stopped in silence")
+                      f"after {flood} appends the idling NOTIFY session's last EXISTS was "
+                      f"{counts[-1] if counts else 'none'} (expected {expected}) and no NOTIFICATIONOVERFLOW came: "
+                      "notifications stopped in silence")
         return
+    imap.done(tag, timeout=10)
     if not overflow(got):
         case.passed(f"every one of {flood} appended messages reported (last '* {expected} EXISTS'): the server never "
                     "stopped notifying, so its behaviour after an overflow was not exercised")
