@@ -16,6 +16,7 @@ import time
 
 from conformance.providers.smtpsink import SinkMessage
 
+from .listener import Listener
 from .urlauth import UrlauthStore
 
 
@@ -46,13 +47,9 @@ class FakeSubmission:
         self.messages: list[SinkMessage] = []
         self.aborted: list[str] = []
         self._changed = threading.Condition()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self.listener = Listener(self._serve)
+        self.port = self.listener.port
+        self.stopping = self.listener.stopping
 
     # -- the sink's API ------------------------------------------------------------------------------------
     def wait_for(self, predicate, timeout: float) -> SinkMessage | None:
@@ -75,38 +72,17 @@ class FakeSubmission:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def __enter__(self) -> "FakeSubmission":
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self.threads.append(t)
+        self.listener.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(2)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            sock.settimeout(5)
-            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-            t.start()
-            self.threads.append(t)
+        self.listener.__exit__(*exc)
 
     def _serve(self, sock: socket.socket) -> None:
         try:
             Session(self, sock).run()
-        except (OSError, ssl.SSLError, ValueError):
+        except (ssl.SSLError, ValueError):
             pass
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
 
     def ehlo_lines(self, tls: bool) -> list[str]:
         lines = ["fake-submission"]

@@ -14,11 +14,11 @@ import socket
 import ssl
 import struct
 import tempfile
-import threading
 import zlib
 from pathlib import Path
 
 from .imap import FakeImapServer, FakeImapSession
+from .listener import Listener
 
 
 def certificate(directory: Path, rsa: bool) -> tuple[Path, Path]:
@@ -149,42 +149,18 @@ def _implicit_run(session_cls):
     return run
 
 
-class CompressingHello:
+class CompressingHello(Listener):
     """A TLS listener that answers any ClientHello with a ServerHello picking DEFLATE (method 1), then closes."""
 
     def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
+        super().__init__(self._answer, timeout=3)
 
-    def __enter__(self) -> "CompressingHello":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(2)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            with sock:
-                sock.settimeout(3)
-                try:
-                    sock.recv(65536)
-                    body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\xc0\x2f" + b"\x01" + b"\x00\x00"
-                    hello = b"\x02" + len(body).to_bytes(3, "big") + body
-                    sock.sendall(b"\x16\x03\x03" + struct.pack("!H", len(hello)) + hello)
-                except OSError:
-                    pass
+    @staticmethod
+    def _answer(sock: socket.socket) -> None:
+        sock.recv(65536)
+        body = b"\x03\x03" + b"\x11" * 32 + b"\x00" + b"\xc0\x2f" + b"\x01" + b"\x00\x00"
+        hello = b"\x02" + len(body).to_bytes(3, "big") + body
+        sock.sendall(b"\x16\x03\x03" + struct.pack("!H", len(hello)) + hello)
 
     def target_file(self, directory: Path, name: str = "compressing-hello") -> Path:
         path = Path(directory) / f"{name}.toml"
@@ -193,37 +169,13 @@ class CompressingHello:
         return path
 
 
-class FakeManageSieve:
+class FakeManageSieve(Listener):
     """A ManageSieve server that greets with ``sieve`` as its SIEVE capability and closes."""
 
     def __init__(self, sieve: str) -> None:
+        super().__init__(self._greet)
         self.sieve = sieve
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
 
-    def __enter__(self) -> "FakeManageSieve":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(2)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            with sock:
-                try:
-                    sock.sendall(f'"IMPLEMENTATION" "fake"\r\n"SIEVE" "{self.sieve}"\r\n"STARTTLS"\r\n'
-                                 f'"VERSION" "1.0"\r\nOK "ready"\r\n'.encode())
-                except OSError:
-                    pass
+    def _greet(self, sock: socket.socket) -> None:
+        sock.sendall(f'"IMPLEMENTATION" "fake"\r\n"SIEVE" "{self.sieve}"\r\n"STARTTLS"\r\n'
+                     f'"VERSION" "1.0"\r\nOK "ready"\r\n'.encode())
