@@ -51,12 +51,17 @@ class CaseContext:
         self.outcome = Outcome()
         self._clients: list[Any] = []
         self._cleanups: list[Any] = []
-        self.path = NetworkPath(scenario, target, self.transcript)
+        self.path = NetworkPath.for_scenario(scenario, target, self.transcript)
         self.started = time.time()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "CaseContext":
-        self.path.start()
+        try:
+            self.path.start()
+        finally:  # what the path found out (a real program's version, a preset's scaling) is evidence
+            for name, fact in self.path.facts.items():
+                self.measure(name, fact.get("value"), fact.get("unit", ""),
+                             **{k: v for k, v in fact.items() if k not in ("value", "unit")})
         return self
 
     def close(self) -> None:

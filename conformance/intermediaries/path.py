@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError, NotApplicable, TargetUnreachable
@@ -44,6 +45,16 @@ class NetworkPath:
         self.addons: list[Any] = []
         self.options: dict[str, Any] = {}
         self.intercepts_tls = False  # the path terminates TLS with its own CA (inspecting, reverse https)
+        self.keep_logs: Path | None = None  # the run's logs/ directory (real programs copy their logs there)
+        self.facts: dict[str, dict[str, Any]] = {}  # measurements the path contributes (a real program's version)
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, target: Target, transcript: Transcript) -> "NetworkPath":
+        """The path of a case: mitmproxy addons, or the real program a real element runs (its own class)."""
+        real = scenario.real
+        if real is not None:
+            return real.spec.real(scenario, target, transcript)
+        return cls(scenario, target, transcript)
 
     @property
     def leg(self) -> str:
@@ -64,7 +75,16 @@ class NetworkPath:
             return None
         return str(self.host.ca_file)
 
+    def note_preset(self) -> None:
+        """A preset's scaling and sources become the ``preset`` measurement and a transcript note."""
+        if self.scenario.preset:
+            from .presets import describe_for_case
+
+            self.facts["preset"] = describe_for_case(self.scenario)
+            self.transcript.note(self.facts["preset"]["note"])
+
     def start(self) -> "NetworkPath":
+        self.note_preset()
         if self.scenario.is_direct:
             return self
         behaviour: list[Any] = []
