@@ -101,7 +101,7 @@ def test_fetch_over_tls_judged_from_what_the_msa_sends_first(mode, verdict, tls_
     """A SHOULD: a cleartext LOGIN first is non-strict; STARTTLS first passes; an MSA that never calls is n/a."""
     with burl_target(tls_context, fetch_mode=mode) as target:
         run = run_check(checks.test_burl_fetch_over_tls, target)
-    words = "sent 'a1 LOGIN submit" if mode == "cleartext" else ""
+    words = "sent 'LOGIN (arguments not shown)' in the clear" if mode == "cleartext" else ""
     r = assert_judged(run, CHECK[checks.test_burl_fetch_over_tls], "lemonade.submit.burl-fetch-tls", verdict, words)
     assert "secret" not in str(r["evidence"]["transcript"])  # the MSA's password is redacted
     with burl_target(tls_context) as target:

@@ -118,5 +118,5 @@ class HarnessStore:
                         send(f"* CAPABILITY {CAPS}")
                     send(f"{tag} OK {verb} completed")
                 else:
-                    contact.protected, contact.first = False, self._redactor.client(line)[:120]
+                    contact.protected, contact.first = False, f"{verb} (arguments not shown)" if verb else "a blank line"
                     send(f"{tag} NO the harness store serves nothing")
