@@ -23,7 +23,7 @@ from .listener import Listener
 
 def certificate(directory: Path, rsa: bool) -> tuple[Path, Path]:
     """A self-signed certificate with an RSA (2048) or EC key: (cert, key)."""
-    from conformance.providers.dovecot import make_certificate
+    from conformance.providers.base import make_certificate
 
     make_certificate(directory, rsa_bits=2048 if rsa else 0, prefix="rsa-" if rsa else "ec-")
     prefix = "rsa-" if rsa else "ec-"
