@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import re
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import shared
+from conformance.intermediaries.addons.common import add_options, check_options, shared, value
 from conformance.intermediaries.addons.strip_starttls import strip_capabilities
-from conformance.intermediaries.scenario import REGISTRY, Intermediary, Param, register
+from conformance.intermediaries.scenario import REGISTRY, Emulator, Param, register
 
 from .rewrite_addon import LITERAL, rewrite_literals
 
 MODES = ("eol", "bodystructure", "rfc2047", "unknown-cte", "disclose-uids", "uid-expunge")
+MODE = Param("mode", str, "eol", "eol", "what to make wrong: " + ", ".join(MODES), choices=MODES, option="mangle_mode")
 ENCODED = b"=?utf-8?q?caf=C3=A9_cr=C3=A8me?="
 DECODED = "café crème".encode()
 
@@ -67,14 +68,19 @@ def mangle_server(data: bytes, mode: str) -> tuple[bytes, str]:
 
 
 class Mangle:
+    OPTIONS = (MODE,)
+
     def load(self, loader) -> None:
-        loader.add_option("mangle_mode", str, "eol", "what to make wrong: " + ", ".join(MODES))
+        add_options(loader, self.OPTIONS)
+
+    def configure(self, updated) -> None:
+        check_options(self.OPTIONS, updated)
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         if not m.content:
             return
-        s, mode = shared(), ctx.options.mangle_mode
+        s, mode = shared(), value(MODE)
         if m.from_client:
             if mode == "uid-expunge":
                 new, n = re.subn(rb"(?m)^(\S+) UID EXPUNGE \S+\r\n", rb"\1 EXPUNGE\r\n", m.content, flags=re.I)
@@ -92,9 +98,6 @@ class Mangle:
 
 
 if "mangle" not in REGISTRY:
-    register(Intermediary(
-        name="mangle", path="tcp", summary="TEST ONLY: makes BINARY/UIDPLUS answers wrong in one way.",
-        params=(Param("mode", str, "eol", "eol", "what to make wrong", choices=MODES),),
-        build=lambda p: ([Mangle()], {"mangle_mode": p["mode"]}),
-        endpoints=("imap",),
-    ))
+    register(Emulator(
+        name="mangle", path="tcp", addon=Mangle, endpoints=("imap",),
+        summary="TEST ONLY: makes BINARY/UIDPLUS answers wrong in one way."))

@@ -42,8 +42,9 @@ def store(case, imap, data: bytes, prefix: str = "burl", *, mailbox: str | None 
 
 
 def submit_url(case, imap, stored: Stored, *, section: str | None = None, user: str | None = None,
-               blame: Blame | None = Blame.HARNESS) -> str:
-    """A ``submit+<user>`` URLAUTH URL for the stored message (default user: the account's own)."""
+               blame: Blame | None = Blame.PREREQUISITE) -> str:
+    """A ``submit+<user>`` URLAUTH URL for the stored message (default user: the account's own); a store that makes
+    none leaves the BURL requirement unjudged (not-applicable, with its answer)."""
     access = f"submit+{user or case.account(0).username}"
     url, _ = genurlauth(imap, rump(case, stored.mailbox, stored.uidvalidity, stored.uid, access, section=section),
                         blame=blame)

@@ -61,13 +61,13 @@ def test_burl_refusals(case):
     """BURL fails with no valid recipient (RFC 4468 3.2: 503/554 5.5.0), with a ``submit+<other user>`` URL (3.3),
     and with a revoked URL (554 5.6.6 / 451 4.4.1), also after an earlier chunk succeeded: the whole transaction
     fails and nothing reaches the relay (proved with a marker message submitted afterwards)."""
+    smtp, _ = burl_submission(case)
     imap = case.imap()
     case.require_capability(imap.capability(), "URLAUTH")
     stored = store(case, imap, note("refusals"), "burl-refuse")
     good = submit_url(case, imap, stored)
     other = case.account(1).username if len(case.target.accounts) > 1 else "nobody-" + os.urandom(3).hex()
     foreign = submit_url(case, imap, stored, user=other, section="TEXT")
-    smtp, _ = burl_submission(case)
     sender = f"<{case.account(0).username}@lemonade.test>"
     rcpt = {k: unique_address(f"burl-{k}") for k in ("foreign", "revoked", "partial")}
     steps, modes, plus = [], [], []
@@ -133,12 +133,12 @@ def test_burl_bdat_interleave(case):
     if sink(case) is None:
         raise NotApplicable("the target's relay is not observable (only the embedded target has an SMTP sink), so the "
                             "concatenation cannot be compared")
+    smtp, _ = burl_submission(case, label_caps=("BURL", "CHUNKING"))
     imap = case.imap()
     case.require_capability(imap.capability(), "URLAUTH")
     data = note("bdat")
     stored = store(case, imap, data, "burl-bdat")
     body_url = submit_url(case, imap, stored, section="TEXT")
-    smtp, _ = burl_submission(case, label_caps=("BURL", "CHUNKING"))
     head, _, body = data.partition(b"\r\n\r\n")
     trailer = b"-- \r\nappended by BDAT after the BURL chunk\r\n"
     rcpt = unique_address("burl-bdat")
@@ -169,9 +169,9 @@ def test_burl_8bit_content(case, smime):
     """A BURL server advertises 8BITMIME (RFC 4468 4) and relays 8-bit content fetched by URL either unchanged to an
     8BITMIME hop (BODY=8BITMIME on the relay's MAIL FROM) or down-converted to 7 bits without loss; whether the
     signed fixture still verifies is reported."""
+    smtp, kw = burl_submission(case)
     imap = case.imap()
     case.require_capability(imap.capability(), "URLAUTH")
-    smtp, kw = burl_submission(case)
     if not case.require("burl.8bit-downconvert", "8BITMIME" in kw,
                         f"BURL advertised without 8BITMIME (EHLO after AUTH: {' '.join(sorted(kw))})"):
         return
@@ -220,9 +220,9 @@ def test_submission_size_after_burl(case):
     """The MSA judges its SIZE limit on the message it assembled from BURL URLs, not on the SIZE= the client declared
     (RFC 5550 4.4): MAIL FROM SIZE=200 then BURL of a stored message larger than the limit must be refused (552/554),
     and nothing relayed."""
+    smtp, kw = burl_submission(case)
     imap = case.imap()
     case.require_capability(imap.capability(), "URLAUTH")
-    smtp, kw = burl_submission(case)
     limit = int(kw.get("SIZE", "0").strip() or 0) if kw.get("SIZE", "").strip().isdigit() else 0
     if limit <= 0:
         raise NotApplicable(f"the submission server announces no SIZE limit (EHLO: {' '.join(sorted(kw))})")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conformance.checks.support import append, search_uids, select
+from conformance.checks.support import Blame, append, search_uids, select
 from conformance.protocols.imapwire import parse_genurlauth, quote
 
 from .urlauth import Fetched, genurlauth, rfc3339, rump, server_time, split_token, url_host, urlfetch
@@ -118,8 +118,8 @@ def test_urlfetch_answers_every_url(case):
     imap = case.imap()
     box, uidvalidity, uid, data = stored_message(case, imap, "urlfetch")
     user, host = case.account(0).username, url_host(case)
-    anon, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "anonymous"))
-    authuser, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "authuser"))
+    anon, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "anonymous"), blame=Blame.PREREQUISITE)
+    authuser, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "authuser"), blame=Blame.PREREQUISITE)
     rump_url, mech, token = split_token(anon) or (anon, "INTERNAL", "")
     tampered = rump_url + f":{mech}:" + token[:-1] + ("0" if token[-1:] != "0" else "1")
     zeros = "0" * max(32, len(token))
@@ -183,7 +183,7 @@ def test_urlauth_expiry_resetkey_and_tokens(case):
     offset = now.timestamp() - time.time()
     expires = now.timestamp() + expire_after
     url, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "anonymous", expire=rfc3339(
-        datetime.datetime.fromtimestamp(expires, datetime.timezone.utc))))
+        datetime.datetime.fromtimestamp(expires, datetime.timezone.utc))), blame=Blame.PREREQUISITE)
     before = urlfetch(imap, url)
     if before.data != data:
         problems.append(f"a URL expiring {expire_after:g} s ahead of the server's clock did not resolve before "
@@ -195,7 +195,7 @@ def test_urlauth_expiry_resetkey_and_tokens(case):
     if after.data is not None:
         problems.append(f"the URL still resolved {expire_after + 1:g} s after its ;EXPIRE= time ({after.describe()})")
     # 2. RESETKEY revokes what was generated before it
-    kept, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "authuser"))
+    kept, _ = genurlauth(imap, rump(case, box, uidvalidity, uid, "authuser"), blame=Blame.PREREQUISITE)
     ok_before = urlfetch(imap, kept)
     reset = imap.command(f"RESETKEY {quote(box)}")
     if not reset.ok:

@@ -51,11 +51,14 @@ def split_token(url: str) -> tuple[str, str, str] | None:
 def genurlauth(conn: ImapConnection, rump_url: str, *,
                blame: Blame | None = Blame.SERVER) -> tuple[str | None, CommandResult]:
     """GENURLAUTH ``rump_url`` INTERNAL: (the URL the server made, the result). A refusal, or an OK without the
-    untagged GENURLAUTH, is ``blame``'s (with None: the URL is None and the caller judges)."""
+    untagged GENURLAUTH, is ``blame``'s (with None: the URL is None and the caller judges). Checks that need a URL to
+    judge something else pass ``Blame.PREREQUISITE``: without one their requirement cannot be judged (the refusal
+    of a well-formed rump is then reported by the GENURLAUTH check, whose requirement it concerns)."""
     res = conn.command(f"GENURLAUTH {quote(rump_url)} INTERNAL")
     urls = [u for r in res.untagged if (got := parse_genurlauth(r)) for u in got]
     if not res.ok:
-        refuse(blame, f"GENURLAUTH {rump_url} INTERNAL refused: {res.tagged.first_line}")
+        refuse(blame, f"GENURLAUTH of a well-formed rump refused, so there is no URL to judge with: "
+                      f"{res.tagged.first_line}")
         return None, res
     if not urls:
         refuse(blame, f"GENURLAUTH OK without an untagged GENURLAUTH response: {res}")
