@@ -12,7 +12,8 @@ import ssl
 import pytest
 
 from conformance.errors import HarnessError, NotApplicable
-from conformance.transcript import printable
+from conformance.protocols.connection import CapturedConnection
+from conformance.protocols.tls import insecure_context
 
 from .upgrade import UPGRADES, tls_endpoints
 from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, client_can_offer, pinned_context
@@ -76,14 +77,12 @@ def test_tls_versions_every_endpoint(case):
 @pytest.mark.uses("imaps")
 def test_certificate_names(case):
     """Informational: the names the imaps certificate carries and whether it validates for the target's host."""
-    sock = case.path.open("imaps")
-    case.on_cleanup(sock.close)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    tls = ctx.wrap_socket(sock, server_hostname="localhost")
-    der = tls.getpeercert(binary_form=True)
-    tls.close()
+    conn = CapturedConnection(case.path.open("imaps"), transcript=case.transcript, label="imaps-certificate",
+                              leg=case.path.leg, timeout=case.deadline)
+    case.on_cleanup(conn.close)
+    conn.start_tls(insecure_context())
+    der = conn.sock.getpeercert(binary_form=True)
+    conn.close()
     if not der:
         raise HarnessError("the server sent no certificate")
     from cryptography import x509
@@ -127,14 +126,10 @@ def test_submissions_implicit_tls(case):
         case.non_strict(f"target {case.target.name} declares no submissions (implicit TLS, port 465) endpoint; "
                         "RFC 8314 3.3 asks for one beside STARTTLS on 587")
         return
-    sock = case.path.open("submissions")
-    case.on_cleanup(sock.close)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    tls = ctx.wrap_socket(sock, server_hostname="localhost")
-    tls.settimeout(10)
-    greeting = tls.recv(512)
-    case.transcript.add(case.path.leg, "S", printable(greeting), len(greeting), conn="submissions")
-    assert greeting.startswith(b"220"), f"implicit-TLS submission greeting must be 220, got {greeting[:80]!r}"
-    case.passed(f"submissions greets over {tls.version()}")
+    smtp = SmtpLine.over(case.path.open("submissions"), transcript=case.transcript, label="submissions",
+                         leg=case.path.leg, timeout=case.deadline)
+    case.on_cleanup(smtp.close)
+    smtp.start_tls(insecure_context())
+    greeting = smtp.reply()
+    assert greeting.code == 220, f"implicit-TLS submission greeting must be 220, got {greeting.text[:80]!r}"
+    case.passed(f"submissions greets over {smtp.tls_version}")

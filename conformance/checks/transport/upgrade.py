@@ -9,52 +9,28 @@ from __future__ import annotations
 
 import socket
 
-from conformance.errors import HarnessError, NotApplicable
-from conformance.protocols.imapwire import ResponseReader, parse_capabilities
-from conformance.transcript import printable
+from conformance.errors import NotApplicable
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import parse_capabilities
 
 from .wire import SmtpLine, ehlo_keywords
 
 
 def imap_upgrade(case, sock: socket.socket, label: str) -> None:
     """Greeting, CAPABILITY and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
-    leg = case.path.leg
-    reader = ResponseReader()
-
-    def read(tag: str | None):
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                raise HarnessError("connection closed before STARTTLS completed")
-            case.transcript.add(leg, "S", printable(data), len(data), conn=label)
-            for r in reader.feed(data):
-                if tag is None or r.tag == tag:
-                    return r
-
-    def send(line: bytes) -> None:
-        case.transcript.add(leg, "C", printable(line), len(line), conn=label)
-        sock.sendall(line)
-
-    greeting = read(None)
-    caps = parse_capabilities(greeting.text)
-    if not caps:
-        send(b"c1 CAPABILITY\r\n")
-        r = read(None)
-        caps = parse_capabilities(r.text)
-        read("c1")
+    imap = ImapConnection.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
+    greeting = imap.read_greeting()
+    caps = parse_capabilities(greeting.text) or imap.capability()
     if "STARTTLS" not in caps:
         raise NotApplicable("the cleartext IMAP port does not advertise STARTTLS")
-    send(b"c2 STARTTLS\r\n")
-    res = read("c2")
-    if res.status != "OK":
-        raise NotApplicable(f"STARTTLS refused: {res.first_line}")
+    res = imap.command("STARTTLS")
+    if not res.ok:
+        raise NotApplicable(f"STARTTLS refused: {res.tagged.first_line}")
 
 
 def smtp_upgrade(case, sock: socket.socket, label: str) -> None:
     """Greeting, EHLO and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
-    smtp = SmtpLine.__new__(SmtpLine)
-    smtp.transcript, smtp.leg, smtp.label, smtp.timeout = case.transcript, case.path.leg, label, case.deadline
-    smtp.redactor, smtp.sock, smtp.buf, smtp.tls_version = case.transcript.redactor(), sock, b"", None
+    smtp = SmtpLine.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
     assert smtp.reply().code == 220, "no 220 greeting from submission"
     if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):
         raise NotApplicable("submission does not advertise STARTTLS")
