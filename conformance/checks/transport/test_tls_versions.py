@@ -16,7 +16,7 @@ from conformance.protocols.connection import CapturedConnection
 from conformance.protocols.tls import insecure_context
 
 from .upgrade import UPGRADES, tls_endpoints
-from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, client_can_offer, pinned_context
+from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, pinned_context
 
 
 def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
