@@ -36,8 +36,8 @@ def test_coverage_checks_on_dovecot(lemonade):
         for rid in rids:
             assert_judged(run, check, rid, "pass")
     # real findings
-    # 1. Dovecot 2.3.19 hands a URL another user fetches to its imap-urlauth service, whose login process aborts
-    #    (DOVECOT-TOKEN is announced to it without the 'private' flag): the session gets NO instead of the data.
+    # 1. Dovecot 2.3.19 hands a URL another user fetches to its imap-urlauth service, whose login process panics
+    #    (assertion on DOVECOT-TOKEN's 'private' flag in sasl-server.c): the session gets NO instead of the data.
     assert_judged(run, "envelope/urlfetch_answers_every_url", "urlauth.urlfetch-ok", "fail",
                   "authuser URL fetched by another user's session: NO")
     assert_judged(run, "envelope/urlfetch_answers_every_url", "urlauth.rump-exact", "pass")
