@@ -17,14 +17,16 @@ ENDPOINT_SCHEMES = {
     "submission": ("smtp", "submission"),
     "submissions": ("smtps", "submissions"),
     "jmap": ("http", "https"),
+    "managesieve": ("sieve",),
+    "relay": ("smtp",),  # an MTA on port 25 (relay/MX), not a submission service
 }
 DEFAULT_PORTS = {"imap": 143, "imaps": 993, "smtp": 587, "submission": 587, "smtps": 465, "submissions": 465,
-                 "http": 80, "https": 443}
+                 "http": 80, "https": 443, "sieve": 4190}
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    name: str  # imap, imaps, submission, submissions, jmap
+    name: str  # imap, imaps, submission, submissions, jmap, managesieve, relay
     scheme: str
     host: str
     port: int
@@ -105,7 +107,7 @@ def parse_endpoint(name: str, url: str, where: str) -> Endpoint:
     if not parts.hostname:
         raise BadInput(f"{where}: endpoint '{name}' = {url!r} has no host")
     try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
+        port = parts.port or (25 if name == "relay" else DEFAULT_PORTS[parts.scheme])
     except ValueError:
         raise BadInput(f"{where}: endpoint '{name}' = {url!r} has an invalid port") from None
     return Endpoint(name, parts.scheme, parts.hostname, port, parts.path if name == "jmap" else "")

@@ -424,3 +424,138 @@ def parse_esearch(resp: Response) -> Esearch | None:
     for mm in re.finditer(r"([A-Za-z][A-Za-z0-9.-]*) (\([^)]*\)|\S+)", m.group(3).strip()):
         data[mm.group(1).upper()] = mm.group(2)
     return Esearch(m.group(1), bool(m.group(2)), data, line)
+
+
+# -- URLAUTH (RFC 4467) ---------------------------------------------------------------------------------------
+
+def _astring_at(raw: bytes, pos: int) -> tuple[str, int] | None:
+    """The atom or quoted string starting at ``raw[pos]`` and the position after it (None: neither)."""
+    if pos >= len(raw):
+        return None
+    if raw[pos:pos + 1] == b'"':
+        out, i = bytearray(), pos + 1
+        while i < len(raw) and raw[i:i + 1] != b'"':
+            if raw[i:i + 1] == b"\\":
+                i += 1
+            out += raw[i:i + 1]
+            i += 1
+        return (out.decode("utf-8", "replace"), i + 1) if i < len(raw) else None
+    m = re.compile(rb"[^\s()\"{]+").match(raw, pos)
+    return (m.group(0).decode("utf-8", "replace"), m.end()) if m else None
+
+
+def parse_urlfetch(resp: Response) -> list[tuple[str, bytes | None]] | None:
+    """'* URLFETCH url1 {n}<data> url2 NIL' -> [(url1, data), (url2, None)]; None for other responses.
+
+    A URL may be an atom or a quoted string; its data a literal ({n} or ~{n} with URLAUTH=BINARY) or NIL. A pair
+    that does not parse ends the list (what came before it is kept)."""
+    raw = resp.raw
+    m = re.match(rb"\* URLFETCH ", raw, re.I)
+    if not m:
+        return None
+    out: list[tuple[str, bytes | None]] = []
+    pos, literals = m.end(), iter(resp.literals)
+    while pos < len(raw) and raw[pos:pos + 2] != b"\r\n":
+        url = _astring_at(raw, pos)
+        if url is None or raw[url[1]:url[1] + 1] != b" ":
+            break
+        pos = url[1] + 1
+        if raw[pos:pos + 3].upper() == b"NIL":
+            out.append((url[0], None))
+            pos += 3
+        else:
+            lit = re.compile(rb"~?\{(\d+)\}\r\n").match(raw, pos)
+            if not lit:
+                break
+            data = next(literals, b"")
+            out.append((url[0], data))
+            pos = lit.end() + len(data)
+        while raw[pos:pos + 1] == b" ":
+            pos += 1
+    return out
+
+
+def parse_genurlauth(resp: Response) -> list[str] | None:
+    """'* GENURLAUTH url1 "url2"' -> [url1, url2] (the URLs the server generated); None for other responses."""
+    raw = resp.raw
+    m = re.match(rb"\* GENURLAUTH ", raw, re.I)
+    if not m:
+        return None
+    out, pos = [], m.end()
+    while (got := _astring_at(raw, pos)) is not None:
+        out.append(got[0])
+        pos = got[1]
+        while raw[pos:pos + 1] == b" ":
+            pos += 1
+    return out
+
+
+# -- parenthesized lists (BODYSTRUCTURE and friends) -----------------------------------------------------------
+
+def parse_list(raw: bytes, pos: int, literals: list[bytes] | None = None) -> tuple[list, int]:
+    """The parenthesized list starting at ``raw[pos]`` ('('), as nested Python lists: atoms and quoted strings as
+    str, literals as bytes (from ``literals``, in order; the literal's octets are skipped in ``raw``), NIL as None.
+    Returns the list and the position after its ')'. Raises ProtocolViolation on anything else."""
+    lits = iter(literals or [])
+
+    def parse(i: int) -> tuple[list, int]:
+        if raw[i:i + 1] != b"(":
+            raise ProtocolViolation(f"expected '(' at octet {i}: {raw[i:i + 20]!r}")
+        out: list = []
+        i += 1
+        while True:
+            while raw[i:i + 1] == b" ":
+                i += 1
+            c = raw[i:i + 1]
+            if c == b")":
+                return out, i + 1
+            if c == b"":
+                raise ProtocolViolation("list not closed")
+            if c == b"(":
+                sub, i = parse(i)
+                out.append(sub)
+            elif c == b'"':
+                s, i = _astring_at(raw, i) or ("", len(raw))
+                out.append(s)
+            elif (m := re.compile(rb"~?\{(\d+)\+?\}\r\n").match(raw, i)) is not None:
+                data = next(lits, b"")
+                out.append(data)
+                i = m.end() + int(m.group(1))
+            else:
+                m = re.compile(rb"[^\s()\"]+").match(raw, i)
+                if not m:
+                    raise ProtocolViolation(f"unexpected octet at {i}: {raw[i:i + 20]!r}")
+                atom = m.group(0).decode("utf-8", "replace")
+                out.append(None if atom.upper() == "NIL" else atom)
+                i = m.end()
+
+    return parse(pos)
+
+
+def fetch_list(resp: Response, item: str) -> list | None:
+    """The parenthesized value of FETCH item ``item`` (e.g. 'BODYSTRUCTURE') in an untagged FETCH, or None."""
+    m = re.search(rb"[( ]" + re.escape(item.encode()) + rb" \(", resp.raw, re.I)
+    if not m or not resp.raw.startswith(b"* "):
+        return None
+    value, _ = parse_list(resp.raw, m.end() - 1, resp.literals)
+    return value
+
+
+def body_part(structure: list, part: str) -> list | None:
+    """The BODYSTRUCTURE of section ``part`` ('1', '2', '1.2') of a message's structure, or None (message/rfc822
+    parts are not entered)."""
+    node = structure
+    for n in part.split("."):
+        if not (node and isinstance(node[0], list)):  # a single part: its part 1 is the body itself
+            if n != "1":
+                return None
+            continue
+        bodies = []
+        for x in node:
+            if not isinstance(x, list):
+                break
+            bodies.append(x)
+        if not n.isdigit() or not 1 <= int(n) <= len(bodies):
+            return None
+        node = bodies[int(n) - 1]
+    return node

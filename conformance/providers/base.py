@@ -87,15 +87,15 @@ def probe_http(host: str, port: int, deadline: float, *, path: str = "/", tls: b
     raise HarnessError(f"no {scheme} answer on {host}:{port} before the deadline ({last})")
 
 
-def make_certificate(directory: Path, names=("localhost",)) -> None:
-    """key.pem and cert.pem in ``directory``: a self-signed EC certificate for ``names`` and 127.0.0.1 (fast: no
-    RSA key generation)."""
+def make_certificate(directory: Path, names=("localhost",), *, rsa_bits: int = 0, prefix: str = "") -> None:
+    """<prefix>key.pem and <prefix>cert.pem in ``directory``: a self-signed certificate for ``names`` and 127.0.0.1,
+    EC P-256 (fast), or RSA with ``rsa_bits`` (about 0.1 s for 2048 bits)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
@@ -107,9 +107,9 @@ def make_certificate(directory: Path, names=("localhost",)) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    (directory / "key.pem").write_bytes(key.private_bytes(
+    (directory / f"{prefix}key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / f"{prefix}cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def render(template_dir: Path, name: str, **values: Any) -> str:

@@ -69,7 +69,8 @@ class ContainerProvider(Provider):
             conf = render(template_dir, "dovecot.conf.j2", instance=f"{self.spec.name}-{ports['imap']}",
                           dir=MOUNT, ports=ports, sink_port=self.sink.port, settings=self.settings,
                           internal_user="dovecot", internal_group="dovecot", login_user="dovenull",
-                          mail_user="dovecot", mail_group="dovecot")
+                          mail_user="dovecot", mail_group="dovecot", managesieve=False)
+            make_certificate(d, rsa_bits=2048, prefix="rsa-")  # ssl_alt_cert of the shared template
             (d / "dovecot.conf").write_text(conf)
             tmpfs = {f"{MOUNT}/home": "", f"{MOUNT}/run": "", f"{MOUNT}/state": ""}
         else:

@@ -43,6 +43,12 @@ def dovecot_version() -> str:
         return ""
 
 
+def managesieve_installed() -> bool:
+    """Is Pigeonhole's ManageSieve service installed (Debian: dovecot-managesieved)? Then the embedded Dovecot
+    offers it, with the Sieve extensions of its delivery agent in the greeting."""
+    return Path("/usr/lib/dovecot/managesieve-login").is_file()
+
+
 class DovecotProvider(Provider):
     """Starts and stops one private Dovecot. ``settings`` override servers/dovecot/settings.toml keys."""
 
@@ -82,12 +88,16 @@ class DovecotProvider(Provider):
         d = self.make_dir("run", "home", "state")
         users = self._users()
         make_certificate(d)
+        make_certificate(d, rsa_bits=2048, prefix="rsa-")  # the alternative certificate (dovecot.conf.j2)
         write_passwd(d)
         self.sink = self.add_service(SmtpSink(spool=d / "sink"))
         ports = {"imap": free_port(), "imaps": free_port(), "submission": free_port()}
+        managesieve = managesieve_installed()
+        if managesieve:
+            ports["managesieve"] = free_port()
         conf = render(SERVERS_DIR / "dovecot", "dovecot.conf.j2",
                       instance=f"{os.getpid()}-{ports['imap']}", dir=str(d), ports=ports, sink_port=self.sink.port,
-                      settings=self.settings, **users)
+                      settings=self.settings, managesieve=managesieve, **users)
         (d / "dovecot.conf").write_text(conf)
         if os.geteuid() == 0:
             uid = pwd.getpwnam(users["mail_user"]).pw_uid
@@ -96,6 +106,7 @@ class DovecotProvider(Provider):
             for sub in ("home",):
                 os.chown(d / sub, uid, gid)
             os.chmod(d / "key.pem", 0o600)
+            os.chmod(d / "rsa-key.pem", 0o600)
         self.spawn(["dovecot", "-F", "-c", str(d / "dovecot.conf")], d / "log" / "stdout.log")
         self.wait_ready(10, lambda deadline: probe("127.0.0.1", ports["imap"], b"* OK", deadline),
                         lambda deadline: probe("127.0.0.1", ports["submission"], b"220", deadline))
@@ -105,6 +116,8 @@ class DovecotProvider(Provider):
                 "imap": Endpoint("imap", "imap", "127.0.0.1", ports["imap"]),
                 "imaps": Endpoint("imaps", "imaps", "127.0.0.1", ports["imaps"]),
                 "submission": Endpoint("submission", "smtp", "127.0.0.1", ports["submission"]),
+                **({"managesieve": Endpoint("managesieve", "sieve", "127.0.0.1", ports["managesieve"])}
+                   if managesieve else {}),
             },
             accounts=[Account(u, p) for u, p in ACCOUNTS],
             tls=TlsPolicy(verify=False, ca_file=None),

@@ -4,4 +4,5 @@
 set -e
 chown dovecot:dovecot /lemonade/home
 chmod 600 /lemonade/key.pem
+[ -f /lemonade/rsa-key.pem ] && chmod 600 /lemonade/rsa-key.pem
 exec dovecot -F -c /lemonade/dovecot.conf

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from rich.console import Console
 
 from conformance.catalog import load_catalog
@@ -43,8 +44,20 @@ def test_show_plain_lists_every_requirement_with_checks_or_untested(lemonade):
     assert set(body) == set(load_catalog().profiles["lemonade"].ids)
     assert "capability/lemonade_keywords_stored_copied_searchable" in body["lemonade.store.keywords"]
     assert "RFC 5550 §5.9" in body["lemonade.store.keywords"] and " MUST " in body["lemonade.store.keywords"]
-    assert body["lemonade.submit.size-after-burl"].rstrip().endswith("untested")
+    assert body["lemonade.submit.size-after-burl"].rstrip().endswith("envelope/submission_size_after_burl")
     assert "untestable: " in body["lemonade.mda.sieve-extensions"]
+
+
+def test_show_plain_marks_untested_requirements(lemonade):
+    """A requirement no check names reads 'untested' (found from the checks' markers, whichever profile has one)."""
+    catalog, covered = load_catalog(), checks_by_requirement()
+    untested = [(p.name, rid) for p in catalog.profiles.values() for rid in p.ids
+                if rid not in covered and not catalog.requirements[rid].untestable]
+    if not untested:
+        pytest.skip("every requirement of every profile has a check or is untestable")
+    profile, rid = untested[0]
+    lines = lemonade("profiles", "show", profile).out.splitlines()
+    assert next(line for line in lines if line.startswith(rid + " ")).rstrip().endswith("untested")
 
 
 def test_show_json_and_unknown_profile(lemonade):

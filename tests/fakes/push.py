@@ -225,3 +225,57 @@ class IdleOneKeepaliveThenSilence(FakeImapSession):
         if line is None:
             return False
         self.send(f"{tag} OK IDLE terminated")
+
+
+class NotifyOverflows(NotifyingMailStore):
+    """Stops notifying a NOTIFY session after ``overflow_after`` events and says so with '* OK [NOTIFICATIONOVERFLOW]'
+    (RFC 5465 5.8); with ``keep_sending`` it goes on sending events anyway, which the RFC forbids."""
+
+    overflow_after = 20
+    keep_sending = False
+    announce = True
+
+    def push(self, line: str) -> None:
+        if not self.notify:
+            super().push(line)
+            return
+        if getattr(self, "overflowed", False):
+            if self.keep_sending:
+                super().push(line)
+            return
+        self.pushed = getattr(self, "pushed", 0) + 1
+        if self.pushed <= self.overflow_after:
+            super().push(line)
+            return
+        self.overflowed = True
+        if self.announce:
+            super().push("* OK [NOTIFICATIONOVERFLOW] too many changes, NOTIFY NONE from now on")
+        if self.keep_sending:
+            super().push(line)
+
+
+class NotifyOverflowKeepsSending(NotifyOverflows):
+    """Announces NOTIFICATIONOVERFLOW and then keeps sending events."""
+
+    keep_sending = True
+
+
+class NotifyStopsSilently(NotifyOverflows):
+    """Stops notifying after a few events without a word."""
+
+    announce = False
+
+
+class IdleEndsAfter(FakeImapSession):
+    """IDLE that ends by itself after ``after`` seconds: with an untagged BYE first (``bye``) or by closing the
+    connection without one."""
+
+    after = 1.0
+    bye = False
+
+    def cmd_idle(self, tag: str, args: str):
+        self.send("+ idling")
+        self.server.stopping.wait(self.after)  # the server's own idle timer
+        if self.bye:
+            self.send("* BYE autologout: idle for too long")
+        return False

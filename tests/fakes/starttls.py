@@ -16,11 +16,11 @@ import base64
 import socket
 import ssl
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from tests.fakes.imap import ACCOUNTS, FakeImapServer, FakeImapSession
+from tests.fakes.listener import Listener
 
 
 def server_context(directory: Path, names: tuple[str, ...] = ("localhost",)) -> ssl.SSLContext:
@@ -88,36 +88,16 @@ class InjectableSmtpServer:
     def __init__(self, tls_context: ssl.SSLContext, vulnerable: bool | str = True) -> None:
         self.tls_context = tls_context
         self.vulnerable = vulnerable
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self.listener = Listener(self._session)
+        self.port = self.listener.port
+        self.stopping = self.listener.stopping
 
     def __enter__(self) -> "InjectableSmtpServer":
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self.threads.append(t)
+        self.listener.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(2)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            sock.settimeout(5)
-            t = threading.Thread(target=self._session, args=(sock,), daemon=True)
-            t.start()
-            self.threads.append(t)
+        self.listener.__exit__(*exc)
 
     def _session(self, sock: socket.socket) -> None:
         buf, tls, greeted = b"", False, False
@@ -165,7 +145,7 @@ class InjectableSmtpServer:
             pass
         finally:
             try:
-                sock.close()
+                sock.close()  # the TLS socket, when STARTTLS replaced the one the listener gave
             except OSError:
                 pass
 

@@ -205,3 +205,38 @@ def test_autologout_not_below_30_minutes(case):
     case.measure("silent_s", round(case.transcript.now() - start, 1), "s")
     case.passed(f"session alive after {silent_for:g} s without a command")
 
+
+
+@pytest.mark.requirement("idle.timeout-while-idle")
+@pytest.mark.depth("full")
+def test_idle_timeout_announced_with_bye(case):
+    """A session in IDLE without DONE survives ``idle_for`` (29 minutes at full depth: RFC 2177 3 lets a server treat
+    an idling client as inactive only at its autologout timer, which RFC 9051 5.4 keeps at 30 minutes or more); a
+    logout after that, within ``grace``, is announced with an untagged BYE before the connection closes."""
+    idle_for, grace = case.param("idle_for"), case.param("grace")
+    imap = case.imap(label="idler")
+    select(imap, case.scratch_mailbox(imap, "idle-timeout"))
+    tag = imap.idle(timeout=10)
+    start = case.transcript.now()
+    watch = Watch(case, imap)
+    bye = watch.until(idle_for + grace, lambda r: r.status == "BYE")
+    if bye is not None:
+        watch.until(5)  # the close that follows the BYE
+    ended = watch.closed_at if watch.closed_at is not None else (watch.time_of(bye) if bye is not None else None)
+    case.measure("idled_s", round((ended if ended is not None else case.transcript.now()) - start, 1), "s",
+                 idle_for=idle_for)
+    if ended is None:
+        res = imap.done(tag, timeout=10)
+        case.require("idle.timeout-while-idle", res.ok, f"DONE after {idle_for + grace:g} s of IDLE answered "
+                     f"{res.tagged.first_line!r}")
+        case.passed(f"still idling after {idle_for + grace:g} s; DONE answered OK")
+        return
+    lasted = ended - start
+    problems = []
+    if lasted < idle_for:
+        problems.append(f"the idling session was logged off after {lasted:.0f} s, before {idle_for:g} s")
+    if bye is None:
+        problems.append(f"the connection closed after {lasted:.0f} s of IDLE without an untagged BYE "
+                        f"({watch.closed_reason})")
+    case.require("idle.timeout-while-idle", not problems, "; ".join(problems))
+    case.passed(f"logged off after {lasted:.0f} s of IDLE, announced by {bye.first_line if bye else ''!r}")

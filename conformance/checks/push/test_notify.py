@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import pytest
 
 from conformance.checks.support import ChangeMaker, Watch, select, untagged
-from conformance.errors import NotApplicable
-from conformance.protocols.imapwire import parse_fetch, quote
+from conformance.errors import ConformanceFailure, NotApplicable
+from conformance.protocols.imapwire import parse_exists, parse_fetch, quote
 from conformance.protocols.members import Obj
 
 from .timelines import longest_gap, timeline
@@ -250,3 +251,62 @@ def test_notify_other_mailbox_status_during_idle(case):
     assert gone is not None, f"no STATUS with MESSAGES 0 within {wait:g} s of the expunge in {box}"
     imap.done(tag, timeout=3)
     case.passed(f"{new.first_line} after {latency:.3f} s; {gone.first_line} after the expunge")
+
+
+def overflow(resp) -> bool:
+    """'* OK [NOTIFICATIONOVERFLOW] ...' (RFC 5465 5.8)."""
+    return resp.is_untagged and resp.status == "OK" and (resp.code or "").upper().startswith("NOTIFICATIONOVERFLOW")
+
+
+def event(resp) -> bool:
+    """An unsolicited response NOTIFY would send: EXISTS, EXPUNGE, VANISHED, FETCH, STATUS or LIST."""
+    return resp.is_untagged and bool(re.match(r"^\* (\d+ (EXISTS|EXPUNGE|FETCH)|VANISHED|STATUS|LIST)\b",
+                                              resp.first_line, re.I))
+
+
+@pytest.mark.requirement("notify.overflow")
+def test_notify_flood_reported_or_overflowed(case):
+    """While a second connection appends ``flood`` messages to the mailbox a NOTIFY session has selected and idles in,
+    the session either hears of all of them (its last EXISTS counts every message) or is told
+    '* OK [NOTIFICATIONOVERFLOW]' and from then on, once IDLE is done, hears nothing with no command in progress, as
+    after NOTIFY NONE (RFC 5465 5.8). Stopping in silence is the failure."""
+    flood, quiet = case.param("flood"), case.param("quiet")
+    imap, other, box = watch_selected(case, "(selected (MessageNew MessageExpunge FlagChange))")
+    expected = 1 + flood
+    tag = imap.idle(timeout=10)
+    watch = Watch(case, imap)
+    started = time.monotonic()
+    other.populate(box, flood, tag="flood")
+    case.measure("flood_append_s", round(time.monotonic() - started, 2), "s", messages=flood)
+    counts = []
+
+    def done(resp) -> bool:
+        n = parse_exists(resp)
+        if n is not None:
+            counts.append(n)
+        return overflow(resp) or n == expected
+
+    got = watch.until(max(case.deadline, 5.0), done)
+    case.measure("last_exists", counts[-1] if counts else 0, "messages", expected=expected)
+    if watch.closed_at is not None:
+        raise ConformanceFailure(f"the NOTIFY session ended during the flood: {watch.closed_reason}",
+                                 requirement="notify.overflow")
+    if got is None:
+        case.require("notify.overflow", False,
+                      f"after {flood} appends the idling NOTIFY session's last EXISTS was "
+                      f"{counts[-1] if counts else 'none'} (expected {expected}) and no NOTIFICATIONOVERFLOW came: "
+                      "notifications stopped in silence")
+        return
+    imap.done(tag, timeout=10)
+    if not overflow(got):
+        case.passed(f"every one of {flood} appended messages reported (last '* {expected} EXISTS'): the server never "
+                    "stopped notifying, so its behaviour after an overflow was not exercised")
+        return
+    case.note(f"overflow signalled after {len(watch.seen)} responses: {got.first_line}")
+    other.append(box, n="after-overflow")
+    after = Watch(case, imap)
+    late = after.until(quiet, event)
+    case.require("notify.overflow", late is None,
+                 f"after '* OK [NOTIFICATIONOVERFLOW]' the session must behave as NOTIFY NONE, but got "
+                 f"{late.first_line if late else ''!r} with no command in progress")
+    case.passed(f"{got.first_line!r} after {len(watch.seen)} responses, then silence for {quiet:g} s")

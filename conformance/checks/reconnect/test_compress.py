@@ -1,5 +1,5 @@
 """COMPRESS=DEFLATE (RFC 4978) through TCP intermediaries: a compressed session keeps working across the path,
-and the octets of a full synchronisation shrink."""
+the octets of a full synchronisation shrink, pushes are not held in the compressor, and compression sits inside TLS."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import time
 import pytest
 
 from conformance.checks.support import ChangeMaker, full_sync, populate, select, untagged, wait_for_untagged
-from conformance.errors import ConformanceFailure, HarnessError, ProtocolViolation, ServerClosed, ServerTimeout
+from conformance.errors import (
+    ConformanceFailure,
+    HarnessError,
+    NotApplicable,
+    ProtocolViolation,
+    ServerClosed,
+    ServerTimeout,
+)
 
 CUT_AFTER = 600  # compressed octets of the full sync's answer that pass before the kill scenario cuts it
 
@@ -127,3 +134,53 @@ def test_compress_idle_push_decodes_promptly(case):
     assert done.ok, f"DONE after the compressed IDLE failed: {done.tagged.first_line}"
     case.passed(f"{exists.first_line!r} decoded {latency * 1000:.0f} ms after the other connection's APPEND "
                 f"(budget {budget:g} s) on a COMPRESS=DEFLATE session")
+
+
+def _sasl_layers(caps: list[str]) -> list[str]:
+    """SASL mechanisms that can negotiate a security layer (RFC 4422), among the advertised AUTH= ones."""
+    layered = {"GSSAPI", "DIGEST-MD5", "GS2-KRB5", "SCRAM-SHA-1-PLUS"}  # PLAIN, LOGIN, SCRAM, OAUTH have none
+    return [c.split("=", 1)[1] for c in caps if c.startswith("AUTH=") and c.split("=", 1)[1] in layered]
+
+
+@pytest.mark.requirement("compress.layering")
+@pytest.mark.uses("imap", "imaps")
+def test_compress_inside_tls(case):
+    """COMPRESS=DEFLATE goes inside TLS, whatever came first (RFC 4978 3: compression, then SASL, then TLS): after the
+    OK, on a STARTTLS session and on an implicit-TLS one, the TLS records still decrypt and carry raw DEFLATE (NOOP, a
+    LIST and CAPABILITY decode). A SASL security layer is exercised only when a mechanism with one is offered."""
+    problems, done, caps = [], [], []
+    for endpoint in ("imap", "imaps"):
+        if case.target.endpoint(endpoint) is None or not case.scenario.supports(endpoint):
+            continue
+        conn = case.imap(endpoint=endpoint, label=f"compress-{endpoint}")
+        if conn.tls_version is None:
+            case.note(f"{endpoint}: no TLS on this session (no STARTTLS offered): nothing to layer under")
+            continue
+        caps = conn.capability()
+        case.require_capability(caps, "COMPRESS=DEFLATE")
+        res = conn.compress()
+        if not res.ok:
+            problems.append(f"{endpoint}: COMPRESS DEFLATE refused over {conn.tls_version}: {res.tagged.first_line}")
+            continue
+        start = conn.bytes_received
+        try:
+            replies = [conn.command(c, timeout=5) for c in ("NOOP", 'LIST "" "*"', "CAPABILITY")]
+        except ProtocolViolation as e:
+            why = ("the octets after the OK are not TLS records that decrypt: compression was applied outside TLS"
+                   if "TLS" in str(e) else "the TLS payload after the OK is not raw DEFLATE")
+            problems.append(f"{endpoint} ({conn.tls_version}): {why} ({e})")
+            continue
+        except (ServerClosed, ServerTimeout) as e:
+            problems.append(f"{endpoint} ({conn.tls_version}): the session ended after COMPRESS ({e})")
+            continue
+        bad = [r.tagged.first_line for r in replies if not r.ok]
+        if bad:
+            problems.append(f"{endpoint}: commands failed inside the compressed TLS session: {bad}")
+            continue
+        done.append(f"{endpoint} over {conn.tls_version} ({conn.bytes_received - start} compressed octets decoded)")
+    if not done and not problems:
+        raise NotApplicable("no TLS-protected IMAP session on this target to compress inside")
+    layers = _sasl_layers(caps)
+    case.require("compress.layering", not problems, "COMPRESS must sit inside TLS (RFC 4978 3): " + "; ".join(problems))
+    case.passed("DEFLATE inside TLS on " + "; ".join(done) + ("; SASL security layers offered but not exercised: "
+                + ", ".join(layers) if layers else "; no SASL mechanism with a security layer offered"))

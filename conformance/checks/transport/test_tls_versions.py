@@ -8,43 +8,16 @@ TLS), imap after STARTTLS, submission after STARTTLS, submissions when the targe
 from __future__ import annotations
 
 import ipaddress
-import socket
 import ssl
 
 import pytest
 
 from conformance.errors import ConformanceFailure, HarnessError, NotApplicable
 from conformance.protocols.connection import CapturedConnection
-from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import parse_capabilities
 from conformance.protocols.tls import insecure_context
 
-from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
-
-
-def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
-    """Greeting, CAPABILITY and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
-    imap = ImapConnection.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
-    greeting = imap.read_greeting()
-    caps = parse_capabilities(greeting.text) or imap.capability()
-    if "STARTTLS" not in caps:
-        raise NotApplicable("the cleartext IMAP port does not advertise STARTTLS")
-    res = imap.command("STARTTLS")
-    if not res.ok:
-        raise NotApplicable(f"STARTTLS refused: {res.tagged.first_line}")
-
-
-def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
-    smtp = SmtpLine.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
-    assert smtp.reply().code == 220, "no 220 greeting from submission"
-    if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):
-        raise NotApplicable("submission does not advertise STARTTLS")
-    res = smtp.command("STARTTLS")
-    if res.code != 220:
-        raise NotApplicable(f"STARTTLS refused: {res.text}")
-
-
-UPGRADES = {"imaps": None, "imap": _imap_upgrade, "submission": _smtp_upgrade, "submissions": None, "jmap": None}
+from .upgrade import UPGRADES, tls_endpoints
+from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, pinned_context
 
 
 def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
@@ -73,8 +46,7 @@ def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
 
 def _endpoints(case) -> list[str]:
     """The target's TLS endpoints the scenario carries: implicit TLS, STARTTLS upgrades, and JMAP over https."""
-    out = [e for e in ("imaps", "imap", "submission", "submissions") if case.target.endpoint(e) is not None
-           and case.scenario.supports(e)]
+    out = tls_endpoints(case)
     jmap = case.target.endpoint("jmap")
     if jmap is not None and jmap.scheme == "https" and case.scenario.supports("jmap"):
         out.append("jmap")
@@ -92,7 +64,7 @@ def test_tls_versions_every_endpoint(case):
             raise HarnessError(f"cannot test {v} refusal: {why}")
     table: list[dict] = []
     problems: list[str] = []
-    for ep in _endpoints(case):
+    for ep in tls_endpoints(case):
         for v in VERSIONS:
             try:
                 got, what = handshake(case, ep, v)
