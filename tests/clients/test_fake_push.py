@@ -14,6 +14,9 @@ pytestmark = pytest.mark.slow
 def test_deaf_client_fails_push_checks(lemonade):
     run = lemonade("run", "--client", str(FAKE), "-n", "2", "-k", "push_delivery or silent_drop",
                    "--scenario", "direct", "--scenario", "nat-idle:mode=rst", "--scenario", "nat-idle:mode=silent",
+                   # the judging on a compressed time scale: a black hole observed 12 s (quick depth: 75 s)
+                   "--param", "client.push.silent-drop-recovery:observe=12",
+                   "--param", "client.push.silent-drop-recovery:recover_within=8",
                    timeout=240)
     got = {(r["check"], r["scenario"].split(",mode=")[-1]): r for r in run.results["results"]}
     assert got[("client/push_delivery", "direct")]["verdict"] == "pass"  # it does push while nothing breaks
@@ -22,6 +25,8 @@ def test_deaf_client_fails_push_checks(lemonade):
     silent = got[("client/silent_drop_recovery", "silent")]
     assert silent["verdict"] == "fail" and "still deaf" in silent["message"], silent["message"]
     m = silent["evidence"]["measurements"]
-    assert m["recovered_after"]["value"] is None and m["deaf_for_at_least"]["value"] >= 60
+    assert m["recovered_after"]["value"] is None and m["deaf_for_at_least"]["value"] >= 12
+    assert m["param.observe"]["value"] == 12 and m["param.recover_within"]["value"] == 8
+    assert "observed 12 s, bound 8 s" in silent["message"], silent["message"]
     tl = silent["evidence"]["timeline"]
     assert any(s["kind"] == "blackhole" for s in tl["spans"]) and any(e["kind"] == "change" for e in tl["events"])

@@ -5,9 +5,11 @@ and the redaction of what real clients send (LOGIN, AUTHENTICATE PLAIN with SASL
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+FAKES = Path(__file__).resolve().parents[1] / "fakes" / "clients"
 PASSWORDS = (b"alice-Lemonade-pw1", b"YWxpY2UtTGVtb25hZGUtcHcx")  # and its base64 form
 pytestmark = pytest.mark.slow
 
@@ -51,9 +53,17 @@ def test_real_imap_clients_end_to_end(lemonade):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the Cyrus targets need root (master drops to user cyrus)")
 def test_jmapc_against_cyrus_push(lemonade):
-    run = lemonade("run", "--client", "jmapc", "--target", "cyrus-push", "-k", "fetch_complete or push_delivery",
-                   "--scenario", "direct", timeout=240)
-    got = {r["check"]: r for r in run.results["results"]}
-    assert got["client/fetch_complete"]["verdict"] == "pass", got["client/fetch_complete"]["message"]
-    assert got["client/push_delivery"]["verdict"] == "pass", got["client/push_delivery"]["message"]
+    """jmapc end to end, and sse.reconnect-resume both ways on one Cyrus: jmapc resumes with Last-Event-ID, the
+    fake that reconnects without it (tests/fakes/clients/fake-sse-forgetful) fails for that reason."""
+    run = lemonade("run", "--client", "jmapc", "--client", str(FAKES / "fake-sse-forgetful"), "--target", "cyrus-push",
+                   "-n", "2", "-k", "fetch_complete or push_delivery or eventsource_reconnect",
+                   "--scenario", "direct", "--scenario", "read-timeout", timeout=240)
+    got = {(r["check"], r["subject"]): r for r in run.results["results"]}
+    for check in ("client/fetch_complete", "client/push_delivery", "client/eventsource_reconnect_resume"):
+        assert got[(check, "jmapc")]["verdict"] == "pass", (check, got[(check, "jmapc")]["message"])
+    assert got[("client/eventsource_reconnect_resume", "jmapc")]["evidence"]["measurements"][
+        "last_event_id_sent"]["value"]
+    fake = got[("client/eventsource_reconnect_resume", "fake-sse-forgetful")]
+    assert fake["verdict"] == "fail" and "reconnected without Last-Event-ID" in fake["message"], fake["message"]
+    assert fake["evidence"]["measurements"]["stream_requests"]["value"] >= 2
     no_password_in(run)

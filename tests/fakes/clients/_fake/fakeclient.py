@@ -9,6 +9,10 @@ Each mode breaks exactly one client rule, to prove that the client check judging
   fake-opportunistic STARTTLS only when advertised, else LOGIN in cleartext    (client.tls.no-cleartext-credentials)
   fake-trust-all     trusts any certificate and sends Basic credentials through an HTTP proxy
                                                                (client.tls.verify-before-credentials)
+  fake-no-qresync    sync: ENABLE QRESYNC, then a plain SELECT and UID FETCH 1:* (FLAGS) on every play
+                                                               (client.qresync.use)
+  fake-sse-forgetful push over JMAP EventSource: when the stream ends it reconnects at once, without
+                     Last-Event-ID (and syncs on every state event, so it loses nothing)   (sse.reconnect-resume)
 Standard library only; run by the system python3 as the client user.
 """
 
@@ -124,6 +128,60 @@ if MODE == "fake-trust-all":
     except (OSError, http.client.HTTPException) as ex:
         log(f"request failed: {ex}")
     sys.exit(1)
+if MODE == "fake-sse-forgetful":
+    if e.case != "push" or e.scheme != "https" or e.proxy:
+        not_supported("push over JMAP (https, no HTTP proxy) only")
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    auth = "Basic " + base64.b64encode(f"{e.user}:{e.password}".encode()).decode()
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl.create_default_context(
+        cafile=e.ca_file)))
+
+    def http(url: str, body: dict | None = None, headers: dict | None = None, timeout: float | None = 30):
+        req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": auth, "Content-Type": "application/json",
+                                              **(headers or {})})
+        return opener.open(req, timeout=timeout)
+
+    with http(urllib.parse.urljoin(e.url, "/.well-known/jmap")) as r:  # the URL may name the server only
+        base = r.geturl()
+        session = json.load(r)
+    api, download, events = (urllib.parse.urljoin(base, session[k]).replace("%7B", "{").replace("%7D", "}")
+                             for k in ("apiUrl", "downloadUrl", "eventSourceUrl"))
+    acc = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+
+    def call(*calls) -> list:
+        with http(api, {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+                        "methodCalls": [[name, {"accountId": acc, **args}, str(i)] for i, (name, args) in
+                                        enumerate(calls)]}) as r:
+            return [resp[1] for resp in json.load(r)["methodResponses"]]
+
+    box = call(("Mailbox/query", {"filter": {"name": e.mailbox}}))[0]["ids"][0]
+    seen: set[str] = set()
+
+    def sync() -> None:
+        ids = call(("Email/query", {"filter": {"inMailbox": box}}))[0]["ids"]
+        new = [i for i in ids if i not in seen]
+        if new:
+            for em in call(("Email/get", {"ids": new, "properties": ["blobId"]}))[0]["list"]:
+                url = download.replace("{accountId}", acc).replace("{blobId}", em["blobId"]).replace(
+                    "{name}", "message.eml").replace("{type}", "message%2Frfc822")
+                with http(url) as r:
+                    deliver(e.output, r.read())
+                seen.add(em["id"])
+
+    sync()
+    stream = events.replace("{types}", "*").replace("{closeafter}", "no").replace("{ping}", "0")
+    for _ in range(1000):  # bounded: the suite stops a push play itself
+        log("opening the event stream (no Last-Event-ID, whatever ids came before)")
+        with http(stream, headers={"Accept": "text/event-stream"}, timeout=None) as r:
+            for raw in r:
+                if raw.startswith(b"data:"):
+                    sync()
+        log("the event stream ended")
+    sys.exit(1)
 if e.proxy:
     not_supported("no HTTP proxy support")
 if e.scheme not in ("imap", "imaps"):
@@ -151,6 +209,21 @@ elif MODE == "fake-redownload":
     st = state()
     for uid, body in sorted(Imap().messages().items()):
         if uid not in st["delivered"]:
+            deliver(e.output, body)
+            st["delivered"].append(uid)
+            save(st)
+elif MODE == "fake-no-qresync":
+    if e.case != "sync":
+        not_supported(e.case)
+    st = state()
+    imap = Imap()
+    imap.cmd("ENABLE QRESYNC")  # enabled, and then ignored: the resync is the one of a client without it
+    imap.cmd(f'SELECT "{e.mailbox}"')
+    flags, _ = imap.cmd("UID FETCH 1:* (FLAGS)")
+    uids = [int(m.group(1)) for u in flags for m in [re.search(r"UID (\d+)", u)] if m]
+    new = [u for u in uids if u not in st["delivered"]]
+    if new:
+        for uid, body in sorted(imap.messages(",".join(map(str, new))).items()):
             deliver(e.output, body)
             st["delivered"].append(uid)
             save(st)

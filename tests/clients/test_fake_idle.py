@@ -1,0 +1,25 @@
+"""idle.reissue-29 (full depth: 35 min watched, 29 min bound) judged on a compressed time scale: the bounds are
+requirement parameters, set with --param, so a client that IDLEs once and never writes again (fake-deaf) fails
+within seconds, with the silence it kept as evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FAKE = Path(__file__).resolve().parents[1] / "fakes" / "clients" / "fake-deaf"
+pytestmark = pytest.mark.slow
+
+
+def test_client_that_never_reissues_idle_fails(lemonade):
+    run = lemonade("run", "--client", str(FAKE), "--depth", "full", "-k", "idle_reissued",
+                   "--param", "idle.reissue-29:max_gap=3", "--param", "idle.reissue-29:observe=6", timeout=120)
+    (r,) = run.results["results"]
+    assert r["check"] == "client/idle_reissued_within_29_minutes" and r["subject"] == "fake-deaf"
+    assert r["requirement_verdicts"]["idle.reissue-29"]["verdict"] == "fail", r["message"]
+    assert r["verdict"] == "non-strict"  # a SHOULD
+    assert "wrote nothing on its idling connection" in r["message"] and "more than max_gap 3.0 s" in r["message"]
+    m = r["evidence"]["measurements"]
+    assert m["longest_client_silence"]["value"] >= 5 and m["longest_client_silence"]["threshold"] == 3
+    assert m["param.observe"]["value"] == 6
