@@ -17,8 +17,8 @@ def test_client_that_never_reissues_idle_fails(lemonade):
                    "--param", "idle.reissue-29:max_gap=3", "--param", "idle.reissue-29:observe=6", timeout=120)
     (r,) = run.results["results"]
     assert r["check"] == "client/idle_reissued_within_29_minutes" and r["subject"] == "fake-deaf"
-    assert r["requirement_verdicts"]["idle.reissue-29"]["verdict"] == "fail", r["message"]
-    assert r["verdict"] == "non-strict"  # a SHOULD
+    # a SHOULD: its failure is non-strict
+    assert r["verdict"] == r["requirement_verdicts"]["idle.reissue-29"]["verdict"] == "non-strict", r["message"]
     assert "wrote nothing on its idling connection" in r["message"] and "more than max_gap 3.0 s" in r["message"]
     m = r["evidence"]["measurements"]
     assert m["longest_client_silence"]["value"] >= 5 and m["longest_client_silence"]["threshold"] == 3

@@ -17,11 +17,12 @@ def test_deaf_client_fails_push_checks(lemonade):
                    # the judging on a compressed time scale: a black hole observed 12 s (quick depth: 75 s)
                    "--param", "client.push.silent-drop-recovery:observe=12",
                    "--param", "client.push.silent-drop-recovery:recover_within=8",
+                   "--param", "client.push.delivery:max_latency=5",  # the undelivered message is waited for 10 s
                    timeout=240)
     got = {(r["check"], r["scenario"].split(",mode=")[-1]): r for r in run.results["results"]}
     assert got[("client/push_delivery", "direct")]["verdict"] == "pass"  # it does push while nothing breaks
     rst = got[("client/push_delivery", "rst")]
-    assert rst["verdict"] == "fail" and "was not delivered" in rst["message"], rst["message"]
+    assert rst["verdict"] == "fail" and "was not delivered within 10 s" in rst["message"], rst["message"]
     silent = got[("client/silent_drop_recovery", "silent")]
     assert silent["verdict"] == "fail" and "still deaf" in silent["message"], silent["message"]
     m = silent["evidence"]["measurements"]

@@ -1,15 +1,20 @@
-"""client.qresync.use against real clients, read in clear through the terminating relay: interimap enables
-QRESYNC and resynchronises with SELECT (QRESYNC (...)); mbsync never enables it (not-applicable, said why)."""
+"""client.qresync.use, read in clear through the terminating relay, all three ways in one run: interimap enables
+QRESYNC and resynchronises with SELECT (QRESYNC (...)) (pass); mbsync never enables it (not-applicable, said
+why); fake-no-qresync enables it and then selects plainly and fetches every message's FLAGS (fails for that)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+FAKE = Path(__file__).resolve().parents[1] / "fakes" / "clients" / "fake-no-qresync"
 pytestmark = pytest.mark.slow
 
 
-def test_real_clients_qresync_use(lemonade):
-    run = lemonade("run", "--client", "interimap", "--client", "mbsync", "-n", "2", "-k", "qresync_use", timeout=180)
+def test_qresync_use_real_clients_and_fake(lemonade):
+    run = lemonade("run", "--client", "interimap", "--client", "mbsync", "--client", str(FAKE), "-n", "2",
+                   "-k", "qresync_use", timeout=180)
     got = {r["subject"]: r for r in run.results["results"]}
     inter = got["interimap"]
     assert inter["verdict"] == "pass", inter["message"]
@@ -18,6 +23,12 @@ def test_real_clients_qresync_use(lemonade):
     assert any("AUTHENTICATE PLAIN <redacted>" in c for c in cmds)  # in clear, credentials redacted
     mb = got["mbsync"]
     assert mb["verdict"] == "not-applicable" and "never sent ENABLE QRESYNC" in mb["message"], mb["message"]
+    fake = got["fake-no-qresync"]
+    # a SHOULD: its failure is non-strict, for the requirement and the result
+    assert fake["verdict"] == fake["requirement_verdicts"]["client.qresync.use"]["verdict"] == "non-strict"
+    assert "SELECT/EXAMINE without (QRESYNC ...)" in fake["message"], fake["message"]
+    assert "every message's FLAGS without CHANGEDSINCE" in fake["message"] and "UID FETCH 1:* (FLAGS)" in fake["message"]
+    assert any("ENABLE QRESYNC" in c for c in fake["evidence"]["resync_commands"])
     for f in run.dir.rglob("*"):
         if f.is_file():
             assert b"alice-Lemonade-pw1" not in f.read_bytes(), f
