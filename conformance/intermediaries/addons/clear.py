@@ -4,6 +4,7 @@ A relay that terminates a client's TLS so a check can read its commands (``Netwo
 see only deflated octets once the client sent COMPRESS DEFLATE: this addon removes ``COMPRESS=...`` from the
 server's ``* CAPABILITY`` lines and ``[CAPABILITY ...]`` response codes, so a client that follows RFC 4978 does
 not compress. It changes nothing else; what it removed is an intermediary action in the transcript.
+Alone: ``mitmdump --mode reverse:tls://127.0.0.1:993@10993 -s clear.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 
 from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import shared
+from conformance.intermediaries.addons.common import RawTcp, shared
 
 _IMAP_CAPS = re.compile(rb"(\* CAPABILITY [^\r\n]*|\[CAPABILITY [^\]\r\n]*\])", re.I)
 _COMPRESS = re.compile(rb" COMPRESS=\S+?(?=[ \]\r\n]|$)", re.I)
@@ -40,3 +41,6 @@ class HideCompress:
             s = shared()
             s.record("hide-compress", "removed COMPRESS=DEFLATE from the server's capabilities (the relay reads "
                                       "the client's commands in clear)", s.label(flow))
+
+
+addons = [RawTcp(), HideCompress()]
