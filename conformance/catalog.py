@@ -101,6 +101,7 @@ class Profile:
 class Catalog:
     requirements: dict[str, Requirement]
     profiles: dict[str, Profile]
+    overrides: dict[tuple[str, str], Any] = field(default_factory=dict)  # (rid, name) -> value (run --param)
 
     # -- queries -------------------------------------------------------------------------------
     def requirement(self, rid: str) -> Requirement:
@@ -121,6 +122,8 @@ class Catalog:
         return self.requirements[rid].level
 
     def parameter(self, rid: str, name: str, depth: str, profiles: list[str] | None = None) -> Any:
+        if (rid, name) in self.overrides:  # the operator's own value (lemonade run --param) wins at every depth
+            return self.overrides[(rid, name)]
         for p in profiles or []:
             prof = self.profiles.get(p)
             entry = prof.entries.get(rid) if prof else None
@@ -336,6 +339,31 @@ def load_profiles(directory: Path, reqs: dict[str, Requirement]) -> dict[str, Pr
     if not profiles:
         raise CatalogError(f"{directory}: no profiles (*.yaml)")
     return profiles
+
+
+def parse_override(text: str, catalog: Catalog) -> tuple[tuple[str, str], Any]:
+    """``RID:NAME=VALUE`` (lemonade run --param) checked against the catalog: ((rid, name), typed value)."""
+    m = re.fullmatch(r"([^:=\s]+):([^:=\s]+)=(.+)", text.strip())
+    if not m:
+        raise BadInput(f"--param {text!r}: expected REQUIREMENT:PARAMETER=VALUE, e.g. "
+                       "client.push.silent-drop-recovery:recover_within=120")
+    rid, name, raw = m.groups()
+    req = catalog.requirements.get(rid)
+    if req is None:
+        raise BadInput(f"--param {text!r}: unknown requirement {rid!r} (see 'lemonade profiles show')")
+    spec = req.parameters.get(name)
+    if spec is None:
+        raise BadInput(f"--param {text!r}: requirement {rid} has no parameter {name!r} "
+                       f"(it has: {', '.join(sorted(req.parameters)) or 'none'})")
+    if spec.type not in ("float", "int"):
+        raise BadInput(f"--param {text!r}: only numeric parameters can be set on the command line")
+    try:
+        value = PARAM_TYPES[spec.type](raw)
+    except ValueError:
+        raise BadInput(f"--param {text!r}: {raw!r} is not a {spec.type}") from None
+    if not 0 <= value < 1e9:
+        raise BadInput(f"--param {text!r}: expected a value from 0 to 1e9")
+    return (rid, name), value
 
 
 def load_catalog(root: Path | None = None) -> Catalog:

@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:  # everything is validated before anything starts: bad input is exit 2 with one clear line
         plan = plan_run(targets=args.target, profiles=args.profile, scenarios=args.scenario, depth=args.depth,
-                        clients=args.client,
+                        clients=args.client, params=args.param,
                         deadline=args.deadline, case_timeout=args.case_timeout)
         baseline = None
         if args.baseline:
@@ -158,6 +158,8 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["--lemonade-profile", p]
     for s in plan.scenarios_given:
         pytest_args += ["--lemonade-scenario", s]
+    for p in plan.params_given:
+        pytest_args += ["--lemonade-param", p]
     if args.k:
         pytest_args += ["-k", args.k]
     if args.n and args.n != "0":
@@ -413,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--client", action="append", default=[], help="judge this client program (adapter name from "
                    "'lemonade clients list', or an adapter folder); repeatable; the targets become partner servers")
     r.add_argument("--depth", choices=("quick", "full"), default="quick")
+    r.add_argument("--param", action="append", default=[], metavar="REQ:NAME=VALUE",
+                   help="set a numeric requirement parameter (a bound, a duration) for this run, over the profile's "
+                        "value at every depth; repeatable; the value used is in each result's measurements")
     r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
     r.add_argument("-k", help="pytest -k expression over check names")
     r.add_argument("-n", help="parallel workers (pytest-xdist), e.g. 2 or auto")

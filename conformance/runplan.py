@@ -36,6 +36,7 @@ class RunPlan:
     profiles_given: list[str] = field(default_factory=list)
     scenarios_given: list[str] = field(default_factory=list)
     clients: list[str] = field(default_factory=list)  # --client values: the run judges these clients
+    params_given: list[str] = field(default_factory=list)  # --param values (REQ:NAME=VALUE), already in catalog
 
     def drop_target(self, spec: str) -> None:
         self.targets.remove(spec)
@@ -64,15 +65,18 @@ def positive_seconds(value: Any, option: str) -> float:
 
 def plan_run(*, targets: list[str] | None = None, profiles: list[str] | None = None,
              scenarios: list[str] | None = None, depth: str = "quick", deadline: Any = None,
-             case_timeout: Any = None, clients: list[str] | None = None) -> RunPlan:
+             case_timeout: Any = None, clients: list[str] | None = None, params: list[str] | None = None) -> RunPlan:
     """Validate everything a run is given; any problem is a BadInput naming it."""
-    from .catalog import load_catalog
+    from .catalog import load_catalog, parse_override
     from .intermediaries.scenario import parse_scenario
     from .providers import provider_for, target_name
 
     if depth not in DEPTHS:
         raise BadInput(f"--depth {depth!r}: expected one of {', '.join(DEPTHS)}")
     catalog = load_catalog()
+    for text in params or []:
+        key, value = parse_override(text, catalog)
+        catalog.overrides[key] = value
     if clients:
         from .subjects.adapters import find_adapter
 
@@ -94,4 +98,4 @@ def plan_run(*, targets: list[str] | None = None, profiles: list[str] | None = N
                    case_timeout_s=(DEFAULT_CASE_TIMEOUT_S[depth] if case_timeout is None
                                    else positive_seconds(case_timeout, "--case-timeout")),
                    profiles_given=list(profiles or []), scenarios_given=list(scenarios or []),
-                   clients=list(clients or []))
+                   clients=list(clients or []), params_given=list(params or []))

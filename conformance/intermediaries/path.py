@@ -20,6 +20,7 @@ from ..protocols.http import open_tunnel
 from ..providers.base import free_port
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
+from .addons.clear import HideCompress
 from .addons.common import Blackhole, RawTcp, StreamResponses, Trigger
 from .addons.kill import Kill
 from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
@@ -40,6 +41,7 @@ class NetworkPath:
         self.addons: list[Any] = []
         self.options: dict[str, Any] = {}
         self.intercepts_tls = False  # the path terminates TLS with its own CA (inspecting, reverse https)
+        self.terminate_tls: set[str] = set()  # implicit-TLS endpoints whose TLS the relay terminates (set before start)
         self.harness_errors: list[str] = []  # faults of the intermediary itself, one line each
         self.keep_logs: Path | None = None  # the run's logs/ directory (real programs copy their logs there)
         self.facts: dict[str, dict[str, Any]] = {}  # measurements the path contributes (a real program's version)
@@ -95,6 +97,8 @@ class NetworkPath:
         self.options.update(self.upstream_tls_options())
         if not any(isinstance(a, Kill) for a in behaviour):
             behaviour.append(Kill())  # on-demand cuts are always available to checks
+        if self.terminate_tls:
+            behaviour.append(HideCompress())  # a relay read in clear keeps the IMAP stream uncompressed
         paths = self.scenario.paths
         forward = "http-forward" in paths
         reverse_http = "http-reverse" in paths
@@ -114,6 +118,10 @@ class NetworkPath:
                     scheme = "https" if ep.scheme == "https" else "http"
                     self.intercepts_tls = self.intercepts_tls or scheme == "https"
                     plan.append((name, f"reverse:{scheme}://{ep.host}:{ep.port}"))
+                elif name in self.terminate_tls and ep.scheme in ("imaps", "submissions"):
+                    # a relay a check reads in clear: TLS to the client with the path's CA, TLS again upstream
+                    self.intercepts_tls = True
+                    plan.append((name, f"reverse:tls://{ep.host}:{ep.port}"))
                 elif "tcp" in paths or not reverse_http:
                     plan.append((name, f"reverse:tcp://{ep.host}:{ep.port}"))
         if not plan:

@@ -33,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-deadline", default=None, help="seconds a client waits for one answer (default 10)")
     g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
                                                               "as an error (default 300 at quick depth)")
+    g.addoption("--lemonade-param", action="append", default=[],
+                help="REQ:NAME=VALUE: a numeric requirement parameter for this run (repeatable)")
     g.addoption("--lemonade-client", action="append", default=[],
                 help="client under test (adapter name or folder; repeatable): the run judges clients, the targets "
                      "are their partner servers")

@@ -29,7 +29,7 @@ class RunState:
                 scenarios=config.getoption("--lemonade-scenario"), depth=config.getoption("--lemonade-depth"),
                 deadline=config.getoption("--lemonade-deadline"),
                 case_timeout=config.getoption("--lemonade-case-timeout"),
-                clients=config.getoption("--lemonade-client"))
+                clients=config.getoption("--lemonade-client"), params=config.getoption("--lemonade-param"))
             from ..subjects.plugin import ClientSelection
 
             self.clients = ClientSelection.from_specs(self.plan.clients)

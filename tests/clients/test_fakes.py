@@ -24,6 +24,7 @@ def test_each_check_fails_for_its_own_reason(lemonade, prove):
     fakes = ["fake-skip-last", "fake-duplicates", "fake-redownload", "fake-opportunistic", "fake-trust-all"]
     args = [a for f in fakes for a in ("--client", str(FAKES / f))]
     run = lemonade("run", *args, "-n", "2", "-k", "fetch_complete or no_loss or resync_cost or credentials",
+                   "--param", "client.sync.resync-cost:messages=12",  # 13 messages re-downloaded are enough
                    timeout=240)
     assert run.rc == 1, run.err
     got = by_case(run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.errors import NotApplicable
 from conformance.intermediaries.path import NetworkPath
 from conformance.intermediaries.scenario import parse_scenario
 from conformance.subjects.driver import ClientSession, Mailbox
@@ -42,3 +43,24 @@ def mailbox(case) -> Mailbox:
 @pytest.fixture
 def session(case, wire, client_under_test, mailbox) -> ClientSession:
     return ClientSession(case, client_under_test, mailbox=mailbox.name)
+
+
+@pytest.fixture
+def clear_session(case, client_under_test, mailbox) -> ClientSession:
+    """A client session whose IMAP commands the relay reads in clear: under ``direct`` the path is a relay that
+    terminates the client's implicit TLS (imaps) with the path's own CA, which the client is given as trusted,
+    and speaks TLS again to the partner server. Every command and response is in the transcript, redacted."""
+    if not case.scenario.is_direct:
+        raise NotApplicable(f"reading a client's commands in clear needs the direct scenario, not {case.scenario}")
+    if "imaps" not in client_under_test.supports:
+        raise NotApplicable(f"client {client_under_test.name} does not connect with implicit TLS (imaps), which "
+                            "the relay terminates to read its commands")
+    if case.target.endpoint("imaps") is None:
+        raise NotApplicable(f"target {case.target.name} has no imaps endpoint")
+    case.path.stop()
+    case.path = NetworkPath(parse_scenario("kill", case.depth), case.target, case.transcript)
+    case.path.terminate_tls = {"imaps"}
+    case.path.start()
+    case.note("direct: the client's imaps connections go through a relay that terminates TLS with the path's CA "
+              "(given to the client as trusted) and re-encrypts to the server: the transcript holds its commands")
+    return ClientSession(case, client_under_test, mailbox=mailbox.name, endpoint="imaps")

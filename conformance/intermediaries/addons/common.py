@@ -75,6 +75,7 @@ class Shared:
         self.last: dict[str, float] = {}
         self.blackholed: dict[str, float] = {}
         self.bytes: dict[str, list[int]] = {}  # [from client, from server]
+        self.redactors: dict[str, Any] = {}  # client connection id -> its transcript Redactor (SASL state per connection)
         self.record: Recorder = record
         self.faults: list[str] = faults if faults is not None else []
         self.scrub = scrub  # removes the case's secrets from a fault's text (an exception may quote traffic)
@@ -114,7 +115,7 @@ class Shared:
             self.bytes[cid][0 if from_client else 1] += n
 
     def forget(self, flow: tcp.TCPFlow) -> None:
-        for d in (self.started, self.last, self.bytes):
+        for d in (self.started, self.last, self.bytes, self.redactors):
             d.pop(flow.client_conn.id, None)
 
     def live(self, flow: tcp.TCPFlow) -> bool:

@@ -12,7 +12,7 @@ import re
 from mitmproxy import http, tcp
 
 from conformance.intermediaries.addons.common import shared
-from conformance.transcript import Transcript, printable
+from conformance.transcript import Redactor, Transcript, printable
 
 LEG = "proxy-server"
 SUMMARY = 256  # a chunk larger than 4 KiB is recorded by its first 256 octets and its size (bulk transfers)
@@ -36,7 +36,6 @@ def text_of(data: bytes) -> str:
 class ServerLegIn:
     def __init__(self, transcript: Transcript) -> None:
         self.transcript = transcript
-        self.redactor = transcript.redactor()
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         s = shared()
@@ -47,8 +46,19 @@ class ServerLegIn:
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         if not m.from_client and m.content:
-            self.transcript.add(LEG, "S", self.redactor.server(text_of(m.content)), len(m.content),
+            self.transcript.add(LEG, "S", redactor_of(flow, self.transcript).server(text_of(m.content)), len(m.content),
                                 conn=shared().label(flow))
+
+
+def redactor_of(flow: tcp.TCPFlow, transcript: Transcript) -> Redactor:
+    """The redactor of one connection, shared by both recorders: the server's final reply (seen by ServerLegIn)
+    ends the SASL exchange the client's AUTHENTICATE began (seen by ServerLegOut); one connection's SASL state
+    never spills onto another."""
+    redactors = shared().redactors
+    r = redactors.get(flow.client_conn.id)
+    if r is None:
+        r = redactors[flow.client_conn.id] = transcript.redactor()
+    return r
 
 
 def _head(message: http.Message, first: str) -> str:
@@ -101,14 +111,14 @@ class HttpLegOut:
 class ServerLegOut:
     def __init__(self, transcript: Transcript) -> None:
         self.transcript = transcript
-        self.redactor = transcript.redactor()
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
         label = shared().label(flow)
         if m.from_client:
             if m.content:
-                self.transcript.add(LEG, "C", self.redactor.client(text_of(m.content)), len(m.content), conn=label)
+                self.transcript.add(LEG, "C", redactor_of(flow, self.transcript).client(text_of(m.content)),
+                                    len(m.content), conn=label)
             else:
                 self.transcript.add(LEG, "I", "client data not forwarded to the server", conn=label)
         del flow.messages[:-1]  # every addon reads only the newest message; keep memory flat on long transfers

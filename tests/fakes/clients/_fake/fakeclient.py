@@ -9,6 +9,8 @@ Each mode breaks exactly one client rule, to prove that the client check judging
   fake-opportunistic STARTTLS only when advertised, else LOGIN in cleartext    (client.tls.no-cleartext-credentials)
   fake-trust-all     trusts any certificate and sends Basic credentials through an HTTP proxy
                                                                (client.tls.verify-before-credentials)
+  fake-no-qresync    sync: ENABLE QRESYNC, then a plain SELECT and UID FETCH 1:* (FLAGS) on every play
+                                                               (client.qresync.use)
 Standard library only; run by the system python3 as the client user.
 """
 
@@ -151,6 +153,21 @@ elif MODE == "fake-redownload":
     st = state()
     for uid, body in sorted(Imap().messages().items()):
         if uid not in st["delivered"]:
+            deliver(e.output, body)
+            st["delivered"].append(uid)
+            save(st)
+elif MODE == "fake-no-qresync":
+    if e.case != "sync":
+        not_supported(e.case)
+    st = state()
+    imap = Imap()
+    imap.cmd("ENABLE QRESYNC")  # enabled, and then ignored: the resync is the one of a client without it
+    imap.cmd(f'SELECT "{e.mailbox}"')
+    flags, _ = imap.cmd("UID FETCH 1:* (FLAGS)")
+    uids = [int(m.group(1)) for u in flags for m in [re.search(r"UID (\d+)", u)] if m]
+    new = [u for u in uids if u not in st["delivered"]]
+    if new:
+        for uid, body in sorted(imap.messages(",".join(map(str, new))).items()):
             deliver(e.output, body)
             st["delivered"].append(uid)
             save(st)
