@@ -75,6 +75,12 @@ def _open(case, scheme: str):
     return wrap_tls(sock, scheme, ep.host, tls_context(case)), f"{ep.host}:{ep.port}"
 
 
+def open_raw(case, c: JmapClient):
+    """A raw connection to the JMAP endpoint through the path (TLS-wrapped for https) and the Host to send, for a
+    check that speaks HTTP/1.1 itself (e.g. a chunked request body)."""
+    return _open(case, urlsplit(c.base_url).scheme)
+
+
 def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", ping: int = 0) -> str:
     """The Session's eventSourceUrl template filled in (not-applicable when the Session has none)."""
     tpl = c.ensure_session().get("eventSourceUrl")
