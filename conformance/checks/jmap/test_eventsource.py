@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 
@@ -344,3 +345,69 @@ def test_push_through_buffering_proxy(case):
     case.measure("latency", round(latency, 3), "s", budget=budget)
     assert latency <= budget, f"the change arrived {latency:.2f} s after it was made, budget {budget} s"
     case.passed(f"change pushed in {latency:.2f} s with closeafter=state")
+
+
+def _names_type(item, account: str, type_: str) -> str | None:
+    """The state a `state` event gives ``type_`` of ``account`` (None when it does not name it)."""
+    sc = state_change(item)
+    return ((sc or {}).get("changed") or {}).get(account, {}).get(type_) if sc else None
+
+
+@pytest.mark.requirement("jmapmail.emaildelivery")
+def test_email_delivery_push(case):
+    """types=EmailDelivery: a new Email is pushed (MUST); a flag change and a delete are not (SHOULD NOT)."""
+    rid = "jmapmail.emaildelivery"
+    budget, observe = case.param("max_latency"), case.param("observe")
+    c = client(case)
+    w = writer(case)
+    old = import_message(w, f"delivery base {uuid.uuid4().hex[:8]}")
+    stream = event_stream(case, c, types="EmailDelivery", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl types=EmailDelivery")
+    time.sleep(0.3)  # the server must know the stream before the changes
+    t_flags = case.transcript.now()
+    w.ok("Email/set", {"accountId": w.account_id, "update": {old["id"]: {"keywords/$seen": True}}})
+    w.ok("Email/set", {"accountId": w.account_id, "destroy": [old["id"]]})
+    case.note("writer flagged one message $seen and destroyed it (no new Email)")
+    quiet = [x for x in stream.events(time.monotonic() + observe) if _names_type(x, c.account_id, "EmailDelivery")]
+    t_new = case.transcript.now()
+    new = import_message(w, f"delivery new {uuid.uuid4().hex[:8]}")
+    case.on_cleanup(lambda: w.one("Email/set", {"accountId": w.account_id, "destroy": [new["id"]]}))
+    got = next((x for x in stream.events(time.monotonic() + budget + 1)
+                if _names_type(x, c.account_id, "EmailDelivery")), None)
+    case.attach("timeline", timeline(stream, [(t_flags, "$seen + destroy"), (t_new, "Email/import")],
+                                     title="types=EmailDelivery", end=case.transcript.now()))
+    if not case.require(rid, got is not None, f"no state event naming EmailDelivery for account {c.account_id} "
+                                              f"within {budget + 1:.1f} s of a new Email (RFC 8621 1.5: servers "
+                                              "MUST push EmailDelivery; events seen: "
+                                              f"{[x.event.type if x.event else x.kind for x in stream.log]})"):
+        return
+    case.measure("latency", round(got.t - t_new, 3), "s")
+    if quiet:
+        case.non_strict(f"EmailDelivery state changed on a flag change or a delete (event at t={quiet[0].t:.2f}, "
+                        f"{quiet[0].event.data[:120]!r}); RFC 8621 1.5: it SHOULD NOT", requirement=rid)
+    case.passed(f"EmailDelivery pushed {got.t - t_new:.2f} s after a new Email; nothing for a flag change and a "
+                f"delete in {observe:.0f} s")
+
+
+@pytest.mark.requirement("sse.comment-keepalive")
+def test_comment_keepalive(case):
+    """On a stream where the client asked for no JMAP pings (ping=0), a `:` comment line comes about every 15 s, so
+    legacy proxies do not drop the idle connection (HTML 9.2.7)."""
+    rid = "sse.comment-keepalive"
+    every, slack = case.param("every"), case.param("slack")
+    c = client(case)
+    stream = event_stream(case, c, types="*", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl ping=0")
+    limit = every + slack
+    comment = next((x for x in stream.events(time.monotonic() + limit) if x.kind == "comment"), None)
+    ended = next((x for x in stream.log if x.kind == "eof"), None)
+    case.attach("timeline", timeline(stream, [], title="ping=0: keepalive comments", end=case.transcript.now(),
+                                     thresholds=[("about every", float(every))]))
+    if comment is None:
+        why = f"the response ended at t={ended.t:.2f}" if ended else f"nothing kept the stream busy for {limit:.0f} s"
+        case.require(rid, False, f"no comment line within {limit:.0f} s of opening a stream with ping=0 ({why}); "
+                                 f"HTML 9.2.7: send one about every {every:.0f} s so idle-dropping proxies keep it")
+        return
+    case.measure("first_comment", round(comment.t - stream.opened_at, 3), "s")
+    case.require(rid, True, "")
+    case.passed(f"first comment {comment.t - stream.opened_at:.1f} s after opening the stream")
