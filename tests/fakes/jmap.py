@@ -61,6 +61,7 @@ FAULTS = (
     "unterminated-chunked",  # closeafter=state closes the connection without the last (0-size) chunk
     "comments",           # a ": keepalive" comment every second on every EventSource stream
     "no-accel",           # no X-Accel-Buffering: no on EventSource responses
+    "unframed-events",    # a state event ends with its last line, without the blank line that dispatches it
 )
 SUB_LIMIT = 64
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
@@ -470,7 +471,8 @@ class FakeJmapServer:
             if not changed:
                 return b""
             data = json.dumps({"@type": "StateChange", "changed": changed})
-            return f"id: {self.state}\nevent: state\ndata: {data}\n\n".encode()
+            end = "\n" if "unframed-events" in self.faults else "\n\n"
+            return f"id: {self.state}\nevent: state\ndata: {data}{end}".encode()
 
         try:
             if self.behaviour == "sloppy":

@@ -96,15 +96,21 @@ def _absolute(c: JmapClient, url: str) -> str:
 
 
 def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no", ping: int = 0,
-                 last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0) -> EventStream:
-    """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read."""
+                 last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0,
+                 head: bool = True) -> EventStream:
+    """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read.
+
+    ``head=False`` sends the request and returns at once: the head is read with the first event. A closeafter=state
+    stream through a hop that holds the whole response (nginx's proxy_buffering) gets its head only once the response
+    is complete, i.e. after the change the check is about to make, so waiting for the head first would deadlock."""
     url = event_source_url(c, types, closeafter, ping)
     scheme, _, _, target = split_url(url)
     sock, host = _open(case, urlsplit(c.base_url).scheme)
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
     stream = EventStream(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg, headers=headers)
     case.adopt(stream)
-    stream.read_head(head_timeout)
+    if head:
+        stream.read_head(head_timeout)
     return stream
 
 

@@ -1,0 +1,307 @@
+"""HTTP behaviour of the JMAP endpoint that intermediaries depend on (RFC 9110, RFC 9112, RFC 8620 2, nginx).
+
+What the server can be judged on: it disables caching of the Session and the event stream, it parses a chunked
+request and ends a chunked response with the last chunk, its pings keep a stream alive through an idle-timeout
+proxy, its events reach a client whole through a hop that re-chunks them, and behind Debian's default nginx its
+stream is neither held nor cut (X-Accel-Buffering: no, pings under proxy_read_timeout). The rules that bind the
+proxy itself (no-transform, CONNECT) are not judged here: the suite's intermediaries are its harness, compared with
+the real programs by ``lemonade calibrate``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+import uuid
+from urllib.parse import quote
+
+import h11
+import httpx
+import pytest
+
+from conformance.checks.support.jmap import (
+    client,
+    event_source_url,
+    event_stream,
+    import_message,
+    open_raw,
+    require_eventsource_200,
+    state_change,
+    timeline,
+    writer,
+)
+from conformance.errors import ConformanceFailure, ProtocolViolation, ServerTimeout
+from conformance.protocols.jmap import split_url
+from conformance.transcript import printable
+
+pytestmark = pytest.mark.uses("jmap")
+
+UNCACHEABLE = ("no-store", "no-cache")
+
+
+def _uncacheable(value: str) -> bool:
+    """Cache-Control that keeps a response out of caches (no-store, no-cache, or max-age=0 with must-revalidate)."""
+    parts = {p.strip().split("=")[0].lower(): p.strip() for p in value.split(",") if p.strip()}
+    return any(d in parts for d in UNCACHEABLE) or (parts.get("max-age", "").endswith("=0") and "must-revalidate" in parts)
+
+
+@pytest.mark.requirement("http.no-cache")
+def test_no_cache(case):
+    """The Session resource and the event stream carry Cache-Control that disables caching (RFC 8620 2)."""
+    rid = "http.no-cache"
+    c = client(case)
+    c.discover()
+    session_cc = c.last_response.headers.get("cache-control", "") if c.last_response is not None else ""
+    stream = event_stream(case, c, types="*", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl")
+    stream_cc = stream.header("cache-control")
+    stream.close()
+    problems = [f"{what} has Cache-Control {cc!r}" if cc else f"{what} has no Cache-Control"
+                for what, cc in (("the Session response", session_cc), ("the EventSource response", stream_cc))
+                if not _uncacheable(cc)]
+    case.measure("session_cache_control", session_cc)
+    case.measure("eventsource_cache_control", stream_cc)
+    case.require(rid, not problems, "; ".join(problems) + " (RFC 8620 2: no-cache, no-store, must-revalidate or similar; "
+                                                         "a cache may serve a stale Session or hold the stream)")
+    case.passed(f"Session: {session_cc!r}; EventSource: {stream_cc!r}")
+
+
+def _send(case, sock, data: bytes, label: str, redactor) -> None:
+    case.transcript.add(case.path.leg, "C", redactor.client(printable(data)), len(data), label)
+    sock.sendall(data)
+
+
+def chunked_upload(case, c, data: bytes, pieces: int = 3, label: str = "http#chunked") -> tuple[int, bytes]:
+    """POST ``data`` to the uploadUrl over HTTP/1.1 with Transfer-Encoding: chunked in ``pieces`` chunks, through
+    the path; (status, response body). A stall or an unparseable answer is the server's."""
+    url = c.url("uploadUrl").replace("{accountId}", quote(c.account_id, safe=""))
+    _, _, _, target = split_url(url)
+    sock, host = open_raw(case, c)
+    case.adopt(sock)
+    redactor = case.transcript.redactor()
+    conn = h11.Connection(h11.CLIENT)
+    step = max(1, len(data) // pieces)
+    _send(case, sock, conn.send(h11.Request(method="POST", target=target, headers=[
+        ("Host", host), ("Authorization", c.auth), ("Content-Type", "application/octet-stream"),
+        ("Transfer-Encoding", "chunked")])), label, redactor)
+    for i in range(0, len(data), step):
+        _send(case, sock, conn.send(h11.Data(data=data[i:i + step])), label, redactor)
+    _send(case, sock, conn.send(h11.EndOfMessage()), label, redactor)
+    deadline = time.monotonic() + case.deadline
+    status, body = 0, b""
+    while True:
+        try:
+            ev = conn.next_event()
+        except h11.RemoteProtocolError as e:
+            raise ProtocolViolation(f"the answer to a chunked upload is not valid HTTP/1.1: {e}") from e
+        if ev is h11.NEED_DATA:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServerTimeout(f"no complete answer to a chunked upload within {case.deadline:.0f} s")
+            sock.settimeout(left)
+            try:
+                got = sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                continue
+            except (ssl.SSLError, OSError):
+                got = b""
+            case.transcript.add(case.path.leg, "S", redactor.server(printable(got)), len(got), label)
+            conn.receive_data(got)
+        elif isinstance(ev, h11.Response):
+            status = ev.status_code
+        elif isinstance(ev, h11.Data):
+            body += bytes(ev.data)
+        elif isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
+            return status, body
+
+
+@pytest.mark.requirement("http.chunked-parse")
+def test_chunked_both_ways(case):
+    """The server parses a chunked request body (RFC 9112 7.1: a recipient MUST), and a chunked response it sends
+    (closeafter=state) is chunked once and ends with the zero-size last chunk (RFC 9112 6.1, 7.1)."""
+    rid = "http.chunked-parse"
+    budget = case.param("max_latency", requirement="jmap.eventsource.closeafter-state")
+    c = client(case)
+    w = writer(case)
+    data = f"lemonade chunked upload {uuid.uuid4().hex}\r\n".encode() * 64
+    problems, notes = [], []
+    status, body = chunked_upload(case, c, data)
+    try:
+        info = json.loads(body)
+    except ValueError:
+        info = {}
+    if status not in (200, 201) or not isinstance(info, dict) or info.get("size") != len(data):
+        problems.append(f"a {len(data)}-octet upload sent in 3 chunks was answered {status} {body[:160]!r} "
+                        "(RFC 9112 7.1: a recipient MUST be able to parse the chunked coding)")
+    else:
+        down = c.download(info["blobId"])
+        if down.content != data:
+            problems.append(f"the chunked upload was stored as {len(down.content)} other octets")
+    try:
+        stream = event_stream(case, c, types="*", closeafter="state", ping=0)
+        require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
+        coding = [t.strip().lower() for t in stream.header("transfer-encoding").split(",") if t.strip()]
+        time.sleep(0.3)
+        import_message(w, "chunked response")
+        ended = None
+        for item in stream.events(time.monotonic() + budget + 2):
+            if item.kind == "eof":
+                ended = item
+    except (h11.RemoteProtocolError, ProtocolViolation) as e:
+        problems.append(f"the closeafter=state response is not valid HTTP/1.1 framing: {e}")
+        coding, ended = ["chunked"], None
+    if coding.count("chunked") > 1:
+        problems.append(f"Transfer-Encoding {', '.join(coding)} applies chunked twice (RFC 9112 6.1: MUST NOT)")
+    elif "chunked" in coding and ended is None and not problems:
+        notes.append(f"the chunked closeafter=state response did not end within {budget + 2:.0f} s "
+                     "(judged by jmap.eventsource.closeafter-state)")
+    elif "chunked" in coding:
+        notes.append("chunked response ended with the last chunk")
+    else:
+        framing = "Content-Length" if stream.header("content-length") else "close-delimited"
+        notes.append(f"the event stream is not chunked ({framing}): only the request side applies")
+    case.require(rid, not problems, "; ".join(problems))
+    case.passed("chunked upload parsed and stored intact; " + "; ".join(notes))
+
+
+@pytest.mark.requirement("http.idle-timeout")
+@pytest.mark.scenarios("read-timeout")
+def test_stream_outlives_idle_timeout(case):
+    """Behind a proxy that ends a response after T idle seconds, a stream with ping below T stays open past T and
+    still delivers a change made after it (RFC 9112 9.5: any hop may drop idle connections)."""
+    rid = "http.idle-timeout"
+    element = case.scenario.element("read-timeout")
+    if element is None:
+        case.requirement_not_applicable(rid, f"needs an idle-timeout proxy (read-timeout), the scenario is {case.scenario}")
+        return
+    idle = float(element.get("timeout"))
+    ping = max(1, int(idle / 2))
+    budget = case.param("max_latency", requirement="jmap.eventsource.state-event")
+    c = client(case)
+    w = writer(case)
+    stream = event_stream(case, c, types="*", ping=ping)
+    require_eventsource_200(stream, f"GET eventSourceUrl ping={ping}")
+    mark = len(case.transcript.entries)
+    list(stream.events(time.monotonic() + idle + ping + 1))
+    ended = next((x for x in stream.log if x.kind == "eof"), None)
+    got = None
+    if ended is None:
+        t_change = case.transcript.now()
+        import_message(w, "after the idle timeout")
+        got = next((x for x in stream.events(time.monotonic() + budget + ping) if state_change(x)), None)
+    else:
+        t_change = ended.t
+    cuts = [x.text for x in case.transcript.entries[mark:] if x.direction == "I"]
+    case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"ping={ping} behind {case.scenario}",
+                                     end=case.transcript.now(), thresholds=[("idle timeout", idle)]))
+    if ended is not None:
+        cut = f": {cuts[0]}" if cuts else ""
+        case.require(rid, False, f"the stream (ping={ping}) ended at t={ended.t:.2f}, before it had lived "
+                                 f"{idle + ping:.0f} s behind a {idle:.0f} s idle timeout{cut}")
+        return
+    case.require(rid, got is not None, f"the stream stayed open past the {idle:.0f} s idle timeout but no state event "
+                                       f"came within {budget + ping:.0f} s of a change made after it")
+    case.passed(f"ping={ping} kept the stream open past a {idle:.0f} s idle timeout; a later change arrived "
+                f"{got.t - t_change:.2f} s after it was made")
+
+
+@pytest.mark.requirement("http.intermediary-buffering")
+@pytest.mark.scenarios("buffering")
+def test_events_framed_in_payload(case):
+    """Through a hop that holds the response until it is complete (RFC 9110 7.6 lets any hop buffer), push still
+    works: closeafter=state ends the response after the state event, so the hop releases it, and the event arrives
+    whole, framed by its blank line and not by where the server's writes or chunks ended."""
+    rid = "http.intermediary-buffering"
+    budget = case.param("max_latency", requirement="jmap.eventsource.closeafter-state")
+    c = client(case)
+    w = writer(case)
+    problems = []
+    stream = event_stream(case, c, types="*", closeafter="state", ping=0, head=False)  # the hop holds the head too
+    time.sleep(0.3)
+    t_change = case.transcript.now()
+    import_message(w, "through a buffering hop")
+    state = eof = None
+    for item in stream.events(time.monotonic() + budget + 1):
+        if state is None and state_change(item):
+            state = item
+        if item.kind == "eof":
+            eof = item
+    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
+    case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"closeafter=state through {case.scenario}",
+                                     end=case.transcript.now()))
+    if state is None:
+        seen = [x.event.data[:80] if x.event else x.kind for x in stream.log]
+        problems.append(f"no whole state event (a StateChange in its data) within {budget + 1:.0f} s of the change through "
+                        f"the buffering hop (seen: {seen})")
+    elif eof is None:
+        problems.append("the closeafter=state response did not end, so a buffering hop never releases it")
+    if stream.parser.pending:
+        problems.append("the response ended inside an event (no blank line after it): events must be framed by blank "
+                        "lines in the payload, not by chunk or write boundaries a hop may change")
+    case.require(rid, not problems, "; ".join(problems))
+    case.passed(f"a whole state event {state.t - t_change:.2f} s after the change, then the end, through {case.scenario}")
+
+
+@pytest.mark.requirement("proxy.nginx-buffering")
+@pytest.mark.scenarios("real-nginx")
+def test_eventsource_through_default_nginx(case):
+    """Behind Debian's nginx with its defaults (proxy_buffering on, proxy_read_timeout), a change reaches the client
+    within the push budget (the server says X-Accel-Buffering: no) and a stream whose pings come more often than the
+    read timeout outlives it."""
+    rid = "proxy.nginx-buffering"
+    real = case.scenario.real
+    if real is None or real.name != "real-nginx":
+        case.requirement_not_applicable(rid, f"judged behind Debian's nginx (real-nginx), the scenario is {case.scenario}")
+        return
+    read_timeout = float(real.get("read_timeout"))
+    ping = max(1, int(read_timeout / 2))
+    budget = case.param("max_latency", requirement="jmap.eventsource.state-event")
+    c = client(case)
+    w = writer(case)
+    accel = _accel_header(case)
+    case.measure("x_accel_buffering", accel or "(absent)")
+    problems = []
+    try:
+        stream = event_stream(case, c, types="*", ping=ping)
+    except ServerTimeout as e:
+        raise ConformanceFailure(f"{e} through Debian's nginx: it held the whole response, header included, as "
+                                 f"proxy_buffering does when the server does not send X-Accel-Buffering: no "
+                                 f"(the server sent {accel or 'no X-Accel-Buffering'})", requirement=rid) from e
+    require_eventsource_200(stream, f"GET eventSourceUrl ping={ping} through nginx")
+    time.sleep(0.3)
+    t_change = case.transcript.now()
+    import_message(w, "through nginx")
+    got = next((x for x in stream.events(time.monotonic() + budget + 1) if state_change(x)), None)
+    if got is None:
+        problems.append(f"no state event within {budget + 1:.0f} s of the change through nginx (server sent "
+                        f"{accel and 'X-Accel-Buffering: ' + accel or 'no X-Accel-Buffering'})")
+    list(stream.events(time.monotonic() + read_timeout + 1))
+    ended = next((x for x in stream.log if x.kind == "eof"), None)
+    if ended is not None:
+        problems.append(f"nginx ended the stream at t={ended.t:.2f} (proxy_read_timeout {read_timeout:.0f} s, ping={ping})")
+    case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"EventSource through {case.scenario}",
+                                     end=case.transcript.now(), thresholds=[("proxy_read_timeout", read_timeout)]))
+    case.require(rid, not problems, "; ".join(problems))
+    case.passed(f"change through nginx in {got.t - t_change:.2f} s; stream outlived proxy_read_timeout "
+                f"{read_timeout:.0f} s with ping={ping}")
+
+
+def _accel_header(case) -> str:
+    """The X-Accel-Buffering the server itself sends on its event stream (read straight from the target: nginx
+    consumes the header and never forwards it)."""
+    d = client(case, label="jmap#direct", via_path=False)
+    url = event_source_url(d, "*", "no", 0)
+    try:
+        resp = d.http.send(d.http.build_request("GET", url, headers={"Authorization": d.auth,
+                                                                    "Accept": "text/event-stream"}), stream=True)
+    except httpx.HTTPError as e:  # evidence only: the judgement is what reaches the client through nginx
+        case.note(f"could not read the server's own EventSource headers: {e}")
+        return ""
+    try:
+        value = resp.headers.get("x-accel-buffering", "")
+        case.note(f"the server's own EventSource response: {resp.status_code}, X-Accel-Buffering {value or '(absent)'}")
+        return value
+    finally:
+        resp.close()
