@@ -225,11 +225,17 @@ def test_events_framed_in_payload(case):
     t_change = case.transcript.now()
     import_message(w, "through a buffering hop")
     state = eof = None
-    for item in stream.events(time.monotonic() + budget + 1):
-        if state is None and state_change(item):
-            state = item
-        if item.kind == "eof":
-            eof = item
+    try:
+        for item in stream.events(time.monotonic() + budget + 1):
+            if state is None and state_change(item):
+                state = item
+            if item.kind == "eof":
+                eof = item
+    except ServerTimeout:
+        case.require(rid, False, f"nothing, not even the response head, came through the buffering hop within "
+                                 f"{budget + 1:.0f} s of the change: a hop that holds a response releases it only once "
+                                 "it is complete, so the closeafter=state response never completed as the hop saw it")
+        return
     require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
     case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"closeafter=state through {case.scenario}",
                                      end=case.transcript.now()))
