@@ -72,10 +72,11 @@ push() {
   log "compiling (about 2 minutes on 2 cores, more on a busy machine; log: $B/build.log)"
   WSLAY_CFLAGS=-I/usr/include/wslay WSLAY_LIBS=-lwslay DEB_BUILD_OPTIONS=nocheck \
     dpkg-buildpackage -b -uc -us -j"$(nproc)" > "$B/build.log" 2>&1 &
-  local pid=$!
+  local pid=$! n
   # progress every 15 s: tail --pid returns as soon as the build ends, so nothing waits longer than the build
   while ! timeout 15 tail --pid="$pid" -f /dev/null; do
-    log "still compiling: $((SECONDS - t0)) s, $(grep -cE '^libtool: compile|^gcc .* -c ' "$B/build.log" || true) files so far"
+    n=$(grep -cE '^libtool: compile|^gcc .* -c ' "$B/build.log" || true)
+    if [ "${n:-0}" -eq 0 ]; then log "configuring: $((SECONDS - t0)) s"; else log "compiling: $((SECONDS - t0)) s, $n files so far"; fi
   done
   wait "$pid" || { tail -30 "$B/build.log" >&2; exit 2; }
   mkdir -p "$dest"

@@ -365,11 +365,19 @@ def test_email_delivery_push(case):
     stream = event_stream(case, c, types="EmailDelivery", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl types=EmailDelivery")
     time.sleep(0.3)  # the server must know the stream before the changes
+    before = w.state("Email")
     t_flags = case.transcript.now()
     w.ok("Email/set", {"accountId": w.account_id, "update": {old["id"]: {"keywords/$seen": True}}})
     w.ok("Email/set", {"accountId": w.account_id, "destroy": [old["id"]]})
     case.note("writer flagged one message $seen and destroyed it (no new Email)")
     quiet = [x for x in stream.events(time.monotonic() + observe) if _names_type(x, c.account_id, "EmailDelivery")]
+    if quiet:  # someone else (another case on a shared server) may have added mail meanwhile: then it is no fault
+        name, args = w.one("Email/changes", {"accountId": w.account_id, "sinceState": before})
+        others = (args.get("created") or []) if name != "error" else []
+        if others:
+            case.note(f"{len(others)} Email(s) created by someone else during the quiet window ({others[:3]}): the "
+                      "EmailDelivery event then is allowed, the SHOULD NOT part is not judged")
+            quiet = []
     t_new = case.transcript.now()
     new = import_message(w, f"delivery new {uuid.uuid4().hex[:8]}")
     case.on_cleanup(lambda: w.one("Email/set", {"accountId": w.account_id, "destroy": [new["id"]]}))

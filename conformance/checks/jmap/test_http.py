@@ -191,7 +191,10 @@ def test_stream_outlives_idle_timeout(case):
     if ended is None:
         t_change = case.transcript.now()
         import_message(w, "after the idle timeout")
-        got = next((x for x in stream.events(time.monotonic() + budget + ping) if state_change(x)), None)
+        try:
+            got = next((x for x in stream.events(time.monotonic() + budget + ping) if state_change(x)), None)
+        except (ProtocolViolation, ServerClosed) as e:
+            ended = Cut(stream.transcript.now(), str(e))
     else:
         t_change = ended.t
     cuts = [x.text for x in case.transcript.entries[mark:] if x.direction == "I"]
@@ -282,11 +285,16 @@ def test_eventsource_through_default_nginx(case):
     time.sleep(0.3)
     t_change = case.transcript.now()
     import_message(w, "through nginx")
-    got = next((x for x in stream.events(time.monotonic() + budget + 1) if state_change(x)), None)
+    try:
+        got = next((x for x in stream.events(time.monotonic() + budget + 1) if state_change(x)), None)
+    except (ProtocolViolation, ServerClosed) as e:
+        got, cut = None, Cut(stream.transcript.now(), str(e))
+    else:
+        cut = None
     if got is None:
         problems.append(f"no state event within {budget + 1:.0f} s of the change through nginx (server sent "
                         f"{accel and 'X-Accel-Buffering: ' + accel or 'no X-Accel-Buffering'})")
-    ended = _watch(stream, read_timeout + 1) or next((x for x in stream.log if x.kind == "eof"), None)
+    ended = cut or _watch(stream, read_timeout + 1) or next((x for x in stream.log if x.kind == "eof"), None)
     if ended is not None:
         problems.append(f"nginx ended the stream at t={ended.t:.2f} (proxy_read_timeout {read_timeout:.0f} s, "
                         f"ping={ping}){': ' + ended.why if getattr(ended, 'why', '') else ''}")
