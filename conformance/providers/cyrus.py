@@ -181,6 +181,7 @@ class CyrusProvider:
         deadline = time.monotonic() + 15
         try:
             probe("127.0.0.1", ports["imap"], b"* OK", deadline)
+            self._probe_tls(ports["imaps"], deadline, b"", b"* OK")  # every endpoint the target names answers
             self._probe_https(ports["https"], deadline)
         except HarnessError as e:
             if self.proc.poll() is not None:
@@ -206,6 +207,11 @@ class CyrusProvider:
         return self.target
 
     def _probe_https(self, port: int, deadline: float) -> None:
+        self._probe_tls(port, deadline, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", b"HTTP/")
+
+    @staticmethod
+    def _probe_tls(port: int, deadline: float, send: bytes, expect: bytes) -> None:
+        """Until ``deadline``: a TLS connection to ``port`` that answers ``send`` with ``expect`` at its start."""
         import ssl
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -217,13 +223,14 @@ class CyrusProvider:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
                     with ctx.wrap_socket(raw, server_hostname="localhost") as s:
                         s.settimeout(2)
-                        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                        if s.recv(64).startswith(b"HTTP/"):
+                        if send:
+                            s.sendall(send)
+                        if s.recv(64).startswith(expect):
                             return
             except OSError as e:
                 last = str(e)
             time.sleep(0.05)
-        raise HarnessError(f"no HTTPS answer on 127.0.0.1:{port} before the deadline ({last})")
+        raise HarnessError(f"no TLS answer starting {expect!r} on 127.0.0.1:{port} before the deadline ({last})")
 
     def _create_mailboxes(self, port: int) -> None:
         from ..protocols.imap import ImapConnection
