@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import pytest
 
+from ..subjects.plugin import client_under_test
 from .fixtures import case, lemonade_case_param, path, scenario, target
 from .outcome import PHASES, build_result
 from .selection import Sharding, parametrize, select
 from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
 
-__all__ = ["case", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
+__all__ = ["case", "client_under_test", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-deadline", default=None, help="seconds a client waits for one answer (default 10)")
     g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
                                                               "as an error (default 300 at quick depth)")
+    g.addoption("--lemonade-client", action="append", default=[],
+                help="client under test (adapter name or folder; repeatable): the run judges clients, the targets "
+                     "are their partner servers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "uses(*endpoints): endpoints the check needs (imap, imaps, submission, jmap)")
     config.addinivalue_line("markers", "scenarios(*specs): scenarios the check is meaningful under (default: direct)")
     config.addinivalue_line("markers", "depth(name): only run at this depth; skipped with the command otherwise")
+    config.addinivalue_line("markers", "long_wait: the check observes for a long time; scheduled first")
     if not config.getoption("--lemonade-output", None):
         return
     state = RunState(config)
