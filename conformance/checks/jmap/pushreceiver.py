@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from conformance.providers.dovecot import make_certificate
+from conformance.providers.base import make_certificate
 from conformance.transcript import Transcript, printable
 
 LEG = "push"
