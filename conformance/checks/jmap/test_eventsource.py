@@ -16,6 +16,7 @@ from conformance.checks.support.jmap import (
     client,
     event_stream,
     import_message,
+    imported,
     require_eventsource_200,
     state_change,
     timeline,
@@ -361,7 +362,7 @@ def test_email_delivery_push(case):
     budget, observe = case.param("max_latency"), case.param("observe")
     c = client(case)
     w = writer(case)
-    old = import_message(w, f"delivery base {uuid.uuid4().hex[:8]}")
+    old = imported(case, w, f"delivery base {uuid.uuid4().hex[:8]}")
     stream = event_stream(case, c, types="EmailDelivery", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl types=EmailDelivery")
     time.sleep(0.3)  # the server must know the stream before the changes
@@ -379,8 +380,7 @@ def test_email_delivery_push(case):
                       "EmailDelivery event then is allowed, the SHOULD NOT part is not judged")
             quiet = []
     t_new = case.transcript.now()
-    new = import_message(w, f"delivery new {uuid.uuid4().hex[:8]}")
-    case.on_cleanup(lambda: w.one("Email/set", {"accountId": w.account_id, "destroy": [new["id"]]}))
+    imported(case, w, f"delivery new {uuid.uuid4().hex[:8]}")
     got = next((x for x in stream.events(time.monotonic() + budget + 1)
                 if _names_type(x, c.account_id, "EmailDelivery")), None)
     case.attach("timeline", timeline(stream, [(t_flags, "$seen + destroy"), (t_new, "Email/import")],

@@ -26,7 +26,7 @@ from conformance.checks.support.jmap import (
     client,
     event_source_url,
     event_stream,
-    import_message,
+    imported,
     open_raw,
     require_eventsource_200,
     state_change,
@@ -145,7 +145,7 @@ def test_chunked_both_ways(case):
         require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
         coding = [t.strip().lower() for t in stream.header("transfer-encoding").split(",") if t.strip()]
         time.sleep(0.3)
-        import_message(w, "chunked response")
+        imported(case, w, "chunked response")
         ended = None
         for item in stream.events(time.monotonic() + budget + 2):
             if item.kind == "eof":
@@ -190,7 +190,7 @@ def test_stream_outlives_idle_timeout(case):
     got = None
     if ended is None:
         t_change = case.transcript.now()
-        import_message(w, "after the idle timeout")
+        imported(case, w, "after the idle timeout")
         try:
             got = next((x for x in stream.events(time.monotonic() + budget + ping) if state_change(x)), None)
         except (ProtocolViolation, ServerClosed) as e:
@@ -226,7 +226,7 @@ def test_events_framed_in_payload(case):
     stream = event_stream(case, c, types="*", closeafter="state", ping=0, head=False)  # the hop holds the head too
     time.sleep(0.3)
     t_change = case.transcript.now()
-    import_message(w, "through a buffering hop")
+    imported(case, w, "through a buffering hop")
     state = eof = None
     try:
         for item in stream.events(time.monotonic() + budget + 1):
@@ -284,7 +284,7 @@ def test_eventsource_through_default_nginx(case):
     require_eventsource_200(stream, f"GET eventSourceUrl ping={ping} through nginx")
     time.sleep(0.3)
     t_change = case.transcript.now()
-    import_message(w, "through nginx")
+    imported(case, w, "through nginx")
     try:
         got = next((x for x in stream.events(time.monotonic() + budget + 1) if state_change(x)), None)
     except (ProtocolViolation, ServerClosed) as e:

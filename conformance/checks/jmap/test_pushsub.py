@@ -20,7 +20,7 @@ import pytest
 
 from conformance.checks.jmap.pushreceiver import Answer, Delivery, PushReceiver
 from conformance.checks.support import Blame, refuse
-from conformance.checks.support.jmap import client, import_message, writer
+from conformance.checks.support.jmap import client, imported, writer
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.protocols.jmap import CORE, MAIL, JmapClient
 from conformance.protocols.webpush import Subscriber, WebPushError, b64url
@@ -182,7 +182,7 @@ def test_pushsub_verification(case):
             problems.append(f"verificationCode {obj.get('verificationCode')!r} is not a non-empty string")
     code = (obj or {}).get("verificationCode")
     # unverified: a change must not produce a push
-    import_message(w, "pushsub unverified")
+    imported(case, w, "pushsub unverified")
     time.sleep(quiet)
     extra = rx.to(sub.name)[1:]
     if extra:
@@ -224,7 +224,7 @@ def test_pushsub_post_format(case):
     c, w = client(case), writer(case)
     rx = receiver(case)
     sub, first = verified(case, c, rx, "format", within)
-    import_message(w, "pushsub format")
+    imported(case, w, "pushsub format")
     got = rx.wait(sub.name, 2, within)
     problems = []
     for d in got:
@@ -268,7 +268,7 @@ def _burst(case, w: JmapClient, rx: PushReceiver, sub: Subscription, changes: in
     """Make ``changes`` changes ``gap`` seconds apart; the number of pushes that arrived meanwhile (plus ``settle``)."""
     start = case.transcript.now()
     for i in range(changes):
-        import_message(w, f"pushsub burst {label} {i}")
+        imported(case, w, f"pushsub burst {label} {i}")
         time.sleep(gap)
     time.sleep(settle)
     return _count(rx, sub.name, start, case.transcript.now())
@@ -303,7 +303,7 @@ def test_pushsub_encrypted(case):
         if not ok:
             problems.append(f"the decrypted verification code was not accepted: {args}")
         else:
-            import_message(w, "pushsub encrypted")
+            imported(case, w, "pushsub encrypted")
             got = rx.wait(sub.name, 2, within)
             if len(got) < 2:
                 problems.append(f"no push within {within:.1f} s of a change on the verified subscription")
@@ -436,7 +436,7 @@ def _expiry_honoured(case, c: JmapClient, w: JmapClient, rx: PushReceiver, withi
         return None
     time.sleep(max(0.0, (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1.0)
     t_expired = case.transcript.now()
-    import_message(w, "pushsub after expiry")
+    imported(case, w, "pushsub after expiry")
     time.sleep(within)
     late = [d for d in rx.to(sub.name) if d.t > t_expired]
     if late:

@@ -14,17 +14,11 @@ from urllib.parse import quote
 
 import pytest
 
-from conformance.checks.support.jmap import client
+from conformance.checks.support.jmap import client, destroy_at_end
 from conformance.errors import ConformanceFailure, HarnessError
 from conformance.protocols.jmap import JmapClient, sample_message
 
 pytestmark = pytest.mark.uses("jmap")
-
-
-def destroy_at_end(case, c: JmapClient, ids: list[str]) -> None:
-    """Destroy these Emails when the case ends (a message already gone is fine)."""
-    if ids:
-        case.on_cleanup(lambda: c.one("Email/set", {"accountId": c.account_id, "destroy": list(ids)}))
 
 
 def download_as(c: JmapClient, account_id: str, blob_id: str, name: str = "blob.bin",

@@ -68,6 +68,19 @@ def import_message(c: JmapClient, subject: str, mailbox_id: str | None = None) -
     return c.import_email(sample_message(subject), mailbox_id or c.mailbox_id())
 
 
+def destroy_at_end(case, c: JmapClient, ids: list[str]) -> None:
+    """Destroy these Emails when the case ends (a message already gone is fine): what a check creates, it removes."""
+    if ids:
+        case.on_cleanup(lambda: c.one("Email/set", {"accountId": c.account_id, "destroy": list(ids)}))
+
+
+def imported(case, c: JmapClient, subject: str, mailbox_id: str | None = None) -> dict:
+    """``import_message``, destroyed when the case ends."""
+    created = import_message(c, subject, mailbox_id)
+    destroy_at_end(case, c, [created["id"]])
+    return created
+
+
 def _open(case, scheme: str):
     """A raw connection to the JMAP endpoint through the path, TLS-wrapped for https; and its authority."""
     ep = case.path.endpoint("jmap")
