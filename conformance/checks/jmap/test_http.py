@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 import time
 import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import h11
-import httpx
 import pytest
 
 from conformance.checks.support.jmap import (
@@ -33,9 +31,9 @@ from conformance.checks.support.jmap import (
     timeline,
     writer,
 )
-from conformance.errors import ConformanceFailure, ProtocolViolation, ServerClosed, ServerTimeout
-from conformance.protocols.jmap import split_url
-from conformance.transcript import printable
+from conformance.errors import ConformanceFailure, HarnessError, ProtocolViolation, ServerClosed, ServerTimeout
+from conformance.protocols.eventsource import stream_connection
+from conformance.protocols.jmap import EventStream, split_url
 
 pytestmark = pytest.mark.uses("jmap")
 
@@ -69,47 +67,37 @@ def test_no_cache(case):
     case.passed(f"Session: {session_cc!r}; EventSource: {stream_cc!r}")
 
 
-def _send(case, sock, data: bytes, label: str, redactor) -> None:
-    case.transcript.add(case.path.leg, "C", redactor.client(printable(data)), len(data), label)
-    sock.sendall(data)
-
-
 def chunked_upload(case, c, data: bytes, pieces: int = 3, label: str = "http#chunked") -> tuple[int, bytes]:
     """POST ``data`` to the uploadUrl over HTTP/1.1 with Transfer-Encoding: chunked in ``pieces`` chunks, through
     the path; (status, response body). A stall or an unparseable answer is the server's."""
     url = c.url("uploadUrl").replace("{accountId}", quote(c.account_id, safe=""))
     _, _, _, target = split_url(url)
-    sock, host = open_raw(case, c)
-    case.adopt(sock)
-    redactor = case.transcript.redactor()
-    conn = h11.Connection(h11.CLIENT)
+    conn, host = open_raw(case, c, label)
+    case.on_cleanup(conn.close)
+    h = h11.Connection(h11.CLIENT)
     step = max(1, len(data) // pieces)
-    _send(case, sock, conn.send(h11.Request(method="POST", target=target, headers=[
+    conn.send(h.send(h11.Request(method="POST", target=target, headers=[
         ("Host", host), ("Authorization", c.auth), ("Content-Type", "application/octet-stream"),
-        ("Transfer-Encoding", "chunked")])), label, redactor)
+        ("Transfer-Encoding", "chunked")])))
     for i in range(0, len(data), step):
-        _send(case, sock, conn.send(h11.Data(data=data[i:i + step])), label, redactor)
-    _send(case, sock, conn.send(h11.EndOfMessage()), label, redactor)
-    deadline = time.monotonic() + case.deadline
+        conn.send(h.send(h11.Data(data=data[i:i + step])))
+    conn.send(h.send(h11.EndOfMessage()))
+    since = time.monotonic()
+    deadline = since + case.deadline
     status, body = 0, b""
     while True:
         try:
-            ev = conn.next_event()
+            ev = h.next_event()
         except h11.RemoteProtocolError as e:
             raise ProtocolViolation(f"the answer to a chunked upload is not valid HTTP/1.1: {e}") from e
         if ev is h11.NEED_DATA:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ServerTimeout(f"no complete answer to a chunked upload within {case.deadline:.0f} s")
-            sock.settimeout(left)
             try:
-                got = sock.recv(65536)
-            except (socket.timeout, TimeoutError):
-                continue
-            except (ssl.SSLError, OSError):
+                got = conn.recv(deadline, "to a chunked upload", since=since)
+            except ServerClosed:
                 got = b""
-            case.transcript.add(case.path.leg, "S", redactor.server(printable(got)), len(got), label)
-            conn.receive_data(got)
+            if got:
+                conn.record_server(got)
+            h.receive_data(got)
         elif isinstance(ev, h11.Response):
             status = ev.status_code
         elif isinstance(ev, h11.Data):
@@ -328,15 +316,20 @@ def _accel_header(case) -> str:
     consumes the header and never forwards it)."""
     d = client(case, label="jmap#direct", via_path=False)
     url = event_source_url(d, "*", "no", 0)
+    ep = case.target.endpoint("jmap")
     try:
-        resp = d.http.send(d.http.build_request("GET", url, headers={"Authorization": d.auth,
-                                                                    "Accept": "text/event-stream"}), stream=True)
-    except httpx.HTTPError as e:  # evidence only: the judgement is what reaches the client through nginx
-        case.note(f"could not read the server's own EventSource headers: {e}")
+        sock = socket.create_connection((ep.host, ep.port), timeout=case.deadline)
+        conn = stream_connection(sock, ep.scheme, ep.host, case.target.tls.client_context(), transcript=case.transcript,
+                                 label="eventsource#direct", timeout=case.deadline)
+        stream = case.adopt(EventStream(conn, f"{ep.host}:{ep.port}", split_url(url)[3], d.auth, case.transcript,
+                                        label="eventsource#direct"))
+        stream.read_head(10.0)
+    except (ConformanceFailure, HarnessError, OSError) as e:  # evidence only: the judgement is what reaches the
+        case.note(f"could not read the server's own EventSource headers: {e}")  # client through nginx
         return ""
     try:
-        value = resp.headers.get("x-accel-buffering", "")
-        case.note(f"the server's own EventSource response: {resp.status_code}, X-Accel-Buffering {value or '(absent)'}")
+        value = stream.header("x-accel-buffering")
+        case.note(f"the server's own EventSource response: {stream.status}, X-Accel-Buffering {value or '(absent)'}")
         return value
     finally:
-        resp.close()
+        stream.close()

@@ -20,9 +20,9 @@ import pytest
 
 from conformance.checks.jmap.pushreceiver import Answer, Delivery, PushReceiver
 from conformance.checks.support import Blame, refuse
-from conformance.checks.support.jmap import client, imported, writer
-from conformance.errors import ConformanceFailure, NotApplicable
-from conformance.protocols.jmap import CORE, MAIL, JmapClient
+from conformance.checks.support.jmap import client, destroy_at_end, imported, writer
+from conformance.errors import ConformanceFailure, HarnessError, NotApplicable
+from conformance.protocols.jmap import CORE, MAIL, JmapClient, sample_message
 from conformance.protocols.webpush import Subscriber, WebPushError, b64url
 
 pytestmark = pytest.mark.uses("jmap")
@@ -211,8 +211,16 @@ def _ttl_ok(d: Delivery) -> bool:
     return d.header("ttl").strip().isdigit()
 
 
-def _count(rx: PushReceiver, name: str, since: float, until: float) -> int:
-    return sum(1 for d in rx.to(name) if since <= d.t <= until)
+def _ours(rx: PushReceiver, name: str, account: str, states: set[str]) -> int:
+    """The pushes to ``url(name)`` whose StateChange names one of ``states`` as the account's Email state: the ones
+    a burst of the check's own changes caused (other cases change the same account meanwhile)."""
+    n = 0
+    for d in rx.to(name):
+        obj, _ = json_body(d)
+        changed = (obj or {}).get("changed")
+        if isinstance(changed, dict) and isinstance(changed.get(account), dict) and changed[account].get("Email") in states:
+            n += 1
+    return n
 
 
 @pytest.mark.requirement("jmap.pushsub.post-format")
@@ -266,19 +274,41 @@ def test_pushsub_post_format(case):
 
 def _burst(case, w: JmapClient, rx: PushReceiver, sub: Subscription, changes: int, gap: float, settle: float,
            label: str, hold: float = 0.0) -> int:
-    """Make ``changes`` changes ``gap`` seconds apart; the pushes that arrived from the first change until the URL
-    has been quiet for ``settle`` seconds (after ``hold`` more seconds, e.g. a Retry-After the server may honour)."""
-    start = case.transcript.now()
+    """Make ``changes`` changes ``gap`` seconds apart; how many pushes named the state of one of them, counted until
+    the URL has been quiet for ``settle`` seconds (after ``hold`` more seconds, e.g. a Retry-After the server may
+    honour). Pushes still on their way for earlier changes are waited out first."""
+    _quiet(rx, sub.name, settle, settle + changes * gap)
+    states = set()
     for i in range(changes):
-        imported(case, w, f"pushsub burst {label} {i}")
+        states.add(_change(case, w, f"pushsub burst {label} {i}"))
         time.sleep(gap)
     time.sleep(hold)
-    limit = time.monotonic() + settle + 4 * (changes * gap + hold)  # bounded even against a server pushing forever
+    _quiet(rx, sub.name, settle, settle + 4 * (changes * gap + hold))
+    return _ours(rx, sub.name, w.account_id, states)
+
+
+def _change(case, w: JmapClient, subject: str) -> str:
+    """Import a message (destroyed when the case ends); the Email state it produced (Email/import newState)."""
+    up = w.upload(sample_message(subject))
+    if up.status_code not in (200, 201):
+        raise HarnessError(f"upload failed: {up.status_code} {up.text[:200]}")
+    args = w.ok("Email/import", {"accountId": w.account_id, "emails": {
+        "e1": {"blobId": up.json()["blobId"], "mailboxIds": {w.mailbox_id(): True}, "keywords": {}}}})
+    created = (args.get("created") or {}).get("e1")
+    if not created or not isinstance(args.get("newState"), str):
+        raise HarnessError(f"Email/import did not create the message or gave no newState: {str(args)[:200]}")
+    destroy_at_end(case, w, [created["id"]])
+    return args["newState"]
+
+
+def _quiet(rx: PushReceiver, name: str, settle: float, bound: float) -> None:
+    """Return once nothing has reached ``url(name)`` for ``settle`` seconds, or after ``bound`` seconds (a server
+    pushing forever)."""
+    limit = time.monotonic() + bound
     while time.monotonic() < limit:
-        seen = len(rx.to(sub.name))
-        if len(rx.wait(sub.name, seen + 1, settle)) == seen:
-            break
-    return _count(rx, sub.name, start, case.transcript.now())
+        seen = len(rx.to(name))
+        if len(rx.wait(name, seen + 1, min(settle, max(0.0, limit - time.monotonic())))) == seen:
+            return
 
 
 @pytest.mark.requirement("jmap.pushsub.encrypted")
