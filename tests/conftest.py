@@ -48,6 +48,11 @@ class CliRun:
 @pytest.fixture
 def lemonade(tmp_path):
     """Run the real CLI in a subprocess: lemonade("run", "-k", "x") -> CliRun (output dir under tmp_path)."""
+    return cli_runner(tmp_path)
+
+
+def cli_runner(tmp_path: Path):
+    """The ``lemonade`` fixture's runner for any directory (e.g. a module-scoped one several tests share)."""
     counter = iter(range(1000))
 
     def run(*args: str, timeout: float = 300, output: bool = True) -> CliRun:

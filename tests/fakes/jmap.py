@@ -123,10 +123,12 @@ class FakeJmapServer:
         self.thread.join(2)
         self.push.close()
 
-    def target_file(self, directory: Path) -> Path:
-        p = directory / f"fake-jmap-{self.behaviour}.toml"
+    def target_file(self, directory: Path, name: str | None = None) -> Path:
+        """A target file for this peer, named ``fake-jmap-<name>`` (default: its behaviour)."""
+        name = f"fake-jmap-{name or self.behaviour}"
+        p = directory / f"{name}.toml"
         accounts = "".join(f'[[accounts]]\nusername = "{u}"\npassword = "{pw}"\n' for u, pw in USERS)
-        p.write_text(f'name = "fake-jmap-{self.behaviour}"\n[endpoints]\njmap = "http://127.0.0.1:{self.port}"\n'
+        p.write_text(f'name = "{name}"\n[endpoints]\njmap = "http://127.0.0.1:{self.port}"\n'
                      f"{accounts}")
         return p
 

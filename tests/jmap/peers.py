@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from tests.fakes.jmap import FakeJmapServer
 
 
@@ -12,6 +14,21 @@ def run_peer(lemonade, tmp_path, k: str, *, behaviour: str = "conformant", fault
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-n", "2", "-k", k, *args)
     results = {r["check"]: r for r in run.results["results"]}
     return run, results
+
+
+def run_peers(lemonade, tmp_path, k: str, peers: dict[str, tuple[str, ...]], *, behaviour: str = "conformant"):
+    """One ``lemonade run`` of the checks matching ``k`` against several scripted peers at once (one target each,
+    ``peers`` maps a name to its faults): one start-up for all the proofs; (the run, {name: {check: result}})."""
+    with ExitStack() as stack:
+        files = []
+        for name, faults in peers.items():
+            fake = stack.enter_context(FakeJmapServer(behaviour, faults=faults))
+            files += ["--target", str(fake.target_file(tmp_path, name))]
+        run = lemonade("run", *files, "-n", "2", "-k", k)
+    by_peer: dict[str, dict] = {name: {} for name in peers}
+    for r in run.results["results"]:
+        by_peer[r["target"].removeprefix("fake-jmap-")][r["check"]] = r
+    return run, by_peer
 
 
 def judged(results: dict, check: str, rid: str) -> dict:
