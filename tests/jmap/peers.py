@@ -8,10 +8,12 @@ from tests.fakes.jmap import FakeJmapServer
 
 
 def run_peer(lemonade, tmp_path, k: str, *, behaviour: str = "conformant", faults: tuple[str, ...] = (),
-             args: tuple[str, ...] = ()):
-    """``lemonade run`` of the checks matching ``k`` against one scripted peer; (the run, {check: result})."""
+             args: tuple[str, ...] = (), workers: int = 2):
+    """``lemonade run`` of the checks matching ``k`` against one scripted peer; (the run, {check: result}).
+    ``workers=1`` for a run of one or two checks: starting workers costs more than they save there."""
     with FakeJmapServer(behaviour, faults=faults) as fake:
-        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-n", "2", "-k", k, *args)
+        par = ("-n", str(workers)) if workers > 1 else ()
+        run = lemonade("run", "--target", str(fake.target_file(tmp_path)), *par, "-k", k, *args)
     results = {r["check"]: r for r in run.results["results"]}
     return run, results
 
