@@ -17,6 +17,9 @@ server of RFC 8030: it POSTs a PushVerification on create (RFC 8291-encrypted wh
 StateChange for each change once verified, honours 429 Retry-After and expires, allows exactly 127.0.0.1 as an
 internal push target (the suite's receiver; other internal addresses are refused) and 64 subscriptions per user.
 
+``omit-state``, ``omit-accountId`` and ``omit-newState`` leave that member out of every method response that must carry
+it (/get; every standard method; /changes, /set and Email/import): the checks must fail naming the member, not crash.
+
 ``eager_ping=True`` sends the first ping at once (pings are due at the latest N s after the previous event, so an
 early one is allowed): the ping-clamp check can then read the interval without waiting 30 s.
 """
@@ -65,7 +68,8 @@ FAULTS = (
 )
 SUB_LIMIT = 64
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
-              "silent-push")
+              "silent-push", "omit-state", "omit-accountId", "omit-newState")
+OMITS = {"omit-state": "state", "omit-accountId": "accountId", "omit-newState": "newState"}
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
 ACCOUNTS = {"alice": ACCOUNT, "bob": "acc2"}  # each user's own account
@@ -98,7 +102,8 @@ class FakeJmapServer:
         self.state = 1
         self.cond = threading.Condition()
         self.blobs: dict[str, bytes] = {}
-        self.emails: dict[str, dict] = {}  # id -> {"blobId", "keywords"}
+        self.emails: dict[str, dict] = {}  # id -> {"blobId", "keywords", "mailboxIds"}
+        self.mailboxes: dict[str, dict] = {"inbox": {"id": "inbox", "role": "inbox", "name": "Inbox"}}
         self.log: list[tuple[int, str, str]] = []  # (state after, id, created|updated|destroyed)
         self.stopping = False
         self.conns: list[socket.socket] = []
@@ -293,7 +298,7 @@ class FakeJmapServer:
         if len(req["methodCalls"]) > 16:
             return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:limit", "status": 400,
                                              "limit": "maxCallsInRequest"}).encode()
-        out = [self._method(*c) for c in req["methodCalls"]]
+        out = [self._omit(self._method(*c)) for c in req["methodCalls"]]
         if sloppy:
             out = [r for r in out if r[0] != "error"]
         return 200, "application/json", json.dumps(
@@ -314,23 +319,37 @@ class FakeJmapServer:
     def _pushsub(self, name: str, args: dict, cid: str, user: str) -> list:
         return self.push.method(name, args, cid, user)
 
+    def _omit(self, response: list) -> list:
+        """The member this peer leaves out, removed from the answers that must carry it."""
+        member = OMITS.get(self.behaviour)
+        name, args = response[0], response[1]
+        kinds = {"state": ("/get",), "accountId": ("/get", "/changes", "/set", "/query", "/import"),
+                 "newState": ("/changes", "/set", "/import")}
+        if member and name != "error" and any(name.endswith(k) for k in kinds[member]):
+            args.pop(member, None)
+        return response
+
     def _method(self, name: str, args: dict, cid: str) -> list:
         sloppy = self.behaviour == "sloppy"
         if name == "Core/echo":
             return [name, args, cid]
         if name == "Mailbox/get":
-            return [name, {"accountId": ACCOUNT, "state": "m1", "list": [{"id": "inbox", "role": "inbox", "name": "Inbox"}],
+            return [name, {"accountId": ACCOUNT, "state": "m1", "list": list(self.mailboxes.values()),
                            "notFound": []}, cid]
+        if name == "Mailbox/set":
+            return self._mailbox_set(args, cid)
         if name == "Email/get":
             ids = args.get("ids")
             ids = list(self.emails) if ids is None else ids
             raw = {i: self.blobs.get(self.emails[i]["blobId"], b"") for i in ids if i in self.emails}
-            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(raw[i]), "subject": _subject(raw[i])}
-                     for i in raw]
+            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(raw[i]), "subject": _subject(raw[i]),
+                      "mailboxIds": {m: True for m in self.emails[i]["mailboxIds"]}} for i in raw]
             return [name, {"accountId": ACCOUNT, "state": "1" if sloppy else str(self.state), "list": found,
                            "notFound": [i for i in ids if i not in self.emails]}, cid]
         if name == "Email/query":
-            return [name, {"accountId": ACCOUNT, "ids": list(reversed(self.emails)), "position": 0,
+            box = (args.get("filter") or {}).get("inMailbox")
+            ids = [i for i in reversed(self.emails) if box is None or box in self.emails[i]["mailboxIds"]]
+            return [name, {"accountId": ACCOUNT, "ids": ids, "position": 0,
                            "queryState": str(self.state), "canCalculateChanges": False}, cid]
         if name == "Email/import":
             old = str(self.state)
@@ -379,7 +398,8 @@ class FakeJmapServer:
         if v.get("blobId") not in self.blobs:
             bad.append("blobId")
         boxes = v.get("mailboxIds")
-        if not isinstance(boxes, dict) or not boxes or any(b != "inbox" or t is not True for b, t in boxes.items()):
+        if not isinstance(boxes, dict) or not boxes or any(b not in self.mailboxes or t is not True
+                                                           for b, t in boxes.items()):
             bad.append("mailboxIds")
         kws = v.get("keywords") or {}
         if not isinstance(kws, dict) or any(not re.fullmatch(r"[\x21-\x7e]+", k) or re.search(r'[(){\]%*"\\]', k)
@@ -394,6 +414,28 @@ class FakeJmapServer:
             if e["blobId"] == v["blobId"] and e.get("mailboxIds") == boxes:
                 return {"type": "alreadyExists", "existingId": eid}
         return None
+
+    def _mailbox_set(self, args: dict, cid: str) -> list:
+        created, destroyed, not_destroyed = {}, [], {}
+        for k, v in (args.get("create") or {}).items():
+            mid = f"mb{len(self.mailboxes) + 1}"
+            self.mailboxes[mid] = {"id": mid, "role": None, "name": v.get("name", "")}
+            created[k] = {"id": mid}
+        for mid in args.get("destroy") or []:
+            if mid not in self.mailboxes or mid == "inbox":
+                not_destroyed[mid] = {"type": "notFound" if mid not in self.mailboxes else "forbidden"}
+                continue
+            inside = [e for e, m in self.emails.items() if mid in m["mailboxIds"]]
+            if inside and not args.get("onDestroyRemoveEmails"):
+                not_destroyed[mid] = {"type": "mailboxHasEmail"}
+                continue
+            for e in inside:
+                self.emails.pop(e)
+                self._record(e, "destroyed")
+            self.mailboxes.pop(mid)
+            destroyed.append(mid)
+        return ["Mailbox/set", {"accountId": ACCOUNT, "oldState": "m1", "newState": "m1", "created": created,
+                                "destroyed": destroyed, "notDestroyed": not_destroyed or None}, cid]
 
     def _changes(self, args: dict, cid: str) -> list:
         since = args.get("sinceState")
@@ -586,7 +628,7 @@ class FakeJmapServer:
                         kind = obj.get("@type")
                         if kind == "Request":
                             out = {"@type": "Response", "sessionState": "s1",
-                                   "methodResponses": [self._method(*c) for c in obj["methodCalls"]]}
+                                   "methodResponses": [self._omit(self._method(*c)) for c in obj["methodCalls"]]}
                             if "id" in obj and self.behaviour != "sloppy":
                                 out["requestId"] = obj["id"]
                             send(ws.send(TextMessage(data=json.dumps(out))))
