@@ -23,7 +23,7 @@ from typing import Callable
 from . import __version__
 from .data import DISTRIBUTION, checkout_root, data_dir, installed_from_wheel
 
-DEFAULT_RUN = "default run (lemonade run)"
+DEFAULT_RUN = "default run (bash scripts/run-suite; lemonade run)"
 
 
 @dataclass
@@ -173,8 +173,14 @@ def probe_cyrus(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
         fix = ""
         if not ok:
             fix = " && ".join(x for x in (apt_fix(missing_libs), f"sudo bash {shlex.quote(str(build_sh))} {variant}") if x)
-        out.append(Finding(f"Cyrus ({name})", f"--target {name}" + (" (JMAP push)" if variant == "push" else " (JMAP)"),
-                           ok, detail, fix, False, missing_libs if not ok else []))
+        if ok and variant == "push" and os.geteuid() != 0:
+            ok, detail = False, f"built in {where}, but it runs as root only (its master process switches to the cyrus user)"
+            fix = "run the suite as root (sudo bash scripts/run-suite)"
+        # README command 1 runs the push-capable Cyrus beside the embedded Dovecot: without it the default run has
+        # no JMAP results (run-suite then falls back to Dovecot alone)
+        needed = (f"default run (bash scripts/run-suite): JMAP with push; --target {name}" if variant == "push"
+                  else f"--target {name} (JMAP)")
+        out.append(Finding(f"Cyrus ({name})", needed, ok, detail, fix, variant == "push", missing_libs if not ok else []))
     return out
 
 
@@ -372,7 +378,7 @@ def main(fmt: str = "text") -> int:
     if code:
         con.print("[bold red]the default run cannot work here:[/] install what is marked MISSING", markup=True)
     else:
-        con.print("[green]the default run (embedded Dovecot) can run here[/]", markup=True)
+        con.print("[green]the default run (embedded Dovecot and the push-capable Cyrus) can run here[/]", markup=True)
     if everything:
         con.print("everything missing, in one command:", markup=False)
         con.print("  " + everything, markup=False, soft_wrap=True)

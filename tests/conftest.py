@@ -105,6 +105,11 @@ def run_cli(out_dir: Path, *args: str, timeout: float = 300, output: bool = True
 def lemonade(tmp_path):
     """Run the real CLI in a subprocess: lemonade("run", "-k", "x") -> CliRun (output dir under tmp_path); keywords
     as for ``run_cli``."""
+    return cli_runner(tmp_path)
+
+
+def cli_runner(tmp_path: Path):
+    """The ``lemonade`` fixture's runner for any directory (e.g. a module-scoped one several tests share)."""
     counter = iter(range(1000))
 
     def run(*args: str, **kw) -> CliRun:

@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from ..errors import HarnessError
@@ -94,6 +95,28 @@ def can_unshare() -> bool:
         return False
 
 
+def probe_tls_greeting(host: str, port: int, expect: bytes, deadline: float) -> None:
+    """Until ``deadline``: a TLS connection (no verification) whose first bytes are ``expect`` (every endpoint the
+    target names must answer before the target is handed out: six instances at once showed imaps refused at first)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.settimeout(2)
+                if s.recv(64).startswith(expect):
+                    return
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.05)
+    raise HarnessError(f"no TLS greeting on {host}:{port} before the deadline ({last})")
+
+
 class CyrusProvider(Provider):
     """Starts and stops one private Cyrus (``variant`` stock or push)."""
 
@@ -156,6 +179,7 @@ class CyrusProvider(Provider):
             self.log_mode = "private /dev/log"
         self.spawn(master, d / "log/master.out", env=env_vars)
         self.wait_ready(15, lambda deadline: probe("127.0.0.1", ports["imap"], b"* OK", deadline),
+                        lambda deadline: probe_tls_greeting("127.0.0.1", ports["imaps"], b"* OK", deadline),
                         lambda deadline: probe_http("127.0.0.1", ports["https"], deadline, tls=True))
         self._create_mailboxes(ports["imap"])
         return Target(

@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 
 from ..verdicts import SEVERITY, case_id, requirement_verdicts, severity, where_of
 from .figures import result_figures, run_figures
+from .overview import ordered, overview
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ORDER = SEVERITY  # worst first: results, cells and tallies are listed in this order
@@ -200,6 +201,7 @@ def render_html(doc: dict[str, Any]) -> str:
     return _env().get_template("report.html.j2").render(
         doc=doc, run=doc["run"], results=results, summary=doc["summary"], coverage=doc.get("coverage", {}),
         counts=counts, order=ORDER, matrix=matrix, req_rows=requirement_rows(doc, matrix["scenarios"]),
+        overview=overview(doc), ordered=ordered,
         scenarios=matrix["scenarios"], targets=matrix["targets"], baseline=doc.get("baseline"),
         merged=doc.get("merged"), css=inline_css())
 

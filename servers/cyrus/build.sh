@@ -37,6 +37,10 @@ push() {
   local dest=$CACHE/cyrus-push-$VERSION
   [ -f "$dest/.complete" ] && { echo "$dest"; return 0; }
   [ "$(id -u)" -eq 0 ] || { log "building cyrus-push needs root (apt-get build-dep)"; exit 2; }
+  # one build per cache at a time: a second caller waits for the first and then reuses its result
+  exec 9>"$CACHE/.cyrus-push.lock"
+  flock 9
+  [ -f "$dest/.complete" ] && { echo "$dest"; return 0; }
   local t0=$SECONDS B=$CACHE/build-cyrus-push-$VERSION
   rm -rf "$B" "$dest"; mkdir -p "$B/apt/lists/partial"; cd "$B"
   local K=signed-by=/usr/share/keyrings/debian-archive-keyring.gpg U M S
@@ -65,9 +69,16 @@ push() {
   # Debian's libwslay-dev has no libwslay.pc, so configure silently drops WebSockets (and JMAP push).
   sed -i 's/^\t --enable-jmap \\$/\t --enable-jmap \\\n\t --with-wslay=yes \\/' debian/rules
   grep -q -- '--with-wslay=yes' debian/rules || { log "could not patch debian/rules"; exit 2; }
-  log "compiling (about 2 minutes on 2 cores; log: $B/build.log)"
+  log "compiling (about 2 minutes on 2 cores, more on a busy machine; log: $B/build.log)"
   WSLAY_CFLAGS=-I/usr/include/wslay WSLAY_LIBS=-lwslay DEB_BUILD_OPTIONS=nocheck \
-    dpkg-buildpackage -b -uc -us -j"$(nproc)" > "$B/build.log" 2>&1 || { tail -30 "$B/build.log" >&2; exit 2; }
+    dpkg-buildpackage -b -uc -us -j"$(nproc)" > "$B/build.log" 2>&1 &
+  local pid=$! n
+  # progress every 15 s: tail --pid returns as soon as the build ends, so nothing waits longer than the build
+  while ! timeout 15 tail --pid="$pid" -f /dev/null; do
+    n=$(grep -cE '^libtool: compile|^gcc .* -c ' "$B/build.log" || true)
+    if [ "${n:-0}" -eq 0 ]; then log "configuring: $((SECONDS - t0)) s"; else log "compiling: $((SECONDS - t0)) s, $n files so far"; fi
+  done
+  wait "$pid" || { tail -30 "$B/build.log" >&2; exit 2; }
   mkdir -p "$dest"
   for p in common imapd caldav; do dpkg-deb -x "$B/cyrus-${p}_${VERSION}_"*.deb "$dest/root"; done
   echo "$((SECONDS - t0))" > "$dest/build-seconds"

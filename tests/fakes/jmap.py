@@ -19,6 +19,12 @@ state event; ``clamp-ping-30`` raises any ping below 30 to 30 (the most RFC 8620
 the uploaded blobId; ``cannot-calculate`` answers every Email/changes with cannotCalculateChanges (lawful).
 Used only to prove that the checks can fail and pass.
 
+``faults`` (a set, any of ``FAULTS``) breaks one more rule each, for the checks of PushSubscription, blobs, imports,
+EmailDelivery and HTTP behaviour; without them the peer keeps those rules. Its PushSubscription plays the application
+server of RFC 8030: it POSTs a PushVerification on create (RFC 8291-encrypted when keys were given), pushes a
+StateChange for each change once verified, honours 429 Retry-After and expires, allows exactly 127.0.0.1 as an
+internal push target (the suite's receiver; other internal addresses are refused) and 64 subscriptions per user.
+
 ``omit-state``, ``omit-accountId`` and ``omit-newState`` leave that member out of every method response that must carry
 it (/get; every standard method; /changes, /set and Email/import): the checks must fail naming the member, not crash.
 
@@ -37,21 +43,67 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
+from tests.fakes.jmap_pushsub import PushSubscriptions
+
+FAULTS = (
+    "no-pushsub",         # PushSubscription/* answer unknownMethod
+    "refuse-loopback",    # production policy: 127.0.0.1 refused too (nothing reaches the suite's receiver)
+    "no-verification",    # never POSTs the PushVerification
+    "push-before-verify", # pushes StateChange to subscriptions not yet verified
+    "accept-any-code",    # any verificationCode is accepted
+    "no-ttl",             # POSTs without the TTL header
+    "ignore-429",         # keeps pushing at the same rate after a 429
+    "plaintext-push",     # ignores keys: pushes in plaintext
+    "get-shows-url",      # PushSubscription/get returns url and keys, and asking for them is allowed
+    "short-expiry-cap",   # caps expires at 24 h
+    "push-after-expiry",  # ignores expires
+    "accept-http",        # accepts http:// push URLs and pushes to them
+    "allow-internal",     # pushes to any internal address (127.0.0.2, localhost ...)
+    "no-sub-limit",       # no limit on the number of subscriptions
+    "leaky-blobs",        # any user downloads any blob with any accountId
+    "blob-ttl",           # unreferenced blobs vanish 2 s after upload
+    "sloppy-import",      # Email/import creates messages from unknown blobs/mailboxes and bad keywords
+    "no-eai",             # Email/import refuses raw UTF-8 header values (invalidEmail)
+    "short-changes-log",  # /changes only from the last 50 changes (cannotCalculateChanges before)
+    "no-delivery-type",   # EmailDelivery is never pushed
+    "delivery-on-flags",  # the EmailDelivery state also changes on flag changes and deletes
+    "cacheable",          # no Cache-Control on the Session and the EventSource response
+    "no-chunked-requests",  # a chunked request body is answered 411 Length Required
+    "unterminated-chunked",  # closeafter=state closes the connection without the last (0-size) chunk
+    "comments",           # a ": keepalive" comment every second on every EventSource stream
+    "no-accel",           # no X-Accel-Buffering: no on EventSource responses
+    "unframed-events",    # a state event ends with its last line, without the blank line that dispatches it
+)
+SUB_LIMIT = 64
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
               "silent-push", "quiet-stream", "clamp-ping-30", "import-fixes", "cannot-calculate", "no-wellknown",
               "wrong-ctype", "bad-utf8", "unterminated", "omit-state", "omit-accountId", "omit-newState")
 OMITS = {"omit-state": "state", "omit-accountId": "accountId", "omit-newState": "newState"}
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
+ACCOUNTS = {"alice": ACCOUNT, "bob": "acc2"}  # each user's own account
 CORE = "urn:ietf:params:jmap:core"
 WS = "urn:ietf:params:jmap:websocket"
 
 
+def _subject(raw: bytes) -> str | None:
+    """The Subject header of a message, raw UTF-8 decoded (enough for the import checks)."""
+    for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"subject:"):
+            return line[8:].strip().decode("utf-8", errors="replace")
+    return None
+
+
 class FakeJmapServer:
-    def __init__(self, behaviour: str = "conformant", *, eager_ping: bool = False) -> None:
+    def __init__(self, behaviour: str = "conformant", *, eager_ping: bool = False, faults: tuple[str, ...] = ()) -> None:
         assert behaviour in BEHAVIOURS, behaviour
+        assert set(faults) <= set(FAULTS), set(faults) - set(FAULTS)
         self.behaviour = behaviour
+        self.faults = frozenset(faults)
         self.eager_ping = eager_ping
+        self.delivery_state = 1  # EmailDelivery (RFC 8621 1.5): changes when a new Email is added
+        self.blob_owner: dict[str, tuple[str, float]] = {}  # blobId -> (accountId, uploaded at)
+        self.push = PushSubscriptions(self.faults, SUB_LIMIT)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(32)
@@ -83,11 +135,14 @@ class FakeJmapServer:
             except OSError:
                 pass
         self.thread.join(2)
+        self.push.close()
 
-    def target_file(self, directory: Path) -> Path:
-        p = directory / f"fake-jmap-{self.behaviour}.toml"
+    def target_file(self, directory: Path, name: str | None = None) -> Path:
+        """A target file for this peer, named ``fake-jmap-<name>`` (default: its behaviour)."""
+        name = f"fake-jmap-{name or self.behaviour}"
+        p = directory / f"{name}.toml"
         accounts = "".join(f'[[accounts]]\nusername = "{u}"\npassword = "{pw}"\n' for u, pw in USERS)
-        p.write_text(f'name = "fake-jmap-{self.behaviour}"\n[endpoints]\njmap = "http://127.0.0.1:{self.port}"\n'
+        p.write_text(f'name = "{name}"\n[endpoints]\njmap = "http://127.0.0.1:{self.port}"\n'
                      f"{accounts}")
         return p
 
@@ -140,9 +195,13 @@ class FakeJmapServer:
                     if target.startswith("/eventsource"):
                         self._eventsource(conn, h, target, headers)
                         return
-                    status, ctype, out = self._route(ev.method.decode(), target, headers, body)
+                    if "chunked" in headers.get("transfer-encoding", "") and "no-chunked-requests" in self.faults:
+                        status, ctype, out, extra = 411, "text/plain", b"length required", []
+                    else:
+                        status, ctype, out, extra = self._route(ev.method.decode(), target, headers, body)
                     head = h.send(h11.Response(status_code=status, headers=[("Content-Type", ctype),
-                                                                             ("Content-Length", str(len(out)))]))
+                                                                             ("Content-Length", str(len(out))),
+                                                                             *extra]))
                     conn.sendall(head + (h.send(h11.Data(data=out)) if out else b"") + h.send(h11.EndOfMessage()))
                     if h.our_state is h11.MUST_CLOSE:
                         return
@@ -155,7 +214,21 @@ class FakeJmapServer:
             except OSError:
                 pass
 
-    def _session(self) -> dict:
+    @staticmethod
+    def _user(headers: dict) -> str:
+        """The user of a request (Basic auth; alice when there is none, as the push checks' old peers assumed)."""
+        import base64
+
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                return base64.b64decode(auth.split()[1]).decode().split(":", 1)[0]
+            except (ValueError, IndexError):
+                return "alice"
+        return "alice"
+
+    def _session(self, user: str = "alice") -> dict:
+        acc = ACCOUNTS.get(user, ACCOUNT)
         return {
             "capabilities": {CORE: {"maxSizeUpload": 10_000_000, "maxConcurrentUpload": 4, "maxSizeRequest": 10_000_000,
                                     "maxConcurrentRequests": 4, "maxCallsInRequest": 16, "maxObjectsInGet": 500,
@@ -164,9 +237,9 @@ class FakeJmapServer:
                              **({} if self.behaviour == "no-push" else {WS: {
                                  "url": "ws:/ws" if self.behaviour == "sloppy" else f"ws://127.0.0.1:{self.port}/ws",
                                  "supportsPush": True}})},
-            "accounts": {ACCOUNT: {"name": "alice", "isPersonal": True, "isReadOnly": False, "accountCapabilities": {}}},
-            "primaryAccounts": {"urn:ietf:params:jmap:mail": ACCOUNT},
-            "username": "alice", "apiUrl": f"http://127.0.0.1:{self.port}/api",
+            "accounts": {acc: {"name": user, "isPersonal": True, "isReadOnly": False, "accountCapabilities": {}}},
+            "primaryAccounts": {"urn:ietf:params:jmap:mail": acc},
+            "username": user, "apiUrl": f"http://127.0.0.1:{self.port}/api",
             "downloadUrl": f"http://127.0.0.1:{self.port}/download/{{accountId}}/{{blobId}}/"
                            + ("file" if self.behaviour == "sloppy" else "{name}") + "?type={type}",
             "uploadUrl": f"http://127.0.0.1:{self.port}/upload/{{accountId}}",
@@ -174,33 +247,49 @@ class FakeJmapServer:
             "state": "s1",
         }
 
-    def _route(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, str, bytes]:
+    def _route(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, str, bytes, list]:
         u = urlsplit(target)
         path = u.path
         sloppy = self.behaviour == "sloppy"
+        user = self._user(headers)
+        nocache = [] if "cacheable" in self.faults else [("Cache-Control", "no-cache, no-store, must-revalidate")]
         if path == "/.well-known/jmap" and self.behaviour == "no-wellknown":
-            return 404, "text/plain", b"not here"
+            return 404, "text/plain", b"not here", []
         if path in ("/.well-known/jmap", "/session"):
-            return 200, "application/json", json.dumps(self._session()).encode()
+            return 200, "application/json", json.dumps(self._session(user)).encode(), nocache
         if path.startswith("/upload/"):
+            acc = path.split("/")[2]
+            if acc != ACCOUNTS.get(user, ACCOUNT):
+                return 403, "text/plain", b"not your account", []
             blob = f"B{len(self.blobs) + 1}"
             self.blobs[blob] = body
-            info = {"accountId": ACCOUNT, "blobId": blob, "size": len(body), "type": headers.get("content-type", "")}
+            self.blob_owner[blob] = (acc, time.monotonic())
+            info = {"accountId": acc, "blobId": blob, "size": len(body), "type": headers.get("content-type", "")}
             if sloppy:
                 del info["accountId"]
-            return 201, "application/json", json.dumps(info).encode()
+            return 201, "application/json", json.dumps(info).encode(), []
         if path.startswith("/download/"):
-            blob = path.split("/")[3]
-            if blob not in self.blobs:
-                return 404, "text/plain", b"no such blob"
+            acc, blob = path.split("/")[2], path.split("/")[3]
+            if blob not in self.blobs or not self._may_read(user, acc, blob):
+                return 404, "text/plain", b"no such blob", []
             data = self.blobs[blob] + (b"\r\n" if sloppy else b"")
             ctype = parse_qs(u.query).get("type", ["application/octet-stream"])[0]
-            return 200, ctype, data
+            return 200, ctype, data, []
         if path == "/api":
-            return self._api(body)
-        return 404, "text/plain", b"not found"
+            return (*self._api(body, user), [])
+        return 404, "text/plain", b"not found", []
 
-    def _api(self, body: bytes) -> tuple[int, str, bytes]:
+    def _may_read(self, user: str, acc: str, blob: str) -> bool:
+        """Blobs belong to the account they were uploaded to; an unreferenced one vanishes after 2 s with blob-ttl."""
+        if "leaky-blobs" in self.faults:
+            return True
+        owner, at = self.blob_owner.get(blob, (ACCOUNT, 0.0))
+        referenced = any(e["blobId"] == blob for e in self.emails.values())
+        if "blob-ttl" in self.faults and not referenced and time.monotonic() - at > 2:
+            return False
+        return acc == ACCOUNTS.get(user, ACCOUNT) and owner == acc
+
+    def _api(self, body: bytes, user: str = "alice") -> tuple[int, str, bytes]:
         problem = "application/problem+json"
         sloppy = self.behaviour == "sloppy"
         try:
@@ -212,6 +301,9 @@ class FakeJmapServer:
         if not isinstance(req, dict) or not isinstance(req.get("methodCalls"), list) or "using" not in req:
             return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:notRequest", "status": 400}).encode()
         unknown = [c for c in req["using"] if c not in (CORE, "urn:ietf:params:jmap:mail")]
+        if any(c[0].startswith("PushSubscription/") for c in req["methodCalls"] if isinstance(c, list) and c):
+            out = [self._pushsub(c[0], c[1], c[2], user) for c in req["methodCalls"]]
+            return 200, "application/json", json.dumps({"methodResponses": out, "sessionState": "s1"}).encode()
         if unknown:
             return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:unknownCapability", "status": 400}).encode()
         if len(req["methodCalls"]) > 16:
@@ -225,10 +317,18 @@ class FakeJmapServer:
 
     def _record(self, email_id: str, kind: str) -> str:
         with self.cond:
+            if kind == "created" or "delivery-on-flags" in self.faults:
+                self.delivery_state += 1
             self.state += 1
             self.log.append((self.state, email_id, kind))
             self.cond.notify_all()
-            return str(self.state)
+            state = str(self.state)
+            states = {"Email": state, "EmailDelivery": f"d{self.delivery_state}"}
+        self.push.changed(ACCOUNT, "alice", states)
+        return state
+
+    def _pushsub(self, name: str, args: dict, cid: str, user: str) -> list:
+        return self.push.method(name, args, cid, user)
 
     def _omit(self, response: list) -> list:
         """The member this peer leaves out, removed from the answers that must carry it."""
@@ -252,9 +352,9 @@ class FakeJmapServer:
         if name == "Email/get":
             ids = args.get("ids")
             ids = list(self.emails) if ids is None else ids
-            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(self.blobs[self.emails[i]["blobId"]]),
-                      "mailboxIds": {m: True for m in self.emails[i]["mailboxIds"]}}
-                     for i in ids if i in self.emails]
+            raw = {i: self.blobs.get(self.emails[i]["blobId"], b"") for i in ids if i in self.emails}
+            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(raw[i]), "subject": _subject(raw[i]),
+                      "mailboxIds": {m: True for m in self.emails[i]["mailboxIds"]}} for i in raw]
             return [name, {"accountId": ACCOUNT, "state": "1" if sloppy else str(self.state), "list": found,
                            "notFound": [i for i in ids if i not in self.emails]}, cid]
         if name == "Email/query":
@@ -264,8 +364,12 @@ class FakeJmapServer:
                            "queryState": str(self.state), "canCalculateChanges": False}, cid]
         if name == "Email/import":
             old = str(self.state)
-            created = {}
+            created, not_created = {}, {}
             for k, v in args["emails"].items():
+                err = self._import_error(v)
+                if err:
+                    not_created[k] = err
+                    continue
                 eid = f"M{len(self.emails) + len(self.log) + 1}"
                 blob = v["blobId"]
                 if self.behaviour == "import-fixes":  # a "fixed" copy under a new blob; the answer names the old one
@@ -273,10 +377,12 @@ class FakeJmapServer:
                     self.blobs[fixed] = b"X-Fixed-By: fake\r\n" + self.blobs[blob]
                     blob = fixed
                 self.emails[eid] = {"blobId": blob, "keywords": dict(v.get("keywords") or {}),
-                                    "mailboxIds": set(v.get("mailboxIds") or {})}
+                                    "mailboxIds": dict(v.get("mailboxIds") or {})}
                 self._record(eid, "created")
-                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[blob])}
-            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "created": created}, cid]
+                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid,
+                              "size": len(self.blobs.get(blob, b""))}
+            return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "created": created,
+                           "notCreated": not_created or None}, cid]
         if name == "Email/set":
             old = str(self.state)
             updated, destroyed = {}, []
@@ -300,6 +406,34 @@ class FakeJmapServer:
         if name == "Email/changes" and not sloppy:
             return self._changes(args, cid)
         return ["error", {"type": "unknownMethod"}, cid]
+
+    def _import_error(self, v: dict) -> dict | None:
+        """The SetError Email/import gives (RFC 8621 4.8), or None: bad references and keywords are invalidProperties,
+        the same blob twice in one mailbox alreadyExists with existingId, and raw UTF-8 headers are accepted."""
+        import re
+
+        if "sloppy-import" in self.faults:
+            return None
+        bad = []
+        if v.get("blobId") not in self.blobs:
+            bad.append("blobId")
+        boxes = v.get("mailboxIds")
+        if not isinstance(boxes, dict) or not boxes or any(b not in self.mailboxes or t is not True
+                                                           for b, t in boxes.items()):
+            bad.append("mailboxIds")
+        kws = v.get("keywords") or {}
+        if not isinstance(kws, dict) or any(not re.fullmatch(r"[\x21-\x7e]+", k) or re.search(r'[(){\]%*"\\]', k)
+                                            or t is not True for k, t in kws.items()):
+            bad.append("keywords")
+        if bad:
+            return {"type": "invalidProperties", "properties": bad}
+        raw = self.blobs[v["blobId"]]
+        if "no-eai" in self.faults and any(b > 0x7f for b in raw.split(b"\r\n\r\n", 1)[0]):
+            return {"type": "invalidEmail", "description": "8-bit header"}
+        for eid, e in self.emails.items():
+            if e["blobId"] == v["blobId"] and e.get("mailboxIds") == boxes:
+                return {"type": "alreadyExists", "existingId": eid}
+        return None
 
     def _mailbox_set(self, args: dict, cid: str) -> list:
         old = f"m{self.state}"
@@ -333,6 +467,8 @@ class FakeJmapServer:
             return ["error", {"type": "invalidArguments"}, cid]
         if not str(since).isdigit() or int(since) > self.state:
             return ["error", {"type": "cannotCalculateChanges"}, cid]
+        if "short-changes-log" in self.faults and int(since) < self.state - 50:
+            return ["error", {"type": "cannotCalculateChanges", "description": "only the last 50 changes are kept"}, cid]
         entries = [e for e in self.log if e[0] > int(since)]
         more = False
         if max_changes and len({e[1] for e in entries}) > max_changes:
@@ -361,14 +497,20 @@ class FakeJmapServer:
                                   "hasMoreChanges": more, "created": created, "updated": updated,
                                   "destroyed": destroyed}, cid]
 
-    def _changed(self, types: list[str] | None) -> dict:
+    def _changed(self, types: list[str] | None, sent: dict[str, str] | None = None) -> dict:
+        """The StateChange.changed for a stream asking for ``types``; ``sent`` (the states this stream already
+        pushed, updated here) keeps a type whose state did not move (EmailDelivery on a flag change) out of it."""
         if self.behaviour == "extra-types" or types is None or "*" in types:
-            return {ACCOUNT: {"Email": str(self.state), "Mailbox": f"m{self.state}", "Thread": f"t{self.state}"}}
-        out = {}
-        if "Email" in types:
-            out["Email"] = str(self.state)
-        if "Mailbox" in types:
-            out["Mailbox"] = f"m{self.state}"  # every change here moves a count or a mailbox
+            out = {"Email": str(self.state), "Mailbox": f"m{self.state}", "Thread": f"t{self.state}"}
+        else:
+            out = {"Email": str(self.state)} if "Email" in types else {}
+            if "Mailbox" in types:
+                out["Mailbox"] = f"m{self.state}"  # every change here moves a count or a mailbox
+        if (types is None or "*" in types or "EmailDelivery" in types) and "no-delivery-type" not in self.faults:
+            out["EmailDelivery"] = f"d{self.delivery_state}"
+        if sent is not None:
+            out = {k: v for k, v in out.items() if sent.get(k) != v}
+            sent.update(out)
         return {ACCOUNT: out} if out else {}
 
     # -- EventSource --------------------------------------------------------------------------------
@@ -387,19 +529,24 @@ class FakeJmapServer:
         every = 2 * ping if self.behaviour == "late-ping" else ping  # late-ping: announces ping, sends at 2 x ping
         closeafter = q.get("closeafter") == "state"
         ctype = "text/plain" if self.behaviour == "wrong-ctype" else "text/event-stream"
-        conn.sendall(h.send(h11.Response(status_code=200, headers=[
-            ("Content-Type", ctype), ("Cache-Control", "no-cache"), ("Connection", "close")])))
+        head = [("Content-Type", ctype), ("Connection", "close")]
+        head += [] if "cacheable" in self.faults else [("Cache-Control", "no-cache")]
+        head += [] if "no-accel" in self.faults else [("X-Accel-Buffering", "no")]
+        conn.sendall(h.send(h11.Response(status_code=200, headers=head)))
         if self.behaviour == "bad-utf8":
             conn.sendall(h.send(h11.Data(data=b": not \xff UTF-8\n\n")))
         seen = self.state
         last = headers.get("last-event-id")
+        sent = {"EmailDelivery": f"d{self.delivery_state}"}
+        last_comment = time.monotonic()
 
         def state_event() -> bytes:
-            changed = self._changed(types)
+            changed = self._changed(types, sent)
             if not changed or self.behaviour == "quiet-stream":
                 return b""
             data = json.dumps({"@type": "StateChange", "changed": changed})
-            return f"id: {self.state}\nevent: state\ndata: {data}\n\n".encode()
+            end = "\n" if "unframed-events" in self.faults else "\n\n"
+            return f"id: {self.state}\nevent: state\ndata: {data}{end}".encode()
 
         try:
             if self.behaviour == "sloppy":
@@ -414,9 +561,14 @@ class FakeJmapServer:
             while not self.stopping:
                 with self.cond:
                     wait = every - (time.monotonic() - last_sent) if ping > 0 else 1.0
+                    if "comments" in self.faults:
+                        wait = min(wait, 1.0 - (time.monotonic() - last_comment))
                     self.cond.wait(max(0.01, wait))
                     changed = self.state != seen
                     seen = self.state
+                if "comments" in self.faults and time.monotonic() - last_comment >= 0.995:
+                    last_comment = time.monotonic()
+                    conn.sendall(h.send(h11.Data(data=b": keepalive\n\n")))
                 if changed:
                     ev = state_event()
                     if ev:
@@ -425,6 +577,9 @@ class FakeJmapServer:
                         conn.sendall(h.send(h11.Data(data=ev)))
                         last_sent = time.monotonic()
                         if closeafter and self.behaviour != "never-close":
+                            if "unterminated-chunked" in self.faults:
+                                conn.close()  # the body ends without its last (0-size) chunk
+                                return
                             conn.sendall(h.send(h11.EndOfMessage()))
                             return
                         continue
@@ -446,6 +601,7 @@ class FakeJmapServer:
         ws.receive_data(raw)
         push_types: list[str] | None = None
         pushing = False
+        ws_sent: dict[str, str] = {}
         seen = self.state
         lock = threading.Lock()
 
@@ -469,7 +625,7 @@ class FakeJmapServer:
                     changed = self.state != seen
                     seen = self.state
                 if changed and pushing:
-                    c = self._changed(push_types)
+                    c = self._changed(push_types, ws_sent)
                     if c:
                         send(ws.send(TextMessage(data=json.dumps(
                             {"@type": "StateChange", "changed": c, "pushState": str(self.state)}))))

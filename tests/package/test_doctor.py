@@ -27,12 +27,15 @@ def test_doctor_on_this_machine_reports_what_the_default_run_needs():
     dovecot = parts["embedded Dovecot (the default target)"]
     version = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout.split()[0]
     assert dovecot["ok"] and f"Dovecot {version}" in dovecot["detail"] and dovecot["default_run"]
-    assert any(p.startswith("Cyrus (cyrus-push)") for p in parts) and "container engine" in parts
+    push = parts["Cyrus (cyrus-push)"]  # README command 1 runs it beside Dovecot: it matters to the default run
+    assert push["ok"] and push["default_run"] and "scripts/run-suite" in push["needed_for"], push
+    assert not parts["Cyrus (cyrus)"]["default_run"] and "container engine" in parts
     assert {"real intermediary: nginx", "real intermediary: squid", "client: fetchmail"} <= set(parts)
     for f in found["findings"]:  # a missing part always says how to get it
         assert f["ok"] or f["fix"], f
     text = doctor()
-    assert text.returncode == 0 and "the default run (embedded Dovecot) can run here" in text.stdout
+    assert text.returncode == 0
+    assert "the default run (embedded Dovecot and the push-capable Cyrus) can run here" in text.stdout
 
 
 def test_doctor_without_dovecot_exits_1_and_names_the_fix():

@@ -16,6 +16,7 @@ from conformance.checks.support.jmap import (
     client,
     event_stream,
     import_message,
+    imported,
     require_eventsource_200,
     state_change,
     timeline,
@@ -320,9 +321,10 @@ def test_closeafter_state_ends_response(case):
     close_within = case.param("close_within")
     c = client(case)
     w = writer(case)
-    stream = event_stream(case, c, types="*", closeafter="state", ping=0)
-    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
+    # the head is read with the first event: a hop holding the whole response releases it only after the change
+    stream = event_stream(case, c, types="*", closeafter="state", ping=0, head=False)
     t_change, state = _import_and_await_state(case, stream, w, "closeafter", budget + 1)
+    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
     if state is None:
         raise ConformanceFailure(f"no state event within {budget + 1:.1f} s of the change",
                                  requirement="jmap.eventsource.closeafter-state")
@@ -396,9 +398,9 @@ def test_push_through_buffering_proxy(case):
     budget = case.param("max_latency")
     c = client(case)
     w = writer(case)
-    stream = event_stream(case, c, types="*", closeafter="state", ping=0)
-    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
+    stream = event_stream(case, c, types="*", closeafter="state", ping=0, head=False)  # the hop holds the head too
     t_change, got = _import_and_await_state(case, stream, w, "buffering", budget + 1)
+    require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
     case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title=f"push through {case.scenario}",
                                      end=case.transcript.now()))
     assert got is not None, f"no state event reached the client within {budget + 1:.1f} s of the change"
@@ -406,3 +408,79 @@ def test_push_through_buffering_proxy(case):
     case.measure("latency", round(latency, 3), "s", budget=budget)
     assert latency <= budget, f"the change arrived {latency:.2f} s after it was made, budget {budget} s"
     case.passed(f"change pushed in {latency:.2f} s with closeafter=state")
+
+
+def _names_type(item, account: str, type_: str) -> str | None:
+    """The state a `state` event gives ``type_`` of ``account`` (None when it does not name it)."""
+    sc = state_change(item)
+    return ((sc or {}).get("changed") or {}).get(account, {}).get(type_) if sc else None
+
+
+@pytest.mark.requirement("jmapmail.emaildelivery")
+def test_email_delivery_push(case):
+    """types=EmailDelivery: a new Email is pushed (MUST); a flag change and a delete are not (SHOULD NOT)."""
+    rid = "jmapmail.emaildelivery"
+    budget, observe = case.param("max_latency"), case.param("observe")
+    c = client(case)
+    w = writer(case)
+    old = imported(case, w, f"delivery base {uuid.uuid4().hex[:8]}")
+    before = w.state("Email")  # new mail from here on (someone else's on a shared server) may move EmailDelivery
+    stream = event_stream(case, c, types="EmailDelivery", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl types=EmailDelivery")
+    time.sleep(0.3)  # the server must know the stream before the changes
+    t_flags = case.transcript.now()
+    w.ok("Email/set", {"accountId": w.account_id, "update": {old["id"]: {"keywords/$seen": True}}})
+    w.ok("Email/set", {"accountId": w.account_id, "destroy": [old["id"]]})
+    case.note("writer flagged one message $seen and destroyed it (no new Email)")
+    quiet = [x for x in stream.events(time.monotonic() + observe)
+             if _names_type(x, c.account_id, "EmailDelivery") and x.t >= t_flags]  # earlier ones are not ours
+    if quiet:  # someone else (another case on a shared server) may have added mail meanwhile: then it is no fault
+        # a message created and destroyed meanwhile may show as destroyed only (RFC 8620 5.2): count those too
+        name, args = w.one("Email/changes", {"accountId": w.account_id, "sinceState": before, "maxChanges": 500})
+        others = sorted(set(args.get("created") or []) | (set(args.get("destroyed") or []) - {old["id"]})) \
+            if name != "error" else []
+        if others:
+            case.note(f"{len(others)} Email(s) created or destroyed by someone else during the quiet window "
+                      f"({others[:3]}): the EmailDelivery event may be theirs, the SHOULD NOT part is not judged")
+            quiet = []
+    t_new = case.transcript.now()
+    imported(case, w, f"delivery new {uuid.uuid4().hex[:8]}")
+    got = next((x for x in stream.events(time.monotonic() + budget + 1)
+                if _names_type(x, c.account_id, "EmailDelivery")), None)
+    case.attach("timeline", timeline(stream, [(t_flags, "$seen + destroy"), (t_new, "Email/import")],
+                                     title="types=EmailDelivery", end=case.transcript.now()))
+    if not case.require(rid, got is not None, f"no state event naming EmailDelivery for account {c.account_id} "
+                                              f"within {budget + 1:.1f} s of a new Email (RFC 8621 1.5: servers "
+                                              "MUST push EmailDelivery; events seen: "
+                                              f"{[x.event.type if x.event else x.kind for x in stream.log]})"):
+        return
+    case.measure("latency", round(got.t - t_new, 3), "s")
+    if quiet:
+        case.non_strict(f"EmailDelivery state changed on a flag change or a delete (event at t={quiet[0].t:.2f}, "
+                        f"{quiet[0].event.data[:120]!r}); RFC 8621 1.5: it SHOULD NOT", requirement=rid)
+    case.passed(f"EmailDelivery pushed {got.t - t_new:.2f} s after a new Email; nothing for a flag change and a "
+                f"delete in {observe:.0f} s")
+
+
+@pytest.mark.requirement("sse.comment-keepalive")
+def test_comment_keepalive(case):
+    """On a stream where the client asked for no JMAP pings (ping=0), a `:` comment line comes about every 15 s, so
+    legacy proxies do not drop the idle connection (HTML 9.2.7)."""
+    rid = "sse.comment-keepalive"
+    every, slack = case.param("every"), case.param("slack")
+    c = client(case)
+    stream = event_stream(case, c, types="*", ping=0)
+    require_eventsource_200(stream, "GET eventSourceUrl ping=0")
+    limit = every + slack
+    comment = next((x for x in stream.events(time.monotonic() + limit) if x.kind == "comment"), None)
+    ended = next((x for x in stream.log if x.kind == "eof"), None)
+    case.attach("timeline", timeline(stream, [], title="ping=0: keepalive comments", end=case.transcript.now(),
+                                     thresholds=[("about every", float(every))]))
+    if comment is None:
+        why = f"the response ended at t={ended.t:.2f}" if ended else f"nothing kept the stream busy for {limit:.0f} s"
+        case.require(rid, False, f"no comment line within {limit:.0f} s of opening a stream with ping=0 ({why}); "
+                                 f"HTML 9.2.7: send one about every {every:.0f} s so idle-dropping proxies keep it")
+        return
+    case.measure("first_comment", round(comment.t - stream.opened_at, 3), "s")
+    case.require(rid, True, "")
+    case.passed(f"first comment {comment.t - stream.opened_at:.1f} s after opening the stream")

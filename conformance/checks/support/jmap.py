@@ -159,6 +159,19 @@ def import_message(c: JmapClient, subject: str, mailbox_id: str | None = None) -
     return c.import_email(sample_message(subject), mailbox_id or c.mailbox_id())
 
 
+def destroy_at_end(case, c: JmapClient, ids: list[str]) -> None:
+    """Destroy these Emails when the case ends (a message already gone is fine): what a check creates, it removes."""
+    if ids:
+        case.on_cleanup(lambda: c.one("Email/set", {"accountId": c.account_id, "destroy": list(ids)}))
+
+
+def imported(case, c: JmapClient, subject: str, mailbox_id: str | None = None) -> dict:
+    """``import_message``, destroyed when the case ends."""
+    created = import_message(c, subject, mailbox_id)
+    destroy_at_end(case, c, [created["id"]])
+    return created
+
+
 def _open(case, scheme: str, label: str):
     """A captured connection for a raw stream to the JMAP endpoint through the path (TLS for https); and its
     authority."""
@@ -167,6 +180,12 @@ def _open(case, scheme: str, label: str):
     conn = stream_connection(sock, scheme, ep.host, tls_context(case), transcript=case.transcript, label=label,
                              leg=case.path.leg, timeout=case.deadline)
     return conn, f"{ep.host}:{ep.port}"
+
+
+def open_raw(case, c: JmapClient, label: str):
+    """A captured connection to the JMAP endpoint through the path (TLS for https) and the Host to send, for a
+    check that speaks HTTP/1.1 itself (e.g. a chunked request body)."""
+    return _open(case, urlsplit(c.base_url).scheme, label)
 
 
 def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", ping: int = 0) -> str:
@@ -184,8 +203,13 @@ def _absolute(c: JmapClient, url: str) -> str:
 
 
 def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no", ping: int = 0,
-                 last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0) -> EventStream:
-    """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read."""
+                 last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0,
+                 head: bool = True) -> EventStream:
+    """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read.
+
+    ``head=False`` sends the request and returns at once: the head is read with the first event. A closeafter=state
+    stream through a hop that holds the whole response (nginx's proxy_buffering) gets its head only once the response
+    is complete, i.e. after the change the check is about to make, so waiting for the head first would deadlock."""
     url = event_source_url(c, types, closeafter, ping)
     # the stream goes where this client reaches the target; a URL naming another address of it is noted (route)
     c.route(urlsplit(url)._replace(scheme=urlsplit(c.base_url).scheme).geturl(), f"eventSourceUrl {url}")
@@ -194,7 +218,8 @@ def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
     stream = EventStream(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg, headers=headers)
     case.adopt(stream)
-    stream.read_head(head_timeout)
+    if head:
+        stream.read_head(head_timeout)
     return stream
 
 
