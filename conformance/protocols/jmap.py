@@ -176,7 +176,8 @@ class JmapClient:
         must carry, and the server left out, fails naming it and its RFC section)."""
         data = self.call([[name, args, "c0"]], using)
         if not data["methodResponses"]:
-            raise ProtocolViolation(f"API response to {name} has an empty methodResponses list")
+            raise ProtocolViolation(f"the response to {name} is missing: the API response has an empty methodResponses "
+                                    f"list")
         return invocation(data["methodResponses"][0])
 
     def ok(self, name: str, args: dict[str, Any], using: list[str] | None = None) -> Obj:
