@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import tomllib
 from dataclasses import dataclass, field
@@ -96,6 +97,16 @@ class Target:
 
 
 _TOP_KEYS = {"name", "endpoints", "tls", "accounts", "version"}
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}")
+
+
+def name_problem(name: str) -> str | None:
+    """Why a target name cannot be used (it becomes part of file names, case ids and report anchors), or None."""
+    if NAME_RULE.fullmatch(name) and ".." not in name:
+        return None
+    return ("cannot be used: a target's name becomes part of file names in the run directory (results.d/target-"
+            "NAME-worker.json) and of case ids; use 1 to 64 letters, digits and . _ - + @, starting with a letter "
+            "or digit, without '..'")
 _TLS_KEYS = {"verify", "ca_file"}
 _ACCOUNT_KEYS = {"username", "password"}
 
@@ -134,6 +145,9 @@ def load_target_file(path: str | Path) -> Target:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise BadInput(f"{where}: missing 'name' (a non-empty string)")
+    problem = name_problem(name)
+    if problem:
+        raise BadInput(f"{where}: name {name!r} {problem}")
     eps = data.get("endpoints")
     if not isinstance(eps, dict) or not eps:
         raise BadInput(f"{where}: missing [endpoints] table with at least one endpoint")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import HarnessError
+from ..processes import child_env, note_started
 
 CLIENT_USER = "lemonade-client"
 RUN_ID_VAR = "LEMONADE_RUN_ID"
@@ -151,7 +152,7 @@ class SandboxedProcess:
                  secrets: set[str] | None = None, scrub: Callable[[str], str] | None = None) -> None:
         self.argv, self.limits, self.output, self.cwd = argv, limits, output, cwd
         self.run_id = uuid.uuid4().hex
-        self.env = {**env, RUN_ID_VAR: self.run_id}
+        self.env = child_env({**env, RUN_ID_VAR: self.run_id})
         self.ring = Ring(limits.log_kib * 1024)
         self.scrub = scrub or (lambda s: s)
         self.proc: subprocess.Popen | None = None
@@ -178,6 +179,7 @@ class SandboxedProcess:
                                          preexec_fn=_limit(self.limits), close_fds=True, **kw)
         except OSError as e:
             raise HarnessError(f"cannot start client adapter {self.argv[0]}: {e}") from e
+        note_started(self.proc.pid, f"client play {Path(self.argv[0]).parent.name or self.argv[0]}")
         self.started = time.monotonic()
         threading.Thread(target=self._pump, daemon=True, name=f"client-log-{self.proc.pid}").start()
         threading.Thread(target=self._guard, daemon=True, name=f"client-guard-{self.proc.pid}").start()
