@@ -159,7 +159,7 @@ def run_and_finish(out: Path, plan, args: argparse.Namespace, previous: dict[str
                "interrupted": stop.by or None}
     run_meta["segments"] = [*run_meta.get("segments", []), segment]
     run_meta.pop("segment_started", None)
-    run_meta["wall_s"] = round(sum(s["wall_s"] for s in run_meta["segments"]), 2)
+    run_meta["wall_s"] = round(sum(s["wall_s"] or 0 for s in run_meta["segments"]), 2)
     run_meta["pytest_exit"] = int(rc)
     from .results import read_partial
     from .rundir import interruption, plan_status, write_run_meta
@@ -284,7 +284,10 @@ def start_run_meta(out: Path, plan, args: argparse.Namespace, previous: dict[str
     command = "lemonade " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     me = ProcInfo.read(os.getpid())
     if previous is not None:
-        run_meta = {k: v for k, v in previous.items() if k not in ("interrupted", "finished")}
+        run_meta = {k: v for k, v in previous.items() if k not in ("interrupted", "finished", "segment_started")}
+        if previous.get("segment_started"):  # the invocation before was killed: it never noted its end
+            run_meta["segments"] = [*previous.get("segments", []), {"started": previous["segment_started"],
+                                                                    "wall_s": None, "interrupted": "unknown"}]
         run_meta["resumed"] = [*previous.get("resumed", []), {"started": now, "command": command}]
     else:
         run_meta = {"id": out.name, "started": now, "command": command, "suite_version": suite_version(),

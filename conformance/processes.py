@@ -81,11 +81,12 @@ def carries(pid: int, marker: str) -> bool:
     return False
 
 
-def note_started(pid: int, what: str) -> None:
-    """Record a process this one started, when it runs inside a ``lemonade run`` (a no-op elsewhere)."""
+def note_started(pid: int, what: str, *, leads: bool = True) -> None:
+    """Record a process this one started (by default in a process group or session of its own), when it runs
+    inside a ``lemonade run`` (a no-op elsewhere)."""
     run = RunProcesses.current()
     if run is not None:
-        run.record(pid, what)
+        run.record(pid, what, leads=leads)
 
 
 def new_marker() -> str:
@@ -134,11 +135,12 @@ class RunProcesses:
                 os.environ[k] = v
 
     # -- the registry ------------------------------------------------------------------------------
-    def record(self, pid: int, what: str, **extra: Any) -> None:
-        """Note a process the run started (its group and session are swept too when it leads them)."""
+    def record(self, pid: int, what: str, *, leads: bool = False, **extra: Any) -> None:
+        """Note a process of the run. ``leads``: the run started it in a process group or session of its own, whose
+        members are the run's too (never said of ``lemonade run`` itself: its group may hold the user's pager)."""
         info = ProcInfo.read(pid)
         if info is not None:
-            self.note(what, pid=pid, start=info.start, pgid=info.pgid, sid=info.sid, **extra)
+            self.note(what, pid=pid, start=info.start, pgid=info.pgid, sid=info.sid, leads=leads, **extra)
 
     def note(self, what: str, **extra: Any) -> None:
         """A line in this process's registry file (a process, or something else the sweep must end)."""
@@ -164,8 +166,8 @@ class RunProcesses:
         # only this marker's records: a resumed run shares the registry folder with the runs before it
         mine = [r for r in self.records() if "pid" in r and r.get("marker") == self.marker]
         recorded = {r["pid"]: (r["start"], r["what"]) for r in mine}
-        groups = {r["pgid"]: r["what"] for r in mine if r["pgid"] == r["pid"]}
-        sessions = {r["sid"]: r["what"] for r in mine if r["sid"] == r["pid"]}
+        groups = {r["pgid"]: r["what"] for r in mine if r.get("leads") and r["pgid"] == r["pid"]}
+        sessions = {r["sid"]: r["what"] for r in mine if r.get("leads") and r["sid"] == r["pid"]}
         found: dict[int, str] = {}
         skip = set(exclude) | {os.getpid()}
         for info in living():

@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(FinalSelection(), "lemonade-final-selection")
     worker = getattr(config, "workerinput", {}).get("workerid")
     if worker:  # a worker of the run: recorded (the run's sweep ends it first); SIGINT and SIGTERM end it cleanly
-        note_started(os.getpid(), f"{WORKER} {worker}")
+        note_started(os.getpid(), f"{WORKER} {worker}", leads=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, functools.partial(interrupted, config))
 
