@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.runscan import run_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 # two quick NOTIFY cases and five that each wait ~4.6 s (scheduled first): cases are running at any moment
 SELECTION = ["--profile", "imap-push", "-k", "notify_status or notify_set or push_survives_idle_timeout", "-n", "2"]
@@ -55,40 +57,6 @@ def wait_for_results(out: Path, n: int, proc: subprocess.Popen, timeout: float =
         assert proc.poll() is None, f"the run ended early: {said(out)}"
         assert time.monotonic() < deadline, "no result appeared in time"
         time.sleep(0.1)
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted((out / "processes.d").glob("*.jsonl"))
-            for line in f.read_text().splitlines() if line.strip()]
-
-
-def run_processes(out: Path) -> dict[int, str]:
-    """Living processes of the run (every invocation of it), found three ways; zombies hold nothing and count not."""
-    recs = records(out)
-    markers = {r["marker"].encode() for r in recs}
-    recorded = {(r["pid"], r["start"]): r["what"] for r in recs if "pid" in r}
-    leaders = {r["pid"]: r["what"] for r in recs if r.get("leads")}
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if fields[0] in ("Z", "X"):
-            continue
-        pid, pgid, sid, started = int(entry), int(fields[2]), int(fields[3]), int(fields[19])
-        words = [w for e in environ.split(b"\0") if e.startswith(b"LEMONADE_RUN_MARKER=") for w in e[20:].split()]
-        if (pid, started) in recorded:
-            found[pid] = f"recorded: {recorded[(pid, started)]}"
-        elif pgid in leaders or sid in leaders:
-            found[pid] = f"group or session of {leaders.get(pgid) or leaders.get(sid)}"
-        elif markers & set(words):
-            found[pid] = "carries the run's marker"
-    return found
 
 
 def seconds_until_none_left(out: Path, since: float, limit: float = 60.0) -> float:

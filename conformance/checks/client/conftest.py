@@ -8,6 +8,8 @@ from conformance.intermediaries.path import NetworkPath
 from conformance.intermediaries.scenario import parse_scenario
 from conformance.subjects.driver import ClientSession, Mailbox
 
+PLAY_SHARE = 0.6  # of the case's time limit, a play may take at most this share
+
 
 @pytest.fixture
 def wire(case):
@@ -40,5 +42,10 @@ def mailbox(case) -> Mailbox:
 
 
 @pytest.fixture
-def session(case, wire, client_under_test, mailbox) -> ClientSession:
-    return ClientSession(case, client_under_test, mailbox=mailbox.name)
+def session(request, case, wire, client_under_test, mailbox) -> ClientSession:
+    """The client under test in this case; a play of it ends before the case's time limit (--case-timeout), so
+    a client that never exits is stopped and judged rather than the case cut short as an error."""
+    from conformance.plugin.state import state_of
+
+    limit = state_of(request.config).plan.case_timeout_s
+    return ClientSession(case, client_under_test, mailbox=mailbox.name, time_limit=PLAY_SHARE * limit)
