@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import re
 import struct
@@ -133,19 +134,17 @@ def password_forms() -> list[str]:
 
 def hostile_run(d):
     """One run against every hostile peer; the peers live until it has ended."""
-    peers, targets = [], {}
-    try:
+    targets = {}
+    with contextlib.ExitStack() as peers:
         for protocol in ("imap", "smtp", "http"):
+            endpoint, scheme = {"imap": ("imap", "imap"), "smtp": ("submission", "submission"),
+                                "http": ("jmap", "http")}[protocol]
             for behaviour, script in BEHAVIOURS[protocol].items():
-                peer = ScriptedPeer(script).__enter__()
-                peers.append(peer)
-                endpoint, scheme = {"imap": ("imap", "imap"), "smtp": ("submission", "submission"),
-                                    "http": ("jmap", "http")}[protocol]
+                peer = peers.enter_context(ScriptedPeer(script))
                 name = target_name(protocol, behaviour)
                 targets[name] = write_target(d, name, {endpoint: f"{scheme}://127.0.0.1:{peer.port}"})
         for behaviour in PUSH_BEHAVIOURS:
-            server = HostileJmap(behaviour).__enter__()
-            peers.append(server)
+            server = peers.enter_context(HostileJmap(behaviour))
             name = target_name("jmap-push", behaviour)
             targets[name] = write_target(d, name, {"jmap": f"http://127.0.0.1:{server.port}"})
         out = d / "run"
@@ -153,9 +152,6 @@ def hostile_run(d):
                "-k", SELECTION, "--deadline", str(DEADLINE_S), "--output", str(out), "-n", "2"]
         m = measured(cmd, d, cwd=ROOT, timeout=600)
         left = run_processes(out)
-    finally:
-        for peer in reversed(peers):
-            peer.__exit__(None, None, None)
     doc = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     return m, out, doc, targets, left
 
@@ -164,6 +160,7 @@ def test_every_hostile_peer_ends_in_one_bounded_run_with_no_pass_and_no_password
     m, out, doc, targets, left = hostile_run(tmp_path)
     assert m.rc in (1, 2), f"exit {m.rc}: {m.stdout[-2000:]}{m.stderr[-2000:]}"
     assert "Traceback" not in m.stderr, m.stderr[-3000:]
+    assert doc, f"no results.json: {m.stderr[-3000:]}"
     results = doc["results"]
     with capsys.disabled():
         print(f"\nhostile run: {len(targets)} hostile peers, {len(results)} cases in {m.wall_s:.1f} s, largest process "

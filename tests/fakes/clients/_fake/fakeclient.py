@@ -131,6 +131,8 @@ def daemon(seconds: float) -> None:
 
 if MODE == "fake-flood":
     junk = b"Subject: junk\r\nMessage-ID: <junk@flood.invalid>\r\n\r\n" + b"j" * 400000
+    # first more log than a result shows (whatever the load, the ring must cut), then log and junk files until stopped
+    print(("flood " * 40 + "\n") * 500, flush=True)
     while True:
         print("flood " * 40, flush=True)
         deliver(e.output, junk)
