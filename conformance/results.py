@@ -134,6 +134,13 @@ def exit_code(doc: dict[str, Any]) -> int:
     return {"pass": 0, "fail": 1}.get(v, 2)
 
 
+def leftovers_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Everything the run created on its targets and could not remove, one entry each with the case it came from
+    (from each result's ``evidence.leftovers``)."""
+    return [{"check": r.get("check", ""), "target": r.get("target", ""), "scenario": r.get("scenario", ""), **x}
+            for r in results for x in (r.get("evidence") or {}).get("leftovers", [])]
+
+
 def mark_incomplete(doc: dict[str, Any]) -> None:
     """The summary says whether the run was interrupted and how many planned cases have no result."""
     run = doc.get("run", {})
@@ -154,6 +161,7 @@ def finalize_doc(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any
         "run": run,
         "results": results,
         "summary": summarize(results, run.get("profiles", []), coverage),
+        "leftovers": leftovers_of(results),
     }
     if coverage is not None:
         doc["coverage"] = coverage
