@@ -90,16 +90,18 @@ class Target:
 
 
 _TOP_KEYS = {"name", "endpoints", "tls", "accounts", "version"}
-NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}")
+NAME_MAX = 128
+_NAME_REFUSED = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def name_problem(name: str) -> str | None:
-    """Why a target name cannot be used (it becomes part of file names, case ids and report anchors), or None."""
-    if NAME_RULE.fullmatch(name) and ".." not in name:
+    """Why a target name cannot be used (it becomes part of file names, case ids and report anchors), or None.
+    Spaces and punctuation are fine (``lemonade serve`` names targets "dovecot via nat-idle:timeout=1")."""
+    if 0 < len(name) <= NAME_MAX and not _NAME_REFUSED.search(name) and not name.startswith(".") and ".." not in name:
         return None
     return ("cannot be used: a target's name becomes part of file names in the run directory (results.d/target-"
-            "NAME-worker.json) and of case ids; use 1 to 64 letters, digits and . _ - + @, starting with a letter "
-            "or digit, without '..'")
+            f"NAME-worker.json) and of case ids; use 1 to {NAME_MAX} characters without '/', '\\', control "
+            "characters or '..', not starting with '.'")
 _TLS_KEYS = {"verify", "ca_file"}
 _ACCOUNT_KEYS = {"username", "password"}
 

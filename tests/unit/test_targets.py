@@ -58,8 +58,8 @@ def test_missing_file(tmp_path):
         load_target_file(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "x..y", "..", ".hidden", "-dash", "with space", "a|b",
-                                  "tab\there", "nul\0byte", "é", "x" * 65])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", "x..y", "..", ".hidden", "tab\there", "nul\0byte",
+                                  "x" * 129])
 def test_a_name_that_cannot_be_part_of_a_file_name_is_refused_at_parse_time(tmp_path, name):
     """Names become results.d/target-NAME-worker.json: '/' or '..' once gave a harness error mid-run (issue 20)."""
     text = GOOD.replace('name = "example"', f"name = {json.dumps(name)}")
@@ -68,9 +68,10 @@ def test_a_name_that_cannot_be_part_of_a_file_name_is_refused_at_parse_time(tmp_
     assert "cannot be used" in str(e.value) and "file names" in str(e.value) and "t.toml" in str(e.value)
 
 
-@pytest.mark.parametrize("name", ["example", "Stalwart-0.9", "mail.example.org", "a_b+c@d", "x" * 64])
+@pytest.mark.parametrize("name", ["example", "Stalwart-0.9", "mail.example.org", "a_b+c@d", "with space", "é",
+                                  'we"ird', "dovecot via nat-idle:timeout=1,mode=rst", "x" * 128])
 def test_ordinary_names_are_kept(tmp_path, name):
-    assert load_target_file(write(tmp_path, GOOD.replace('name = "example"', f'name = "{name}"'))).name == name
+    assert load_target_file(write(tmp_path, GOOD.replace('name = "example"', f"name = {json.dumps(name)}"))).name == name
 
 
 def test_run_with_such_a_name_is_exit_2_before_anything_starts(tmp_path, capsys):
