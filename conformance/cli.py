@@ -9,9 +9,12 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +60,53 @@ def make_run_dir(output: str | None) -> Path:
     return out
 
 
+# options of `lemonade run` that say what a run is: recorded in run.json, taken from there by --resume
+RUN_OPTIONS = ("target", "profile", "scenario", "client", "depth", "param", "k", "shard", "baseline", "allow_xpass",
+               "deadline", "case_timeout")
+
+
+def recorded_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a run as run.json keeps them (files as absolute paths: a resume may start elsewhere)."""
+    from .providers import NAMED
+
+    def where(spec: str) -> str:
+        return spec if spec in NAMED or not Path(spec).exists() else str(Path(spec).resolve())
+
+    opts = {k: getattr(args, k) for k in RUN_OPTIONS}
+    opts["target"] = [where(t) for t in args.target]
+    opts["client"] = [where(c) for c in args.client]
+    opts["baseline"] = where(args.baseline) if args.baseline else None
+    opts["n"] = args.n
+    return opts
+
+
+def resumed_args(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """``lemonade run --resume DIR``: the options recorded in DIR/run.json (only -n may be given anew)."""
+    from .rundir import check_resumable
+
+    defaults = build_parser().parse_args(["run"])
+    given = [k for k in (*RUN_OPTIONS, "output") if getattr(args, k) != getattr(defaults, k)]
+    if given:
+        raise BadInput(f"--resume takes every option from the run directory's run.json; do not give "
+                       f"{', '.join('--' + k.replace('_', '-') for k in given)} (only -n)")
+    meta = check_resumable(Path(args.resume))
+    for k, v in meta["options"].items():
+        if k == "n" and args.n:
+            continue
+        setattr(args, k, v)
+    return args, meta
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate, prepare the targets, run the checks under pytest, finalise, render, exit code."""
     from .runplan import plan_run
 
     try:  # everything is validated before anything starts: bad input is exit 2 with one clear line
-        plan = plan_run(targets=args.target, profiles=args.profile, scenarios=args.scenario, depth=args.depth,
-                        clients=args.client, params=args.param,
+        previous = None
+        if args.resume:
+            args, previous = resumed_args(args)
+        plan = plan_run(targets=args.target, profiles=args.profile, scenarios=args.scenario,
+                        depth=args.depth or "quick", clients=args.client, params=args.param,
                         deadline=args.deadline, case_timeout=args.case_timeout)
         baseline = None
         if args.baseline:
@@ -73,23 +116,73 @@ def cmd_run(args: argparse.Namespace) -> int:
         problem = prepare_targets(plan)
         if problem:
             return die(problem)
-        out = make_run_dir(args.output)
+        out = Path(args.resume) if args.resume else make_run_dir(args.output)
     except BadInput as e:
         return die(str(e))
-    run_meta = start_run_meta(out, plan)
-    console().print(f"[bold]lemonade run[/] {'clients=' + ','.join(plan.clients) + ' ' if plan.clients else ''}"
-                    f"targets={', '.join(plan.target_names.values())} "
-                    f"profiles={', '.join(plan.profiles)} depth={plan.depth} -> {out}", markup=True)
+    from .processes import REGISTRY_DIR, Reaper, RunProcesses, new_marker
+
+    processes = RunProcesses(new_marker(), out / REGISTRY_DIR)
+    environment = processes.enter()  # everything started from here on carries the run's marker
+    processes.record(os.getpid(), "lemonade run")
+    reaper = Reaper(processes).start()  # ends the run's processes if this one dies without finishing
+    stop = Interruption(processes).install()
+    try:
+        return run_and_finish(out, plan, args, previous, baseline, processes, stop)
+    finally:
+        stop.uninstall()
+        reaper.finish()
+        processes.leave(environment)
+
+
+def run_and_finish(out: Path, plan, args: argparse.Namespace, previous: dict[str, Any] | None, baseline,
+                   processes, stop: "Interruption") -> int:
+    """Run the checks; then, however they ended (Ctrl-C and SIGTERM included), end what is left of the run's
+    processes, finalise results.json and the report with what was done, and say what did not run."""
     t0 = time.monotonic()
-    rc = run_checks(out, plan, args)
-    run_meta["targets"] = target_descriptions(out, plan.targets, plan.target_names)
-    run_meta["wall_s"] = round(time.monotonic() - t0, 2)
+    rc = 2
+    try:
+        start_run_meta(out, plan, args, previous)
+        console().print(f"[bold]lemonade run[/] {'(resumed) ' if previous else ''}"
+                        f"{'clients=' + ','.join(plan.clients) + ' ' if plan.clients else ''}"
+                        f"targets={', '.join(plan.target_names.values())} "
+                        f"profiles={', '.join(plan.profiles)} depth={plan.depth} -> {out}", markup=True)
+        rc = run_checks(out, plan, args)
+    except KeyboardInterrupt:  # a signal outside pytest (pytest itself returns 2 when interrupted)
+        stop.note_if_unknown()
+    leftovers = processes.sweep(exclude={reaper_pid(processes)})
+    if leftovers and not stop.by:
+        console(stderr=True).print(f"lemonade: {len(leftovers)} process(es) of the run were still alive at its end "
+                                   f"and were ended: " + "; ".join(f"{p} ({w})" for p, w in
+                                                                 sorted(leftovers.items())[:8]), markup=False)
+    run_meta = read_run_meta_or(out, plan, args)
+    segment = {"started": run_meta.get("segment_started", ""), "wall_s": round(time.monotonic() - t0, 2),
+               "interrupted": stop.by or None}
+    run_meta["segments"] = [*run_meta.get("segments", []), segment]
+    run_meta.pop("segment_started", None)
+    run_meta["wall_s"] = round(sum(s["wall_s"] or 0 for s in run_meta["segments"]), 2)
     run_meta["pytest_exit"] = int(rc)
+    from .results import read_partial
+    from .rundir import interruption, plan_status, write_run_meta
+
+    write_run_meta(out, run_meta)
+    run_meta["targets"] = target_descriptions(out, plan.targets, plan.target_names)
+    run_meta.update(plan_status(out, read_partial(out / "results.d")))
+    if stop.by:
+        run_meta["interrupted"] = interruption(out, stop.by, stop.at, f"stopped by {stop.by}: the results of the "
+                                               f"cases that finished are kept; 'lemonade run --resume {out}' runs "
+                                               "the rest")
     doc = finalize_run(out, run_meta, plan.catalog, plan.profiles, baseline, args.allow_xpass)
     from .report import render_all
 
     render_all(out, doc)
     print_summary(doc, out)
+    missing = len(run_meta["not_run"])
+    if stop.by:
+        return die(f"interrupted by {stop.by}: {missing} planned case(s) did not run; "
+                   f"'lemonade run --resume {out}' runs them")
+    if missing:
+        return die(f"{missing} planned case(s) have no result (see 'not run' in the report); "
+                   f"'lemonade run --resume {out}' runs them")
     if not doc["results"]:
         if int(rc) in (3, 4):
             return die("the checks could not be collected (see the message above)")
@@ -97,6 +190,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .results import exit_code
 
     return exit_code(doc)
+
+
+def reaper_pid(processes) -> int:
+    return next((r["pid"] for r in processes.records() if r.get("what") == "reaper"
+                 and r.get("marker") == processes.marker), -1)
+
+
+def read_run_meta_or(out: Path, plan, args: argparse.Namespace) -> dict[str, Any]:
+    from .rundir import read_run_meta
+
+    try:
+        return read_run_meta(out)
+    except BadInput:  # interrupted before run.json was written
+        return start_run_meta(out, plan, args, None)
+
+
+@dataclass
+class Interruption:
+    """Ctrl-C (SIGINT) and SIGTERM of ``lemonade run``: the first one is noted (which, when), passed on to the
+    run's pytest workers as SIGINT (each ends its case without a result and stops its servers), and ends the
+    checks with KeyboardInterrupt; the run then finalises what was done (exit 2)."""
+
+    processes: Any
+    by: str = ""
+    at: str = ""
+    _previous: dict[int, Any] = field(default_factory=dict)
+
+    def install(self) -> "Interruption":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only (lemonade called from a thread of another program)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def note_if_unknown(self, by: str = "SIGINT") -> None:
+        if not self.by:
+            self.by, self.at = by, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def _handle(self, signum: int, frame) -> None:
+        if not self.by:
+            self.note_if_unknown(signal.Signals(signum).name)
+            for pid in self.processes.workers():
+                try:
+                    os.kill(pid, signal.SIGINT)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        raise KeyboardInterrupt
 
 
 def prepare_targets(plan) -> str | None:
@@ -130,14 +274,26 @@ def prepare_targets(plan) -> str | None:
     return None
 
 
-def start_run_meta(out: Path, plan) -> dict[str, Any]:
-    """run.json: what the run is, written before the checks start (a killed run still says what it was)."""
-    run_meta: dict[str, Any] = {
-        "id": out.name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "lemonade " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "suite_version": suite_version(),
-        **plan.as_run_meta(), "targets": [], "output": str(out),
-    }
-    (out / "run.json").write_text(json.dumps(run_meta, indent=1))
+def start_run_meta(out: Path, plan, args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """run.json: what the run is, written before the checks start (a killed run still says what it was, and
+    --resume takes its options from it). A resumed run keeps its first run.json and notes the new start."""
+    from .processes import ProcInfo
+    from .rundir import write_run_meta
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    command = "lemonade " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    me = ProcInfo.read(os.getpid())
+    if previous is not None:
+        run_meta = {k: v for k, v in previous.items() if k not in ("interrupted", "finished", "segment_started")}
+        if previous.get("segment_started"):  # the invocation before was killed: it never noted its end
+            run_meta["segments"] = [*previous.get("segments", []), {"started": previous["segment_started"],
+                                                                    "wall_s": None, "interrupted": "unknown"}]
+        run_meta["resumed"] = [*previous.get("resumed", []), {"started": now, "command": command}]
+    else:
+        run_meta = {"id": out.name, "started": now, "command": command, "suite_version": suite_version(),
+                    **plan.as_run_meta(), "targets": [], "output": str(out), "options": recorded_options(args)}
+    run_meta.update({"pid": os.getpid(), "pid_start": me.start if me else None, "segment_started": now})
+    write_run_meta(out, run_meta)
     return run_meta
 
 
@@ -152,6 +308,8 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
                    "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
                    "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
                    "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
+    if args.resume:
+        pytest_args.append("--lemonade-resume")
     for t in plan.targets:
         pytest_args += ["--lemonade-target", t]
     for p in plan.profiles_given:
@@ -212,7 +370,7 @@ def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[st
     catalog facts of each requirement, the baseline applied, the summary; written once, whole."""
     from .coverage import coverage_for
     from .report.requirements import requirements_map
-    from .results import FAILING, finalize, summarize, write_results
+    from .results import FAILING, finalize, mark_incomplete, summarize, write_results
 
     doc = finalize(out, run_meta)
     doc["coverage"] = coverage_for(catalog, profiles, doc["results"])
@@ -221,6 +379,7 @@ def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[st
         baseline.apply(doc, allow_xpass=allow_xpass)
     failing = tuple(v for v in FAILING if not (allow_xpass and v == "xpass"))
     doc["summary"] = summarize(doc["results"], profiles, doc["coverage"], failing, doc["requirements"])
+    mark_incomplete(doc)
     write_results(out, doc)
     return doc
 
@@ -335,19 +494,54 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Render a run's report from its results.json; a run without one (killed, or still going) is assembled
+    from its results.d first, marked interrupted, with the planned cases that did not run listed."""
     from .report import render_all
     from .results import load_results
 
+    given = Path(args.results)
     try:
-        doc = load_results(Path(args.results))
+        if given.is_dir() and not (given / "results.json").exists() and (given / "run.json").is_file():
+            doc = assemble_partial(given)
+        else:
+            doc = load_results(given)
     except BadInput as e:
         return die(str(e))
-    given = Path(args.results)
     out = Path(args.output) if args.output else (given if given.is_dir() else given.parent)
     out.mkdir(parents=True, exist_ok=True)
     render_all(out, doc)
     console().print(f"report: {out / 'index.html'}")
     return 0
+
+
+def assemble_partial(out: Path) -> dict[str, Any]:
+    """results.json of a run that did not write one: what results.d holds, the run marked interrupted (killed) or
+    in progress (still going: then nothing is written but the report), the cases without a result listed."""
+    from .catalog import load_catalog
+    from .rundir import partial_meta
+
+    meta, live = partial_meta(out)
+    interrupted = meta["interrupted"]
+    console(stderr=True).print(f"lemonade: {out} has no results.json: {interrupted['message']}; assembled from "
+                               f"results.d ({len(meta['not_run'])} planned case(s) without a result)", markup=False)
+    catalog = load_catalog()
+    profiles = [p for p in meta.get("profiles", []) if p in catalog.profiles]
+    baseline = None
+    options = meta.get("options") or {}
+    if options.get("baseline") and Path(options["baseline"]).is_file():
+        from .baseline import load_baseline
+
+        baseline = load_baseline(options["baseline"], set(catalog.requirements))
+    if live:
+        from .coverage import coverage_for
+        from .report.requirements import requirements_map
+        from .results import finalize_doc
+
+        doc = finalize_doc(out, meta)
+        doc["coverage"] = coverage_for(catalog, profiles, doc["results"])
+        doc["requirements"] = requirements_map(catalog, profiles, doc["results"])
+        return doc
+    return finalize_run(out, meta, catalog, profiles, baseline, bool(options.get("allow_xpass")))
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -414,11 +608,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", action="append", default=[], help="scenario string; repeatable (default: per check)")
     r.add_argument("--client", action="append", default=[], help="judge this client program (adapter name from "
                    "'lemonade clients list', or an adapter folder); repeatable; the targets become partner servers")
-    r.add_argument("--depth", choices=("quick", "full"), default="quick")
+    r.add_argument("--depth", choices=("quick", "full"), default=None, help="quick (default) or full")
     r.add_argument("--param", action="append", default=[], metavar="REQ:NAME=VALUE",
                    help="set a numeric requirement parameter (a bound, a duration) for this run, over the profile's "
                         "value at every depth; repeatable; the value used is in each result's measurements")
     r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
+    r.add_argument("--resume", metavar="DIR", help="run only the planned cases of the run in DIR that have no result "
+                                                   "yet (an interrupted or killed run), with the options it recorded; "
+                                                   "the results join that run")
     r.add_argument("-k", help="pytest -k expression over check names")
     r.add_argument("-n", help="parallel workers (pytest-xdist), e.g. 2 or auto")
     r.add_argument("--shard", help="i/n: run only this deterministic share of the cases")

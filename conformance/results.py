@@ -126,7 +126,10 @@ def overall_verdict(results: list[dict[str, Any]], failing: tuple[str, ...] = FA
 
 
 def exit_code(doc: dict[str, Any]) -> int:
-    """0 conformant, 1 conformance failures, 2 harness errors or nothing run."""
+    """0 conformant, 1 conformance failures, 2 harness errors, nothing run, or an incomplete run (interrupted, or
+    planned cases without a result)."""
+    if doc["summary"].get("interrupted") or doc["summary"].get("not_run"):
+        return 2
     v = doc["summary"]["verdict"]
     return {"pass": 0, "fail": 1}.get(v, 2)
 
@@ -138,10 +141,21 @@ def leftovers_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in results for x in (r.get("evidence") or {}).get("leftovers", [])]
 
 
-def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+def mark_incomplete(doc: dict[str, Any]) -> None:
+    """The summary says whether the run was interrupted and how many planned cases have no result."""
+    run = doc.get("run", {})
+    if run.get("interrupted"):
+        doc["summary"]["interrupted"] = run["interrupted"].get("by", True)
+    if run.get("not_run"):
+        doc["summary"]["not_run"] = len(run["not_run"])
+
+
+def finalize_doc(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results document from results.d and the run's section (nothing written)."""
     results = read_partial(outdir / "results.d")
     run = dict(run_meta)
-    run.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if run.get("interrupted", {}).get("by") not in ("in progress", "unknown"):  # a killed run's end is unknown
+        run.setdefault("finished", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     doc = {
         "schema_version": SCHEMA_VERSION,
         "run": run,
@@ -151,6 +165,12 @@ def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | 
     }
     if coverage is not None:
         doc["coverage"] = coverage
+    mark_incomplete(doc)
+    return doc
+
+
+def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc = finalize_doc(outdir, run_meta, coverage)
     write_results(outdir, doc)
     return doc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import tomllib
 from dataclasses import dataclass, field
@@ -91,6 +92,18 @@ class Target:
 
 
 _TOP_KEYS = {"name", "endpoints", "tls", "accounts", "version"}
+NAME_MAX = 128
+_NAME_REFUSED = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def name_problem(name: str) -> str | None:
+    """Why a target name cannot be used (it becomes part of file names, case ids and report anchors), or None.
+    Spaces and punctuation are fine (``lemonade serve`` names targets "dovecot via nat-idle:timeout=1")."""
+    if 0 < len(name) <= NAME_MAX and not _NAME_REFUSED.search(name) and not name.startswith(".") and ".." not in name:
+        return None
+    return ("cannot be used: a target's name becomes part of file names in the run directory (results.d/target-"
+            f"NAME-worker.json) and of case ids; use 1 to {NAME_MAX} characters without '/', '\\', control "
+            "characters or '..', not starting with '.'")
 _TLS_KEYS = {"verify", "ca_file"}
 _ACCOUNT_KEYS = {"username", "password"}
 
@@ -129,6 +142,9 @@ def load_target_file(path: str | Path) -> Target:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise BadInput(f"{where}: missing 'name' (a non-empty string)")
+    problem = name_problem(name)
+    if problem:
+        raise BadInput(f"{where}: name {name!r} {problem}")
     eps = data.get("endpoints")
     if not isinstance(eps, dict) or not eps:
         raise BadInput(f"{where}: missing [endpoints] table with at least one endpoint")

@@ -9,12 +9,19 @@ the run (``outcome.py``, rules in ``conformance/verdicts.py``). ``state.py`` hol
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
+
 import pytest
 
+from ..processes import WORKER, note_started
 from ..subjects.plugin import client_under_test
+from ..transcript import Redactor
 from .fixtures import case, lemonade_case_param, path, scenario, target
-from .outcome import PHASES, build_result
-from .selection import Sharding, parametrize, select
+from .health import TargetStopped, timed_out
+from .outcome import PHASES, build_result, credential_forms, scrub
+from .selection import FinalSelection, case_param, parametrize, select
 from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
 
@@ -35,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                                                               "as an error (default 300 at quick depth)")
     g.addoption("--lemonade-param", action="append", default=[],
                 help="REQ:NAME=VALUE: a numeric requirement parameter for this run (repeatable)")
+    g.addoption("--lemonade-resume", action="store_true", default=False,
+                help="leave out the cases that already have a result in the run directory (lemonade run --resume)")
     g.addoption("--lemonade-client", action="append", default=[],
                 help="client under test (adapter name or folder; repeatable): the run judges clients, the targets "
                      "are their partner servers")
@@ -51,7 +60,30 @@ def pytest_configure(config: pytest.Config) -> None:
     state = RunState(config)
     config.stash[STATE] = state
     config.stash[WATCHDOG] = CaseWatchdog(state.plan.case_timeout_s)
-    config.pluginmanager.register(Sharding(), "lemonade-sharding")
+    config.pluginmanager.register(FinalSelection(), "lemonade-final-selection")
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker:  # a worker of the run: recorded (the run's sweep ends it first); SIGINT and SIGTERM end it cleanly
+        note_started(os.getpid(), f"{WORKER} {worker}", leads=False)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, functools.partial(interrupted, config))
+
+
+TERMINATED = pytest.StashKey[bool]()  # the worker got SIGTERM: it leaves as soon as its targets are stopped
+INTERRUPTED = pytest.StashKey[bool]()  # the worker was interrupted: it leaves once the controller was told
+
+
+def interrupted(config: pytest.Config, signum: int, frame) -> None:
+    """SIGINT or SIGTERM of a worker (``lemonade run`` passes a Ctrl-C or SIGTERM on; the run's sweep sends SIGTERM
+    when ``lemonade run`` was killed): the case in progress ends without a result (a resume runs it again) and
+    the session ends, stopping the targets this process started. Later signals are ignored, so the teardown is
+    not cut short (the sweep's SIGKILL is the last word). After SIGTERM the process exits as soon as its targets
+    are stopped (``pytest_sessionfinish``: the controller may be gone); after SIGINT once xdist has told the
+    controller (``pytest_unconfigure``)."""
+    config.stash[INTERRUPTED] = True
+    config.stash[TERMINATED] = signum == signal.SIGTERM
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -108,6 +140,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when != "teardown":
         return
     result = build_result(state, item, phases)
+    after_timeout(state, item, phases, result)
     try:
         state.writer.append(result)
     except OSError as e:  # the run directory vanished: say so, keep going
@@ -117,6 +150,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         "subject": result["subject"], "role": result["role"], "verdict": result["verdict"],
         "message": result["message"].splitlines()[0][:160] if result["message"] else "",
         "duration_s": result["duration_s"], "requirements": result["requirements"]}))
+
+
+def after_timeout(state: RunState, item: pytest.Item, phases: dict, result: dict) -> None:
+    """A case that timed out: probe its target (a target that stopped answering ends the remaining cases at
+    once, ``health.py``); a case ended because of that carries the probe as evidence."""
+    exceptions = [p[1].value for p in phases.values() if p[1] is not None]
+    stopped = next((e for e in exceptions if isinstance(e, TargetStopped)), None)
+    if stopped is not None:
+        result["evidence"]["target_probe"] = stopped.probe
+        return
+    if not timed_out(exceptions, result["verdict"], result["duration_s"], state.plan.deadline_s):
+        return
+    spec = case_param(item)[0]
+    probe = state.health.after_case(spec, state.targets.get(spec), result["check"])
+    if probe is not None:
+        result["evidence"]["target_probe"] = scrub(probe, Redactor(credential_forms(state.accounts())))
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -136,3 +185,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = state_of(session.config)
     if state is not None:
         state.stop()
+        if session.config.stash.get(TERMINATED, False):
+            os._exit(2)  # every result is on disk already (appended and synced per case)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An interrupted worker, its targets stopped and the controller told (xdist sent 'workerfinished' when the
+    session finished), leaves at once: the interpreter's own shutdown takes seconds (garbage collection of
+    everything the cases made) that an interrupted run should not wait for."""
+    if config.stash.get(INTERRUPTED, False):
+        os._exit(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..intermediaries.scenario import Scenario
-from .selection import check_id, marker_args, requirements_of, rerun_command
+from .selection import DEFAULT_USES, check_id, marker_args, requirements_of, rerun_command
 from .state import state_of
 from .watchdog import paused
 
@@ -23,8 +23,12 @@ def target(request: pytest.FixtureRequest, lemonade_case_param):
     """The started target (a ``Target``: endpoints, accounts, TLS policy). Started once per pytest process on
     first use; a target that cannot start makes every case that needs it an error."""
     state = state_of(request.config)
+    spec = lemonade_case_param[0]
     with paused(request.config):  # started once per process: not counted against this case's time limit
-        return state.target(lemonade_case_param[0])
+        started = state.target(spec)
+    # a target that stopped answering earlier in this process: the case ends now, as an error, not a deadline
+    state.health.check(spec, state.target_names[spec], marker_args(request.node, "uses") or list(DEFAULT_USES))
+    return started
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..intermediaries.scenario import Scenario, parse_scenario
+from ..rundir import done_nodeids, write_planned
 from .state import RunState, state_of
 
 DEFAULT_USES = ("imap",)
@@ -124,26 +125,52 @@ def select(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> 
     items[:] = keep
 
 
-class Sharding:
-    """--shard i/n, applied after every other selection (profiles, -k, -m), so the shards are balanced."""
+def planned_case(state: RunState, item: pytest.Item) -> dict[str, Any]:
+    """One entry of planned.json: the case as its result will name it."""
+    spec, sc = case_param(item)
+    name = state.target_names.get(spec, spec)
+    client = client_of(item)
+    return {"nodeid": item.nodeid, "check": check_id(item.function), "target": name, "scenario": str(sc),
+            "subject": client or name, "role": "client" if client else "server", "requirements": requirements_of(item)}
+
+
+class FinalSelection:
+    """After every other selection (profiles, -k, -m): --shard i/n (so the shards are balanced), then the plan
+    written into the run directory (planned.json: what did not run is known however the run ends), then, for
+    ``--resume``, the cases that already have a result left out."""
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
-        shard = config.getoption("--lemonade-shard")
-        if not shard or state_of(config) is None:
+        state = state_of(config)
+        if state is None:
             return
-        try:
-            i, n = (int(x) for x in shard.split("/"))
-            assert 1 <= i <= n
-        except (ValueError, AssertionError):
-            raise pytest.UsageError(f"--shard {shard!r}: expected i/n with 1 <= i <= n") from None
-        # order the selected cases by a hash of their id, then deal them out in turn: deterministic for the
-        # same selection (every shard of a job matrix runs the same command but --shard), and balanced
-        # (shard sizes differ by at most one; a plain hash modulo n can be lopsided on small selections)
-        dealt = sorted(items, key=lambda it: hashlib.sha256(it.nodeid.encode()).hexdigest())
-        mine = {id(it) for k, it in enumerate(dealt) if k % n == i - 1}
-        drop = [it for it in items if id(it) not in mine]
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-        items[:] = [it for it in items if id(it) in mine]
+        shard(config, items)
+        write_planned(state.output, [planned_case(state, it) for it in items])
+        if config.getoption("--lemonade-resume"):
+            done = done_nodeids(state.output)
+            drop = [it for it in items if it.nodeid in done]
+            if drop:
+                config.hook.pytest_deselected(items=drop)
+            items[:] = [it for it in items if it.nodeid not in done]
+
+
+def shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--shard i/n: keep this deterministic share of ``items``."""
+    spec = config.getoption("--lemonade-shard")
+    if not spec:
+        return
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+        assert 1 <= i <= n
+    except (ValueError, AssertionError):
+        raise pytest.UsageError(f"--shard {spec!r}: expected i/n with 1 <= i <= n") from None
+    # order the selected cases by a hash of their id, then deal them out in turn: deterministic for the
+    # same selection (every shard of a job matrix runs the same command but --shard), and balanced
+    # (shard sizes differ by at most one; a plain hash modulo n can be lopsided on small selections)
+    dealt = sorted(items, key=lambda it: hashlib.sha256(it.nodeid.encode()).hexdigest())
+    mine = {id(it) for k, it in enumerate(dealt) if k % n == i - 1}
+    drop = [it for it in items if id(it) not in mine]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = [it for it in items if id(it) in mine]

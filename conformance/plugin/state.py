@@ -18,6 +18,7 @@ from ..providers import provider_for
 from ..results import ResultsWriter
 from ..runplan import RunPlan, plan_run
 from ..targets import Account
+from .health import TargetHealth
 
 
 class RunState:
@@ -41,6 +42,7 @@ class RunState:
         self.providers: dict[str, Any] = {}
         self.targets: dict[str, Any] = {}
         self.target_errors: dict[str, str] = {}
+        self.health = TargetHealth(self.plan.deadline_s)  # which targets stopped answering (this process)
 
     # the plan's fields, under the names the rest of the plugin reads
     @property

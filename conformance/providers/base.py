@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from ..data import data_dir
 from ..errors import HarnessError
+from ..processes import child_env, note_started
 from ..targets import Target
 from .workdir import keep_logs_and_remove, log_tail, stop_process_group
 
@@ -212,7 +213,9 @@ class Provider(Service):
     def spawn(self, cmd: list[str], output: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start the server in a process group of its own (``stop_server`` ends exactly that group)."""
         with open(output, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(env),
+                                         start_new_session=True)
+        note_started(self.proc.pid, f"{self.target_name} server")
         return self.proc
 
     def wait_ready(self, timeout: float, *probes: Callable[[float], Any]) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
+from ..processes import CONTAINER_LABEL, RunProcesses
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .base import ACCOUNTS, SERVERS_DIR, Provider, free_port, make_certificate, probe, probe_http, render
 from .dovecot import load_settings, write_passwd
@@ -83,9 +84,12 @@ class ContainerProvider(Provider):
         c = DockerContainer(tag)
         c.with_volume_mapping(str(d), MOUNT, "rw")
         c.tmpfs.update(tmpfs)
-        c.with_kwargs(network_mode="host", labels={"org.lemonade.target": self.spec.name},
-                      init=False, stop_signal="SIGTERM")
+        run = RunProcesses.current()
+        labels = {"org.lemonade.target": self.spec.name, **({CONTAINER_LABEL: run.marker} if run else {})}
+        c.with_kwargs(network_mode="host", labels=labels, init=False, stop_signal="SIGTERM")
         self.container = c
+        if run is not None:  # the run's sweep removes containers labelled with its marker
+            run.note("container", container=self.spec.name)
         try:
             c.start()
         except Exception as e:  # noqa: BLE001 - docker errors become one line

@@ -25,6 +25,7 @@ from .output import Delivery, OutputFolder
 from .sandbox import NOT_SUPPORTED, Limits, SandboxedProcess, make_dirs, play_root, write_secret
 
 PLAY_TIMEOUT = 60.0  # fetch-once and sync plays of a well-behaved client end within seconds
+LOG_SHOWN = 60000  # characters of the plays' logs a result carries
 
 
 def partner_ca_file(target) -> str | None:
@@ -61,8 +62,10 @@ class ClientSession:
     """A client under test inside one check (``case``): its plays and its deliveries."""
 
     def __init__(self, case, adapter: Adapter, *, account: int = 0, mailbox: str = "INBOX",
-                 endpoint: str | None = None, limits: Limits | None = None, ca_file: list[str] | None = None) -> None:
+                 endpoint: str | None = None, limits: Limits | None = None, ca_file: list[str] | None = None,
+                 time_limit: float = float("inf")) -> None:
         self.case = case
+        self.time_limit = time_limit  # no play runs longer (the case's own limit leaves time to judge)
         self.adapter = adapter
         self.account = case.account(account)
         self.mailbox = mailbox
@@ -136,7 +139,9 @@ class ClientSession:
 
     # -- plays ---------------------------------------------------------------------------------
     def start(self, case_name: str, wall_s: float | None = None) -> Play:
-        limits = self.limits if wall_s is None else Limits(**{**self.limits.__dict__, "wall_s": wall_s})
+        """Start a play, stopped at ``wall_s`` (default: the session's limits) and never after ``time_limit``."""
+        wall_s = min(self.limits.wall_s if wall_s is None else wall_s, self.time_limit)
+        limits = Limits(**{**self.limits.__dict__, "wall_s": wall_s})
         env = self.environment(case_name)
         proc = SandboxedProcess(self.adapter.argv(), env, self.root, limits, self.output_dir,
                                 scrub=self.case.transcript.redactor().scrub)
@@ -170,6 +175,9 @@ class ClientSession:
                        f"{play.ended_at - play.started_at:.2f} s")
         if p.stray_files:
             self.case.note(f"client {self.adapter.name} wrote outside its folders: {', '.join(p.stray_files[:5])}")
+        if p.leftovers:
+            self.case.note(f"client {self.adapter.name} left {len(p.leftovers)} process(es) running after its play "
+                           f"ended (pids {', '.join(map(str, p.leftovers[:5]))}); the suite ended them")
         self.scan()
         self.case.attach("client_log", self.logs())
         self.case.attach("client_plays", [pl.summary() for pl in self.plays])
@@ -187,7 +195,9 @@ class ClientSession:
         for pl in self.plays:
             parts.append(f"--- play '{pl.case}' at t={pl.started_at:.3f} (exit {pl.exit_code}) ---\n{pl.process.log()}")
         text = "\n".join(parts)
-        return text[-60000:]
+        if len(text) > LOG_SHOWN:  # the end matters most; say what was cut
+            text = f"[{len(text) - LOG_SHOWN} earlier characters cut]\n" + text[-LOG_SHOWN:]
+        return text
 
     # -- deliveries -----------------------------------------------------------------------------
     def scan(self) -> list[Delivery]:

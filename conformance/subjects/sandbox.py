@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import HarnessError
+from ..processes import child_env, note_started
 
 CLIENT_USER = "lemonade-client"
 RUN_ID_VAR = "LEMONADE_RUN_ID"
@@ -53,6 +54,7 @@ class Limits:
     cpu_s: int = 300
     processes: int = 512  # RLIMIT_NPROC counts every process of the user: leave room for parallel workers
     output_mib: int = 64  # the output folder as a whole
+    output_files: int = 10000  # files in the output folder (a flood of empty files passes any octet cap)
     log_kib: int = 256  # ring of the client's own stdout/stderr
 
 
@@ -130,11 +132,14 @@ def _limit(limits: Limits) -> Callable[[], None]:
     return apply
 
 
-def folder_size(path: Path, cap: int) -> int:
-    """Octets under ``path`` (stops counting once past ``cap``)."""
-    total = 0
+def folder_size(path: Path, cap: int, max_files: int | None = None) -> int:
+    """Octets under ``path`` (stops counting once past ``cap``; past ``max_files`` files it returns ``cap + 1``)."""
+    total = files_seen = 0
     for dirpath, _dirs, files in os.walk(path):
         for f in files:
+            files_seen += 1
+            if max_files is not None and files_seen > max_files:
+                return cap + 1
             try:
                 total += os.lstat(os.path.join(dirpath, f)).st_size
             except OSError:
@@ -151,7 +156,7 @@ class SandboxedProcess:
                  secrets: set[str] | None = None, scrub: Callable[[str], str] | None = None) -> None:
         self.argv, self.limits, self.output, self.cwd = argv, limits, output, cwd
         self.run_id = uuid.uuid4().hex
-        self.env = {**env, RUN_ID_VAR: self.run_id}
+        self.env = child_env({**env, RUN_ID_VAR: self.run_id})
         self.ring = Ring(limits.log_kib * 1024)
         self.scrub = scrub or (lambda s: s)
         self.proc: subprocess.Popen | None = None
@@ -160,6 +165,7 @@ class SandboxedProcess:
         self.returncode: int | None = None
         self.stopped_by: str = ""  # "", "deadline", "output cap", "suite"
         self.stray_files: list[str] = []
+        self.leftovers: list[int] = []  # processes of the play that outlived it (ended by the suite)
         self._lock = threading.Lock()
         self._marker: Path | None = None
 
@@ -178,6 +184,7 @@ class SandboxedProcess:
                                          preexec_fn=_limit(self.limits), close_fds=True, **kw)
         except OSError as e:
             raise HarnessError(f"cannot start client adapter {self.argv[0]}: {e}") from e
+        note_started(self.proc.pid, f"client play {Path(self.argv[0]).parent.name or self.argv[0]}")
         self.started = time.monotonic()
         threading.Thread(target=self._pump, daemon=True, name=f"client-log-{self.proc.pid}").start()
         threading.Thread(target=self._guard, daemon=True, name=f"client-guard-{self.proc.pid}").start()
@@ -195,7 +202,7 @@ class SandboxedProcess:
             if time.monotonic() - self.started > self.limits.wall_s:
                 self._terminate("deadline")
                 return
-            if folder_size(self.output, cap) > cap:
+            if folder_size(self.output, cap, self.limits.output_files) > cap:
                 self._terminate("output cap")
                 return
             time.sleep(0.2)
@@ -282,7 +289,8 @@ class SandboxedProcess:
             except subprocess.TimeoutExpired:
                 self._signal_all(signal.SIGKILL)
                 self.proc.wait(timeout=5)
-            for pid in self._leftovers():  # an orphan that kept the run id outlives the group: end it too
+            self.leftovers = self._leftovers()
+            for pid in self.leftovers:  # an orphan that kept the run id outlives the group: end it too
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):

@@ -75,3 +75,10 @@ def test_log_is_a_ring_and_scrubbed():
     log = proc.log()
     assert "s3cret-pw" not in log and "<redacted>" in log
     assert proc.ring.dropped > 0 and len(proc.ring.data) <= 16 * 1024
+
+
+def test_a_flood_of_empty_files_hits_the_file_count_cap():
+    """No octet cap stops a client that writes empty files without end; a count of files does."""
+    proc, _ = play("i=0; while :; do : > $OUT/$i.eml; i=$((i+1)); done\n", Limits(wall_s=30, output_files=200))
+    proc.wait()
+    assert proc.stopped_by == "output cap"

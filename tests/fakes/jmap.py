@@ -127,6 +127,10 @@ class FakeJmapServer:
         self.stopping = True
         with self.cond:
             self.cond.notify_all()
+        try:  # shutdown wakes the accept() of the serving thread (close alone leaves it blocked until the join gives up)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in list(self.conns):
             try:

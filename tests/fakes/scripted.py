@@ -133,6 +133,10 @@ class ScriptedPeer:
         self.stopping.set()
         self.listener.close()
         for c in self.conns:
+            try:  # shutdown first: it wakes a script blocked in send or recv (close alone does not)
+                c.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 c.sock.close()
             except OSError:

@@ -9,6 +9,8 @@ from conformance.intermediaries.path import NetworkPath
 from conformance.intermediaries.scenario import parse_scenario
 from conformance.subjects.driver import ClientSession, Mailbox
 
+PLAY_SHARE = 0.6  # of the case's time limit, a play may take at most this share
+
 
 @pytest.fixture
 def wire(case):
@@ -41,12 +43,20 @@ def mailbox(case) -> Mailbox:
 
 
 @pytest.fixture
-def session(case, wire, client_under_test, mailbox) -> ClientSession:
-    return ClientSession(case, client_under_test, mailbox=mailbox.name)
+def session(request, case, wire, client_under_test, mailbox) -> ClientSession:
+    """The client under test in this case; a play of it ends before the case's time limit (--case-timeout), so
+    a client that never exits is stopped and judged rather than the case cut short as an error."""
+    return ClientSession(case, client_under_test, mailbox=mailbox.name, time_limit=_play_limit(request))
+
+
+def _play_limit(request) -> float:
+    from conformance.plugin.state import state_of
+
+    return PLAY_SHARE * state_of(request.config).plan.case_timeout_s
 
 
 @pytest.fixture
-def clear_session(case, client_under_test, mailbox) -> ClientSession:
+def clear_session(request, case, client_under_test, mailbox) -> ClientSession:
     """A client session whose IMAP commands the relay reads in clear: under ``direct`` the path is a relay that
     terminates the client's implicit TLS (imaps) with the path's own CA, which the client is given as trusted,
     and speaks TLS again to the partner server. Every command and response is in the transcript, redacted."""
@@ -63,4 +73,5 @@ def clear_session(case, client_under_test, mailbox) -> ClientSession:
     case.path.start()
     case.note("direct: the client's imaps connections go through a relay that terminates TLS with the path's CA "
               "(given to the client as trusted) and re-encrypts to the server: the transcript holds its commands")
-    return ClientSession(case, client_under_test, mailbox=mailbox.name, endpoint="imaps")
+    return ClientSession(case, client_under_test, mailbox=mailbox.name, endpoint="imaps",
+                         time_limit=_play_limit(request))

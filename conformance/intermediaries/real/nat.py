@@ -25,6 +25,7 @@ import threading
 import weakref
 
 from ...errors import HarnessError, NotApplicable
+from ...processes import note_started
 from ...transcript import Transcript
 from .base import RealPath
 from .netns import CLIENT_ADDR, SERVER_ADDR, Topology, conntrack_socket, dump_finished, dump_request, missing, socket_in
@@ -70,6 +71,7 @@ class ConntrackWatch:
                                       "timestamp", "-p", "tcp", "-e", "NEW,DESTROY"], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
                                      text=True)
+        note_started(self.proc.pid, f"{self.who} conntrack")
         self.netlink = conntrack_socket(self.topology.router)
         self.netlink.settimeout(0.5)
         self.threads = [threading.Thread(target=self._read, name="conntrack-events", daemon=True),

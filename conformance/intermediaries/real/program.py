@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import HarnessError, NotApplicable
+from ...processes import note_started
 from ...providers.base import free_port  # noqa: F401  (the real programs' modules take it from here)
 from ...providers.workdir import log_tail, stop_process_group
 from ...transcript import Transcript
@@ -127,6 +128,7 @@ class Running:
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             out.close()
+        note_started(self.proc.pid, self.who)
         deadline = t0 + timeout
         waiting = list(ports)
         while waiting:

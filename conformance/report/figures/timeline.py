@@ -29,7 +29,8 @@ Format (version 1; JSON-serialisable; times in seconds on the case clock, i.e. t
         {"name": "idle timeout", "seconds": 3.0},           # no "from": the start of the first "gap" span
         {"name": "detect within", "seconds": 5.0, "from": 4.2}
       ],
-      "verdict": "fail"                  # optional: colours the caption
+      "verdict": "fail",                 # optional: colours the caption
+      "dropped": {"events": 9500}        # optional: what the builder left out past its bounds
     }
 
 Event kinds and their rows: ``client`` (bytes client -> server, row "client"), ``server`` and ``keepalive``
@@ -54,6 +55,7 @@ COLOURS = {"client": "#3465a4", "server": "#4e9a06", "keepalive": "#73d216", "no
            "change": "#75507b", "intermediary": "#cc0000", "noticed": "#f57900", "closed": "#2e3436"}
 LABELLED = ("intermediary", "change", "notification", "noticed", "closed")
 SPAN_COLOURS = {"idle": "#eef5e6", "gap": "#fce94f", "blackhole": "#2e3436", "waiting": "#e9b96e"}
+MAX_EVENTS, MAX_SPANS = 500, 200  # a peer that floods (lines, deliveries) must not flood the report
 
 
 @dataclass
@@ -66,14 +68,21 @@ class TimelineBuilder:
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     start: float | None = None
     end: float | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # events/spans past MAX_EVENTS/MAX_SPANS, counted
 
     def event(self, t: float, kind: str, label: str = "", nbytes: int | None = None) -> None:
+        if len(self.events) >= MAX_EVENTS:
+            self.dropped["events"] = self.dropped.get("events", 0) + 1
+            return
         e: dict[str, Any] = {"t": round(float(t), 4), "kind": kind, "label": str(label)[:200]}
         if nbytes is not None:
             e["bytes"] = int(nbytes)
         self.events.append(e)
 
     def span(self, start: float, end: float, kind: str, label: str = "") -> None:
+        if len(self.spans) >= MAX_SPANS:
+            self.dropped["spans"] = self.dropped.get("spans", 0) + 1
+            return
         self.spans.append({"start": round(float(start), 4), "end": round(float(end), 4), "kind": kind,
                            "label": str(label)[:200]})
 
@@ -92,6 +101,8 @@ class TimelineBuilder:
                                "spans": self.spans, "thresholds": self.thresholds}
         if verdict:
             out["verdict"] = verdict
+        if self.dropped:
+            out["dropped"] = dict(self.dropped)
         return out
 
 

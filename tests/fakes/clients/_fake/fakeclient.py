@@ -11,6 +11,12 @@ Each mode breaks exactly one client rule, to prove that the client check judging
                                                                (client.tls.verify-before-credentials)
   fake-no-qresync    sync: ENABLE QRESYNC, then a plain SELECT and UID FETCH 1:* (FLAGS) on every play
                                                                (client.qresync.use)
+Hostile ones, which break the sandbox's rules rather than a protocol's (issue 20; fetch-once only):
+  fake-flood         floods its standard output and its output folder (junk files) until it is stopped
+  fake-hang          never exits, and forks a child that leaves its process group (setsid)
+  fake-fork          delivers every message, then leaves a daemon behind (setsid, double fork) and exits 0
+  fake-stray         delivers every message, then writes outside its folders (the folder above, /tmp)
+  fake-hog           asks for 4 GiB of memory
 Standard library only; run by the system python3 as the client user.
 """
 
@@ -20,6 +26,7 @@ import re
 import socket
 import ssl
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "clients", "_lib"))
 from lemonade_adapter import deliver, env, log, not_supported  # noqa: E402
@@ -110,7 +117,39 @@ def save(st: dict) -> None:
         json.dump(st, f)
 
 
-if MODE == "fake-trust-all":
+HOSTILE = ("fake-flood", "fake-hang", "fake-fork", "fake-stray", "fake-hog")
+if MODE in HOSTILE and e.case != "fetch-once":
+    not_supported(e.case)
+
+
+def daemon(seconds: float) -> None:
+    """A child that leaves the play's process group and session, and outlives its parent."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(seconds)
+        os._exit(0)
+
+
+if MODE == "fake-flood":
+    junk = b"Subject: junk\r\nMessage-ID: <junk@flood.invalid>\r\n\r\n" + b"j" * 400000
+    # first more log than a result shows (whatever the load, the ring must cut), then log and junk files until stopped
+    print(("flood " * 40 + "\n") * 500, flush=True)
+    while True:
+        print("flood " * 40, flush=True)
+        deliver(e.output, junk)
+elif MODE == "fake-hang":
+    daemon(3600)
+    log("hanging")
+    time.sleep(3600)
+elif MODE == "fake-hog":
+    try:
+        hog = bytearray(4 << 30)
+        log("was given 4 GiB")
+    except MemoryError:
+        log("MemoryError: 4 GiB refused")
+        sys.exit(1)
+elif MODE == "fake-trust-all":
     if not e.proxy or e.case != "fetch-once":
         not_supported("only fetch-once through an HTTP proxy")
     import base64
@@ -137,6 +176,20 @@ if MODE == "fake-skip-last":
     msgs = Imap().messages()
     for uid in sorted(msgs)[:-1]:
         deliver(e.output, msgs[uid])
+elif MODE in ("fake-fork", "fake-stray"):
+    for _uid, body in sorted(Imap().messages().items()):
+        deliver(e.output, body)
+    if MODE == "fake-fork":
+        daemon(3600)
+        log("left a daemon behind")
+    else:
+        for path in (os.path.join(e.output, "..", "escape.txt"), f"/tmp/lemonade-stray-{os.getpid()}"):
+            try:
+                with open(path, "w") as f:
+                    f.write("written outside the output folder\n")
+                log(f"wrote {path}")
+            except OSError as ex:
+                log(f"could not write {path}: {ex}")
 elif MODE == "fake-opportunistic":
     if e.case != "fetch-once":
         not_supported(e.case)
