@@ -174,7 +174,7 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
     from . import checks
 
     pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
-                   "-p", "no:terminal", "-p", "no:warnings",
+                   "-p", "no:terminal", "-p", "no:warnings", "-p", "no:anyio", "-p", "no:timeout",
                    "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
                    "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
                    "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
@@ -186,11 +186,41 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["--lemonade-scenario", s]
     if args.k:
         pytest_args += ["-k", args.k]
-    if args.n and args.n != "0":
-        pytest_args += ["-n", args.n, "-p", "xdist"]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
+    workers = worker_setting(args.n, pytest_args, plan.targets)
+    if workers != "0":
+        pytest_args += ["-n", workers, "-p", "xdist"]
+        if args.schedule == "collection":
+            pytest_args += ["--dist", "load", "--lemonade-schedule", "collection"]
     return int(pytest.main(pytest_args, plugins=[ProgressPrinter()]))
+
+
+class CaseCollector:
+    """A pytest plugin object: keeps the node ids of the selected cases (for ``-n auto``)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def pytest_collection_finish(self, session) -> None:
+        self.ids = [item.nodeid for item in session.items]
+
+
+def worker_setting(n: str | None, pytest_args: list[str], targets: list[str]) -> str:
+    """The -n given to pytest. ``auto`` (the default): the selected cases are collected here first and the count
+    comes from their expected durations (``plugin/schedule.py``: more workers than cores, as cases mostly wait;
+    none, i.e. this process, for a single case); ``0`` runs every case in this process."""
+    if n not in (None, "auto"):
+        return n
+    import pytest
+
+    from .plugin.schedule import auto_workers, expected_s
+
+    collector = CaseCollector()
+    pytest.main([*pytest_args, "--collect-only"], plugins=[collector])  # a problem shows in the run itself
+    workers = str(auto_workers([expected_s(i) for i in collector.ids], targets))
+    console().print(f"workers: {workers} for {len(collector.ids)} cases (-n auto)", markup=False)
+    return workers
 
 
 def suite_version() -> str:
@@ -384,8 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--depth", choices=("quick", "full"), default="quick")
     r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
     r.add_argument("-k", help="pytest -k expression over check names")
-    r.add_argument("-n", help="parallel workers (pytest-xdist), e.g. 2 or auto")
+    r.add_argument("-n", default="auto", help="parallel workers (pytest-xdist): a number, 0 for none, or auto "
+                                              "(default: more workers than cores, as cases mostly wait; the "
+                                              "longest expected waits start first)")
     r.add_argument("--shard", help="i/n: run only this deterministic share of the cases")
+    r.add_argument("--schedule", choices=("longest-first", "collection"), default="longest-first",
+                   help="order in which workers get the cases: the longest expected waits first (default), or "
+                        "pytest-xdist's own load scheduling in collection order")
     r.add_argument("--baseline", help="TOML file of expected failures (reason mandatory): matching failures become "
                                       "xfail, matching passes xpass")
     r.add_argument("--allow-xpass", action="store_true", help="an xpass (baseline entry that now passes) does not "

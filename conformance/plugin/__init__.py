@@ -2,9 +2,10 @@
 
 Loaded with ``-p conformance.plugin``. Each check is a test function marked with
 ``@pytest.mark.requirement("id", ...)``; it is parametrised over the selected targets and the scenarios it
-is meaningful under (``selection.py``), gets the ``case`` fixture (``fixtures.py``), runs under the per-case
-time limit (``watchdog.py``), and its outcome becomes one verdict per requirement and a result appended to
-the run (``outcome.py``, rules in ``conformance/verdicts.py``). ``state.py`` holds the process's targets.
+is meaningful under (``selection.py``), gets the ``case`` fixture (``fixtures.py``), is handed to an xdist
+worker longest-expected-first (``schedule.py``), runs under the per-case time limit (``watchdog.py``), and its
+outcome becomes one verdict per requirement and a result appended to the run (``outcome.py``, rules in
+``conformance/verdicts.py``). ``state.py`` holds the process's targets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from .fixtures import case, lemonade_case_param, path, scenario, target
 from .outcome import PHASES, build_result
+from .schedule import LongestFirstPlugin
 from .selection import Sharding, parametrize, select
 from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
@@ -30,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-shard", default=None, help="i/n: run only this deterministic share of the cases")
     g.addoption("--lemonade-rerun-prefix", default="lemonade run", help="command shown to rerun one case")
     g.addoption("--lemonade-deadline", default=None, help="seconds a client waits for one answer (default 10)")
+    g.addoption("--lemonade-schedule", default="longest-first", choices=("longest-first", "collection"),
+                help="xdist workers get the longest expected waits first, or the cases in collection order")
     g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
                                                               "as an error (default 300 at quick depth)")
 
@@ -45,6 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.stash[WATCHDOG] = CaseWatchdog(state.plan.case_timeout_s)
     config.pluginmanager.register(Sharding(), "lemonade-sharding")
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
+            and config.getoption("--lemonade-schedule") == "longest-first"):
+        config.pluginmanager.register(LongestFirstPlugin(), "lemonade-longest-first")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
