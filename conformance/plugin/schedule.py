@@ -67,13 +67,16 @@ def expected_s(nodeid: str, durations: dict[str, float] | None = None) -> float:
 
 
 def store_durations(results: list[dict], path: Path = DURATIONS_FILE, keep_old: bool = True) -> int:
-    """Write the measured durations of a run's results (the slower of old and new when a case is in both,
-    so a fast machine does not hide a wait). Returns how many cases the file holds."""
-    cases = dict(load_durations(path)) if keep_old else {}
-    for r in results:
+    """Write the measured durations of runs' results (a case's longest; with ``keep_old``, the slower of old and
+    new, so a fast machine does not hide a wait). Returns how many cases the file holds."""
+    measured: dict[str, float] = {}
+    for r in results:  # a case seen in several runs: its longest duration
         key = case_key(r.get("nodeid", ""))
         if key and "duration_s" in r:
-            cases[key] = round(max(float(r["duration_s"]), cases.get(key, 0.0) if keep_old else 0.0), 2)
+            measured[key] = max(float(r["duration_s"]), measured.get(key, 0.0))
+    cases = dict(load_durations(path)) if keep_old else {}
+    for key, seconds in measured.items():
+        cases[key] = round(max(seconds, cases.get(key, 0.0)), 2)
     doc = {"about": "expected seconds per case of the default quick run (target left out), used only to start "
                     "the longest waits first; refreshed by bench/quick_run.py --store-durations",
            "cases": dict(sorted(cases.items()))}
