@@ -167,10 +167,8 @@ def start_run_meta(out: Path, plan) -> dict[str, Any]:
     return run_meta
 
 
-def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
-    """pytest over conformance/checks with the plugin (and xdist for -n); the plugin appends the results."""
-    import pytest
-
+def pytest_args_for(out: Path, plan, targets: list[str] | None = None) -> list[str]:
+    """The pytest command line of a run: conformance/checks with the plugin and the plan's options."""
     from . import checks
 
     pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
@@ -178,12 +176,20 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
                    "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
                    "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
                    "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
-    for t in plan.targets:
+    for t in plan.targets if targets is None else targets:
         pytest_args += ["--lemonade-target", t]
     for p in plan.profiles_given:
         pytest_args += ["--lemonade-profile", p]
     for s in plan.scenarios_given:
         pytest_args += ["--lemonade-scenario", s]
+    return pytest_args
+
+
+def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
+    """pytest over conformance/checks with the plugin (and xdist for -n); the plugin appends the results."""
+    import pytest
+
+    pytest_args = pytest_args_for(out, plan)
     if args.k:
         pytest_args += ["-k", args.k]
     if args.shard:
@@ -456,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("inputs", nargs="+", help="results.json files or run directories")
     m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")
     m.set_defaults(fn=cmd_merge)
+    from .load.command import add_parser as add_load_parser
+
+    add_load_parser(sub)
     return ap
 
 

@@ -10,16 +10,19 @@ outcome becomes one verdict per requirement and a result appended to the run (``
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from .fixtures import case, lemonade_case_param, path, scenario, target
+from .fixtures import case, lemonade_case_param, load_plan, load_shard, path, scenario, target
 from .outcome import PHASES, build_result
 from .schedule import LongestFirstPlugin
 from .selection import Sharding, parametrize, select
 from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
 
-__all__ = ["case", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
+# the fixtures pytest finds here
+__all__ = ["case", "lemonade_case_param", "load_plan", "load_shard", "path", "scenario", "target"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-deadline", default=None, help="seconds a client waits for one answer (default 10)")
     g.addoption("--lemonade-schedule", default="longest-first", choices=("longest-first", "collection"),
                 help="xdist workers get the longest expected waits first, or the cases in collection order")
+    g.addoption("--lemonade-load", default=None, help="JSON of a load plan: run only the load checks (lemonade load)")
     g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
                                                               "as an error (default 300 at quick depth)")
 
@@ -43,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "uses(*endpoints): endpoints the check needs (imap, imaps, submission, jmap)")
     config.addinivalue_line("markers", "scenarios(*specs): scenarios the check is meaningful under (default: direct)")
     config.addinivalue_line("markers", "depth(name): only run at this depth; skipped with the command otherwise")
+    config.addinivalue_line("markers", "load: a load check (many concurrent sessions): run by lemonade load only")
     if not config.getoption("--lemonade-output", None):
         return
     state = RunState(config)
@@ -58,6 +63,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = state_of(metafunc.config)
     if state is not None and "lemonade_case_param" in metafunc.fixturenames:
         parametrize(metafunc, state)
+    raw = metafunc.config.getoption("--lemonade-load", None)
+    if state is not None and raw is not None and "load_shard" in metafunc.fixturenames:
+        shards = int(json.loads(raw).get("shards", 1))
+        metafunc.parametrize("load_shard", [f"{i}/{shards}" for i in range(1, shards + 1)], indirect=True)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

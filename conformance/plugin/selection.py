@@ -85,7 +85,11 @@ def select(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> 
     unknown = []
     selected_ids = state.catalog.ids_for(state.profiles)
     keep, drop = [], []
+    load_run = state.config.getoption("--lemonade-load", None) is not None
     for item in items:
+        if bool(item.get_closest_marker("load")) != load_run:  # load checks run by `lemonade load` only, and alone
+            drop.append(item)
+            continue
         reqs = requirements_of(item)
         if not reqs:
             unknown.append(f"{item.nodeid}: no @pytest.mark.requirement")
