@@ -131,7 +131,8 @@ def cmd_load(args: argparse.Namespace) -> int:
                         f"(+{load.control * shards} direct) shards={shards} duration={load.duration_s:g}s "
                         f"rate={load.rate:g}/s -> {out}", markup=True)
         pytest_args = pytest_args_for(out, plan, [target_arg]) + [
-            "--lemonade-load", json.dumps({**load.as_dict(), "shards": shards})]
+            "--lemonade-load", json.dumps({**load.as_dict(), "shards": shards}),
+            "--lemonade-rerun-prefix", run_meta["command"]]
         if args.tx:
             pytest_args += ["-p", "xdist", "--dist", "load", "--lemonade-schedule", "collection"]
             for spec in args.tx:
@@ -171,7 +172,18 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
+    """The command's options as given (no secrets: a load run takes none on its command line)."""
     import shlex
-    import sys
 
-    return [shlex.quote(a) for a in sys.argv[2:]] if len(sys.argv) > 2 and sys.argv[1] == "load" else []
+    out = ["--target", args.target, "--sessions", str(args.sessions)]
+    for flag, value in (("--control", args.control), ("--scenario", args.scenario), ("--duration", args.duration),
+                        ("--rate", args.rate), ("--storm-at", args.storm_at), ("--storm-how", args.storm_how),
+                        ("--reconnect-jitter", args.reconnect_jitter or None), ("--depth", args.depth),
+                        ("--deadline", args.deadline)):
+        if value is not None:
+            out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.no_storm:
+        out.append("--no-storm")
+    out += [x for spec in args.tx for x in ("--tx", spec)] or (["--workers", str(args.workers)] if args.workers > 1
+                                                               else [])
+    return [shlex.quote(a) for a in out]

@@ -24,6 +24,19 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+def percentile_interval(sorted_values: list[float], p: float, z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free 95 % confidence interval of the p-th percentile: the order statistics at the ranks
+    n*q -/+ z*sqrt(n*q*(1-q)) (normal approximation of the binomial count of samples below the percentile)."""
+    n = len(sorted_values)
+    if not n:
+        return 0.0, 0.0
+    q = p / 100
+    half = z * math.sqrt(n * q * (1 - q))
+    lo = max(0, math.floor(n * q - half) - 1)
+    hi = min(n - 1, math.ceil(n * q + half) - 1)
+    return sorted_values[lo], sorted_values[hi]
+
+
 def bucket_of(seconds: float) -> int:
     if seconds <= FLOOR_S:
         return 0
@@ -98,6 +111,7 @@ class Distribution:
         for p in PERCENTILES:
             out[f"p{p}_s"] = round(percentile(s, p), 6)
         out["max_s"] = round(s[-1], 6) if s else 0.0
+        out["ci95"] = {f"p{p}_s": [round(v, 6) for v in percentile_interval(s, p)] for p in PERCENTILES}
         out["histogram"] = h.as_dict()
         return out
 

@@ -34,7 +34,9 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, Any] | None:
         g["keepalive_gap_max_s"] = max(p["groups"][group]["keepalive_gap"]["max_s"] for p in parts)
         out["groups"][group] = g
     p, c = out["groups"]["path"]["latency"]["before"], out["groups"]["control"]["latency"]["before"]
-    if p["n"] and c["n"]:
+    if len(parts) == 1 and "added_latency" in parts[0]:
+        out["added_latency"] = parts[0]["added_latency"]  # with its confidence interval
+    elif p["n"] and c["n"]:
         out["added_latency"] = {k: round(p[k] - c[k], 6) for k in LATENCY_KEYS if k != "n"}
     storms = [p["storm"] for p in parts if p.get("storm")]
     if storms:
@@ -67,8 +69,10 @@ def lines(agg: dict[str, Any]) -> list[str]:
                    f"max {lat['max_s'] * 1e3:.0f} ms; longest silence {g['keepalive_gap_max_s']:.1f} s")
     if "added_latency" in agg:
         a = agg["added_latency"]
-        out.append(f"   added by the path (path minus control): p50 {a['p50_s'] * 1e3:+.1f} ms, "
-                   f"p95 {a['p95_s'] * 1e3:+.1f} ms, p99 {a['p99_s'] * 1e3:+.1f} ms")
+        ci = a.get("ci95", {})
+        out.append("   added by the path (path minus control): " + ", ".join(
+            f"{k[:-2]} {a[k] * 1e3:+.1f} ms" + (f" [{ci[k][0] * 1e3:+.0f}, {ci[k][1] * 1e3:+.0f}]" if k in ci else "")
+            for k in ("p50_s", "p95_s", "p99_s")) + (" (95 % intervals)" if ci else ""))
     if "storm" in agg:
         s = agg["storm"]
         out.append(f"   storm: {s['connections_cut']} connections cut, "

@@ -47,6 +47,8 @@ def case_param(item) -> tuple[str, Scenario | str]:
 
 
 def rerun_command(state: RunState, item: pytest.Item, depth: str | None = None) -> str:
+    if state.config.getoption("--lemonade-load", None) is not None:
+        return state.rerun_prefix  # `lemonade load` passes its whole command: its target file is private
     spec, sc = case_param(item)
     parts = [state.rerun_prefix, "--target", spec, "--scenario", str(sc), "--depth", depth or state.depth,
              "-k", item.originalname if hasattr(item, "originalname") else item.name]

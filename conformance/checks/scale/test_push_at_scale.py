@@ -47,8 +47,11 @@ def measure(case, report: dict) -> None:
         case.measure(f"keepalive_gap.{group}.max", g["keepalive_gap"]["max_s"], "s")
         case.measure(f"ramp_up.{group}", g["ramp_up_s"], "s")
         case.measure(f"octets.{group}", g["octets"], "B")
-    for k, v in report.get("added_latency", {}).items():
-        case.measure(f"latency.added.{k[:-2]}", v, "s", note="path minus control, changes before the storm")
+    added = report.get("added_latency", {})
+    for k, v in added.items():
+        if k != "ci95":
+            case.measure(f"latency.added.{k[:-2]}", v, "s", ci95=added.get("ci95", {}).get(k),
+                         note="path minus control, changes before the storm")
     path = report["groups"]["path"]
     case.measure("sessions.lost", path["lost"], drops=path["drops"])
     case.measure("sessions.refused", sum(path["refusals"].values()), by=path["refusals"])
