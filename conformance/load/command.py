@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--target", default="dovecot", help="dovecot (default, started with its [load] limits), "
                                                        "another named target, or a target file")
     p.add_argument("--sessions", type=int, default=100, help="sessions through the scenario's path (default 100)")
+    p.add_argument("--protocol", action="append", choices=("imap", "eventsource"), default=[],
+                   help="push sessions: imap (IDLE) and, where the target has JMAP, eventsource; repeatable "
+                        "(default: both where the target has a jmap endpoint, else imap); one case each")
     p.add_argument("--control", type=int, help="sessions on the direct path, watching the same mailboxes "
                                                "(default: a fifth of --sessions, 10 to 200)")
     p.add_argument("--scenario", help="the intermediary path (default nat-idle:timeout=30 at quick depth)")
@@ -130,8 +133,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         console().print(f"[bold]lemonade load[/] target={args.target} scenario={scenario} sessions={args.sessions} "
                         f"(+{load.control * shards} direct) shards={shards} duration={load.duration_s:g}s "
                         f"rate={load.rate:g}/s -> {out}", markup=True)
+        protocols = args.protocol or (["imap", "eventsource"] if _has_jmap(target_arg) else ["imap"])
         pytest_args = pytest_args_for(out, plan, [target_arg]) + [
-            "--lemonade-load", json.dumps({**load.as_dict(), "shards": shards}),
+            "--lemonade-load", json.dumps({**load.as_dict(), "shards": shards, "protocols": protocols}),
             "--lemonade-rerun-prefix", run_meta["command"]]
         if args.tx:
             pytest_args += ["-p", "xdist", "--dist", "load", "--lemonade-schedule", "collection"]
@@ -171,11 +175,22 @@ def cmd_load(args: argparse.Namespace) -> int:
     return exit_code(doc)
 
 
+def _has_jmap(target_arg: str) -> bool:
+    from ..targets import load_target_file
+
+    try:
+        return load_target_file(target_arg).endpoint("jmap") is not None
+    except BadInput:
+        return False
+
+
 def _argv(args: argparse.Namespace) -> list[str]:
     """The command's options as given (no secrets: a load run takes none on its command line)."""
     import shlex
 
     out = ["--target", args.target, "--sessions", str(args.sessions)]
+    for p in args.protocol:
+        out += ["--protocol", p]
     for flag, value in (("--control", args.control), ("--scenario", args.scenario), ("--duration", args.duration),
                         ("--rate", args.rate), ("--storm-at", args.storm_at), ("--storm-how", args.storm_how),
                         ("--reconnect-jitter", args.reconnect_jitter or None), ("--depth", args.depth),

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .changes import ChangeMaker
+from .eventsource import EventSourceSession, JmapAccount
 from .imap_idle import PHASES, MailboxLog, Session
 from .stats import Distribution
 from .wire import Dropped, Refused
@@ -31,6 +32,7 @@ SAMPLE_S = 0.25  # timeline resolution
 
 @dataclass
 class LoadPlan:
+    protocol: str = "imap"  # imap (IDLE sessions) or eventsource (JMAP push streams)
     sessions: int = 100  # through the path
     control: int = 20  # on the direct path, same mailboxes: the server's own share of the latency
     duration_s: float = 20.0  # how long changes are made
@@ -57,16 +59,20 @@ class LoadPlan:
 
 @dataclass
 class Endpoints:
-    """Where each group connects, and the TLS context for it (None: cleartext)."""
+    """Where each group connects, and the TLS context for it (None: cleartext); where the change-makers connect
+    (IMAP, direct) when that is another endpoint than the sessions'."""
 
     path: tuple[str, int]
     direct: tuple[str, int]
     tls: ssl.SSLContext | None = None
+    changes: tuple[str, int] | None = None
+    changes_tls: ssl.SSLContext | None = None
 
 
 class Engine:
     def __init__(self, plan: LoadPlan, accounts: list[tuple[str, str]], endpoints: Endpoints,
-                 kill: Callable[[str], int] | None = None, proxy_cpu: Callable[[], float] | None = None) -> None:
+                 kill: Callable[[str], int] | None = None, proxy_cpu: Callable[[], float] | None = None,
+                 jmap: dict[str, JmapAccount] | None = None) -> None:
         if not accounts:
             raise ValueError("a load run needs at least one account")
         self.plan = plan
@@ -82,15 +88,23 @@ class Engine:
         shard = plan.shard.replace("/", "of")
         self.logs = [MailboxLog(user, f"{plan.mailbox_prefix}-{shard}-{user}") for user, _ in accounts]
         passwords = dict(accounts)
-        self.makers = [ChangeMaker(log, passwords[log.account], endpoints.direct, endpoints.tls, plan.deadline_s)
+        changes = (endpoints.changes, endpoints.changes_tls) if endpoints.changes else (endpoints.direct, endpoints.tls)
+        self.makers = [ChangeMaker(log, passwords[log.account], changes[0], changes[1], plan.deadline_s)
                        for log in self.logs]
-        self.sessions: list[Session] = []
+        if plan.protocol == "eventsource" and not jmap:
+            raise ValueError("an eventsource load run needs the accounts' JMAP session facts")
+        self.sessions: list[Session | EventSourceSession] = []
         for group, count, address in (("path", plan.sessions, endpoints.path),
                                       ("control", plan.control, endpoints.direct)):
             for i in range(count):
                 log = self.logs[i % len(self.logs)]
-                self.sessions.append(Session(len(self.sessions), group, log.account, passwords[log.account], log,
-                                             address, endpoints.tls))
+                if plan.protocol == "eventsource":
+                    assert jmap is not None
+                    self.sessions.append(EventSourceSession(len(self.sessions), group, log.account,
+                                                            jmap[log.account], log, address, endpoints.tls))
+                else:
+                    self.sessions.append(Session(len(self.sessions), group, log.account, passwords[log.account],
+                                                 log, address, endpoints.tls))
         self.timeline: list[list[float]] = []
         self.phases: dict[str, float] = {}
         self.notes: list[str] = []

@@ -14,16 +14,24 @@ from .stats import merged_summary
 LATENCY_KEYS = ("n", "p50_s", "p95_s", "p99_s", "max_s")
 
 
-def shards(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The load figures of every load result, in shard order."""
+def shards(results: list[dict[str, Any]], protocol: str | None = None) -> list[dict[str, Any]]:
+    """The load figures of every load result (of one protocol when given), in shard order."""
     found = [r["evidence"]["load"] for r in results if isinstance(r.get("evidence", {}).get("load"), dict)]
+    found = [f for f in found if protocol is None or f.get("plan", {}).get("protocol", "imap") == protocol]
     return sorted(found, key=lambda f: f.get("plan", {}).get("shard", ""))
 
 
+def protocols(results: list[dict[str, Any]]) -> list[str]:
+    return sorted({f.get("plan", {}).get("protocol", "imap") for f in shards(results)})
+
+
 def aggregate(results: list[dict[str, Any]]) -> dict[str, Any] | None:
-    parts = shards(results)
-    if not parts:
-        return None
+    """Per protocol (imap, eventsource): the shards joined."""
+    out = {p: aggregate_shards(shards(results, p)) for p in protocols(results)}
+    return out or None
+
+
+def aggregate_shards(parts: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"shards": len(parts), "groups": {}}
     for group in ("path", "control"):
         g: dict[str, Any] = {"sessions": sum(p["groups"][group]["sessions"] for p in parts), "latency": {}}
@@ -58,8 +66,16 @@ def aggregate(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     return out
 
 
-def lines(agg: dict[str, Any]) -> list[str]:
-    """The aggregate as a few lines of text (the CLI prints them after the summary)."""
+def lines(aggregates: dict[str, Any]) -> list[str]:
+    """The aggregate of each protocol as a few lines of text (the CLI prints them after the summary)."""
+    out = []
+    for protocol, agg in aggregates.items():
+        out.append(f"load, {protocol} ({agg['shards']} shard{'s' if agg['shards'] > 1 else ''}):")
+        out += protocol_lines(agg)
+    return out
+
+
+def protocol_lines(agg: dict[str, Any]) -> list[str]:
     out = []
     for group in ("path", "control"):
         g = agg["groups"][group]

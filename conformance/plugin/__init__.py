@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from .fixtures import case, lemonade_case_param, load_plan, load_shard, path, scenario, target
+from .fixtures import case, lemonade_case_param, load_plan, load_protocol, load_shard, path, scenario, target
 from .outcome import PHASES, build_result
 from .schedule import LongestFirstPlugin
 from .selection import Sharding, parametrize, select
@@ -22,7 +22,7 @@ from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
 
 # the fixtures pytest finds here
-__all__ = ["case", "lemonade_case_param", "load_plan", "load_shard", "path", "scenario", "target"]
+__all__ = ["case", "lemonade_case_param", "load_plan", "load_protocol", "load_shard", "path", "scenario", "target"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,8 +65,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize(metafunc, state)
     raw = metafunc.config.getoption("--lemonade-load", None)
     if state is not None and raw is not None and "load_shard" in metafunc.fixturenames:
-        shards = int(json.loads(raw).get("shards", 1))
+        spec = json.loads(raw)
+        shards = int(spec.get("shards", 1))
         metafunc.parametrize("load_shard", [f"{i}/{shards}" for i in range(1, shards + 1)], indirect=True)
+        if "load_protocol" in metafunc.fixturenames:
+            metafunc.parametrize("load_protocol", spec.get("protocols") or ["imap"], indirect=True)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -68,7 +68,7 @@ def path(case):
 
 
 @pytest.fixture
-def load_plan(request: pytest.FixtureRequest, load_shard: str):
+def load_plan(request: pytest.FixtureRequest, load_shard: str, load_protocol: str):
     """The ``LoadPlan`` of a ``lemonade load`` run (sessions, rate, duration, storm...), with this case's shard."""
     import json
 
@@ -77,11 +77,17 @@ def load_plan(request: pytest.FixtureRequest, load_shard: str):
     raw = request.config.getoption("--lemonade-load", None)
     if raw is None:
         pytest.skip("a load check runs only under `lemonade load`")
-    fields = {k: v for k, v in json.loads(raw).items() if k != "shards"}
-    return LoadPlan(**{**fields, "shard": load_shard})
+    fields = {k: v for k, v in json.loads(raw).items() if k not in ("shards", "protocols")}
+    return LoadPlan(**{**fields, "shard": load_shard, "protocol": load_protocol})
 
 
 @pytest.fixture
 def load_shard(request: pytest.FixtureRequest) -> str:
     """"i/n": this case's share of a load run's sessions (one case per xdist worker, ``lemonade load --workers``)."""
     return getattr(request, "param", "1/1")
+
+
+@pytest.fixture
+def load_protocol(request: pytest.FixtureRequest) -> str:
+    """The push sessions of this load case: ``imap`` (IDLE) or ``eventsource`` (JMAP)."""
+    return getattr(request, "param", "imap")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
 from conformance.errors import HarnessError, NotApplicable
 from conformance.load.engine import Endpoints, Engine
+from conformance.load.eventsource import JmapAccount
 
 NOTIFIED = "scale.push.every-session-notified"
 KEPT = "scale.push.sessions-kept"
 RECOVERS = "scale.reconnect.storm-recovers"
 NO_LOSS = "scale.reconnect.storm-no-loss"
+EVENTSOURCE_PING_S = 10  # the keepalive a stream asks for, inside the load's default NAT window (30 s)
 
 
 def raise_fd_limit() -> int:
@@ -26,12 +29,39 @@ def raise_fd_limit() -> int:
     return hard
 
 
+def imap_endpoint(case) -> str:
+    for name in ("imap", "imaps"):
+        if case.target.endpoint(name) is not None:
+            return name
+    raise NotApplicable(f"target {case.target.name} has no IMAP endpoint (the change-maker appends over IMAP)")
+
+
 def endpoints(case, name: str) -> Endpoints:
     ep = case.target.endpoint(name)
     if ep is None:
         raise NotApplicable(f"target {case.target.name} has no {name} endpoint")
-    tls = case.target.tls.client_context() if ep.scheme == "imaps" else None
-    return Endpoints(path=case.path.address(name), direct=(ep.host, ep.port), tls=tls)
+    tls = case.target.tls.client_context() if ep.scheme in ("imaps", "https") else None
+    changes = case.target.endpoint(imap_endpoint(case))
+    return Endpoints(path=case.path.address(name), direct=(ep.host, ep.port), tls=tls,
+                     changes=(changes.host, changes.port),
+                     changes_tls=case.target.tls.client_context() if changes.scheme == "imaps" else None)
+
+
+def jmap_accounts(case, ping: int) -> dict[str, JmapAccount]:
+    """Each account's JMAP session facts, discovered on the direct path: the same request targets then go
+    through the path (an EventSource stream asks for Email changes and a ping every ``ping`` seconds)."""
+    from conformance.checks.jmap._support import client, event_source_url
+
+    out = {}
+    ep = case.target.endpoint("jmap")
+    for i, acct in enumerate(case.target.accounts):
+        c = client(case, i, label=f"discovery#{i}", via_path=False)
+        events = urlsplit(event_source_url(c, types="Email", closeafter="no", ping=ping))
+        api = urlsplit(c.url("apiUrl"))
+        out[acct.username] = JmapAccount(acct.username, acct.password, c.account_id,
+                                         events.path + (f"?{events.query}" if events.query else ""),
+                                         api.path + (f"?{api.query}" if api.query else ""), f"{ep.host}:{ep.port}")
+    return out
 
 
 def measure(case, report: dict) -> None:
@@ -87,18 +117,26 @@ def for_figure(report: dict) -> dict:
 @pytest.mark.load
 @pytest.mark.requirement(NOTIFIED, KEPT, RECOVERS, NO_LOSS)
 def test_push_at_scale(case, load_plan):
-    """N IDLE sessions through the scenario's intermediary and a control group direct: notification latency on
-    every session, sessions kept, and the reconnect storm when the intermediary drops them all at once."""
+    """N push sessions (IMAP IDLE, or JMAP EventSource streams) through the scenario's intermediary and a control
+    group direct: notification latency on every session, sessions kept, and the reconnect storm when the
+    intermediary drops them all at once."""
     raise_fd_limit()
-    name = "imap" if case.target.endpoint("imap") is not None else "imaps"
-    eps = endpoints(case, name)
+    jmap = None
+    if load_plan.protocol == "eventsource":
+        name = "jmap"
+        eps = endpoints(case, name)
+        jmap = jmap_accounts(case, ping=EVENTSOURCE_PING_S)
+    else:
+        name = imap_endpoint(case)
+        eps = endpoints(case, name)
     direct = case.scenario.is_direct
     kill = None if direct else (lambda how: case.path.kill(how, endpoint=name))
     proxy_cpu = None if direct else (lambda: case.path.host.call(time.thread_time))
     accounts = [(a.username, a.password) for a in case.target.accounts]
-    case.note(f"load: {load_plan.sessions} sessions through {case.scenario}, {load_plan.control} direct, "
-              f"{len(accounts)} accounts, {load_plan.rate}/s for {load_plan.duration_s} s, shard {load_plan.shard}")
-    engine = Engine(load_plan, accounts, eps, kill=kill, proxy_cpu=proxy_cpu)
+    case.note(f"load: {load_plan.sessions} {load_plan.protocol} sessions through {case.scenario}, "
+              f"{load_plan.control} direct, {len(accounts)} accounts, {load_plan.rate}/s for {load_plan.duration_s} s, "
+              f"shard {load_plan.shard}")
+    engine = Engine(load_plan, accounts, eps, kill=kill, proxy_cpu=proxy_cpu, jmap=jmap)
     report = asyncio.run(engine.run())
     measure(case, report)
     case.attach("load", for_figure(report))

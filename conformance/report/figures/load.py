@@ -156,7 +156,8 @@ def render(result: dict[str, Any]) -> str | None:
     if not isinstance(data, dict) or "groups" not in data:
         return None
     plan = data.get("plan") or {}
-    title = f"notification latency, shard {plan.get('shard', '1/1')} (changes before the storm)"
+    title = (f"{plan.get('protocol', 'imap')} notification latency, shard {plan.get('shard', '1/1')} "
+             "(changes before the storm)")
     figures = [f for f in (latency_svg(data["groups"], data.get("added_latency"), title), storm_svg(data)) if f]
     return "".join(f'<div class="figure" style="display:inline-block">{f}</div>' for f in figures) or None
 
@@ -164,19 +165,23 @@ def render(result: dict[str, Any]) -> str | None:
 def render_run(doc: dict[str, Any]) -> str | None:
     """Several shards: their joined latency distribution (histograms merged)."""
     from ...load.stats import merged_summary
-    from ...load.summary import shards
+    from ...load.summary import protocols, shards
 
-    parts = shards(doc.get("results") or [])
-    if len(parts) < 2:
-        return None
-    groups: dict[str, Any] = {}
-    for g in ("path", "control"):
-        merged = merged_summary([p["groups"][g]["latency"]["before"] for p in parts])
-        groups[g] = {"sessions": sum(p["groups"][g]["sessions"] for p in parts), "latency": {"before": merged}}
-    p, c = groups["path"]["latency"]["before"], groups["control"]["latency"]["before"]
-    added = ({k: p[k] - c[k] for k in ("p50_s", "p95_s", "p99_s")} if p["n"] and c["n"] else None)
-    svg = latency_svg(groups, added, f"notification latency, {len(parts)} shards joined")
-    return f'<h2>Load</h2><div class="figure">{svg}</div>' if svg else None
+    figures = []
+    for protocol in protocols(doc.get("results") or []):
+        parts = shards(doc.get("results") or [], protocol)
+        if len(parts) < 2:
+            continue
+        groups: dict[str, Any] = {}
+        for g in ("path", "control"):
+            merged = merged_summary([p["groups"][g]["latency"]["before"] for p in parts])
+            groups[g] = {"sessions": sum(p["groups"][g]["sessions"] for p in parts), "latency": {"before": merged}}
+        p, c = groups["path"]["latency"]["before"], groups["control"]["latency"]["before"]
+        added = ({k: p[k] - c[k] for k in ("p50_s", "p95_s", "p99_s")} if p["n"] and c["n"] else None)
+        svg = latency_svg(groups, added, f"{protocol} notification latency, {len(parts)} shards joined")
+        if svg:
+            figures.append(f'<div class="figure" style="display:inline-block">{svg}</div>')
+    return "<h2>Load</h2>" + "".join(figures) if figures else None
 
 
 def _ms(seconds: float, signed: bool = False) -> str:
