@@ -102,7 +102,16 @@ def start_target(spec: str, depth: str, logs: Path, workdir: Path) -> tuple[str,
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from ..cli import ProgressPrinter, console, die, finalize_run, make_run_dir, print_summary, pytest_args_for
+    from ..cli import (
+        ProgressPrinter,
+        console,
+        die,
+        finalize_run,
+        make_run_dir,
+        print_summary,
+        pytest_args_for,
+        start_run_meta,
+    )
     from ..runplan import DEFAULT_DEADLINE_S, plan_run
     from .summary import aggregate, lines
 
@@ -124,11 +133,10 @@ def cmd_load(args: argparse.Namespace) -> int:
             target_arg, provider, described = start_target(args.target, args.depth, out / "logs", workdir)
         except (HarnessError, BadInput, OSError) as e:
             return die(f"target {args.target} could not be started: {e}")
-        run_meta: dict[str, Any] = {
-            "id": out.name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": "lemonade load " + " ".join(_argv(args)), **plan.as_run_meta(), "targets": [],
-            "output": str(out), "load": {"plan": {**load.as_dict(), "shard": None}, "shards": shards,
-                                         "sessions": args.sessions, "workers": args.tx or shards}}
+        run_meta = start_run_meta(out, plan)
+        run_meta.update(command="lemonade load " + " ".join(_argv(args)), load={
+            "plan": {**load.as_dict(), "shard": None}, "shards": shards, "sessions": args.sessions,
+            "workers": args.tx or shards})
         (out / "run.json").write_text(json.dumps(run_meta, indent=1))
         console().print(f"[bold]lemonade load[/] target={args.target} scenario={scenario} sessions={args.sessions} "
                         f"(+{load.control * shards} direct) shards={shards} duration={load.duration_s:g}s "

@@ -6,7 +6,8 @@ Options: ``rewrite_drop_vanished`` removes every ``* VANISHED`` line; ``rewrite_
 of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per message after ``* n EXISTS`` (a
 server whose SELECT costs grow with the mailbox); ``rewrite_strip_highestmodseq`` removes [HIGHESTMODSEQ n]
 codes; ``rewrite_constant_modseq`` reports every FETCH MODSEQ as 1 (a server whose mod-sequences do not
-grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines. Only works on cleartext IMAP (a target without STARTTLS).
+grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines; ``rewrite_drop_fetch`` removes every ``* n FETCH`` line (a
+server whose QRESYNC SELECT forgets the changes since the client's modseq). Only works on cleartext IMAP (a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
@@ -25,6 +26,7 @@ _vanished = re.compile(rb"^\* VANISHED[^\r\n]*\r\n", re.M | re.I)
 _exists = re.compile(rb"^\* (\d+) EXISTS\r\n", re.M)
 _highest = re.compile(rb"\[HIGHESTMODSEQ \d+\] ?")
 _enabled = re.compile(rb"^\* ENABLED[^\r\n]*\r\n", re.M | re.I)
+_fetch_line = re.compile(rb"^\* \d+ FETCH [^\r\n{]*\r\n", re.M | re.I)
 _tagged = re.compile(rb"^[A-Za-z]\d+ ", re.M)
 _modseq_value = re.compile(rb"(^\* \d+ FETCH \([^\r\n]*?)MODSEQ \(\d+\)", re.M | re.I)
 _modseq = re.compile(rb"^(\* \d+ FETCH \([^\r\n]*?) ?MODSEQ \(\d+\)", re.M | re.I)
@@ -42,6 +44,7 @@ class RewriteResponses:
         loader.add_option("rewrite_drop_enabled", bool, False, "Drop every '* ENABLED' response line.")
         loader.add_option("rewrite_constant_modseq", bool, False, "Report every FETCH MODSEQ as MODSEQ (1).")
         loader.add_option("rewrite_pad_exists", bool, False, "Add one untagged OK line per message after EXISTS.")
+        loader.add_option("rewrite_drop_fetch", bool, False, "Drop every '* n FETCH' line (without literals).")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
@@ -66,6 +69,8 @@ class RewriteResponses:
             data = _highest.sub(b"", data)
         if ctx.options.rewrite_drop_enabled:
             data = _enabled.sub(b"", data)
+        if ctx.options.rewrite_drop_fetch:
+            data = _fetch_line.sub(b"", data)
         if ctx.options.rewrite_vanished_last:
             lines = _vanished.findall(data)
             if lines:
