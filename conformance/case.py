@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Catalog
+from .catalog import PARAM_TYPES, Catalog
 from .errors import ConformanceFailure, HarnessError, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
@@ -51,12 +51,17 @@ class CaseContext:
         self.outcome = Outcome()
         self._clients: list[Any] = []
         self._cleanups: list[Any] = []
-        self.path = NetworkPath(scenario, target, self.transcript)
+        self.path = NetworkPath.for_scenario(scenario, target, self.transcript)
         self.started = time.time()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "CaseContext":
-        self.path.start()
+        try:
+            self.path.start()
+        finally:  # what the path found out (a real program's version, a preset's scaling) is evidence
+            for name, fact in self.path.facts.items():
+                self.measure(name, fact.get("value"), fact.get("unit", ""),
+                             **{k: v for k, v in fact.items() if k not in ("value", "unit")})
         return self
 
     def close(self) -> None:
@@ -130,14 +135,25 @@ class CaseContext:
         self.outcome.summary = summary
 
     # -- parameters ---------------------------------------------------------------------------
-    def param(self, name: str) -> Any:
-        for rid in self.requirements:
-            req = self.catalog.requirements[rid]
-            if name in req.parameters:
-                value = self.catalog.parameter(rid, name, self.depth, self.profiles)
-                self.measurements.setdefault(f"param.{name}", {"value": value, "unit": req.parameters[name].unit})
-                return value
-        raise HarnessError(f"none of {self.requirements} defines parameter '{name}'")
+    def param(self, name: str, requirement: str | None = None) -> Any:
+        """The value of parameter ``name`` at this run's depth, as its declared type (float, int, str, bool, list).
+
+        The only way a check reads a parameter: the selected profiles' overrides apply and the value used is
+        recorded as the measurement ``param.<name>``. It comes from the first of the check's requirements that
+        defines it, or from ``requirement`` when the check borrows a threshold another requirement defines
+        (e.g. a NOTIFY check waiting as long as notify.between-commands allows).
+        """
+        for rid in ([requirement] if requirement is not None else self.requirements):
+            req = self.catalog.requirements.get(rid)
+            if req is None:
+                raise HarnessError(f"parameter '{name}': the catalog has no requirement {rid!r}")
+            spec = req.parameters.get(name)
+            if spec is None:
+                continue
+            value = PARAM_TYPES[spec.type](self.catalog.parameter(rid, name, self.depth, self.profiles))
+            self.measurements.setdefault(f"param.{name}", {"value": value, "unit": spec.unit, "requirement": rid})
+            return value
+        raise HarnessError(f"none of {[requirement] if requirement else self.requirements} defines parameter '{name}'")
 
     # -- applicability -------------------------------------------------------------------------
     def required_capabilities(self) -> set[str]:
@@ -229,6 +245,16 @@ class CaseContext:
             smtp.ehlo("client.test")
         return smtp
 
+    @property
+    def clients(self) -> tuple[Any, ...]:
+        """The clients the case closes at teardown, oldest first."""
+        return tuple(self._clients)
+
+    def adopt(self, client: Any) -> Any:
+        """Close ``client`` (anything with ``close()``) at teardown, like the clients the case made itself."""
+        self._clients.append(client)
+        return client
+
     def scratch_mailbox(self, conn: ImapConnection, prefix: str = "lemonade") -> str:
         """A fresh mailbox only this case uses; deleted at teardown through a direct connection."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -237,17 +263,23 @@ class CaseContext:
             raise HarnessError(f"cannot create scratch mailbox {name}: {res.tagged.first_line}")
         account_index = next((i for i, a in enumerate(self.target.accounts)
                               if a.password in conn.redactor.secrets), 0)
+        self.delete_at_end(name, account=account_index)
+        return name
+
+    def delete_at_end(self, *mailboxes: str, account: int = 0) -> None:
+        """Delete these mailboxes at teardown through a direct connection (those a check makes other than with
+        ``scratch_mailbox``, e.g. by CREATE or RENAME on a connection it judges); a mailbox already gone is fine."""
 
         def delete() -> None:
             try:
-                c = self.imap(account_index, via_path=False, label="cleanup", timeout=5)
-                c.command(f"DELETE {quote(name)}")
+                c = self.imap(account, via_path=False, label="cleanup", timeout=5)
+                for name in mailboxes:
+                    c.command(f"DELETE {quote(name)}")
                 c.close()
             except Exception:  # noqa: BLE001 - a leftover scratch mailbox is harmless
                 pass
 
         self.on_cleanup(delete)
-        return name
 
 
 _ = insecure_context  # re-exported for checks that pin TLS versions

@@ -333,12 +333,12 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="scenarios (compose with '+', e.g. link:latency=200+nat-idle:timeout=30)")
-    for col in ("name", "path", "parameters (quick / full default)", "what it emulates"):
+    for col in ("name", "kind", "path", "parameters (quick / full default)", "what it does"):
         table.add_column(col)
     for r in rows:
         params = "\n".join(f"{p['name']}={p['quick']}/{p['full']}{p['unit']}"
                            + (f" ({'|'.join(p['choices'])})" if p["choices"] else "") for p in r["params"])
-        table.add_row(r["name"], r["path"], params or "-", r["summary"])
+        table.add_row(r["name"], r.get("kind", ""), r["path"], params or "-", r["summary"])
     console().print(table)
     return 0
 
@@ -458,6 +458,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--html", help="also write the comparison as a self-contained HTML file")
     d.add_argument("--json", help="also write the comparison as JSON")
     d.set_defaults(fn=cmd_diff)
+    c = sub.add_parser("calibrate", help="run the checks under each emulator and its real counterpart; "
+                                          "write the agreement table")
+    c.add_argument("--target", action="append", default=[], help="only these targets of each pair (dovecot, "
+                                                                 "cyrus-push); repeatable")
+    c.add_argument("--pair", action="append", default=[], help="only these pairs (see "
+                                                               "conformance/intermediaries/real/pairs.yaml); repeatable")
+    c.add_argument("--output", help="directory for the runs and calibration.md/.json (default reports/<stamp>)")
+    c.add_argument("--depth", choices=("quick", "full"), default="quick")
+    c.add_argument("-n", default="2", help="parallel workers per run (default 2)")
+    c.set_defaults(fn=lambda a: __import__("conformance.intermediaries.real.calibrate",
+                                           fromlist=["cmd_calibrate"]).cmd_calibrate(a))
     m = sub.add_parser("merge", help="join results of shards or machines into one run (with a matrix report)")
     m.add_argument("inputs", nargs="+", help="results.json files or run directories")
     m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")

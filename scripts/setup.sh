@@ -28,6 +28,20 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# The real intermediaries' packages may start their services on install (CI machines without a policy-rc.d).
+# The suite never uses them (private configs, free ports): stop and disable the ones this run just installed;
+# a service that was there before is the machine owner's and is left alone.
+if [ "$(id -u)" -eq 0 ] && ((${#missing[@]})); then
+  for svc in nginx haproxy squid tinyproxy; do
+    [[ " ${missing[*]} " == *" $svc "* ]] || continue
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+      "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
+
 # Cyrus reference targets (--target cyrus / cyrus-push): Debian's binaries extracted and the WebSocket rebuild,
 # cached by version outside the tree (servers/cyrus/build.sh; the rebuild takes ~2-3 min once, then is reused)
 if [ "$(id -u)" -eq 0 ] && [ -z "${LEMONADE_SKIP_CYRUS:-}" ]; then
@@ -53,11 +67,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.lemonade-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, imapclient' 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, httpx' 2>/dev/null; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip-install.log 2>&1 \
     || { tail -20 .venv/pip-install.log >&2; echo "setup: pip install failed (log: .venv/pip-install.log)" >&2; exit 2; }
-  .venv/bin/python -c 'import conformance, mitmproxy, imapclient, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
+  .venv/bin/python -c 'import conformance, mitmproxy, httpx, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
   echo "$want" > "$stamp"
 fi

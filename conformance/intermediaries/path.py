@@ -2,19 +2,21 @@
 
 Checks never connect to the target directly; they ask the path: ``path.open("imap")`` returns a connected
 socket (through the intermediaries, or direct), ``path.address("jmap")`` where to point an HTTP client,
-``path.kill()`` cuts live connections on demand, ``path.kill_after(n)`` arms a cut after n client octets.
+``path.kill()`` cuts live connections on demand, ``path.blackhole()`` silently stops forwarding on them,
+``path.kill_after(n)`` arms a cut after n client octets.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError, NotApplicable, TargetUnreachable
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
-from .addons.common import Blackhole, RawTcp, StreamResponses, shared
+from .addons.common import Blackhole, RawTcp, StreamResponses, blackhole, shared
 from .addons.kill import Kill, Trigger
 from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
 from .host import ProxyHost, free_port
@@ -43,6 +45,16 @@ class NetworkPath:
         self.addons: list[Any] = []
         self.options: dict[str, Any] = {}
         self.intercepts_tls = False  # the path terminates TLS with its own CA (inspecting, reverse https)
+        self.keep_logs: Path | None = None  # the run's logs/ directory (real programs copy their logs there)
+        self.facts: dict[str, dict[str, Any]] = {}  # measurements the path contributes (a real program's version)
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, target: Target, transcript: Transcript) -> "NetworkPath":
+        """The path of a case: mitmproxy addons, or the real program a real element runs (its own class)."""
+        real = scenario.real
+        if real is not None:
+            return real.spec.real(scenario, target, transcript)
+        return cls(scenario, target, transcript)
 
     @property
     def leg(self) -> str:
@@ -63,7 +75,16 @@ class NetworkPath:
             return None
         return str(self.host.ca_file)
 
+    def note_preset(self) -> None:
+        """A preset's scaling and sources become the ``preset`` measurement and a transcript note."""
+        if self.scenario.preset:
+            from .presets import describe_for_case
+
+            self.facts["preset"] = describe_for_case(self.scenario)
+            self.transcript.note(self.facts["preset"]["note"])
+
     def start(self) -> "NetworkPath":
+        self.note_preset()
         if self.scenario.is_direct:
             return self
         behaviour: list[Any] = []
@@ -225,6 +246,29 @@ class NetworkPath:
         kill = self._kill_addon()
         port = self.target.endpoint(endpoint).port if endpoint else None
         return self.host.call(lambda: kill.kill_now(how, port))
+
+    def blackhole(self, endpoint: str | None = None) -> int:
+        """Black-hole every live connection through this path now (only those to ``endpoint`` when given):
+        from now on nothing is forwarded either way and neither side is told, like a NAT that silently forgot
+        its mappings. Returns the number of connections affected."""
+        kill = self._kill_addon()  # the Kill addon tracks the live flows of every path
+        port = self.target.endpoint(endpoint).port if endpoint else None
+
+        def run() -> int:
+            s = shared()
+            n = 0
+            for flow in list(kill.flows.values()):
+                if not s.live(flow) or flow.client_conn.id in s.blackholed:
+                    continue
+                if port is not None and flow.server_conn.address and flow.server_conn.address[1] != port:
+                    continue
+                blackhole(flow)
+                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
+                                      "no FIN or RST to either side)", s.label(flow))
+                n += 1
+            return n
+
+        return self.host.call(run)
 
     def kill_after(self, octets: int, side: str = "client", how: str = "rst", endpoint: str | None = None) -> None:
         """Arm a one-shot cut: after ``octets`` from ``side`` on the next matching connection, cut it."""

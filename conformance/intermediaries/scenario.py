@@ -3,11 +3,15 @@
 Grammar: ``direct`` or ``ELEMENT[+ELEMENT...]``, ELEMENT = ``name[:key=value[,key=value...]]``.
 Example: ``nat-idle:timeout=30,mode=silent`` or ``link:latency=200+nat-idle:timeout=60``.
 The canonical string (every parameter, in declaration order) is what results record.
+A **real** element (``real-nginx``, ``real-nat``, ...; conformance/intermediaries/real/) runs the actual program
+and stands alone; it names the emulated elements it corresponds to, so ``scenario.element("nat-idle")`` under
+``real-nat:mode=strict`` answers the matching ``nat-idle:mode=silent``. ``preset:NAME`` expands a field preset
+(profiles/presets/) into its composition for the depth.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..errors import BadInput
@@ -54,6 +58,14 @@ class Intermediary:
     # build(params) -> (list of addon objects, dict of mitmproxy option values)
     build: Callable[[dict[str, Any]], tuple[list[Any], dict[str, Any]]] | None = None
     endpoints: tuple[str, ...] = ("imap", "imaps", "submission", "submissions", "jmap")
+    # a real program: real(scenario, target, transcript) -> the case's path (a NetworkPath subclass)
+    real: Callable[..., Any] | None = None
+    # the emulated elements that behave alike with these parameters: params -> ((name, {param: value}), ...)
+    emulates: Callable[[dict[str, Any]], tuple[tuple[str, dict[str, Any]], ...]] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "real" if self.real is not None else "emulated"
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -79,6 +91,17 @@ class Element:
     def get(self, key: str) -> Any:
         return dict(self.params)[key]
 
+    @property
+    def equivalents(self) -> tuple["Element", ...]:
+        """The emulated elements a real element corresponds to (empty for an emulated one)."""
+        if self.spec.emulates is None:
+            return ()
+        out = []
+        for name, values in self.spec.emulates(dict(self.params)):
+            spec = REGISTRY[name]
+            out.append(Element(name, tuple((p.name, values[p.name]) for p in spec.params if p.name in values)))
+        return tuple(out)
+
     def __str__(self) -> str:
         if not self.params:
             return self.name
@@ -90,16 +113,40 @@ class Scenario:
     elements: tuple[Element, ...] = ()
     depth: str = "quick"
     given: str = field(default="direct", compare=False)  # as the user wrote it
+    preset: str = ""  # the field preset this composition came from (profiles/presets/), if any
 
     @property
     def is_direct(self) -> bool:
         return not self.elements
 
     def __str__(self) -> str:
+        if self.preset:
+            return f"preset:{self.preset}"
+        return self.composition
+
+    @property
+    def composition(self) -> str:
+        """The elements with every parameter (a preset's expansion for its depth)."""
         return "direct" if self.is_direct else "+".join(str(e) for e in self.elements)
 
     def element(self, name: str) -> Element | None:
-        return next((e for e in self.elements if e.name == name), None)
+        """The element called ``name``, or the emulated equivalent a real element declares."""
+        found = next((e for e in self.elements if e.name == name), None)
+        if found is None:
+            found = next((q for e in self.elements for q in e.equivalents if q.name == name), None)
+        return found
+
+    @property
+    def names(self) -> set[str]:
+        """Element names, with the emulated equivalents of real elements (checks pinned to ``nat-idle`` also
+        run under ``real-nat``)."""
+        if self.is_direct:
+            return {"direct"}
+        return {e.name for e in self.elements} | {q.name for e in self.elements for q in e.equivalents}
+
+    @property
+    def real(self) -> Element | None:
+        return next((e for e in self.elements if e.spec.kind == "real"), None)
 
     def supports(self, endpoint: str) -> bool:
         return all(endpoint in e.spec.endpoints for e in self.elements)
@@ -123,6 +170,11 @@ def parse_scenario(text: str, depth: str = "quick") -> Scenario:
     raw = (text or "").strip()
     if raw in ("", "direct"):
         return Scenario((), depth, "direct")
+    if raw.startswith("preset:"):
+        from .presets import expand
+
+        composition = expand(raw.removeprefix("preset:").strip(), depth)
+        return replace(parse_scenario(composition, depth), given=raw, preset=raw.removeprefix("preset:").strip())
     elements = []
     seen = set()
     for part in raw.split("+"):
@@ -149,6 +201,10 @@ def parse_scenario(text: str, depth: str = "quick") -> Scenario:
             given[p.name] = p.convert(value.strip(), where)
         params = tuple((p.name, given.get(p.name, p.default(depth))) for p in spec.params)
         elements.append(Element(name, params))
+    real = [e.name for e in elements if e.spec.kind == "real"]
+    if real and len(elements) > 1:
+        raise BadInput(f"scenario {raw!r}: {real[0]} runs a real program and stands alone "
+                       "(compose emulated intermediaries with '+', or use a preset)")
     # several http-forward elements (https-only+inspecting) compose into one explicit proxy
     return Scenario(tuple(elements), depth, raw)
 
@@ -160,17 +216,23 @@ def _load_builtin() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import builtin  # noqa: F401  registers the built-in intermediaries
+        from . import (
+            builtin,  # noqa: F401  registers the built-in intermediaries
+            real,  # noqa: F401  registers the real programs
+        )
 
 
 def describe_all(depth: str = "quick") -> list[dict[str, Any]]:
     _load_builtin()
-    out = [{"name": "direct", "path": "-", "summary": "No intermediary: clients talk to the target directly.",
-            "params": []}]
-    for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
+    out = [{"name": "direct", "kind": "-", "path": "-", "summary": "No intermediary: clients talk to the target "
+            "directly.", "params": []}]
+    for spec in sorted(REGISTRY.values(), key=lambda s: (s.kind, s.name)):
         out.append({
-            "name": spec.name, "path": spec.path, "summary": spec.summary,
+            "name": spec.name, "kind": spec.kind, "path": spec.path, "summary": spec.summary,
             "params": [{"name": p.name, "type": p.type.__name__, "quick": p.quick, "full": p.full,
                         "unit": p.unit, "choices": list(p.choices), "help": p.help} for p in spec.params],
         })
+    from .presets import describe_presets
+
+    out += describe_presets()
     return out

@@ -55,6 +55,7 @@ def case(request: pytest.FixtureRequest, target, scenario):
                       profiles=[p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)],
                       depth=state.depth, check=check_id(item.function), deadline=state.plan.deadline_s)
     item.stash[CASE] = ctx
+    ctx.path.keep_logs = state.output / "logs"  # real intermediaries keep their logs with the run
     ctx.start()
     yield ctx
     ctx.close()
@@ -62,7 +63,7 @@ def case(request: pytest.FixtureRequest, target, scenario):
 
 @pytest.fixture
 def path(case):
-    """The case's ``NetworkPath`` (same as ``case.path``): ``kill()``, ``kill_after()``, ``open()``,
+    """The case's ``NetworkPath`` (same as ``case.path``): ``kill()``, ``blackhole()``, ``kill_after()``, ``open()``,
     ``address()``, ``proxy_url``, ``ca_file``."""
     return case.path
 

@@ -67,7 +67,7 @@ def scenarios_for(state: RunState, definition) -> list[Scenario]:
         has_pins = bool(marker_args(definition, "scenarios"))
         chosen = []
         for s in state.scenarios_given:
-            names = {"direct"} if s.is_direct else {e.name for e in s.elements}
+            names = s.names  # with the emulated equivalents of a real element
             if not has_pins or names & pinned_names:
                 chosen.append(s)
     return [s for s in chosen if all(s.supports(u) for u in uses)]

@@ -198,3 +198,61 @@ def parse_vanished(resp: Response) -> tuple[bool, set[int]] | None:
 def quote(s: str) -> str:
     """An IMAP quoted string."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# -- small parsers the check helpers use (sans-IO, one response in, a value or None out) -----------------
+
+_exists_re = re.compile(r"^\* (\d+) EXISTS\s*$", re.I)
+_expunge_re = re.compile(r"^\* (\d+) EXPUNGE\s*$", re.I)
+_search_re = re.compile(r"^\* SEARCH\b(.*)$", re.I)
+
+
+def parse_exists(resp: Response) -> int | None:
+    """'* 5 EXISTS' -> 5 (any case); None for every other response."""
+    m = _exists_re.match(resp.first_line)
+    return int(m.group(1)) if m else None
+
+
+def parse_expunge(resp: Response) -> int | None:
+    """'* 3 EXPUNGE' -> 3 (the message sequence number; any case); None for every other response."""
+    m = _expunge_re.match(resp.first_line)
+    return int(m.group(1)) if m else None
+
+
+def parse_search(resp: Response) -> list[int] | None:
+    """'* SEARCH 2 5 9' -> [2, 5, 9] (numbers as sent; a MODSEQ suffix is left out); None for other responses."""
+    m = _search_re.match(resp.first_line)
+    if not m:
+        return None
+    return [int(x) for x in m.group(1).split() if x.isdigit()]
+
+
+def response_code(resp: Response, name: str) -> str | None:
+    """The argument of the response code ``name`` in a status response: '* OK [UIDNEXT 7] ...' gives '7' for
+    UIDNEXT, '' for a code without argument ('[CLOSED]'), None when the response does not carry that code."""
+    m = re.search(r"\[" + re.escape(name) + r"(?: ([^\]]*))?\]", resp.first_line, re.I)
+    if not m:
+        return None
+    return m.group(1) or ""
+
+
+@dataclass
+class Esearch:
+    """An ESEARCH response (RFC 4731): the tag it correlates with, the UID indicator, and its return data."""
+
+    tag: str | None
+    uid: bool
+    data: dict[str, str]
+    line: str
+
+
+def parse_esearch(resp: Response) -> Esearch | None:
+    """'* ESEARCH (TAG "a1") UID COUNT 0 MIN 3' -> Esearch('a1', True, {'COUNT': '0', 'MIN': '3'}); None otherwise."""
+    line = resp.first_line
+    m = re.match(r'^\* ESEARCH(?: \(TAG "([^"]*)"\))?( UID)?(.*)$', line, re.I)
+    if not m:
+        return None
+    data: dict[str, str] = {}
+    for mm in re.finditer(r"([A-Za-z][A-Za-z0-9.-]*) (\([^)]*\)|\S+)", m.group(3).strip()):
+        data[mm.group(1).upper()] = mm.group(2)
+    return Esearch(m.group(1), bool(m.group(2)), data, line)

@@ -19,6 +19,15 @@ def _noop(sock, tag=b"a1"):
     return recv_until(sock, tag + b" OK")
 
 
+def _sent_through(sock, tcp_peer, data: bytes, timeout: float = 3) -> None:
+    """Send ``data`` and wait (bounded) until the scripted peer behind the path has received it."""
+    sock.sendall(data)
+    tcp_peer.wait_connection()
+    deadline = time.monotonic() + timeout
+    while data not in tcp_peer.received[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _actions(path, who):
     return [e for e in path.transcript.entries if e.direction == "I" and e.leg == who]
 
@@ -55,11 +64,7 @@ def test_nat_idle_fin_gives_the_client_an_orderly_close(dovecot, open_path):
 def test_nat_idle_silent_tells_neither_side(tcp_peer, open_path):
     path = open_path("nat-idle:timeout=1,mode=silent", peer_target(tcp_peer.port))
     sock = _imap(path)
-    sock.sendall(b"a1 NOOP\r\n")
-    tcp_peer.wait_connection()
-    deadline = time.monotonic() + 3
-    while b"a1 NOOP" not in tcp_peer.received[0] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _sent_through(sock, tcp_peer, b"a1 NOOP\r\n")
     time.sleep(1.4)  # the mapping is dropped after 1 s
     sock.sendall(b"a2 NOOP\r\n")
     fate, waited = outcome(sock, 2.0)
@@ -110,6 +115,32 @@ def test_kill_only_one_endpoint(dovecot, open_path):
     assert path.kill("fin", endpoint="submission") == 1
     assert outcome(sub, 2)[0] == "eof"
     _noop(imap)
+
+
+def test_blackhole_forwards_nothing_and_tells_nobody(tcp_peer, open_path):
+    path = open_path("kill", peer_target(tcp_peer.port))
+    sock = _imap(path)
+    _sent_through(sock, tcp_peer, b"a1 NOOP\r\n")
+    assert path.blackhole() == 1
+    assert path.blackhole() == 0, "a connection already black-holed is not counted again"
+    sock.sendall(b"a2 NOOP\r\n")
+    fate, waited = outcome(sock, 1.0)
+    assert fate == "timeout", f"client must see nothing (no FIN, no RST, no data), saw {fate} after {waited:.3f} s"
+    assert tcp_peer.fate[0] == "open" and not tcp_peer.ended[0].is_set(), "server side must see no close either"
+    assert b"a2 NOOP" not in tcp_peer.received[0], "data after the black hole must not be forwarded"
+    acts = _actions(path, "blackhole")
+    assert len(acts) == 1 and "dropped silently on demand" in acts[0].text, acts
+    sock.close()
+
+
+def test_blackhole_only_one_endpoint(dovecot, open_path):
+    path = open_path("kill", dovecot)
+    imap = _imap(path)
+    sub = path.open("submission")
+    recv_until(sub, b"220")
+    assert path.blackhole(endpoint="submission") == 1
+    _noop(imap)  # the IMAP connection still carries data both ways
+    sub.close()
 
 
 def test_kill_after_lets_n_client_octets_pass_then_cuts(tcp_peer, open_path):

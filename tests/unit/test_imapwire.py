@@ -49,3 +49,27 @@ def test_fetch_flags_modseq():
     r = ResponseReader()
     (f,) = r.feed(b"* 2 FETCH (UID 9 MODSEQ (41) FLAGS (\\Seen $Forwarded))\r\n")
     assert parse_fetch(f) == (2, {"UID": 9, "MODSEQ": 41, "FLAGS": ["\\Seen", "$Forwarded"]})
+
+
+def test_exists_expunge_search_and_response_codes():
+    from conformance.protocols.imapwire import (
+        Response,
+        parse_esearch,
+        parse_exists,
+        parse_expunge,
+        parse_search,
+        response_code,
+    )
+
+    assert parse_exists(Response(b"* 12 EXISTS\r\n")) == 12
+    assert parse_exists(Response(b"* 3 exists\r\n")) == 3  # IMAP atoms are case-insensitive
+    assert parse_exists(Response(b"* 3 EXPUNGE\r\n")) is None and parse_exists(Response(b"a1 OK 3 EXISTS\r\n")) is None
+    assert parse_expunge(Response(b"* 3 Expunge\r\n")) == 3 and parse_expunge(Response(b"* 3 EXISTS\r\n")) is None
+    assert parse_search(Response(b"* SEARCH 2 5 9 (MODSEQ 17)\r\n")) == [2, 5, 9]
+    assert parse_search(Response(b"* SEARCH\r\n")) == [] and parse_search(Response(b"* ESEARCH COUNT 1\r\n")) is None
+    ok = Response(b"* OK [UIDNEXT 7] Predicted next UID\r\n")
+    assert response_code(ok, "UIDNEXT") == "7" and response_code(ok, "UIDVALIDITY") is None
+    assert response_code(Response(b"* OK [CLOSED] previous mailbox closed\r\n"), "closed") == ""
+    es = parse_esearch(Response(b'* ESEARCH (TAG "a1") UID COUNT 0 MIN 3\r\n'))
+    assert es is not None and (es.tag, es.uid, es.data) == ("a1", True, {"COUNT": "0", "MIN": "3"})
+    assert parse_esearch(Response(b"* SEARCH 1\r\n")) is None

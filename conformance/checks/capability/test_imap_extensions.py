@@ -6,10 +6,11 @@ import re
 
 import pytest
 
+from conformance.checks.support import ChangeMaker, append, fetch_uid, select, uids, untagged
 from conformance.errors import HarnessError
-from conformance.protocols.imapwire import quote
+from conformance.protocols.imapwire import parse_esearch, parse_expunge, parse_vanished
 
-from .imapstate import SAMPLE, append, fetch_uid, parse_esearch, select, uids
+from .samples import SAMPLE
 
 
 @pytest.mark.requirement("literal-plus.nonsync")
@@ -21,10 +22,7 @@ def test_literal_plus_without_continuation(case):
     upper = {c.upper() for c in caps}
     assert "LITERAL-" not in upper, f"both LITERAL+ and LITERAL- advertised (CAPABILITY: {' '.join(caps)})"
     box = case.scratch_mailbox(imap)
-    tag = imap.next_tag()
-    imap.send_raw(f"{tag} APPEND {quote(box)} {{{len(SAMPLE)}+}}\r\n".encode() + SAMPLE + b"\r\n",
-                  note=f"{tag} APPEND {quote(box)} {{{len(SAMPLE)}+}} + {len(SAMPLE)} octets in one write")
-    res = imap.wait_tagged(tag)
+    res = append(imap, box, SAMPLE, literal="non-sync", blame=None).result
     prompts = [r.first_line for r in res.untagged if r.is_continuation]
     assert not prompts, f"server sent a continuation for a non-synchronizing literal: {prompts[0]!r}"
     assert res.ok, f"APPEND with a {{n+}} literal was not accepted: {res.tagged.first_line}"
@@ -47,7 +45,7 @@ def test_esearch_count_always_single_response(case):
     results = []  # (command, UID indicator expected, COUNT expected, reply)
     text = "UID SEARCH RETURN (COUNT MIN) UNDELETED"  # on the empty mailbox
     results.append((text, True, 0, imap.command(text)))
-    append(imap, box)
+    append(imap, box, SAMPLE)
     imap.command("NOOP")
     text = "SEARCH RETURN (COUNT) ALL"  # one message now
     results.append((text, False, 1, imap.command(text)))
@@ -72,28 +70,26 @@ def test_context_update_order(case):
     imap = case.imap(label="watcher")
     case.require_capability(imap.capability(), "CONTEXT=SEARCH")
     box = case.scratch_mailbox(imap)
-    append(imap, box)
+    append(imap, box, SAMPLE)
     select(imap, box)
     res = imap.command("SEARCH RETURN (UPDATE) UNSEEN")
     assert res.ok, f"SEARCH RETURN (UPDATE) UNSEEN was refused: {res.tagged.first_line}"
     ctag = res.tag
-    other = case.imap(via_path=False, label="changer")
-    append(other, box)
-    lines = [r.first_line for r in imap.command("NOOP").untagged]
-    exists_at = next((i for i, l in enumerate(lines) if re.match(r"^\* 2 EXISTS", l, re.I)), None)
+    other = ChangeMaker(case)
+    other.append(box, SAMPLE)
+    responses = imap.command("NOOP").untagged
+    lines = [r.first_line for r in responses]
+    exists_at = next((i for i, r in enumerate(responses) if untagged.exists(2)(r)), None)
     addto_at = next((i for i, l in enumerate(lines) if re.search(rf'ESEARCH \(TAG "{ctag}"\).* ADDTO', l, re.I)), None)
     assert addto_at is not None, f"no ADDTO for the new unseen message after NOOP (got: {' | '.join(lines) or 'nothing'})"
     assert exists_at is not None and exists_at < addto_at, (
         f"ADDTO was sent before the EXISTS that announces its message: {' | '.join(lines)}")
-    sel = select(other, box)
-    if sel.exists < 1:
+    if not other.select(box).exists:
         raise HarnessError(f"second session sees no message in {box}")
-    for cmd in ("STORE 1 +FLAGS.SILENT (\\Deleted)", "EXPUNGE"):
-        r = other.command(cmd)
-        if not r.ok:
-            raise HarnessError(f"second session: {cmd} failed: {r.tagged.first_line}")
-    lines = [r.first_line for r in imap.command("NOOP").untagged]
-    gone_at = next((i for i, l in enumerate(lines) if re.match(r"^\* (1 EXPUNGE|VANISHED )", l, re.I)), None)
+    other.expunge(1, uid=False)
+    responses = imap.command("NOOP").untagged
+    lines = [r.first_line for r in responses]
+    gone_at = next((i for i, r in enumerate(responses) if parse_expunge(r) == 1 or parse_vanished(r)), None)
     remove_at = next((i for i, l in enumerate(lines)
                       if re.search(rf'ESEARCH \(TAG "{ctag}"\).* REMOVEFROM', l, re.I)), None)
     assert gone_at is not None, f"the expunge of message 1 was not reported after NOOP (got: {' | '.join(lines)})"

@@ -10,6 +10,7 @@ from conformance.protocols.imapwire import parse_capabilities
 
 
 def missing_capabilities(advertised: list[str], required: list[str]) -> list[str]:
+    """The required capabilities not advertised (I18NLEVEL=2 counts as I18NLEVEL=1)."""
     have = {c.upper() for c in advertised}
     if "I18NLEVEL=2" in have:
         have.add("I18NLEVEL=1")  # RFC 5550 5.6: level 2 implies level 1

@@ -7,15 +7,17 @@ import time
 
 import pytest
 
-from conformance.errors import ConformanceFailure, HarnessError
-from conformance.protocols.imapwire import quote
+from conformance.checks.support import ChangeMaker, append, fetch_uid, select, uids, untagged, wait_for_untagged
+from conformance.errors import ConformanceFailure
+from conformance.protocols.imapwire import parse_exists, parse_search, quote
 
-from .imapstate import SAMPLE, SAMPLE_PART1, append, fetch_uid, select, uids
+from .samples import SAMPLE, SAMPLE_PART1
 
 LEMONADE_KEYWORDS = ("$Forwarded", "$SubmitPending", "$Submitted")
 
 
 def _has(flags: object, keyword: str) -> bool:
+    """Is ``keyword`` among the FETCH FLAGS (any case)?"""
     return isinstance(flags, list) and keyword.upper() in {f.upper() for f in flags}
 
 
@@ -25,7 +27,7 @@ def test_lemonade_keywords_stored_copied_searchable(case):
     imap = case.imap()
     box = case.scratch_mailbox(imap)
     copy_box = case.scratch_mailbox(imap, prefix="lemonade-copy")
-    append(imap, box)
+    append(imap, box, SAMPLE)
     select(imap, box)
     uid = uids(imap)[-1]
     res = imap.command(f"UID STORE {uid} +FLAGS ({' '.join(LEMONADE_KEYWORDS)})")
@@ -35,7 +37,7 @@ def test_lemonade_keywords_stored_copied_searchable(case):
     assert not missing, f"after STORE the message lacks {' '.join(missing)} (FLAGS seen: {flags})"
     for kw in LEMONADE_KEYWORDS:
         res = imap.command(f"UID SEARCH KEYWORD {kw}")
-        found = {int(x) for r in res.find("SEARCH") for x in r.first_line.split()[2:] if x.isdigit()}
+        found = {uid for r in res.untagged for uid in parse_search(r) or []}
         assert res.ok and uid in found, (f"UID SEARCH KEYWORD {kw} did not find UID {uid} "
                                          f"(reply: {' | '.join(res.lines())})")
     res = imap.command(f"UID COPY {uid} {quote(copy_box)}")
@@ -47,7 +49,7 @@ def test_lemonade_keywords_stored_copied_searchable(case):
     missing = [k for k in LEMONADE_KEYWORDS if not _has(flags, k)]
     assert not missing, f"COPY lost {' '.join(missing)}: the copy's FLAGS are {flags}"
     res = imap.command("UID SEARCH KEYWORD $Submitted")
-    found = {int(x) for r in res.find("SEARCH") for x in r.first_line.split()[2:] if x.isdigit()}
+    found = {uid for r in res.untagged for uid in parse_search(r) or []}
     assert copied[-1] in found, f"SEARCH KEYWORD $Submitted in the copy's mailbox missed it ({' | '.join(res.lines())})"
     case.passed("all three keywords stored, found by SEARCH KEYWORD and kept by COPY")
 
@@ -59,7 +61,7 @@ def test_url_partial_in_catenate_and_urlfetch(case):
     caps = imap.capability()
     case.require_capability(caps, "URL-PARTIAL", "CATENATE")
     box = case.scratch_mailbox(imap)
-    append(imap, box)
+    append(imap, box, SAMPLE)
     sel = select(imap, box)
     src = uids(imap)[-1]
     slices = {(0, 10): SAMPLE_PART1[0:10], (6, 7): SAMPLE_PART1[6:13]}
@@ -110,7 +112,7 @@ def test_binary_append_accepted(case):
     caps = imap.capability()
     case.require_capability(caps, "BINARY")
     box = case.scratch_mailbox(imap)
-    res = imap.command(f"APPEND {quote(box)} ~{{{len(BINARY_MESSAGE)}}}", literal=BINARY_MESSAGE)
+    res = append(imap, box, BINARY_MESSAGE, literal="literal8", blame=None).result
     assert res.ok, (f"binary APPEND (literal8 with NUL octets, CTE binary) was refused: {res.tagged.first_line}; "
                     "RFC 5550 5.2 requires a Lemonade store to accept it")
     select(imap, box)
@@ -125,31 +127,22 @@ def test_binary_append_accepted(case):
 @pytest.mark.requirement("lemonade.store.idle-timely")
 def test_idle_notification_is_prompt(case):
     """While one session IDLEs on a mailbox, a message appended by another is announced within max_latency."""
-    max_latency = float(case.param("max_latency"))
+    max_latency = case.param("max_latency")
     imap = case.imap(label="idler")
     case.require_capability(imap.capability(), "IDLE")
     box = case.scratch_mailbox(imap)
     sel = select(imap, box)
     tag = imap.idle()
-    other = case.imap(via_path=False, label="appender")
+    other = ChangeMaker(case, label="appender")
     t0 = time.monotonic()
-    res = other.command(f"APPEND {quote(box)} {{{len(SAMPLE)}}}", literal=SAMPLE)
-    if not res.ok:
-        raise HarnessError(f"second session could not APPEND to {box}: {res.tagged.first_line}")
-    deadline = t0 + max_latency
-    latency = None
-    while time.monotonic() < deadline:
-        resp = imap.poll(max(0.01, deadline - time.monotonic()))
-        if resp is None:
-            break
-        m = re.match(r"^\* (\d+) EXISTS", resp.first_line, re.I)
-        if m and int(m.group(1)) > sel.exists:
-            latency = time.monotonic() - t0
-            break
+    other.append(box, SAMPLE)
+    grown = wait_for_untagged(imap, lambda r: (parse_exists(r) or 0) > (sel.exists or 0),
+                              t0 + max_latency - time.monotonic())
+    latency = time.monotonic() - t0 if grown is not None else None
     end = imap.done(tag)
     assert end.ok, f"DONE was not answered with OK: {end.tagged.first_line}"
     if latency is None:
-        late = [r.first_line for r in end.untagged if re.match(r"^\* \d+ EXISTS", r.first_line, re.I)]
+        late = [r.first_line for r in end.untagged if untagged.exists()(r)]
         raise ConformanceFailure(f"no EXISTS while idling within {max_latency:g} s of the APPEND"
                        + (f"; it came only after DONE ({late[0]})" if late else "; not even after DONE"))
     case.measure("idle_latency", round(latency, 3), "s", limit=max_latency)

@@ -1,4 +1,4 @@
-"""What the envelope checks share: APPEND (literal or literal8), FETCH of exact octets, and comparison rows.
+"""What the envelope checks share: APPEND with APPENDUID, FETCH of exact octets, and comparison rows.
 
 A comparison row is the evidence unit of this family: which fixture, which step, whether the octets are
 identical (with the first difference when not) and what OpenSSL said about the signature or decryption.
@@ -9,55 +9,53 @@ from __future__ import annotations
 import hashlib
 import re
 
-from conformance.errors import ConformanceFailure, HarnessError
+from conformance.checks.support import Blame, fetch_uid, search_uids
+from conformance.checks.support import append as append_message
+from conformance.errors import ConformanceFailure
 from conformance.fixtures.smime import Fixture, SmimeKit, first_difference, split_multipart_signed
 from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import parse_fetch, quote
 
-APPENDUID = re.compile(r"\[APPENDUID (\d+) ([0-9:,]+)\]", re.I)
 COPYUID = re.compile(r"\[COPYUID (\d+) ([0-9:,]+) ([0-9:,]+)\]", re.I)
 
 
 def append(imap: ImapConnection, mailbox: str, data: bytes, *, literal8: bool = False,
            flags: str = "") -> tuple[int, int]:
-    """APPEND ``data``; returns (uidvalidity, uid) from APPENDUID. literal8 (~{n}) for binary content."""
-    head = f"APPEND {quote(mailbox)}" + (f" ({flags})" if flags else "")
-    if literal8:
-        tag = imap.next_tag()
-        imap.send_raw(f"{tag} {head} ~{{{len(data)}}}\r\n".encode())
-        cont = imap.read_response(waiting_for="for the literal8 continuation")
-        if not cont.is_continuation:
-            raise ConformanceFailure(f"APPEND with literal8 refused: {cont.first_line}")
-        imap.send_raw(data + b"\r\n", note=f"[literal8, {len(data)} octets]")
-        res = imap.wait_tagged(tag)
-    else:
-        res = imap.command(head, literal=data)
-    if not res.ok:
-        raise ConformanceFailure(f"APPEND of {len(data)} octets refused: {res.tagged.first_line}")
-    m = APPENDUID.search(res.tagged.first_line)
-    if not m:
-        raise ConformanceFailure(f"APPEND OK without [APPENDUID uidvalidity uid]: {res.tagged.first_line}")
-    if ":" in m.group(2) or "," in m.group(2):
-        raise ConformanceFailure(f"APPENDUID for one message must be a single UID, got {m.group(2)!r}")
-    return int(m.group(1)), int(m.group(2))
+    """APPEND ``data`` (a judged step: a refusal fails); returns (uidvalidity, uid) from APPENDUID, which every check
+    of this family requires (uidplus.appenduid). literal8 (~{n}) for binary content."""
+    done = append_message(imap, mailbox, data, literal="literal8" if literal8 else "sync", flags=flags,
+                          blame=Blame.SERVER)
+    if done.uid_set is None:
+        raise ConformanceFailure(f"APPEND OK without [APPENDUID uidvalidity uid]: {done.result.tagged.first_line}")
+    if done.uid is None:
+        raise ConformanceFailure(f"APPENDUID for one message must be a single UID, got {done.uid_set!r}")
+    return done.uidvalidity or 0, done.uid
+
+
+def append_finding_uid(imap: ImapConnection, mailbox: str, data: bytes) -> tuple[int, str]:
+    """APPEND ``data`` (a refusal fails); the new message's UID, and what is wrong with [APPENDUID] ("" when
+    nothing). Without a usable APPENDUID the UID comes from UID SEARCH (the scratch mailbox holds only this check's
+    messages), so a server without UIDPLUS fails uidplus.appenduid alone."""
+    done = append_message(imap, mailbox, data, blame=Blame.SERVER)
+    if done.uid is not None:
+        return done.uid, ""
+    problem = (f"APPENDUID for one message must be a single UID, got {done.uid_set!r}" if done.uid_set else
+               f"APPEND OK without [APPENDUID uidvalidity uid]: {done.result.tagged.first_line}")
+    found = search_uids(imap, blame=None)
+    if not found:
+        raise ConformanceFailure(f"the appended message is not in {mailbox}: UID SEARCH ALL found nothing")
+    return max(found), problem
 
 
 def fetch(imap: ImapConnection, uid: int, *items: str) -> dict[str, object]:
-    """UID FETCH ``items`` of one message; the parsed item dictionary (literals as bytes)."""
-    res = imap.command(f"UID FETCH {uid} ({' '.join(items)})")
-    if not res.ok:
-        raise ConformanceFailure(f"UID FETCH {uid} ({' '.join(items)}) failed: {res.tagged.first_line}")
-    merged: dict[str, object] = {}
-    for r in res.untagged:
-        parsed = parse_fetch(r)
-        if parsed and parsed[1].get("UID", uid) == uid:
-            merged.update(parsed[1])
+    """UID FETCH ``items`` of one message (a judged step); the parsed item dictionary (literals as bytes)."""
+    merged = fetch_uid(imap, uid, *items, blame=Blame.SERVER)
     if not merged:
         raise ConformanceFailure(f"UID FETCH {uid} returned no FETCH response for the message")
     return merged
 
 
 def body(imap: ImapConnection, uid: int) -> bytes:
+    """BODY.PEEK[] of one message: the exact octets the store returns."""
     items = fetch(imap, uid, "BODY.PEEK[]")
     data = items.get("BODY[]")
     if not isinstance(data, bytes):
@@ -65,15 +63,8 @@ def body(imap: ImapConnection, uid: int) -> bytes:
     return data
 
 
-def select(imap: ImapConnection, mailbox: str) -> int:
-    res = imap.command(f"SELECT {quote(mailbox)}")
-    if not res.ok:
-        raise HarnessError(f"cannot SELECT {mailbox}: {res.tagged.first_line}")
-    m = re.search(r"UIDVALIDITY (\d+)", str(res))
-    return int(m.group(1)) if m else 0
-
-
 def sha(data: bytes) -> str:
+    """A short SHA-256 of octets, for evidence rows."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -89,6 +80,7 @@ def compare(kit: SmimeKit, fixture: Fixture, seen: bytes, step: str) -> dict:
 
 
 def verifies(row: dict) -> bool:
+    """Did OpenSSL verify (or decrypt) what came back in this evidence row?"""
     return not row["openssl"].startswith("FAILS")
 
 

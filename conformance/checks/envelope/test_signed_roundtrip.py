@@ -11,22 +11,20 @@ import re
 
 import pytest
 
+from conformance.checks.support import search_uids, select
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.fixtures.smime import SmimeKit, first_difference
 from conformance.protocols.imapwire import quote
 
-from .roundtrip import APPENDUID, COPYUID, append, body, compare, describe, fetch, reversible_conversion, select, verifies
+from .roundtrip import COPYUID, append, append_finding_uid, body, compare, describe, fetch, reversible_conversion, verifies
 
 
 @pytest.fixture(scope="module")
 def smime():
+    """The S/MIME kit of this module: a CA, certificates and the fixtures made at run time (removed afterwards)."""
     kit = SmimeKit()
     yield kit
     kit.cleanup()
-
-
-def _caps(imap) -> list[str]:
-    return imap.capability()
 
 
 @pytest.mark.requirement("imap.msg.append-roundtrip", "mobile.envelope.signed-byte-exact", "smime.part-headers-covered",
@@ -40,12 +38,12 @@ def test_signed_append_fetch_byte_exact(case, smime):
     imap = case.imap()
     mailbox = case.scratch_mailbox(imap, "signed")
     select(imap, mailbox)
-    uidplus = "UIDPLUS" in {c.upper() for c in _caps(imap)}
+    uidplus = "UIDPLUS" in {c.upper() for c in imap.capability()}
     rows, sizes, appenduid = [], [], []
     for fx in smime.fixtures():
         if fx.encoding != "7bit":
             continue  # 8bit and binary shapes have their own checks: servers may legitimately convert them
-        uid, problem = _append_finding_uid(imap, mailbox, fx.data)
+        uid, problem = append_finding_uid(imap, mailbox, fx.data)
         if problem:
             appenduid.append(f"{fx.name}: {problem}")
         items = fetch(imap, uid, "BODY.PEEK[]", "RFC822.SIZE")
@@ -71,27 +69,6 @@ def test_signed_append_fetch_byte_exact(case, smime):
     case.require("imap.msg.size-matches", not sizes, "; ".join(sizes))
     case.passed(f"{len(rows)} S/MIME messages ({', '.join(r['fixture'] for r in rows)}) came back octet for octet; "
                 "OpenSSL verified every signature and decrypted the enveloped one")
-
-
-def _append_finding_uid(imap, mailbox: str, data: bytes) -> tuple[int, str]:
-    """APPEND; the new message's UID, and what is wrong with [APPENDUID] ("" when nothing). Without a usable
-    APPENDUID the UID comes from UID SEARCH (the scratch mailbox holds only this check's messages)."""
-    res = imap.command(f"APPEND {quote(mailbox)}", literal=data)
-    if not res.ok:
-        raise ConformanceFailure(f"APPEND of {len(data)} octets refused: {res.tagged.first_line}")
-    m = APPENDUID.search(res.tagged.first_line)
-    if m and ":" not in m.group(2) and "," not in m.group(2):
-        return int(m.group(2)), ""
-    problem = (f"APPENDUID for one message must be a single UID, got {m.group(2)!r}" if m else
-               f"APPEND OK without [APPENDUID uidvalidity uid]: {res.tagged.first_line}")
-    found = _search_uids(imap.command("UID SEARCH ALL"))
-    if not found:
-        raise ConformanceFailure(f"the appended message is not in {mailbox}: UID SEARCH ALL found nothing")
-    return max(found), problem
-
-
-def _search_uids(res) -> list[int]:
-    return [int(n) for r in res.find("SEARCH") for n in r.first_line.split()[2:] if n.isdigit()]
 
 
 def _judge_octets(case, rid: str, rows: list[dict], what: str, need_openssl: bool = True) -> None:
@@ -134,7 +111,7 @@ def test_signed_8bit_append(case, smime):
 def test_binary_append_fetch(case, smime):
     """APPEND with literal8 keeps a binary part's octets: BINARY[part] and BINARY.SIZE return them exactly."""
     imap = case.imap()
-    case.require_capability(_caps(imap), "BINARY")
+    case.require_capability(imap.capability(), "BINARY")
     mailbox = case.scratch_mailbox(imap, "binary")
     select(imap, mailbox)
     fx = next(f for f in smime.fixtures() if f.encoding == "binary")
@@ -184,9 +161,9 @@ def test_body_stable_across_sessions_flags_copy_move(case, smime):
     m = COPYUID.search(res.tagged.first_line)
     if not m:
         case.non_strict(f"COPY OK without [COPYUID]: {res.tagged.first_line}")
-    caps = _caps(other)
+    caps = other.capability()
     select(other, dst)
-    copy_uid = int(m.group(3)) if m else int(other.command("UID SEARCH ALL").find("SEARCH")[0].first_line.split()[-1])
+    copy_uid = int(m.group(3)) if m else search_uids(other)[-1]
     rows.append(compare(smime, fx, body(other, copy_uid), "COPY"))
     if "MOVE" in caps:
         res = other.command(f"UID MOVE {copy_uid} {quote(moved)}")
@@ -194,7 +171,7 @@ def test_body_stable_across_sessions_flags_copy_move(case, smime):
         m2 = COPYUID.search(res.tagged.first_line) or next(
             (COPYUID.search(r.first_line) for r in res.untagged if COPYUID.search(r.first_line)), None)
         select(other, moved)
-        moved_uid = int(m2.group(3)) if m2 else int(other.command("UID SEARCH ALL").find("SEARCH")[0].first_line.split()[-1])
+        moved_uid = int(m2.group(3)) if m2 else search_uids(other)[-1]
         rows.append(compare(smime, fx, body(other, moved_uid), "MOVE"))
     else:
         case.note("MOVE not advertised: the MOVE step is left out")
@@ -208,9 +185,9 @@ def test_body_stable_across_sessions_flags_copy_move(case, smime):
 def test_catenate_signed_part(case, smime):
     """CATENATE rebuilding a signed message from URLs of its parts keeps the signed part byte for byte, unseen."""
     imap = case.imap()
-    case.require_capability(_caps(imap), "CATENATE")
+    case.require_capability(imap.capability(), "CATENATE")
     mailbox = case.scratch_mailbox(imap, "catenate")
-    uidvalidity = select(imap, mailbox)
+    uidvalidity = select(imap, mailbox).uidvalidity
     fx = next(f for f in smime.fixtures() if f.name == "signed-7bit")
     _, uid = append(imap, mailbox, fx.data)
     boundary = re.search(rb'boundary="([^"]+)"', fx.data).group(1)
@@ -223,12 +200,13 @@ def test_catenate_signed_part(case, smime):
     url = f"/{mailbox};UIDVALIDITY={uidvalidity}/;UID={uid}"
 
     def text(data: bytes) -> bytes:
+        """A CATENATE TEXT part as a non-synchronizing literal."""
         return f"TEXT {{{len(data)}+}}\r\n".encode() + data
 
     parts = [text(head), f'URL "{url}/;SECTION=1.MIME"'.encode(), f'URL "{url}/;SECTION=1"'.encode(), text(middle),
              f'URL "{url}/;SECTION=2.MIME"'.encode(), f'URL "{url}/;SECTION=2"'.encode(), text(tail)]
     tag = imap.next_tag()
-    if "LITERAL+" not in _caps(imap):
+    if "LITERAL+" not in imap.capability():
         raise ConformanceFailure("CATENATE check needs LITERAL+ for its TEXT parts (not advertised)")
     imap.send_raw(f"{tag} APPEND {quote(mailbox)} CATENATE (".encode() + b" ".join(parts) + b")\r\n")
     res = imap.wait_tagged(tag)
@@ -262,10 +240,10 @@ def test_burl_submission_byte_exact(case, smime):
         raise NotApplicable("the target's relay is not observable (only the embedded target has an SMTP sink), "
                             "so what BURL delivered cannot be compared")
     imap = case.imap()
-    caps = _caps(imap)
+    caps = imap.capability()
     case.require_capability(caps, "URLAUTH")
     mailbox = case.scratch_mailbox(imap, "burl")
-    uidvalidity = select(imap, mailbox)
+    uidvalidity = select(imap, mailbox).uidvalidity
     fx = next(f for f in smime.fixtures() if f.name == "signed-7bit")
     _, uid = append(imap, mailbox, fx.data, flags="$SubmitPending")
     acct = case.account(0)

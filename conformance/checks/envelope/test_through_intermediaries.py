@@ -11,33 +11,30 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.checks.support import search_uids, select
 from conformance.errors import HarnessError, ServerClosed, ServerTimeout
 from conformance.fixtures.smime import SmimeKit
-from conformance.intermediaries import builtin  # noqa: F401 - fills the registry
-from conformance.intermediaries.scenario import REGISTRY
 from conformance.protocols.imapwire import quote
 
-from .roundtrip import append, body, compare, describe, select, verifies
-
-LINK = ("link",) if "link" in REGISTRY else ()  # the link intermediary arrives with its own issue
+from .roundtrip import append, body, compare, describe, verifies
 
 
 @pytest.fixture(scope="module")
 def smime():
+    """The S/MIME kit of this module: a CA, certificates and the fixtures made at run time (removed afterwards)."""
     kit = SmimeKit()
     yield kit
     kit.cleanup()
 
 
 def _copies(imap, mailbox: str, marker: str) -> list[int]:
+    """UIDs of the stored copies of the fixture whose Message-ID carries ``marker``."""
     select(imap, mailbox)
-    res = imap.command(f"UID SEARCH HEADER Message-ID {quote(marker)}")
-    found = res.find("SEARCH")
-    return [int(x) for x in found[0].first_line.split()[2:]] if found else []
+    return search_uids(imap, f"HEADER Message-ID {quote(marker)}", blame=None)
 
 
 @pytest.mark.requirement("mobile.envelope.signed-byte-exact")
-@pytest.mark.scenarios("kill", *LINK)
+@pytest.mark.scenarios("kill", "link")
 def test_signed_roundtrip_interrupted_and_retried(case, smime):
     """A cut APPEND leaves no partial copy; the retried APPEND and a re-FETCH after a cut return the exact octets."""
     fx = next(f for f in smime.fixtures() if f.name == "signed-folded-headers")

@@ -8,10 +8,9 @@ import re
 
 import pytest
 
+from conformance.checks.support.jmap import client
 from conformance.errors import ConformanceFailure
 from conformance.protocols.jmap import CORE, MAIL, sample_message
-
-from ._support import client
 
 pytestmark = pytest.mark.uses("jmap")
 
@@ -147,6 +146,7 @@ def test_get_state_changes(case):
 
 
 def _changes(c, since: str, max_changes: int | None = None):
+    """One Email/changes call from ``since``: (method name, arguments), an error included."""
     args = {"accountId": c.account_id, "sinceState": since}
     if max_changes is not None:
         args["maxChanges"] = max_changes

@@ -11,30 +11,30 @@ import time
 
 import pytest
 
-from conformance.protocols.jmap import sample_message
-
-from ._support import available, client, event_stream, require_eventsource_200, state_change, timeline
+from conformance.checks.support.jmap import (
+    client,
+    event_stream,
+    import_message,
+    require_eventsource_200,
+    state_change,
+    timeline,
+    writer,
+)
 
 pytestmark = pytest.mark.uses("jmap")
 
 # A streaming response is held by a buffering proxy by design (only closeafter=state gets through it), so the
 # streaming checks run through the paths that pass streams; closeafter=state also runs through buffering.
-PUSH_PATHS = available("direct", "nat-idle", "read-timeout")
-CLOSEAFTER_PATHS = available("direct", "nat-idle", "read-timeout", "buffering")
+PUSH_PATHS = ("direct", "nat-idle", "read-timeout")
+CLOSEAFTER_PATHS = ("direct", "nat-idle", "read-timeout", "buffering")
 
 
-def _writer(case):
-    w = client(case, label="writer", via_path=False)
-    w.ensure_session()
-    return w
-
-
-def _import_and_await_state(case, stream, writer, label: str, within: float):
-    """Let the server register ``stream``, import a message through ``writer`` and read ``stream`` until the first
-    StateChange, its end, or ``within`` seconds. Returns (time of the change, the state event or None)."""
+def _import_and_await_state(case, stream, w, label: str, within: float):
+    """Let the server register ``stream``, import a message through the writer ``w`` and read ``stream`` until the
+    first StateChange, its end, or ``within`` seconds. Returns (time of the change, the state event or None)."""
     time.sleep(0.3)  # the server must know the stream before the change, or it has nothing to push
     t_change = case.transcript.now()
-    writer.import_email(sample_message(label), writer.mailbox_id())
+    import_message(w, label)
     for item in stream.events(time.monotonic() + within):
         if state_change(item):
             return t_change, item
@@ -47,16 +47,16 @@ def _import_and_await_state(case, stream, writer, label: str, within: float):
 @pytest.mark.scenarios(*PUSH_PATHS)
 def test_state_event_on_change(case):
     """A change produces a `state` event whose data is a StateChange naming the account and the Email type."""
-    ping = int(case.param("ping"))
-    budget = float(case.param("max_latency"))
+    ping = case.param("ping")
+    budget = case.param("max_latency")
     c = client(case)
-    w = _writer(case)
+    w = writer(case)
     before = w.state("Email")
     stream = event_stream(case, c, types="*", ping=ping)
     require_eventsource_200(stream, "GET eventSourceUrl types=*")
     time.sleep(0.3)  # let the server register the stream before the change (it then has to push it)
     t_change = case.transcript.now()
-    created = w.import_email(sample_message("eventsource state"), w.mailbox_id())
+    created = import_message(w, "eventsource state")
     case.note(f"writer imported {created['id']}")
     got = None
     deadline = time.monotonic() + budget + ping + 2
@@ -87,16 +87,16 @@ def test_state_event_on_change(case):
 @pytest.mark.requirement("jmap.eventsource.types")
 def test_types_filter(case):
     """With types=Mailbox, an Email-only change must not produce a StateChange naming Email."""
-    observe = float(case.param("observe"))
+    observe = case.param("observe")
     c = client(case)
-    w = _writer(case)
-    created = w.import_email(sample_message("types filter"), w.mailbox_id())
+    w = writer(case)
+    created = import_message(w, "types filter")
     stream = event_stream(case, c, types="Mailbox", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl types=Mailbox")
     time.sleep(0.3)
     t_change = case.transcript.now()
     w.ok("Email/set", {"accountId": w.account_id, "update": {created["id"]: {"keywords/$flagged": True}}})
-    w.import_email(sample_message("types filter 2"), w.mailbox_id())
+    import_message(w, "types filter 2")
     case.note("writer flagged one message and imported another (Email changes; Mailbox counts may change)")
     wrong = []
     for item in stream.events(time.monotonic() + observe):
@@ -116,9 +116,9 @@ def test_types_filter(case):
 @pytest.mark.scenarios(*PUSH_PATHS)
 def test_ping_interval(case):
     """ping=N: `ping` events whose data is {"interval": N} at most N s apart (plus slack), without an id."""
-    ping = int(case.param("ping"))
-    slack = float(case.param("slack"))
-    observe = float(case.param("observe"))
+    ping = case.param("ping")
+    slack = case.param("slack")
+    observe = case.param("observe")
     c = client(case)
     stream = event_stream(case, c, types="*", ping=ping)
     require_eventsource_200(stream, f"GET eventSourceUrl ping={ping}")
@@ -165,7 +165,7 @@ def test_ping_interval(case):
 @pytest.mark.requirement("jmap.eventsource.ping")
 def test_ping_zero_means_none(case):
     """ping=0: no `ping` events at all."""
-    quiet = float(case.param("observe"))
+    quiet = case.param("observe")
     c = client(case)
     stream = event_stream(case, c, types="*", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl ping=0")
@@ -180,6 +180,7 @@ CLAMP_PROBES = (1, 5, 300, 3600)
 
 
 def _interval(item) -> object:
+    """The interval a ping event's data names (None when the data is not a JSON object)."""
     try:
         data = json.loads(item.event.data)
     except ValueError:
@@ -197,7 +198,7 @@ def test_ping_clamp(case):
     opened at the same time and their first ping's interval, when one arrives within the same window, is reported
     as the clamp the server applies; an interval above 30 for a small value or below 300 for a large one fails.
     """
-    wait = float(case.param("wait"))
+    wait = case.param("wait")
     c = client(case)
     streams = {30: event_stream(case, c, types="*", ping=30, label="eventsource ping=30")}
     require_eventsource_200(streams[30], "GET eventSourceUrl ping=30")
@@ -261,10 +262,10 @@ def test_ping_clamp(case):
 @pytest.mark.scenarios(*CLOSEAFTER_PATHS)
 def test_closeafter_state_ends_response(case):
     """closeafter=state: the response ends by itself right after the first state event, complete and cleanly."""
-    budget = float(case.param("max_latency"))
-    close_within = float(case.param("close_within"))
+    budget = case.param("max_latency")
+    close_within = case.param("close_within")
     c = client(case)
-    w = _writer(case)
+    w = writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
     t_change, state = _import_and_await_state(case, stream, w, "closeafter", budget + 1)
@@ -295,9 +296,9 @@ def test_closeafter_state_ends_response(case):
 @pytest.mark.requirement("jmap.eventsource.resume", "sse.reconnect-resume")
 def test_last_event_id_resume(case):
     """Reconnecting with Last-Event-ID after missing a change brings a state event at once."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c = client(case)
-    w = _writer(case)
+    w = writer(case)
     s1 = event_stream(case, c, types="*", ping=0, label="eventsource#1")
     require_eventsource_200(s1, "GET eventSourceUrl")
     _, first = _import_and_await_state(case, s1, w, "resume 1", budget + 2)
@@ -306,7 +307,7 @@ def test_last_event_id_resume(case):
     assert last_id, "the state event carries no id: a client cannot resume (RFC 8620 7.3 asks for an id)"
     s1.close()
     case.note(f"stream closed; last event id {last_id!r}")
-    w.import_email(sample_message("resume 2 (missed)"), w.mailbox_id())
+    import_message(w, "resume 2 (missed)")
     missed_state = w.state("Email")
     s2 = event_stream(case, c, types="*", ping=0, last_event_id=last_id, label="eventsource#2")
     require_eventsource_200(s2, "GET eventSourceUrl with Last-Event-ID")
@@ -327,12 +328,12 @@ def test_last_event_id_resume(case):
 
 
 @pytest.mark.requirement("mobile.push.buffering-proxy")
-@pytest.mark.scenarios(*available("direct", "buffering"))
+@pytest.mark.scenarios("direct", "buffering")
 def test_push_through_buffering_proxy(case):
     """Through a proxy that buffers streamed responses, closeafter=state still delivers the change promptly."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c = client(case)
-    w = _writer(case)
+    w = writer(case)
     stream = event_stream(case, c, types="*", closeafter="state", ping=0)
     require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
     t_change, got = _import_and_await_state(case, stream, w, "buffering", budget + 1)

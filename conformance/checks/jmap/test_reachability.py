@@ -11,19 +11,28 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
-import ssl
 import time
 from typing import Any
 
 import pytest
 
+from conformance.checks.support import Blame, ChangeMaker, untagged, wait_for_untagged
+from conformance.checks.support.jmap import (
+    client,
+    enable_push,
+    event_stream,
+    import_message,
+    state_change,
+    tls_context,
+    websocket,
+    writer,
+)
 from conformance.errors import ConformanceFailure, NotApplicable
+from conformance.intermediaries.path import Blocked
 from conformance.protocols.imap import ImapConnection, ResponseReader
-from conformance.protocols.jmap import MAIL, sample_message
+from conformance.protocols.jmap import MAIL, WEBSOCKET, sample_message
 
-from ._support import available, client, event_stream, state_change, tls_context, websocket
-
-FIREWALLS = available("direct", "https-only", "inspecting")
+FIREWALLS = ("direct", "https-only", "inspecting")
 PROTOCOLS = ("IMAP", "IMAPS", "submission", "JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)",
              "IMAPS on the HTTPS port")
 STEPS = ("login", "read", "push")
@@ -50,23 +59,24 @@ class PathImap(ImapConnection):
             self._wrap_tls()
 
 
-def _blocked(e: Exception) -> bool:
-    return type(e).__name__ == "Blocked"
-
-
 def _why(e: Exception) -> str:
+    """The first line of an exception, with its type, for a matrix note."""
     return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
 
 
 class Matrix:
+    """The reachability table: per protocol, whether login, read and push worked through the path."""
+
     def __init__(self, case) -> None:
         self.case = case
         self.rows: dict[str, dict[str, Any]] = {}
 
     def row(self, protocol: str) -> dict[str, Any]:
+        """The row of ``protocol`` (every step 'not offered' until set)."""
         return self.rows.setdefault(protocol, {s: "not offered" for s in STEPS} | {"note": ""})
 
     def set(self, protocol: str, step: str, value: str, note: str = "") -> None:
+        """Record one step's outcome, adding ``note`` to the row's notes."""
         r = self.row(protocol)
         r[step] = value
         if note:
@@ -84,8 +94,8 @@ class Matrix:
             # the firewall refused (403 to CONNECT) or an intermediary said it cut the connection: blocked
             cuts = [x.text for x in self.case.transcript.entries[mark:] if x.direction == "I"
                     and any(w in x.text.lower() for w in ("cut", "refused", "blocked", "reset", "dropped"))]
-            if _blocked(e) or cuts:
-                self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not _blocked(e) else _why(e))
+            if isinstance(e, Blocked) or cuts:
+                self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not isinstance(e, Blocked) else _why(e))
             else:
                 self.set(protocol, step, "failed", _why(e))
             self.case.note(f"reachability {protocol} {step}: {_why(e)}")
@@ -95,23 +105,20 @@ class Matrix:
 
 
 def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> None:
+    """IMAP or IMAPS through the path: log in, read the newest INBOX message, get a change pushed during IDLE."""
     if case.target.endpoint(endpoint) is None:
         m.row(protocol)
         return
     for s in STEPS:
         m.set(protocol, s, "not reached")
     acct = case.account(0)
-    writer = case.imap(0, endpoint="imap", via_path=False, label=f"writer-{endpoint}")
-    raw = sample_message(f"reachability {protocol}")
-    seed = writer.command("APPEND INBOX", literal=raw)
-    if not seed.ok:
-        raise ConformanceFailure(f"seeding INBOX failed: {seed.tagged.first_line}")
+    changer = ChangeMaker(case, label=f"writer-{endpoint}")
+    changer.append("INBOX", sample_message(f"reachability {protocol}"), blame=Blame.SERVER)
 
     def login():
         sock = case.path.open(endpoint)
-        conn = PathImap(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps", ssl_context=tls_context(case),
-                        label=f"{endpoint}-reach", leg=case.path.leg)
-        case._clients.append(conn)
+        conn = case.adopt(PathImap(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
+                                   ssl_context=tls_context(case), label=f"{endpoint}-reach", leg=case.path.leg))
         conn.read_greeting()
         if endpoint == "imap" and "STARTTLS" in conn.capability():
             res = conn.starttls(tls_context(case))
@@ -139,21 +146,15 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
 
     def push():
         tag = conn.idle()
-        app = writer.command("APPEND INBOX", literal=sample_message("reachability push"))
-        if not app.ok:
-            raise ConformanceFailure(f"writer APPEND failed: {app.tagged.first_line}")
-        deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
-            r = conn.poll(deadline - time.monotonic())
-            if r is not None and "EXISTS" in str(r).upper():
-                conn.done(tag)
-                return
-        raise ConformanceFailure(f"no EXISTS during IDLE within {budget:.1f} s of the APPEND")
+        changer.append("INBOX", sample_message("reachability push"), blame=Blame.SERVER)
+        wait_for_untagged(conn, untagged.exists(), budget, blame=Blame.SERVER, expected="EXISTS during IDLE")
+        conn.done(tag)
 
     m.attempt(protocol, "push", push)
 
 
 def _submission_row(case, m: Matrix) -> None:
+    """Submission through the path: EHLO, STARTTLS when offered, AUTH (reading and push do not apply)."""
     protocol = "submission"
     if case.target.endpoint("submission") is None:
         m.row(protocol)
@@ -185,6 +186,7 @@ def _submission_row(case, m: Matrix) -> None:
 
 
 def _jmap_rows(case, m: Matrix, budget: float) -> None:
+    """JMAP through the path: the Session and a download, then the two push rows."""
     if case.target.endpoint("jmap") is None:
         for p in ("JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)"):
             m.row(p)
@@ -193,9 +195,9 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
         for s in STEPS:
             m.set(p, s, "not reached")
     m.set("JMAP", "push", "n/a", "push: see the JMAP push rows")
-    w = client(case, label="writer", via_path=False)
+    w = writer(case)
     inbox = w.mailbox_id()
-    w.import_email(sample_message("reachability seed"), inbox)
+    import_message(w, "reachability seed", inbox)
     c = client(case, label="jmap-reach")
 
     def login():
@@ -217,8 +219,12 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
             raise ConformanceFailure(f"download of the message answered {down.status_code}")
 
     m.attempt("JMAP", "read", read)
+    _eventsource_row(case, m, c, w, inbox, budget)
+    _websocket_row(case, m, c, w, inbox, budget)
 
-    # EventSource
+
+def _eventsource_row(case, m: Matrix, c, w, inbox: str, budget: float) -> None:
+    """JMAP push over EventSource through the path (the Session is known to be reachable)."""
     p = "JMAP push (EventSource)"
     m.set(p, "login", "ok")
     m.set(p, "read", "n/a")
@@ -228,7 +234,7 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
         ctype = stream.header("content-type").split(";")[0].strip()
         if stream.status != 200 or ctype != "text/event-stream":
             raise ConformanceFailure(f"eventSourceUrl answered {stream.status} {ctype or '(no Content-Type)'}")
-        w.import_email(sample_message("reachability es push"), inbox)
+        import_message(w, "reachability es push", inbox)
         for item in stream.events(time.monotonic() + budget):
             if state_change(item):
                 return
@@ -236,10 +242,10 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
 
     m.attempt(p, "push", es_push)
 
-    # WebSocket
-    p = "JMAP push (WebSocket)"
-    from conformance.protocols.jmap import WEBSOCKET
 
+def _websocket_row(case, m: Matrix, c, w, inbox: str, budget: float) -> None:
+    """JMAP push over WebSocket through the path, where the Session advertises it."""
+    p = "JMAP push (WebSocket)"
     if WEBSOCKET not in c.capabilities():
         m.rows[p] = {s: "not offered" for s in STEPS} | {"note": "no websocket capability"}
         return
@@ -256,9 +262,8 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
         return
 
     def ws_push():
-        ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
-        time.sleep(0.3)  # the server has no acknowledgement for WebSocketPushEnable
-        w.import_email(sample_message("reachability ws push"), inbox)
+        enable_push(ws, ["Email"])
+        import_message(w, "reachability ws push", inbox)
         if ws.recv_json(budget, lambda o: isinstance(o, dict) and o.get("@type") == "StateChange") is None:
             raise ConformanceFailure(f"no StateChange within {budget:.1f} s")
 
@@ -279,7 +284,7 @@ def _https_port_row(case, m: Matrix) -> None:
 @pytest.mark.scenarios(*FIREWALLS)
 def test_reachability(case):
     """Per protocol: log in, read a message, get a change pushed, through this firewall (a table in the report)."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     m = Matrix(case)
     _imap_row(case, m, "IMAP", "imap", budget)
     _imap_row(case, m, "IMAPS", "imaps", budget)
@@ -299,5 +304,3 @@ def test_reachability(case):
         f"({summary})")
     case.passed(f"complete over {', '.join(complete)}; {summary}")
 
-
-_ = ssl

@@ -8,14 +8,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conformance.protocols.jmap import CORE, MAIL, WEBSOCKET, sample_message
-
-from ._support import available, client, require_accepted, websocket
+from conformance.checks.support.jmap import client, enable_push, import_message, require_accepted, websocket, writer
+from conformance.errors import NotApplicable
+from conformance.protocols.jmap import CORE, MAIL, WEBSOCKET
 
 pytestmark = pytest.mark.uses("jmap")
 
 
 def _request(id_: str | None, calls: list) -> dict:
+    """A JMAP Request object for the WebSocket (``id`` only when given)."""
     req = {"@type": "Request", "using": [CORE, MAIL], "methodCalls": calls}
     if id_ is not None:
         req["id"] = id_
@@ -23,10 +24,12 @@ def _request(id_: str | None, calls: list) -> dict:
 
 
 def _is(kind: str):
+    """A predicate for received JSON objects of @type ``kind``."""
     return lambda obj: isinstance(obj, dict) and obj.get("@type") == kind
 
 
 def _open(case, label: str = "ws"):
+    """A JMAP client through the path and a WebSocket it opened; the upgrade must be accepted."""
     c = client(case)
     c.ensure_session()
     ws = websocket(case, c, label=label)
@@ -40,8 +43,6 @@ def test_ws_discovery_and_handshake(case):
     c = client(case)
     cap = c.capabilities().get(WEBSOCKET)
     if cap is None:
-        from conformance.errors import NotApplicable
-
         raise NotApplicable(f"the Session does not advertise {WEBSOCKET}")
     problems = []
     url = cap.get("url")
@@ -113,23 +114,21 @@ def test_ws_fragmented_request(case):
 
 
 def _wait_push(ws, timeout: float):
+    """The next StateChange pushed on ``ws`` within ``timeout`` seconds, or None."""
     return ws.recv_json(timeout, _is("StateChange"))
 
 
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_enable_datatypes(case):
     """WebSocketPushEnable with dataTypes ["Email"]: a StateChange naming only Email arrives after an import."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case)
     if not (c.capabilities().get(WEBSOCKET) or {}).get("supportsPush"):
-        from conformance.errors import NotApplicable
-
         raise NotApplicable("websocket capability has supportsPush false")
-    w = client(case, label="writer", via_path=False)
-    ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
-    time.sleep(0.3)
+    w = writer(case)
+    enable_push(ws, ["Email"])
     t0 = case.transcript.now()
-    w.import_email(sample_message("ws push"), w.mailbox_id())
+    import_message(w, "ws push")
     m = _wait_push(ws, budget + 1)
     assert m is not None, f"no StateChange within {budget + 1:.1f} s of an Email import (dataTypes [\"Email\"])"
     changed = m.json.get("changed") or {}
@@ -143,12 +142,11 @@ def test_ws_push_enable_datatypes(case):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_enable_null_means_all(case):
     """WebSocketPushEnable with dataTypes null (all types): a change is pushed."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case)
-    w = client(case, label="writer", via_path=False)
-    ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": None})
-    time.sleep(0.3)
-    w.import_email(sample_message("ws push null"), w.mailbox_id())
+    w = writer(case)
+    enable_push(ws, None)
+    import_message(w, "ws push null")
     m = _wait_push(ws, budget + 1)
     assert m is not None, (f"dataTypes null means all types (RFC 8887 4.3.5.2), but no StateChange arrived within "
                            f"{budget + 1:.1f} s of an Email import")
@@ -158,22 +156,21 @@ def test_ws_push_enable_null_means_all(case):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_state_catchup(case):
     """WebSocketPushEnable with an old pushState: the missed change is pushed at once."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case, "ws#1")
-    w = client(case, label="writer", via_path=False)
-    ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
-    time.sleep(0.3)
-    w.import_email(sample_message("ws catch-up 1"), w.mailbox_id())
+    w = writer(case)
+    enable_push(ws, ["Email"])
+    import_message(w, "ws catch-up 1")
     first = _wait_push(ws, budget + 1)
     assert first is not None, f"no StateChange within {budget + 1:.1f} s (needed for its pushState)"
     push_state = first.json.get("pushState")
     assert push_state, f"StateChange has no pushState: {first.json}"
     ws.close()
-    w.import_email(sample_message("ws catch-up 2 (missed)"), w.mailbox_id())
+    import_message(w, "ws catch-up 2 (missed)")
     ws2 = websocket(case, c, label="ws#2")
     require_accepted(ws2)
     t0 = case.transcript.now()
-    ws2.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"], "pushState": push_state})
+    enable_push(ws2, ["Email"], push_state, settle=0)
     m = _wait_push(ws2, budget)
     assert m is not None, f"reconnected with pushState {push_state!r} after a missed change; nothing within {budget} s"
     case.measure("catchup_delay", round(m.t - t0, 3), "s")
@@ -183,27 +180,26 @@ def test_ws_push_state_catchup(case):
 @pytest.mark.requirement("jmapws.push-enable")
 def test_ws_push_disable(case):
     """After WebSocketPushDisable no StateChange arrives for a new change."""
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     c, ws = _open(case)
-    w = client(case, label="writer", via_path=False)
-    ws.send_json({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
-    time.sleep(0.3)
-    w.import_email(sample_message("ws disable 1"), w.mailbox_id())
+    w = writer(case)
+    enable_push(ws, ["Email"])
+    import_message(w, "ws disable 1")
     assert _wait_push(ws, budget + 1) is not None, "push never worked, so disabling it cannot be checked"
     ws.send_json({"@type": "WebSocketPushDisable"})
     time.sleep(0.3)
-    w.import_email(sample_message("ws disable 2"), w.mailbox_id())
+    import_message(w, "ws disable 2")
     m = _wait_push(ws, budget + 1)
     assert m is None, f"StateChange after WebSocketPushDisable: {m.json}"
     case.passed(f"no push within {budget + 1:.1f} s after WebSocketPushDisable")
 
 
 @pytest.mark.requirement("ws.ping-pong")
-@pytest.mark.scenarios(*available("direct", "nat-idle"))
+@pytest.mark.scenarios("direct", "nat-idle")
 def test_ws_ping_pong_keepalive(case):
     """Ping frames are answered with a Pong carrying the same payload; pings keep the socket alive."""
-    observe = float(case.param("observe"))
-    every = float(case.param("every"))
+    observe = case.param("observe")
+    every = case.param("every")
     _, ws = _open(case)
     rtts = []
     end = time.monotonic() + observe

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from conformance.errors import HarnessError, NotApplicable, ServerTimeout
+from conformance.checks.support import ChangeMaker, Watch, select, untagged
+from conformance.errors import NotApplicable, ServerTimeout
 from conformance.protocols.imapwire import parse_fetch
 
-from .support import Watch, append, longest_gap, select, timeline
+from .idling import idle_then_append
+from .timelines import longest_gap, timeline
 
 
 @pytest.mark.requirement("idle.continuation", "idle.done")
@@ -48,34 +49,23 @@ def test_idle_continuation_and_done(case):
 def test_idle_reports_new_mail_promptly(case, scenario):
     """A message APPENDed by a second connection is reported to the idling client within max_latency."""
     max_latency = case.param("max_latency")
-    imap = case.imap(label="idler")
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    select(imap, box)
-    tag = imap.idle(timeout=5)
-    idle_from = case.transcript.now()
-    watch = Watch(case, imap)
-    watch.until(0.3)  # let the IDLE settle; keepalives that arrive are fine
-    change_at = case.transcript.now()
-    append(other, box)
-    case.note("second connection APPENDed one message to the idled mailbox")
-    got = watch.until(max_latency * 2, lambda r: bool(re.match(r"^\* \d+ EXISTS", r.first_line)))
-    end = case.transcript.now()
-    latency = round(watch.seen[-1][0] - change_at, 3) if got else None
+    run = idle_then_append(case, observe=0.3, wait=max_latency * 2)  # 0.3 s: let the IDLE settle first
+    imap, watch, got, latency, end = run.imap, run.watch, run.got, run.latency, run.end
     case.measure("notification_latency", latency, "s", threshold=max_latency)
-    gap = longest_gap(case, imap.label, idle_from, end)
+    gap = longest_gap(case, imap.label, run.idle_from, end)
     case.measure("longest_gap", gap[0], "s")
-    tl = timeline(case, imap.label, f"new mail during IDLE ({scenario})", start=max(0.0, idle_from - 0.5), end=end + 0.2,
-                  idle_from=idle_from, change_at=change_at, change_label="second connection APPENDed a message",
-                  closed_at=watch.closed_at, gap=gap, thresholds={"max latency": max_latency})
+    tl = timeline(case, imap.label, f"new mail during IDLE ({scenario})", start=max(0.0, run.idle_from - 0.5),
+                  end=end + 0.2, idle_from=run.idle_from, change_at=run.change_at,
+                  change_label="second connection APPENDed a message", closed_at=watch.closed_at, gap=gap,
+                  thresholds={"max latency": max_latency})
     ok = got is not None and latency <= max_latency
     case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
     assert watch.closed_at is None, f"the idling connection ended before the change was reported: {watch.closed_reason}"
     assert got is not None, (f"no '* n EXISTS' within {max_latency * 2:g} s of the APPEND from a second connection "
-                             f"(saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
+                             f"(saw {watch.saw()})")
     assert latency <= max_latency, (f"new mail reported after {latency:.3f} s, expected within {max_latency:g} s "
                                     f"(RFC 5550 5.4.1 'promptly', profile threshold)")
-    imap.done(tag, timeout=3)
+    imap.done(run.tag, timeout=3)
     case.passed(f"'{got.first_line}' {latency:.3f} s after the APPEND (threshold {max_latency:g} s)")
 
 
@@ -83,7 +73,7 @@ def test_idle_reports_new_mail_promptly(case, scenario):
 @pytest.mark.uses("imap", "submission")
 def test_idle_reports_submitted_mail(case):
     """Mail submitted to the account's own address is reported during IDLE, where submission delivers locally."""
-    max_latency = case.catalog.parameter("mobile.push.prompt-through-intermediary", "max_latency", case.depth)
+    max_latency = case.param("max_latency")
     acct = case.account(0)
     address = acct.username if "@" in acct.username else f"{acct.username}@localhost"
     imap = case.imap(label="idler")
@@ -95,7 +85,7 @@ def test_idle_reports_submitted_mail(case):
                                        + b"\r\nSubject: lemonade push via submission\r\n\r\nhello\r\n"))
     watch = Watch(case, imap)
     bound = max(4.0, 2 * max_latency)
-    got = watch.until(bound, lambda r: bool(re.match(r"^\* \d+ EXISTS", r.first_line)))
+    got = watch.until(bound, untagged.exists())
     if got is None:
         raise NotApplicable(
             f"a message submitted to {address} did not reach the INBOX within {bound:g} s: this target's submission "
@@ -113,24 +103,21 @@ def test_idle_reports_flag_changes_and_expunges(case):
     """During IDLE a flag change arrives as FETCH (with UID once QRESYNC is enabled) and an expunge as EXPUNGE;
     without a command in progress no EXPUNGE is sent."""
     imap = case.imap(label="idler")
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    for n in (1, 2, 3):
-        append(other, box, n)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox(messages=3)
     caps = imap.capability()
     uid_required = ""
     if "QRESYNC" in caps and "ENABLE" in caps and imap.command("ENABLE QRESYNC").ok:
         uid_required = "QRESYNC enabled (RFC 7162 3.2; RFC 5162 erratum 1807)"
     select(imap, box)
-    select(other, box)
+    other.select(box)
     # 1. a flag change while idling
     tag = imap.idle(timeout=5)
     watch = Watch(case, imap)
-    if not other.command("UID STORE 1 +FLAGS (\\Flagged)").ok:
-        raise HarnessError("the second connection could not set \\Flagged")
-    fetch = watch.until(5, lambda r: " FETCH " in r.first_line.upper())
+    other.store(1, "+FLAGS (\\Flagged)")
+    fetch = watch.until(5, untagged.fetch())
     assert fetch is not None, (f"no unsolicited FETCH within 5 s of another session setting \\Flagged during IDLE "
-                               f"(saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
+                               f"(saw {watch.saw()})")
     parsed = parse_fetch(fetch)
     items = parsed[1] if parsed else {}
     assert "FLAGS" in items and "\\FLAGGED" in str(items.get("FLAGS")).upper(), (
@@ -138,17 +125,15 @@ def test_idle_reports_flag_changes_and_expunges(case):
     if uid_required:
         assert "UID" in items, f"{uid_required} requires UID in every FETCH, saw {fetch.first_line!r}"
     # 2. an expunge while idling
-    other.command("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
-    other.command("EXPUNGE")
-    exp = watch.until(5, lambda r: bool(re.match(r"^\* \d+ EXPUNGE|^\* VANISHED", r.first_line, re.I)))
+    other.expunge(2)
+    exp = watch.until(5, untagged.expunge_or_vanished())
     assert exp is not None, (f"no EXPUNGE or VANISHED within 5 s of another session expunging a message during IDLE "
-                             f"(saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
+                             f"(saw {watch.saw()})")
     imap.done(tag, timeout=3)
     # 3. no command in progress: an expunge elsewhere must not be announced until the next command
-    other.command("UID STORE 3 +FLAGS.SILENT (\\Deleted)")
-    other.command("EXPUNGE")
+    other.expunge(3)
     quiet = Watch(case, imap)
-    early = quiet.until(1.5, lambda r: bool(re.match(r"^\* (\d+ EXPUNGE|VANISHED)", r.first_line, re.I)))
+    early = quiet.until(1.5, untagged.expunge_or_vanished())
     assert early is None, f"EXPUNGE sent with no command in progress (RFC 9051 7.5.1): {early.first_line!r}"
     noop = imap.command("NOOP", timeout=5)
     late = [r.first_line for r in noop.untagged if "EXPUNGE" in r.first_line.upper() or "VANISHED" in r.first_line.upper()]

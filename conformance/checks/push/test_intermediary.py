@@ -8,132 +8,103 @@ so a reader sees when they differ; pass ``--scenario nat-idle:timeout=120`` to t
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from conformance.checks.support import ChangeMaker, Watch, select, untagged
 from conformance.errors import HarnessError, NotApplicable
-from conformance.intermediaries.addons.common import blackhole, shared
 
-from .support import Watch, append, conn_entries, intermediary_actions, longest_gap, select, timeline
+from .idling import IdleRun, idle_then_append
+from .timelines import conn_entries, intermediary_actions, longest_gap, timeline
 
 SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=silent", "lifetime")
 
 
-def exists(resp) -> bool:
-    return bool(re.match(r"^\* \d+ EXISTS", resp.first_line))
-
-
-def blackhole_now(case) -> int:
-    """Black-hole every live connection of the case's path now (a NAT that silently forgets its mappings)."""
-    kill = case.path._kill_addon()  # the path always carries a Kill addon; it knows the live flows
-
-    def run() -> int:
-        s = shared()
-        n = 0
-        for flow in list(kill.flows.values()):
-            if s.live(flow) and flow.client_conn.id not in s.blackholed:
-                blackhole(flow)
-                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
-                                      "no FIN or RST to either side)", s.label(flow))
-                n += 1
-        return n
-
-    return case.path.host.call(run)
-
-
 def _prompt_wait(case) -> float:
-    return float(case.catalog.parameter("mobile.push.prompt-through-intermediary", "max_latency", case.depth))
+    """How long to wait for the change to be pushed: the max_latency of mobile.push.prompt-through-intermediary."""
+    return case.param("max_latency", requirement="mobile.push.prompt-through-intermediary")
 
 
-@pytest.mark.requirement("mobile.push.survives-idle-timeout", "idle.keepalive", "nat.idle-timeouts")
-@pytest.mark.scenarios(*SCENARIOS)
-def test_push_survives_idle_timeout(case, scenario):
-    """An IDLE session outlives an idle-timeout intermediary because the server's keepalives come often enough."""
-    profile_t = float(case.param("idle_timeout"))
-    observe = float(case.param("observe"))
-    wait = _prompt_wait(case)
+def _idle_timeout(case, scenario) -> tuple[float, str | None, float]:
+    """(the idle timeout T the verdict uses, the nat-idle mode, how long to watch before the change); measured."""
+    profile_t = case.param("idle_timeout")
+    observe = case.param("observe")
     nat, life = scenario.element("nat-idle"), scenario.element("lifetime")
     if life is not None:  # watch past the session limit, so the cut and the recovery after it are seen
         observe = max(observe, float(life.get("max")) + 0.5)
     limit = float(nat.get("timeout")) if nat else profile_t
-    mode = nat.get("mode") if nat else None
     case.measure("idle_timeout", limit, "s", source="nat-idle scenario" if nat else "profile idle_timeout",
                  profile_idle_timeout=profile_t)
-    imap = case.imap(label="idler")
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    select(imap, box)
-    tag = imap.idle(timeout=5)
-    idle_from = case.transcript.now()
-    watch = Watch(case, imap)
-    watch.until(observe)
-    change_at = case.transcript.now()
-    append(other, box)
-    case.note("second connection APPENDed one message to the idled mailbox")
-    got = watch.until(wait, exists) if watch.closed_at is None else None
-    end = case.transcript.now()
-    gap = longest_gap(case, imap.label, idle_from, watch.closed_at if watch.closed_at is not None else end)
-    drops = [e for e in intermediary_actions(case) if e.t >= idle_from]
-    drop = drops[0] if drops else None
-    blackhole_at = drop.t if drop is not None and mode == "silent" else None
-    latency = round(next(t for t, r in watch.seen if r is got) - change_at, 3) if got is not None else None
-    keepalives = sum(1 for t, r in watch.seen if t < change_at and r.first_line.upper().startswith("* OK"))
+    return limit, (nat.get("mode") if nat else None), observe
+
+
+def _measure(case, run: IdleRun, limit: float) -> None:
+    """The run's measurements: longest gap against the idle timeout, keepalives, survival, latency, cuts."""
+    gap, drop, watch = run.gap, run.drop, run.watch
     case.measure("longest_gap", gap[0], "s", start=gap[1], end=gap[2], threshold=limit)
-    case.measure("keepalives", keepalives, "", observed_s=round(change_at - idle_from, 3))
-    case.measure("survived", watch.closed_at is None and got is not None)
-    case.measure("notification_latency", latency, "s")
+    case.measure("keepalives", run.keepalives, "", observed_s=round(run.change_at - run.idle_from, 3))
+    case.measure("survived", watch.closed_at is None and run.got is not None)
+    case.measure("notification_latency", run.latency, "s")
     if drop is not None:
         case.measure("intermediary_action_at", drop.t, "s", action=drop.text)
     if watch.closed_at is not None:
         case.measure("closed_at", watch.closed_at, "s", reason=watch.closed_reason)
-    tl = timeline(case, imap.label, f"IMAP IDLE through {scenario}", start=max(0.0, idle_from - 0.3), end=end + 0.2,
-                  idle_from=idle_from, change_at=change_at, change_label="second connection APPENDed a message",
-                  closed_at=watch.closed_at, closed_label=watch.closed_reason, gap=gap,
-                  thresholds={"idle timeout": limit}, blackhole_at=blackhole_at)
 
-    def verdict(ok: bool) -> None:
-        case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
 
-    if life is not None:
-        # a session limit cuts whatever the traffic: not the server's fault; the keepalive gap and a working
-        # push on the next session are what the server controls
-        verdict(gap[0] < limit)
-        assert gap[0] < limit, (f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}) "
-                                f"is not below the idle timeout {limit:g} s (profile idle_timeout)")
-        if got is None:
-            again = case.imap(label="idler-2")
-            select(again, box)
-            tag2 = again.idle(timeout=5)
-            second = Watch(case, again)
-            change2 = case.transcript.now()
-            append(other, box, 2)
-            got2 = second.until(wait, exists)
-            assert got2 is not None, (f"after {scenario} cut the first session, a new IDLE session was not told about "
-                                      f"a new message within {wait:g} s")
-            case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
-            again.done(tag2, timeout=3)
-            end2 = case.transcript.now()
-            tl = timeline(case, (imap.label, again.label), f"IMAP IDLE through {scenario}, then a new session",
-                          start=max(0.0, idle_from - 0.3), end=end2 + 0.2, idle_from=idle_from, change_at=change_at,
-                          change_label="second connection APPENDed a message", closed_at=watch.closed_at,
-                          closed_label=watch.closed_reason, gap=gap, thresholds={"idle timeout": limit})
-            tl.event(change2, "change", "APPEND while the new session idles")
-            case.attach("timeline", tl.as_dict("pass"))
-            case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; the session was cut at its maximum age "
-                        f"(t={watch.closed_at or end:.3f}); a new session got the change after "
-                        f"{second.seen[-1][0] - change2:.3f} s")
-        else:
-            case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; change reported after {latency:.3f} s "
-                        "(the session limit had not cut the connection yet)")
+def _timeline(case, run: IdleRun, limit: float, title: str, *, labels: tuple[str, ...] = (),
+              end: float | None = None, blackhole_at: float | None = None):
+    """The timeline of the idling connection (and of ``labels``), with the idle timeout as threshold."""
+    return timeline(case, (run.imap.label, *labels) if labels else run.imap.label, title,
+                    start=max(0.0, run.idle_from - 0.3), end=(run.end if end is None else end) + 0.2,
+                    idle_from=run.idle_from, change_at=run.change_at,
+                    change_label="second connection APPENDed a message", closed_at=run.watch.closed_at,
+                    closed_label=run.watch.closed_reason, gap=run.gap, thresholds={"idle timeout": limit},
+                    blackhole_at=blackhole_at)
+
+
+def _judge_under_session_limit(case, scenario, run: IdleRun, limit: float, wait: float) -> None:
+    """Under ``lifetime`` a session limit cuts whatever the traffic (not the server's fault): the keepalive gap and
+    a working push on the next session are what the server controls."""
+    gap, watch = run.gap, run.watch
+    case.attach("timeline", _timeline(case, run, limit, f"IMAP IDLE through {scenario}").as_dict(
+        "pass" if gap[0] < limit else "fail"))
+    assert gap[0] < limit, (f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}) "
+                            f"is not below the idle timeout {limit:g} s (profile idle_timeout)")
+    if run.got is not None:
+        case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; change reported after {run.latency:.3f} s "
+                    "(the session limit had not cut the connection yet)")
         return
+    again = case.imap(label="idler-2")
+    select(again, run.box)
+    tag2 = again.idle(timeout=5)
+    second = Watch(case, again)
+    change2 = case.transcript.now()
+    run.other.append(run.box, n=2)
+    got2 = second.until(wait, untagged.exists())
+    assert got2 is not None, (f"after {scenario} cut the first session, a new IDLE session was not told about "
+                              f"a new message within {wait:g} s")
+    case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
+    again.done(tag2, timeout=3)
+    tl = _timeline(case, run, limit, f"IMAP IDLE through {scenario}, then a new session", labels=(again.label,),
+                   end=case.transcript.now())
+    tl.event(change2, "change", "APPEND while the new session idles")
+    case.attach("timeline", tl.as_dict("pass"))
+    case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; the session was cut at its maximum age "
+                f"(t={watch.closed_at or run.end:.3f}); a new session got the change after "
+                f"{second.seen[-1][0] - change2:.3f} s")
 
-    survived = watch.closed_at is None and got is not None and drop is None
-    verdict(survived and gap[0] < limit)
+
+def _judge_idle_timeout(case, scenario, run: IdleRun, limit: float, mode: str | None, wait: float) -> None:
+    """Direct or behind nat-idle: the connection must never fall silent for the idle timeout, so the intermediary
+    never drops it and the change reaches the client."""
+    gap, drop, watch, change_at = run.gap, run.drop, run.watch, run.change_at
+    blackhole_at = drop.t if drop is not None and mode == "silent" else None
+    survived = watch.closed_at is None and run.got is not None and drop is None
+    tl = _timeline(case, run, limit, f"IMAP IDLE through {scenario}", blackhole_at=blackhole_at)
+    case.attach("timeline", tl.as_dict("pass" if survived and gap[0] < limit else "fail"))
     quiet_before_drop = 0.0
     if drop is not None:
-        before = [e.t for e in conn_entries(case, imap.label, idle_from, drop.t)]
-        quiet_before_drop = round(drop.t - max(before or [idle_from]), 3)
+        before = [e.t for e in conn_entries(case, run.imap.label, run.idle_from, drop.t)]
+        quiet_before_drop = round(drop.t - max(before or [run.idle_from]), 3)
     if drop is not None and mode == "silent":
         raise AssertionError(
             f"silent black hole nobody noticed: after {quiet_before_drop:.3f} s without a keepalive (idle timeout "
@@ -148,13 +119,27 @@ def test_push_survives_idle_timeout(case, scenario):
             f"t={drop.t:.3f} s ({drop.text}); the message APPENDed at t={change_at:.3f} s never reached the client")
     assert gap[0] < limit, (
         f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}, "
-        f"{keepalives} keepalives in {change_at - idle_from:.1f} s) is not below the idle timeout {limit:g} s: "
-        f"an intermediary with that timeout would drop this push channel")
+        f"{run.keepalives} keepalives in {change_at - run.idle_from:.1f} s) is not below the idle timeout "
+        f"{limit:g} s: an intermediary with that timeout would drop this push channel")
     assert watch.closed_at is None, f"the idling connection ended at t={watch.closed_at:.3f} s: {watch.closed_reason}"
-    assert got is not None, f"the message APPENDed at t={change_at:.3f} s was not reported within {wait:g} s"
-    imap.done(tag, timeout=3)
-    case.passed(f"keepalive gap {gap[0]:.3f} s < idle timeout {limit:g} s ({keepalives} keepalives); "
-                f"change reported after {latency:.3f} s")
+    assert run.got is not None, f"the message APPENDed at t={change_at:.3f} s was not reported within {wait:g} s"
+    run.imap.done(run.tag, timeout=3)
+    case.passed(f"keepalive gap {gap[0]:.3f} s < idle timeout {limit:g} s ({run.keepalives} keepalives); "
+                f"change reported after {run.latency:.3f} s")
+
+
+@pytest.mark.requirement("mobile.push.survives-idle-timeout", "idle.keepalive", "nat.idle-timeouts")
+@pytest.mark.scenarios(*SCENARIOS)
+def test_push_survives_idle_timeout(case, scenario):
+    """An IDLE session outlives an idle-timeout intermediary because the server's keepalives come often enough."""
+    limit, mode, observe = _idle_timeout(case, scenario)
+    wait = _prompt_wait(case)
+    run = idle_then_append(case, observe=observe, wait=wait)
+    _measure(case, run, limit)
+    if scenario.element("lifetime") is not None:
+        _judge_under_session_limit(case, scenario, run, limit, wait)
+    else:
+        _judge_idle_timeout(case, scenario, run, limit, mode, wait)
 
 
 @pytest.mark.requirement("mobile.push.silent-drop-noticed")
@@ -165,11 +150,10 @@ def test_silent_drop_noticed(case, scenario):
     if nat is None or nat.get("mode") != "silent":
         raise NotApplicable(f"needs a silent drop; {scenario} is not nat-idle with mode=silent "
                             "(run with --scenario nat-idle:mode=silent)")
-    detect_within = float(case.param("detect_within"))
-    slack = float(case.param("slack"))
+    detect_within = case.param("detect_within")
+    slack = case.param("slack")
     imap = case.imap(label="idler")
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
+    box = ChangeMaker(case).scratch_mailbox()
     select(imap, box)
     imap.idle(timeout=5)
     idle_from = case.transcript.now()
@@ -184,7 +168,7 @@ def test_silent_drop_noticed(case, scenario):
         blackhole_at = natural[0].t
     else:
         blackhole_at = case.transcript.now()
-        if blackhole_now(case) < 1:
+        if case.path.blackhole() < 1:
             raise HarnessError("the intermediary had no live connection to black-hole")
     last_server = max([t for t in server_times if t <= blackhole_at] or [idle_from])
     expected = schedule[0] * slack if server_times else None

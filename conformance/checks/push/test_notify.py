@@ -7,15 +7,18 @@ import uuid
 
 import pytest
 
-from conformance.errors import HarnessError, NotApplicable
+from conformance.checks.support import ChangeMaker, Watch, select, untagged
+from conformance.errors import NotApplicable
 from conformance.protocols.imapwire import parse_fetch, quote
 
-from .support import Watch, append, longest_gap, select, timeline
+from .timelines import longest_gap, timeline
 
 SELECTED_ALL = "(selected (MessageNew (UID FLAGS) MessageExpunge FlagChange))"
 
 
 def notify_session(case, label: str = "notified"):
+    """A connection through the path on a target that advertises NOTIFY (not-applicable otherwise), and its
+    capabilities."""
     imap = case.imap(label=label)
     caps = imap.capability()
     case.require_capability(caps, "NOTIFY")
@@ -24,11 +27,10 @@ def notify_session(case, label: str = "notified"):
 
 def watch_selected(case, notify_args: str):
     """A NOTIFY session watching a fresh mailbox (one message in it) that it has selected, plus the second
-    connection that changes it. Returns (watching connection, changing connection, mailbox)."""
+    connection that changes it. Returns (watching connection, its ChangeMaker, mailbox)."""
     imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox(messages=1)
     select(imap, box)
     res = imap.command(f"NOTIFY SET {notify_args}", timeout=5)
     assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
@@ -36,6 +38,7 @@ def watch_selected(case, notify_args: str):
 
 
 def status_items(line: str) -> dict[str, int]:
+    """The numeric items of a STATUS response: '* STATUS x (MESSAGES 1 UIDNEXT 2)' -> {'MESSAGES': 1, 'UIDNEXT': 2}."""
     m = re.search(r"\(([^()]*)\)\s*$", line)
     if not m:
         return {}
@@ -44,6 +47,7 @@ def status_items(line: str) -> dict[str, int]:
 
 
 def status_for(responses, mailbox: str) -> list[str]:
+    """The first lines of the STATUS responses about ``mailbox``."""
     pat = re.compile(r"^\* STATUS (\"?)" + re.escape(mailbox) + r"\1 ", re.I)
     return [r.first_line for r in responses if pat.match(r.first_line)]
 
@@ -52,15 +56,14 @@ def status_for(responses, mailbox: str) -> list[str]:
 def test_notify_set_returns_pending_changes(case):
     """A successful NOTIFY SET first reports what changed in the selected mailbox since the last command."""
     imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox(messages=1)
     select(imap, box)
-    append(other, box, 2)
+    other.append(box, n=2)
     case.note("second connection APPENDed a message after the first selected the mailbox; no command since")
     res = imap.command(f"NOTIFY SET {SELECTED_ALL}", timeout=5)
     assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
-    exists = [r.first_line for r in res.untagged if re.match(r"^\* 2 EXISTS", r.first_line)]
+    exists = [r.first_line for r in res.untagged if untagged.exists(2)(r)]
     assert exists, (f"NOTIFY SET returned no '* 2 EXISTS' for the message added since the last command "
                     f"(untagged before OK: {[r.first_line for r in res.untagged] or 'none'})")
     case.passed(f"pending change reported by NOTIFY SET itself: {exists[0]}")
@@ -70,9 +73,8 @@ def test_notify_set_returns_pending_changes(case):
 def test_notify_status_indicator(case):
     """NOTIFY SET STATUS sends STATUS (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]) for each watched mailbox."""
     imap, caps = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox(messages=1)
     condstore = "CONDSTORE" in caps and imap.command("ENABLE CONDSTORE").ok
     select(imap, "INBOX")
     res = imap.command(f"NOTIFY SET STATUS {SELECTED_ALL} (mailboxes {quote(box)} (MessageNew MessageExpunge "
@@ -134,8 +136,7 @@ def test_notify_invalid_event_pairs_are_bad(case):
 def test_notify_ignores_unknown_mailboxes(case):
     """A mailbox name that does not exist is ignored silently: OK, and no STATUS about it."""
     imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
+    box = ChangeMaker(case).scratch_mailbox()
     ghost = f"lemonade-nonexistent-{uuid.uuid4().hex[:8]}"
     select(imap, "INBOX")
     res = imap.command(f"NOTIFY SET STATUS (mailboxes ({quote(ghost)} {quote(box)}) (MessageNew MessageExpunge))",
@@ -154,16 +155,15 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
     The change is made while the client idles, so only the content of the FETCH is judged here; whether events
     also flow with no command in progress is notify.between-commands.
     """
-    wait = float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
+    wait = case.param("wait", requirement="notify.between-commands")
     imap, other, box = watch_selected(case, SELECTED_ALL)
-    select(other, box)
+    other.select(box)
     tag = imap.idle(timeout=5)
     idle_from = case.transcript.now()
     watch = Watch(case, imap)
     change_at = case.transcript.now()
-    if not other.command("UID STORE 1 +FLAGS (\\Flagged)").ok:
-        raise HarnessError("the second connection could not set \\Flagged")
-    fetch = watch.until(wait, lambda r: " FETCH " in r.first_line.upper())
+    other.store(1, "+FLAGS (\\Flagged)")
+    fetch = watch.until(wait, untagged.fetch())
     end = case.transcript.now()
     items: dict = {}
     if fetch is not None:
@@ -175,7 +175,7 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
                   gap=longest_gap(case, imap.label, idle_from, end))
     case.attach("timeline", tl.as_dict("pass" if fetch is not None and not missing else "fail"))
     assert fetch is not None, (f"no FETCH within {wait:g} s of a flag change in the selected mailbox with FlagChange "
-                               f"watched, during IDLE (saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
+                               f"watched, during IDLE (saw {watch.saw()})")
     assert not missing, (f"FlagChange FETCH must carry UID and FLAGS (RFC 5465 5.1); {', '.join(missing)} missing "
                          f"in {fetch.first_line!r}")
     imap.done(tag, timeout=3)
@@ -185,16 +185,16 @@ def test_notify_flag_change_fetch_has_uid_and_flags(case):
 @pytest.mark.requirement("notify.between-commands")
 def test_notify_events_between_commands(case):
     """After NOTIFY SET, an event for a watched mailbox arrives with no command in progress (no IDLE, no NOOP)."""
-    wait = float(case.param("wait"))
+    wait = case.param("wait")
     imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox()
     select(imap, "INBOX")
     res = imap.command(f"NOTIFY SET (mailboxes {quote(box)} (MessageNew MessageExpunge))", timeout=5)
     assert res.ok, f"NOTIFY SET refused: {res.tagged.first_line!r}"
     start = case.transcript.now()
     change_at = case.transcript.now()
-    append(other, box, 1)
+    other.append(box, n=1)
     watch = Watch(case, imap)
     got = watch.until(wait, lambda r: bool(status_for([r], box)))
     end = case.transcript.now()
@@ -203,7 +203,7 @@ def test_notify_events_between_commands(case):
                   gap=longest_gap(case, imap.label, start, end), thresholds={"wait": wait})
     case.attach("timeline", tl.as_dict("pass" if got else "fail"))
     assert got is not None, (f"no unsolicited STATUS for the watched mailbox {box} within {wait:g} s of an APPEND, "
-                             f"with no command in progress (saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
+                             f"with no command in progress (saw {watch.saw()})")
     latency = round(watch.seen[-1][0] - change_at, 3)
     case.measure("notification_latency", latency, "s")
     case.passed(f"{got.first_line} after {latency:.3f} s without a command")
@@ -212,10 +212,10 @@ def test_notify_events_between_commands(case):
 @pytest.mark.requirement("notify.other-mailbox-status")
 def test_notify_other_mailbox_status_during_idle(case):
     """New mail and expunges in a watched, non-selected mailbox give STATUS (MESSAGES UIDNEXT [HIGHESTMODSEQ])."""
-    wait = float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
+    wait = case.param("wait", requirement="notify.between-commands")
     imap, caps = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox()
     condstore = "CONDSTORE" in caps and imap.command("ENABLE CONDSTORE").ok
     select(imap, "INBOX")
     res = imap.command(f"NOTIFY SET (selected (MessageNew MessageExpunge)) (mailboxes {quote(box)} "
@@ -225,14 +225,13 @@ def test_notify_other_mailbox_status_during_idle(case):
     idle_from = case.transcript.now()
     watch = Watch(case, imap)
     change_at = case.transcript.now()
-    append(other, box, 1)
+    other.append(box, n=1)
     new = watch.until(wait, lambda r: bool(status_for([r], box)))
     latency = round(watch.seen[-1][0] - change_at, 3) if new is not None else None
     gone = None
     if new is not None:
-        select(other, box)
-        other.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
-        other.command("EXPUNGE")
+        other.select(box)
+        other.expunge(1, uid=False)
         gone = watch.until(wait, lambda r: bool(status_for([r], box)) and status_items(r.first_line).get("MESSAGES") == 0)
     end = case.transcript.now()
     tl = timeline(case, imap.label, "NOTIFY STATUS for a watched mailbox during IDLE", start=max(0.0, idle_from - 0.3),
@@ -241,7 +240,7 @@ def test_notify_other_mailbox_status_during_idle(case):
     case.attach("timeline", tl.as_dict("pass" if new is not None and gone is not None else "fail"))
     case.measure("notification_latency", latency, "s")
     assert new is not None, (f"no STATUS for the watched mailbox {box} within {wait:g} s of an APPEND during IDLE "
-                             f"(saw {[r.first_line for _, r in watch.seen] or 'nothing'})")
+                             f"(saw {watch.saw()})")
     items = status_items(new.first_line)
     want = ["MESSAGES", "UIDNEXT"] + (["HIGHESTMODSEQ"] if condstore else [])
     missing = [k for k in want if k not in items]

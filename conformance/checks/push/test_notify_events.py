@@ -8,11 +8,12 @@ import uuid
 
 import pytest
 
+from conformance.checks.support import Blame, ChangeMaker, Watch, append, select, untagged
 from conformance.errors import HarnessError
 from conformance.protocols.imapwire import Response, parse_fetch, quote
 
-from .support import Watch, append, longest_gap, select, timeline
 from .test_notify import notify_session, watch_selected
+from .timelines import longest_gap, timeline
 
 LIST_RE = re.compile(r'^\* LIST \(([^()]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) ("(?:[^"\\]|\\.)*"|[^\s()]+)(.*)$', re.I)
 
@@ -29,11 +30,8 @@ def list_event(resp: Response) -> tuple[str, set[str], str] | None:
 
 
 def wait_param(case) -> float:
-    return float(case.catalog.parameter("notify.between-commands", "wait", case.depth))
-
-
-def seen_lines(watch: Watch) -> list[str]:
-    return [r.first_line for _, r in watch.seen] or ["nothing"]
+    """How long a NOTIFY check waits for an event: the wait of notify.between-commands."""
+    return case.param("wait", requirement="notify.between-commands")
 
 
 @pytest.mark.requirement("notify.mailboxname")
@@ -42,20 +40,10 @@ def test_notify_mailboxname_list_events(case):
     the LIST for the deleted name carries \\NonExistent."""
     wait = wait_param(case)
     imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
+    other = ChangeMaker(case)
     base = f"lemonade-mbn-{uuid.uuid4().hex[:8]}"
     created, renamed = f"{base}-a", f"{base}-b"
-
-    def cleanup() -> None:
-        try:
-            c = case.imap(via_path=False, label="cleanup", timeout=5)
-            for name in (created, renamed):
-                c.command(f"DELETE {quote(name)}")
-            c.close()
-        except Exception:  # noqa: BLE001 - a leftover scratch mailbox is harmless
-            pass
-
-    case.on_cleanup(cleanup)
+    case.delete_at_end(created, renamed)
     select(imap, "INBOX")
     res = imap.command("NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MailboxName))", timeout=5)
     assert res.ok, f"NOTIFY SET with MailboxName for personal refused: {res.tagged.first_line!r}"
@@ -67,9 +55,7 @@ def test_notify_mailboxname_list_events(case):
     for step, command, name in (("CREATE", f"CREATE {quote(created)}", created),
                                 ("RENAME", f"RENAME {quote(created)} {quote(renamed)}", renamed),
                                 ("DELETE", f"DELETE {quote(renamed)}", renamed)):
-        r = other.command(command)
-        if not r.ok:
-            raise HarnessError(f"the second connection could not {step}: {r.tagged.first_line}")
+        other.command(command)
         hit = watch.until(wait, lambda resp, n=name: (ev := list_event(resp)) is not None and ev[0] == n)
         got[step] = list_event(hit) if hit is not None else None
         if hit is None:
@@ -82,7 +68,7 @@ def test_notify_mailboxname_list_events(case):
     case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
     for step, name in (("CREATE", created), ("RENAME", renamed), ("DELETE", renamed)):
         assert got.get(step) is not None, (f"no unsolicited LIST for {name} within {wait:g} s of {step} on a second "
-                                           f"connection with MailboxName watched (RFC 5465 5.4); saw {seen_lines(watch)}")
+                                           f"connection with MailboxName watched (RFC 5465 5.4); saw {watch.saw()}")
     assert "\\nonexistent" not in got["CREATE"][1], f"the LIST for the created {created} says \\NonExistent: {got['CREATE']}"
     assert "\\nonexistent" not in got["RENAME"][1], (f"the LIST for the new name {renamed} says \\NonExistent: "
                                                      f"{got['RENAME']}")
@@ -103,19 +89,18 @@ def test_notify_idle_sends_only_chosen_events(case):
     """
     wait = wait_param(case)
     imap, other, box = watch_selected(case, "(selected (MessageNew MessageExpunge))")
-    select(other, box)
+    other.select(box)
     tag = imap.idle(timeout=5)
     idle_from = case.transcript.now()
     watch = Watch(case, imap)
     change_at = case.transcript.now()
-    if not other.command("STORE 1 +FLAGS (\\Flagged)").ok:
-        raise HarnessError("the second connection could not set \\Flagged")
-    append(other, box, 2)
-    sentinel = watch.until(wait, lambda r: bool(re.match(r"^\* 2 EXISTS", r.first_line)))
+    other.store(1, "+FLAGS (\\Flagged)", uid=False)
+    other.append(box, n=2)
+    sentinel = watch.until(wait, untagged.exists(2))
     if sentinel is not None:
         watch.until(0.5)  # a FETCH queued just behind the EXISTS still counts
     end = case.transcript.now()
-    fetches = [r.first_line for _, r in watch.seen if re.match(r"^\* 1 FETCH\b", r.first_line, re.I)]
+    fetches = [r.first_line for _, r in watch.seen if untagged.fetch(1)(r)]
     tl = timeline(case, imap.label, "NOTIFY without FlagChange: flag change during IDLE", idle_from=idle_from,
                   start=max(0.0, idle_from - 0.3), end=end + 0.2, change_at=change_at,
                   change_label="second connection set \\Flagged, then APPENDed a sentinel",
@@ -125,7 +110,7 @@ def test_notify_idle_sends_only_chosen_events(case):
                          f"IDLE a flag change on another connection was reported: {fetches} (RFC 5465 4)")
     if sentinel is None:
         raise HarnessError(f"no '* 2 EXISTS' within {wait:g} s for the sentinel APPEND (MessageNew watched), so the "
-                           f"absence of a FETCH proves nothing; saw {seen_lines(watch)}")
+                           f"absence of a FETCH proves nothing; saw {watch.saw()}")
     imap.done(tag, timeout=3)
     case.passed(f"no FETCH for the flag change; sentinel {sentinel.first_line} arrived")
 
@@ -140,12 +125,12 @@ def test_notify_selected_messagenew_exists_then_fetch(case):
     idle_from = case.transcript.now()
     watch = Watch(case, imap)
     change_at = case.transcript.now()
-    append(other, box, 2)
-    fetch = watch.until(wait, lambda r: bool(re.match(r"^\* 2 FETCH\b", r.first_line, re.I)))
+    other.append(box, n=2)
+    fetch = watch.until(wait, untagged.fetch(2))
     end = case.transcript.now()
     lines = [r.first_line for _, r in watch.seen]
-    exists_i = next((i for i, line in enumerate(lines) if re.match(r"^\* 2 EXISTS", line)), None)
-    fetch_i = next((i for i, line in enumerate(lines) if re.match(r"^\* 2 FETCH\b", line, re.I)), None)
+    exists_i = next((i for i, (_, r) in enumerate(watch.seen) if untagged.exists(2)(r)), None)
+    fetch_i = next((i for i, (_, r) in enumerate(watch.seen) if untagged.fetch(2)(r)), None)
     items: dict = {}
     if fetch is not None:
         parsed = parse_fetch(fetch)
@@ -164,11 +149,9 @@ def test_notify_selected_messagenew_exists_then_fetch(case):
     assert not missing, f"the FETCH for the new message lacks the requested {', '.join(missing)}: {fetch.first_line!r}"
     imap.done(tag, timeout=3)
     data = b"From: push-check@example.test\r\nSubject: own append\r\n\r\nmine\r\n"
-    res = imap.command(f"APPEND {quote(box)} {{{len(data)}}}", literal=data, timeout=5)
-    if not res.ok:
-        raise HarnessError(f"the notified connection could not APPEND: {res.tagged.first_line}")
-    untagged = res.untagged + imap.command("NOOP", timeout=5).untagged
-    own_fetch = [r.first_line for r in untagged if re.match(r"^\* 3 FETCH\b", r.first_line, re.I)]
+    own = append(imap, box, data, timeout=5, blame=Blame.HARNESS)
+    responses = own.result.untagged + imap.command("NOOP", timeout=5).untagged
+    own_fetch = [r.first_line for r in responses if untagged.fetch(3)(r)]
     assert not own_fetch, (f"a FETCH for the message this connection APPENDed itself (RFC 5465 5.2: SHOULD NOT, "
                            f"the client knows the message already): {own_fetch}")
     case.passed(f"{lines[exists_i]} then {fetch.first_line}; own APPEND without FETCH")
@@ -185,28 +168,25 @@ def test_notify_selected_delayed_holds_expunges(case):
     """
     wait = wait_param(case)
     imap, _ = notify_session(case)
-    other = case.imap(via_path=False, label="changer")
-    box = case.scratch_mailbox(other)
-    append(other, box, 1)
-    append(other, box, 2)
+    other = ChangeMaker(case)
+    box = other.scratch_mailbox(messages=2)
     select(imap, box)
     res = imap.command("NOTIFY SET (selected-delayed (MessageNew MessageExpunge))", timeout=5)
     assert res.ok, f"NOTIFY SET (selected-delayed ...) refused: {res.tagged.first_line!r}"
-    select(other, box)
+    other.select(box)
     start = case.transcript.now()
     watch = Watch(case, imap)
     change_at = case.transcript.now()
-    if not (other.command("STORE 1 +FLAGS.SILENT (\\Deleted)").ok and other.command("EXPUNGE").ok):
-        raise HarnessError("the second connection could not expunge message 1")
-    append(other, box, 3)
-    sentinel = watch.until(wait, lambda r: bool(re.match(r"^\* \d+ EXISTS", r.first_line)))
+    other.expunge(1, uid=False)
+    other.append(box, n=3)
+    sentinel = watch.until(wait, untagged.exists())
     if sentinel is not None:
         watch.until(0.5)  # an expunge queued just behind the EXISTS still counts
-    early = [r.first_line for _, r in watch.seen if re.match(r"^\* (?:\d+ EXPUNGE|VANISHED)\b", r.first_line, re.I)]
+    gone = untagged.expunge_or_vanished()
+    early = [r.first_line for _, r in watch.seen if gone(r)]
     noop = imap.command("NOOP", timeout=5) if not early else None
     end = case.transcript.now()
-    held = [r.first_line for r in (noop.untagged if noop else [])
-            if re.match(r"^\* (?:\d+ EXPUNGE|VANISHED)\b", r.first_line, re.I)]
+    held = [r.first_line for r in (noop.untagged if noop else []) if gone(r)]
     tl = timeline(case, imap.label, "NOTIFY SELECTED-DELAYED: expunge held until NOOP", start=max(0.0, start - 0.3),
                   end=end + 0.2, change_at=change_at, change_label="second connection expunged message 1",
                   gap=longest_gap(case, imap.label, start, end))

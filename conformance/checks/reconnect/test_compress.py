@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from conformance.errors import ConformanceFailure, HarnessError
-
-from .mailbox import full_sync, populate, select
+from conformance.checks.support import ChangeMaker, full_sync, populate, select, untagged, wait_for_untagged
+from conformance.errors import ConformanceFailure
 
 
 @pytest.mark.requirement("mobile.compress.through-intermediaries", "compress.start-point")
@@ -17,11 +16,11 @@ from .mailbox import full_sync, populate, select
 def test_compress_full_sync_through_path(case):
     """The same full sync (SELECT, UID FETCH 1:* (FLAGS)) on a plain and on a COMPRESS=DEFLATE session through
     the intermediary: identical results, the compressed session stays usable, and fewer octets on the wire."""
-    setup = case.imap(via_path=False, label="fill")
-    case.require_capability(setup.capability(), "COMPRESS=DEFLATE")
-    n = int(case.param("messages"))
-    name = case.scratch_mailbox(setup, "compress")
-    populate(setup, name, n)
+    setup = ChangeMaker(case, label="fill")
+    case.require_capability(setup.conn.capability(), "COMPRESS=DEFLATE")
+    n = case.param("messages")
+    name = setup.scratch_mailbox("compress")
+    setup.populate(name, n)
 
     plain = case.imap(label="plain")
     start = plain.bytes_sent + plain.bytes_received
@@ -59,30 +58,23 @@ def test_compress_idle_push_decodes_promptly(case):
     holding the push until more output (the reply to DONE) comes along."""
     conn = case.imap(label="compressed-idle")
     case.require_capability(conn.capability(), "COMPRESS=DEFLATE", "IDLE")
-    budget = float(case.param("max_latency"))
+    budget = case.param("max_latency")
     name = case.scratch_mailbox(conn, "flush")
     populate(conn, name, 1)
     res = conn.compress()
     assert res.ok, f"COMPRESS DEFLATE refused although advertised: {res.tagged.first_line}"
-    sel = select(conn, name)
-    if not sel.ok:
-        raise HarnessError(f"cannot select {name} on the compressed session: {sel.tagged.first_line}")
+    select(conn, name)
     tag = conn.idle()
-    changer = case.imap(via_path=False, label="changer")
-    populate(changer, name, 1, tag="push")
+    ChangeMaker(case).populate(name, 1, tag="push")
     start = time.monotonic()
     wire_before = conn.bytes_received
-    exists = None
-    while exists is None and (left := start + budget - time.monotonic()) > 0:
-        resp = conn.poll(left)
-        if resp is not None and resp.first_line.upper().endswith(" EXISTS"):
-            exists = resp
+    exists = wait_for_untagged(conn, untagged.exists(), budget)
     latency = time.monotonic() - start
     held = conn.bytes_received - wire_before
     done = conn.done(tag, timeout=10)
     case.measure("compressed_push_latency", round(latency, 3), "s", budget=budget)
     if exists is None:
-        late = [r.first_line for r in done.untagged if r.first_line.upper().endswith(" EXISTS")]
+        late = [r.first_line for r in done.untagged if untagged.exists()(r)]
         where = (f"it came only with the reply to DONE ({late[0]!r}): the server held it in the compressor"
                  if late else "it did not come with the reply to DONE either")
         raise ConformanceFailure(

@@ -8,43 +8,39 @@ import time
 
 import pytest
 
+from conformance.checks.support import ChangeMaker, MailboxView, find_code, full_sync, ground_truth
 from conformance.errors import ProtocolViolation, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import parse_exists
 
-from .mailbox import MailboxView, apply_responses, find_code, full_sync, ground_truth, populate, quick_resync, select
+from .resync import apply_responses, quick_resync
 
 LINK_ERRORS = (ServerClosed, ServerTimeout, ProtocolViolation, OSError)
 POLL = 0.15  # seconds the client listens for unsolicited changes per round
 
 
-class Changer:
-    """The second session: seeded random flag changes, expunges and new messages on an undisturbed connection."""
+class RandomChanges:
+    """Seeded random flag changes, expunges and new messages, made by the second session on ``mailbox``."""
 
-    def __init__(self, conn: ImapConnection, mailbox: str, seed: int) -> None:
-        self.conn, self.mailbox, self.rng = conn, mailbox, random.Random(seed)
+    def __init__(self, changer: ChangeMaker, mailbox: str, seed: int) -> None:
+        self.changer, self.mailbox, self.rng = changer, mailbox, random.Random(seed)
         self.count = {"flag": 0, "expunge": 0, "append": 0}
-        res = select(conn, mailbox)
-        if not res.ok:
-            raise AssertionError(f"cannot select {mailbox}: {res.tagged.first_line}")
-
-    def uids(self) -> list[int]:
-        res = self.conn.command("UID SEARCH ALL")
-        return [int(x) for r in res.find("SEARCH") for x in r.first_line.split()[2:] if x.isdigit()]
+        changer.select(mailbox)
 
     def change(self) -> None:
-        uids = self.uids()
+        """One random change: a flag set or cleared, an expunge, or a new message (only new ones while the mailbox
+        holds 5 messages or fewer)."""
+        uids = self.changer.uids()
         kind = self.rng.choice(["flag", "flag", "expunge", "append"]) if len(uids) > 5 else "append"
         if kind == "flag":
             uid = self.rng.choice(uids)
             sign = self.rng.choice("+-")
             flag = self.rng.choice(["\\Seen", "\\Flagged", "$Lemonade"])
-            self.conn.command(f"UID STORE {uid} {sign}FLAGS ({flag})")
+            self.changer.store(uid, f"{sign}FLAGS ({flag})")
         elif kind == "expunge":
-            uid = self.rng.choice(uids)
-            self.conn.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
-            self.conn.command(f"UID EXPUNGE {uid}")
+            self.changer.expunge(self.rng.choice(uids))
         else:
-            populate(self.conn, self.mailbox, 1, tag=f"flaky{sum(self.count.values())}")
+            self.changer.populate(self.mailbox, 1, tag=f"flaky{sum(self.count.values())}")
         self.count[kind] += 1
 
 
@@ -60,6 +56,7 @@ class Client:
         self.problems: list[str] = []
 
     def connect(self) -> None:
+        """A new connection through the path: QRESYNC resync from the cache, or a full sync the first time."""
         self.connects += 1
         conn = self.case.imap(label=f"client#{self.connects}", timeout=5)
         conn.command("ENABLE QRESYNC")
@@ -83,7 +80,7 @@ class Client:
         noop = self.conn.command("NOOP", timeout=5)
         untagged += noop.untagged
         apply_responses(self.view, untagged, self.problems)
-        if any(u.first_line.upper().endswith(" EXISTS") for u in untagged):
+        if any(parse_exists(u) is not None for u in untagged):
             top = max(self.view.flags, default=0)
             new = self.conn.command(f"UID FETCH {top + 1}:* (FLAGS)", timeout=5)
             apply_responses(self.view, new.untagged, self.problems)
@@ -114,14 +111,14 @@ class Client:
 def test_flaky_link_converges(case):
     """While a second session changes the mailbox for a while and the link resets again and again, the client
     keeps resynchronising; after the last change it must hold exactly the server's state, within the budget."""
-    setup = case.imap(via_path=False, label="changer")
-    case.require_capability(setup.capability(), "QRESYNC")
-    budget = int(case.param("max_reconnects"))
-    changing = float(case.param("changing"))
-    name = case.scratch_mailbox(setup, "flaky")
-    populate(setup, name, int(case.param("messages")))
+    setup = ChangeMaker(case)
+    case.require_capability(setup.conn.capability(), "QRESYNC")
+    budget = case.param("max_reconnects")
+    changing = case.param("changing")
+    name = setup.scratch_mailbox("flaky")
+    setup.populate(name, case.param("messages"))
     element = case.scenario.element("flaky")
-    changer = Changer(setup, name, seed=int(element.get("seed")) if element else 1)
+    changer = RandomChanges(setup, name, seed=int(element.get("seed")) if element else 1)
     client = Client(case, name)
     stop_changes = time.monotonic() + changing
     while time.monotonic() < stop_changes:
@@ -140,7 +137,7 @@ def test_flaky_link_converges(case):
     case.measure("resets", client.resets, "")
     case.measure("changes", dict(changer.count), "")
     assert settled, f"no complete resync within {budget} reconnects ({client.resets} resets)"
-    truth = ground_truth(case.imap(via_path=False, label="truth"), name)
+    truth = ground_truth(case, name)
     assert not client.problems, "; ".join(client.problems[:5])
     diff = client.view.diff(truth)
     assert not diff, (f"after {reconnects} reconnects and {sum(changer.count.values())} changes the client's state "

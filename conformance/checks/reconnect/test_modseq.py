@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.checks.support import populate, select
 from conformance.errors import ConformanceFailure, HarnessError
 from conformance.protocols.imap import CommandResult, ImapConnection
 from conformance.protocols.imapwire import parse_fetch
-
-from .mailbox import find_code, populate, select
 
 
 def store_modseq(conn: ImapConnection, uid: int, change: str) -> tuple[int, CommandResult]:
@@ -32,6 +31,7 @@ def store_modseq(conn: ImapConnection, uid: int, change: str) -> tuple[int, Comm
 
 
 def modseq_value(item, line: str) -> int:
+    """A MODSEQ item as a number; anything else fails the check."""
     value = item[0] if isinstance(item, (list, tuple)) and item else item
     try:
         return int(value)
@@ -50,10 +50,8 @@ def test_store_modseq_grows(case):
     populate(conn, name, 2)
     assert conn.command("ENABLE CONDSTORE").ok, "ENABLE CONDSTORE failed although CONDSTORE is advertised"
     sel = select(conn, name)
-    if not sel.ok:
-        raise HarnessError(f"cannot select {name}: {sel.tagged.first_line}")
-    hm = find_code(sel, "HIGHESTMODSEQ")
-    assert hm, f"SELECT after ENABLE CONDSTORE gave no HIGHESTMODSEQ: {sel}"
+    hm = sel.code("HIGHESTMODSEQ")
+    assert hm, f"SELECT after ENABLE CONDSTORE gave no HIGHESTMODSEQ: {sel.result}"
     u1, u2 = _uids(conn)
     steps = [(u1, "+FLAGS (\\Flagged)"), (u2, "+FLAGS (\\Flagged)"), (u1, "+FLAGS ($Lemonade)")]
     seen = [int(hm)]
@@ -72,6 +70,7 @@ def test_store_modseq_grows(case):
 
 
 def _uids(conn: ImapConnection) -> tuple[int, int]:
+    """The first two UIDs of the selected mailbox (the scratch mailbox holds two messages)."""
     res = conn.command("UID FETCH 1:* (FLAGS)")
     uids = sorted(int(p[1]["UID"]) for r in res.untagged if (p := parse_fetch(r)) and "UID" in p[1])
     if len(uids) < 2:

@@ -9,22 +9,22 @@ import time
 
 import pytest
 
-from conformance.errors import HarnessError, ServerClosed, ServerTimeout
-from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import format_uid_set, parse_fetch, parse_vanished, quote
-
-from .mailbox import (
+from conformance.checks.support import (
+    Blame,
+    ChangeMaker,
     MailboxView,
-    apply_responses,
-    change_mailbox,
-    code_value,
+    examine,
     find_code,
     full_sync,
     ground_truth,
     populate,
-    quick_resync,
     select,
 )
+from conformance.errors import HarnessError, ServerClosed, ServerTimeout
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import format_uid_set, parse_exists, parse_fetch, parse_vanished, quote, response_code
+
+from .resync import apply_responses, change_mailbox, quick_resync
 
 
 def qresync_session(case, **kw) -> ImapConnection:
@@ -37,6 +37,7 @@ def qresync_session(case, **kw) -> ImapConnection:
 
 
 def scratch_with(case, conn: ImapConnection, count: int) -> str:
+    """A scratch mailbox holding ``count`` small messages."""
     name = case.scratch_mailbox(conn, "resync")
     populate(conn, name, count)
     return name
@@ -59,6 +60,7 @@ def fetch_items_lacking(commands) -> list[tuple[str, list[str]]]:
 
 
 def enabled_names(res) -> set[str]:
+    """The extensions an ENABLE's '* ENABLED' responses name, upper-cased."""
     return {w.upper() for r in res.find("ENABLED") for w in r.first_line.split()[2:]}
 
 
@@ -90,10 +92,9 @@ def test_qresync_before_enable_is_bad(case):
     case.require_capability(conn.capability(), "QRESYNC")
     name = scratch_with(case, conn, 3)
     probe = case.imap(label="probe")
-    info = select(probe, name, examine=True, condstore=True)
-    uv = find_code(info, "UIDVALIDITY")
+    uv = examine(probe, name, condstore=True, blame=None).uidvalidity
     probe.command("UNSELECT")
-    res = select(conn, name, qresync=(uv, 1))
+    res = select(conn, name, qresync=(uv, 1), blame=None).result
     assert res.status == "BAD", f"SELECT (QRESYNC ...) before ENABLE QRESYNC must be BAD, got: {res.tagged.first_line}"
     assert conn.command("ENABLE QRESYNC").ok
     bad = conn.command(f"SELECT {quote(name)} (QRESYNC ({uv} -1))")
@@ -109,16 +110,15 @@ def test_stale_uidvalidity_ignored(case):
     """With a stale UIDVALIDITY the QRESYNC parameters are ignored: normal SELECT data, no VANISHED, no FETCH."""
     conn = qresync_session(case)
     name = scratch_with(case, conn, 6)
-    real = select(conn, name)
-    uv = int(find_code(real, "UIDVALIDITY"))
+    uv = select(conn, name, blame=None).uidvalidity
     conn.command("UNSELECT")
-    res = select(conn, name, qresync=(uv + 1 if uv < 4294967295 else uv - 1, 1, "1:6"))
+    sel = select(conn, name, qresync=(uv + 1 if uv < 4294967295 else uv - 1, 1, "1:6"), blame=None)
+    res = sel.result
     assert res.ok, f"SELECT (QRESYNC ...) with a stale UIDVALIDITY failed: {res.tagged.first_line}"
     missing = [what for what, ok in (
-        ("FLAGS", bool(res.find("FLAGS"))),
-        ("EXISTS", any(r.first_line.upper().endswith(" EXISTS") for r in res.untagged)),
-        ("UIDVALIDITY", find_code(res, "UIDVALIDITY") is not None), ("UIDNEXT", find_code(res, "UIDNEXT") is not None),
-        ("PERMANENTFLAGS", find_code(res, "PERMANENTFLAGS") is not None)) if not ok]
+        ("FLAGS", sel.flags is not None), ("EXISTS", sel.exists is not None),
+        ("UIDVALIDITY", sel.uidvalidity is not None), ("UIDNEXT", sel.code("UIDNEXT") is not None),
+        ("PERMANENTFLAGS", sel.permanentflags is not None)) if not ok]
     assert not missing, f"SELECT (QRESYNC) left out normal SELECT data {missing}: {res}"
     resync = [r.first_line for r in res.untagged if parse_vanished(r) or parse_fetch(r)]
     assert not resync, f"stale UIDVALIDITY {uv + 1} must make the server ignore the QRESYNC data, but it sent: {resync}"
@@ -163,12 +163,11 @@ def test_resync_after_drop(case):
     assert cached.highestmodseq, f"SELECT after ENABLE QRESYNC gave no HIGHESTMODSEQ for {name}"
     how = _drop_connection(case, conn)
     case.note(f"client connection {how}")
-    changer = case.imap(via_path=False, label="changer")
-    changes = change_mailbox(changer, name, sorted(cached.flags), changes=6)
+    changes = change_mailbox(ChangeMaker(case), name, sorted(cached.flags), changes=6)
     case.note(f"while the client was away: {changes}")
     again = qresync_session(case, label="client-again")
     resync = quick_resync(again, name, cached)
-    truth = ground_truth(case.imap(via_path=False, label="truth"), name)
+    truth = ground_truth(case, name)
     assert not resync.problems, "; ".join(resync.problems)
     missed = changes.expunged - resync.vanished
     assert not missed, (f"expunged UIDs {format_uid_set(missed)} were not reported in VANISHED (EARLIER) "
@@ -187,11 +186,10 @@ def test_old_modseq_reports_every_expunge(case):
     name = scratch_with(case, conn, 12)
     cached, _ = full_sync(conn, name)
     conn.command("UNSELECT")
-    changer = case.imap(via_path=False, label="changer")
-    changes = change_mailbox(changer, name, sorted(cached.flags), changes=8)
+    changes = change_mailbox(ChangeMaker(case), name, sorted(cached.flags), changes=8)
     stale = MailboxView(cached.uidvalidity, 1, dict(cached.flags))
     resync = quick_resync(conn, name, stale, modseq=1, examine=True)  # read-only resync
-    truth = ground_truth(case.imap(via_path=False, label="truth"), name)
+    truth = ground_truth(case, name)
     missed = changes.expunged - resync.vanished
     assert not missed, (f"resync from modseq 1 must report every expunged UID; missing {format_uid_set(missed)} "
                         f"(VANISHED: {format_uid_set(resync.vanished) or 'nothing'})")
@@ -208,18 +206,16 @@ def test_uid_fetch_changedsince_vanished(case):
     conn = qresync_session(case)
     name = scratch_with(case, conn, 15)
     cached, _ = full_sync(conn, name)
-    changer = case.imap(via_path=False, label="changer")
-    changes = change_mailbox(changer, name, sorted(cached.flags), changes=6)
+    changes = change_mailbox(ChangeMaker(case), name, sorted(cached.flags), changes=6)
     conn.command("UNSELECT")
-    reselect = select(conn, name)  # a plain SELECT: the client then asks what changed since its modseq
-    assert reselect.ok, f"SELECT failed: {reselect.tagged.first_line}"
+    select(conn, name, blame=Blame.SERVER)  # a plain SELECT: the client then asks what changed since its modseq
     res = conn.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {cached.highestmodseq} VANISHED)")
     assert res.ok, f"UID FETCH ... (CHANGEDSINCE m VANISHED) failed: {res.tagged.first_line}"
     problems: list[str] = []
     view = cached.copy()
     # unsolicited VANISHED (no EARLIER) for this session's own view may precede: apply them too
     vanished, _ = apply_responses(view, res.untagged, problems)
-    truth = ground_truth(case.imap(via_path=False, label="truth"), name)
+    truth = ground_truth(case, name)
     assert not problems, "; ".join(problems)
     low = [r.first_line for r in res.untagged
            if (p := parse_fetch(r)) and int(p[1].get("MODSEQ", 0)) <= cached.highestmodseq]
@@ -234,7 +230,7 @@ def test_uid_fetch_changedsince_vanished(case):
     }
     plain = case.imap(label="condstore-only")
     plain.command("ENABLE CONDSTORE")
-    select(plain, name, examine=True)
+    examine(plain, name, blame=None)
     probes["VANISHED without ENABLE QRESYNC"] = plain.command("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
     not_bad = [f"{what}: {r.tagged.first_line}" for what, r in probes.items() if r.status != "BAD"]
     assert not not_bad, "expected BAD for: " + "; ".join(not_bad)
@@ -255,11 +251,10 @@ def test_vanished_not_expunge_and_uid_modseq(case):
     conn.command(f"UID STORE {uids[1]} +FLAGS.SILENT (\\Deleted)")
     own_exp = conn.command("EXPUNGE")
     seen += own_exp.untagged
-    changer = case.imap(via_path=False, label="changer")
-    select(changer, name)
-    changer.command(f"UID STORE {uids[2]} +FLAGS (\\Answered)")
-    changer.command(f"UID STORE {uids[3]} +FLAGS.SILENT (\\Deleted)")
-    changer.command(f"UID EXPUNGE {uids[3]}")
+    changer = ChangeMaker(case)
+    changer.select(name)
+    changer.store(uids[2], "+FLAGS (\\Answered)")
+    changer.expunge(uids[3])
     noop = conn.command("NOOP")
     seen += noop.untagged
     body = conn.command(f"UID FETCH {uids[4]} (BODY[])")  # sets \Seen implicitly
@@ -283,6 +278,7 @@ def test_vanished_not_expunge_and_uid_modseq(case):
 
 
 def fetch_modseq(conn: ImapConnection, uid: int) -> int:
+    """The MODSEQ of ``uid`` (UID FETCH (MODSEQ)); a missing one fails the check."""
     res = conn.command(f"UID FETCH {uid} (MODSEQ)")
     got = [int(p[1]["MODSEQ"]) for r in res.untagged if (p := parse_fetch(r)) and p[1].get("UID") == uid
            and "MODSEQ" in p[1]]
@@ -299,16 +295,16 @@ def test_store_unchangedsince_modified(case):
     cached, _ = full_sync(conn, name)
     uid = sorted(cached.flags)[1]
     old = fetch_modseq(conn, uid)
-    changer = case.imap(via_path=False, label="changer")
-    select(changer, name)
-    changer.command(f"UID STORE {uid} +FLAGS (\\Answered)")
+    changer = ChangeMaker(case)
+    changer.select(name)
+    changer.store(uid, "+FLAGS (\\Answered)")
     conn.command("NOOP")
     res = conn.command(f"UID STORE {uid} (UNCHANGEDSINCE {old}) +FLAGS.SILENT (\\Seen)")
     assert res.ok, f"conditional STORE must complete OK (with MODIFIED), got: {res.tagged.first_line}"
     modified = find_code(res, "MODIFIED")
     assert modified is not None and str(uid) in modified.replace(":", ",").split(","), (
         f"expected OK [MODIFIED {uid}] for a message changed since modseq {old}, got: {res.tagged.first_line}")
-    truth = ground_truth(case.imap(via_path=False, label="truth"), name)
+    truth = ground_truth(case, name)
     assert "\\Seen" not in truth.flags[uid], (f"a failed conditional STORE was applied: UID {uid} has "
                                             f"{sorted(truth.flags[uid])}")
     now = fetch_modseq(conn, uid)
@@ -331,11 +327,11 @@ def test_highestmodseq_on_select(case):
     res = conn.command("ENABLE CONDSTORE")
     assert res.ok, f"ENABLE CONDSTORE failed: {res.tagged.first_line}"
     codes = []
-    for examine in (False, True):
-        sel = select(conn, name, examine=examine)
-        hm, nomod = find_code(sel, "HIGHESTMODSEQ"), find_code(sel, "NOMODSEQ")
-        assert (hm is None) != (nomod is None), (f"{'EXAMINE' if examine else 'SELECT'} must give exactly one of "
-                                                 f"HIGHESTMODSEQ or NOMODSEQ: {sel}")
+    for read_only in (False, True):
+        sel = select(conn, name, examine=read_only, blame=None)
+        hm, nomod = sel.code("HIGHESTMODSEQ"), sel.code("NOMODSEQ")
+        assert (hm is None) != (nomod is None), (f"{'EXAMINE' if read_only else 'SELECT'} must give exactly one of "
+                                                 f"HIGHESTMODSEQ or NOMODSEQ: {sel.result}")
         codes.append(hm)
         conn.command("UNSELECT")
     st = conn.command(f"STATUS {quote(name)} (HIGHESTMODSEQ)")
@@ -357,12 +353,11 @@ def test_known_uids_and_sequence_match(case):
     conn.command("UNSELECT")
     uids = sorted(cached.flags)
     inside, outside = uids[2], uids[9]
-    changer = case.imap(via_path=False, label="changer")
-    select(changer, name)
-    changer.command(f"UID STORE {inside},{outside} +FLAGS.SILENT (\\Deleted)")
-    changer.command(f"UID EXPUNGE {inside},{outside}")
+    changer = ChangeMaker(case)
+    changer.select(name)
+    changer.expunge(f"{inside},{outside}")
     known = format_uid_set(uids[:6])
-    res = select(conn, name, qresync=(cached.uidvalidity, cached.highestmodseq, known))
+    res = select(conn, name, qresync=(cached.uidvalidity, cached.highestmodseq, known), blame=None).result
     assert res.ok, f"SELECT (QRESYNC (v m known-uids)) failed: {res.tagged.first_line}"
     vanished = set().union(*[v[1] for r in res.untagged if (v := parse_vanished(r))] or [set()])
     assert inside in vanished, (f"UID {inside} is in known-uids {known} and was expunged, but VANISHED (EARLIER) "
@@ -370,14 +365,13 @@ def test_known_uids_and_sequence_match(case):
     if outside in vanished:
         case.informational(f"VANISHED (EARLIER) also named UID {outside}, outside known-uids {known}")
     conn.command("UNSELECT")
-    truth1 = ground_truth(case.imap(via_path=False, label="truth"), name)
+    truth1 = ground_truth(case, name)
     # second round: the client knows truth1 and offers a sequence-match pair for its first three messages
     later = sorted(truth1.flags)[-2]
-    changer.command(f"UID STORE {later} +FLAGS.SILENT (\\Deleted)")
-    changer.command(f"UID EXPUNGE {later}")
+    changer.expunge(later)
     first3 = sorted(truth1.flags)[:3]
     resync = quick_resync(conn, name, truth1, seq_match=("1:3", format_uid_set(first3)))
-    truth2 = ground_truth(case.imap(via_path=False, label="truth2"), name)
+    truth2 = ground_truth(case, name, label="truth2")
     assert not resync.problems, "; ".join(resync.problems)
     assert later in resync.vanished, (f"UID {later} (above the sequence-match pairs) was expunged but not reported: "
                                       f"{format_uid_set(resync.vanished) or 'nothing'}")
@@ -393,12 +387,11 @@ def test_closed_code_between_mailboxes(case):
     conn = qresync_session(case)
     first = scratch_with(case, conn, 2)
     second = case.scratch_mailbox(conn, "closed")
-    assert select(conn, first).ok
-    res = select(conn, second)
+    assert select(conn, first, blame=None).ok
+    res = select(conn, second, blame=None).result
     assert res.ok, f"SELECT {second} failed: {res.tagged.first_line}"
-    lines = [r.first_line for r in res.untagged]
-    closed = [i for i, line in enumerate(lines) if "[CLOSED]" in line.upper()]
-    exists = [i for i, line in enumerate(lines) if line.upper().endswith(" EXISTS")]
+    closed = [i for i, r in enumerate(res.untagged) if response_code(r, "CLOSED") is not None]
+    exists = [i for i, r in enumerate(res.untagged) if parse_exists(r) is not None]
     assert closed, f"no OK [CLOSED] when SELECT replaced the selected mailbox: {res}"
     assert not exists or closed[0] < exists[0], f"OK [CLOSED] came after the new mailbox's EXISTS: {res}"
     case.passed("OK [CLOSED] before the new mailbox's data")
@@ -416,14 +409,14 @@ def test_expunge_codes_and_close(case):
     for uid, command in ((uids[0], "EXPUNGE"), (uids[1], f"UID EXPUNGE {uids[1]}")):
         conn.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
         res = conn.command(command)
-        hm = code_value(res.tagged, "HIGHESTMODSEQ")
+        hm = response_code(res.tagged, "HIGHESTMODSEQ")
         assert res.ok and hm, f"tagged OK of {command.split(' ')[0]} without [HIGHESTMODSEQ n]: {res.tagged.first_line}"
         assert int(hm) > seen[-1], f"{command.split(' ')[0]} HIGHESTMODSEQ {hm} did not grow beyond {seen[-1]}"
         seen.append(int(hm))
     conn.command(f"UID STORE {uids[2]} +FLAGS.SILENT (\\Deleted)")
     close = conn.command("CLOSE")
     assert close.ok, f"CLOSE failed: {close.tagged.first_line}"
-    assert code_value(close.tagged, "HIGHESTMODSEQ") is None, (f"CLOSE must not carry HIGHESTMODSEQ: "
+    assert response_code(close.tagged, "HIGHESTMODSEQ") is None, (f"CLOSE must not carry HIGHESTMODSEQ: "
                                                                f"{close.tagged.first_line}")
     resync = quick_resync(conn, name, cached)
     missed = set(uids[:3]) - resync.vanished

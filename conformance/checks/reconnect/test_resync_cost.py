@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.checks.support import ChangeMaker, full_sync, ground_truth
 from conformance.protocols.imap import ImapConnection
 
-from .mailbox import change_mailbox, full_sync, ground_truth, populate, quick_resync
+from .resync import change_mailbox, quick_resync
 
 
 def wire(conn: ImapConnection) -> int:
+    """Octets on the wire so far, both directions."""
     return conn.bytes_sent + conn.bytes_received
 
 
 def measure_size(case, n: int, changes: int) -> dict:
     """One mailbox of n messages: full sync, drop, changes, then quick and full resync octets."""
-    setup = case.imap(via_path=False, label=f"fill-{n}")
-    name = case.scratch_mailbox(setup, f"cost{n}")
-    populate(setup, name, n)
+    setup = ChangeMaker(case, label=f"fill-{n}")
+    name = setup.scratch_mailbox(f"cost{n}")
+    setup.populate(name, n)
     client = case.imap(label=f"client-{n}")
     client.command("ENABLE QRESYNC")
     cached, _ = full_sync(client, name)
@@ -36,7 +38,7 @@ def measure_size(case, n: int, changes: int) -> dict:
     start = wire(full_conn)
     fresh, _ = full_sync(full_conn, name)
     full = wire(full_conn) - start
-    truth = ground_truth(setup, name)
+    truth = ground_truth(case, name, conn=setup.conn)
     diff = resync.view.diff(truth)
     assert not diff, f"quick resync of {n} messages differs from the server ({made}): " + "; ".join(diff)
     assert not fresh.diff(truth), "full resync differs from the ground truth (harness): " + "; ".join(fresh.diff(truth))
@@ -50,9 +52,9 @@ def test_quick_resync_cost_follows_changes(case):
     (QRESYNC ...) + new messages) stays under the bound whatever the size; a full resync is measured beside it."""
     probe = case.imap(via_path=False, label="probe")
     case.require_capability(probe.capability(), "QRESYNC")
-    sizes = [int(s) for s in case.param("sizes")]
-    changes = int(case.param("changes"))
-    bound = int(case.param("bound_bytes"))
+    sizes = case.param("sizes")
+    changes = case.param("changes")
+    bound = case.param("bound_bytes")
     rows = [measure_size(case, n, changes) for n in sizes]
     for r in rows:
         case.measure(f"quick_resync_bytes.n{r['n']}", r["quick"], "B")

@@ -10,11 +10,10 @@ import uuid
 
 import pytest
 
+from conformance.checks.support import append, examine, search_uids
 from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import parse_fetch, quote
-
-from .test_qresync import select
 
 # a cut inside a TLS record makes the server answer with a TLS alert: also the expected end of the connection
 CUT_ERRORS = (ServerClosed, ServerTimeout, ProtocolViolation, smtplib.SMTPServerDisconnected, OSError)
@@ -22,6 +21,7 @@ SETTLE_SECONDS = 0.5  # how long the server gets to (wrongly) store a cut upload
 
 
 def make_message(marker: str, size: int) -> bytes:
+    """A message of about ``size`` octets whose Message-ID and every body line carry ``marker``."""
     head = (f"From: alice@lemonade.test\r\nTo: bob@lemonade.test\r\nSubject: upload {marker}\r\n"
             f"Message-ID: <{marker}@lemonade.test>\r\n\r\n").encode()
     line = (marker + " " + "0123456789" * 7)[:76].encode() + b"\r\n"
@@ -31,11 +31,8 @@ def make_message(marker: str, size: int) -> bytes:
 
 def stored_copies(conn: ImapConnection, mailbox: str, marker: str) -> list[bytes]:
     """Every message in ``mailbox`` whose Message-ID names ``marker``, as stored (BODY.PEEK[])."""
-    res = select(conn, mailbox, examine=True)
-    if not res.ok:
-        raise HarnessError(f"cannot examine {mailbox}: {res.tagged.first_line}")
-    found = conn.command(f"UID SEARCH HEADER Message-ID {quote(marker)}")
-    uids = [int(x) for r in found.find("SEARCH") for x in r.first_line.split()[2:] if x.isdigit()]
+    examine(conn, mailbox)
+    uids = search_uids(conn, f"HEADER Message-ID {quote(marker)}", blame=None)
     out = []
     if uids:
         fetched = conn.command(f"UID FETCH {','.join(map(str, uids))} (BODY.PEEK[])", timeout=30)
@@ -89,7 +86,7 @@ def test_append_cut_midway(case, variant):
         if "LITERAL+" not in caps:
             raise NotApplicable("CATENATE variant is sent with LITERAL+, which the target does not advertise")
     mailbox = case.scratch_mailbox(checker, "upload")
-    size = int(case.param("message_size"))
+    size = case.param("message_size")
     marker = f"cut-{variant.replace('+', 'plus')}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
     conn = case.imap(label=f"append-{variant}")
@@ -111,7 +108,7 @@ def test_append_cut_midway(case, variant):
     if variant == "catenate":
         res = again.command(f"APPEND {quote(mailbox)} CATENATE (TEXT {{{len(message)}+}}\r\n{message.decode()})")
     else:
-        res = again.command(f"APPEND {quote(mailbox)}", literal=message)
+        res = append(again, mailbox, message, blame=None).result
     assert res.ok, f"the uncut APPEND ({variant}) failed: {res.tagged.first_line}"
     after = stored_copies(checker, mailbox, marker)
     assert message in after, f"the uncut APPEND ({variant}) was not stored exactly ({[len(c) for c in after]} octets)"
@@ -132,6 +129,7 @@ def submission_session(case):
 
 
 def cut_submission(case, smtp, command: str, message: bytes) -> str:
+    """Send ``message`` with DATA or BDAT so that the intermediary cuts it about halfway through."""
     half = len(message) // 2
     code, msg = smtp.mail("alice@lemonade.test")
     if code != 250:
@@ -171,7 +169,7 @@ def test_submission_cut_midway(case, command):
     smtp = submission_session(case)
     if command == "BDAT" and not smtp.has_extn("chunking"):
         case.require_capability([], "CHUNKING")
-    size = int(case.param("message_size"))
+    size = case.param("message_size")
     marker = f"cut-{command.lower()}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
     outcome = cut_submission(case, smtp, command, message)

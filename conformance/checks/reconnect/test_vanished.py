@@ -4,16 +4,11 @@ stable), just like EXPUNGE."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from conformance.checks.support import Blame, ChangeMaker, full_sync, populate
 from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import Response, format_uid_set, parse_vanished
-
-from .mailbox import full_sync, populate, select
-
-_exists = re.compile(r"^\* (\d+) EXISTS$", re.I)
+from conformance.protocols.imapwire import Response, format_uid_set, parse_exists, parse_vanished
 
 
 def unannounced(responses: list[Response], known: set[int]) -> list[str]:
@@ -22,8 +17,8 @@ def unannounced(responses: list[Response], known: set[int]) -> list[str]:
     problems = []
     pool = 0  # messages announced by EXISTS whose UIDs the client has not learned yet
     for r in responses:
-        if m := _exists.match(r.first_line):
-            pool = max(pool, int(m.group(1)) - len(known))
+        if (n := parse_exists(r)) is not None:
+            pool = max(pool, n - len(known))
             continue
         v = parse_vanished(r)
         if v is None or v[0]:
@@ -39,6 +34,7 @@ def unannounced(responses: list[Response], known: set[int]) -> list[str]:
 
 
 def vanished_lines(responses: list[Response]) -> list[str]:
+    """The first lines of the VANISHED responses among ``responses``."""
     return [r.first_line for r in responses if parse_vanished(r)]
 
 
@@ -56,10 +52,9 @@ def test_vanished_only_when_allowed(case):
     cached, _ = full_sync(conn, name)
     known = set(cached.flags)
     uids = sorted(known)
-    changer = case.imap(via_path=False, label="changer")
-    select(changer, name)
-    changer.command(f"UID STORE {uids[0]} +FLAGS.SILENT (\\Deleted)")
-    assert changer.command(f"UID EXPUNGE {uids[0]}").ok, "the second connection could not expunge"
+    changer = ChangeMaker(case)
+    changer.select(name, blame=None)
+    changer.expunge(uids[0], blame=Blame.SERVER)
     problems = []
     idle = conn.poll(0.5)
     if idle is not None:
@@ -74,11 +69,9 @@ def test_vanished_only_when_allowed(case):
     assert uids[0] not in known, (f"UID {uids[0]}, expunged by another connection, was never reported (FETCH, "
                                   f"STORE, SEARCH, NOOP): " + "; ".join(problems))
     # a message appended and expunged before this connection heard of it
-    populate(changer, name, 1, tag="ghost")
-    changer.command("NOOP")
-    ghost = f"{uids[-1] + 1}:*"
-    changer.command(f"UID STORE {ghost} +FLAGS.SILENT (\\Deleted)")
-    assert changer.command(f"UID EXPUNGE {ghost}").ok, "the second connection could not expunge the new message"
+    changer.populate(name, 1, tag="ghost")
+    changer.conn.command("NOOP")
+    changer.expunge(f"{uids[-1] + 1}:*", blame=Blame.SERVER)
     noop = conn.command("NOOP")
     problems += unannounced(noop.untagged, known)
     assert not problems, "; ".join(problems)

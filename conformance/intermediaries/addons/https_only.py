@@ -13,6 +13,7 @@ from conformance.intermediaries.addons.common import (
     InlineTCPLayer,
     RawTcp,
     StreamResponses,
+    current_master,
     in_connect_tunnel,
     options,
     replace_layer,
@@ -44,7 +45,10 @@ class HttpsOnly:
                                f"declared: {', '.join(map(str, sorted(ports)))})", "")
 
     def next_layer(self, nextlayer) -> None:
-        # an allowed tunnel is opaque: relay the bytes, never intercept TLS
+        # an allowed tunnel is opaque: relay the bytes, never intercept TLS (unless an inspecting proxy is
+        # composed with this one: https-only+inspecting, as a corporate proxy does both)
+        if current_master().addons.get("inspecting") is not None:
+            return
         if in_connect_tunnel(nextlayer) and not isinstance(nextlayer.layer, InlineTCPLayer):
             replace_layer(nextlayer, InlineTCPLayer)
 

@@ -1,4 +1,4 @@
-"""What the JMAP checks share: clients bound to the case (path, transcript, cleanup) and push helpers.
+"""JMAP clients bound to the case (path, transcript, cleanup), the writer that makes changes, and push helpers.
 
 HTTP clients honour the scenario path: ``path.endpoint("jmap")`` (the target, or a reverse proxy in front of
 it), ``path.proxy_url`` and ``path.ca_file`` for forward and TLS-inspecting proxies; raw streams
@@ -7,19 +7,29 @@ it), ``path.proxy_url`` and ``path.ca_file`` for forward and TLS-inspecting prox
 
 from __future__ import annotations
 
+import json
+import ssl
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-from ...errors import ConformanceFailure, NotApplicable
-from ...protocols.jmap import WEBSOCKET, EventStream, JmapClient, JmapWebSocket, Timed, basic, split_url, wrap_tls
+from conformance.errors import ConformanceFailure, NotApplicable
+from conformance.protocols.jmap import (
+    WEBSOCKET,
+    EventStream,
+    JmapClient,
+    JmapWebSocket,
+    Timed,
+    sample_message,
+    split_url,
+    wrap_tls,
+)
 
 
 def tls_context(case):
+    """The TLS context for a raw stream through the path: trust the path's own CA when it terminates TLS."""
     ca = getattr(case.path, "ca_file", None)
     if ca:
-        import ssl
-
         ctx = ssl.create_default_context(cafile=ca)
         ctx.check_hostname = False
         return ctx
@@ -35,23 +45,38 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
     ca = getattr(case.path, "ca_file", None) if via_path else None
     verify: Any = ca if ca else (case.target.tls.ca_file or case.target.tls.verify)
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
-                   label=label or f"jmap#{len(case._clients) + 1}", leg=case.path.leg if via_path else "direct",
+                   label=label or f"jmap#{len(case.clients) + 1}", leg=case.path.leg if via_path else "direct",
                    verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None,
                    timeout=case.deadline)
     own = case.target.endpoint("jmap")
     if via_path and (own.host, own.port) != (ep.host, ep.port):
         c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"
-    case._clients.append(c)
-    return c
+    return case.adopt(c)
 
 
-def _open(case, scheme: str, label: str):
+def writer(case, account: int = 0) -> JmapClient:
+    """The second, undisturbed client that makes the changes a push check waits for: straight to the target,
+    its Session already fetched."""
+    w = client(case, account, label="writer", via_path=False)
+    w.ensure_session()
+    return w
+
+
+def import_message(c: JmapClient, subject: str, mailbox_id: str | None = None) -> dict:
+    """Email/import of a small sample message into ``mailbox_id`` (default: the account's Inbox, looked up with
+    Mailbox/get); the created Email (id, blobId, ...)."""
+    return c.import_email(sample_message(subject), mailbox_id or c.mailbox_id())
+
+
+def _open(case, scheme: str):
+    """A raw connection to the JMAP endpoint through the path, TLS-wrapped for https; and its authority."""
     ep = case.path.endpoint("jmap")
     sock = case.path.open("jmap")
     return wrap_tls(sock, scheme, ep.host, tls_context(case)), f"{ep.host}:{ep.port}"
 
 
 def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", ping: int = 0) -> str:
+    """The Session's eventSourceUrl template filled in (not-applicable when the Session has none)."""
     tpl = c.ensure_session().get("eventSourceUrl")
     if not isinstance(tpl, str):
         raise NotApplicable("the Session has no eventSourceUrl")
@@ -60,19 +85,19 @@ def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", pi
 
 
 def _absolute(c: JmapClient, url: str) -> str:
-    from urllib.parse import urljoin
-
+    """A URL the Session gave, resolved against the Session URL."""
     return urljoin(c.session_url or c.base_url + "/", url)
 
 
 def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no", ping: int = 0,
                  last_event_id: str | None = None, label: str = "eventsource", head_timeout: float = 10.0) -> EventStream:
+    """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read."""
     url = event_source_url(c, types, closeafter, ping)
     scheme, _, _, target = split_url(url)
-    sock, host = _open(case, urlsplit(c.base_url).scheme, label)
+    sock, host = _open(case, urlsplit(c.base_url).scheme)
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
     stream = EventStream(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg, headers=headers)
-    case._clients.append(stream)
+    case.adopt(stream)
     stream.read_head(head_timeout)
     return stream
 
@@ -87,6 +112,7 @@ def require_eventsource_200(stream: EventStream, what: str) -> None:
 
 
 def websocket_url(c: JmapClient) -> str:
+    """The websocket capability's URL, made absolute (not-applicable when the Session does not advertise it)."""
     caps = c.capabilities()
     ws = caps.get(WEBSOCKET)
     if not isinstance(ws, dict) or not isinstance(ws.get("url"), str):
@@ -101,27 +127,40 @@ def websocket_url(c: JmapClient) -> str:
 
 def websocket(case, c: JmapClient, *, label: str = "ws", subprotocols: list[str] | None = None,
               handshake: bool = True) -> JmapWebSocket:
+    """A WebSocket to the JMAP endpoint through the path, asking for ``subprotocols`` (jmap), upgraded unless
+    ``handshake`` is False; see ``require_accepted``."""
     url = websocket_url(c)
     _, _, _, target = split_url(url)
-    sock, host = _open(case, urlsplit(c.base_url).scheme, label)
+    sock, host = _open(case, urlsplit(c.base_url).scheme)
     ws = JmapWebSocket(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg,
                        subprotocols=["jmap"] if subprotocols is None else subprotocols)
-    case._clients.append(ws)
+    case.adopt(ws)
     if handshake:
         ws.handshake()
     return ws
 
 
 def require_accepted(ws: JmapWebSocket) -> None:
+    """The upgrade must have been accepted (101 with the jmap subprotocol); else the check fails."""
     if ws.accepted is None:
         rej = ws.rejected
         raise ConformanceFailure(f"WebSocket upgrade refused: {getattr(rej, 'status_code', '?')} "
                                  f"(expected 101 Switching Protocols with Sec-WebSocket-Protocol: jmap)")
 
 
-def state_change(ev: Timed) -> dict | None:
-    import json
+def enable_push(ws: JmapWebSocket, data_types: list[str] | None, push_state: str | None = None,
+                settle: float = 0.3) -> None:
+    """Send WebSocketPushEnable (RFC 8887 4.3.5.2) and give the server ``settle`` seconds to act on it: it sends no
+    acknowledgement, and a change made before it registered the socket would never be pushed."""
+    msg: dict[str, Any] = {"@type": "WebSocketPushEnable", "dataTypes": data_types}
+    if push_state is not None:
+        msg["pushState"] = push_state
+    ws.send_json(msg)
+    time.sleep(settle)
 
+
+def state_change(ev: Timed) -> dict | None:
+    """The StateChange object a `state` event carries (None for other events or data that is no JSON object)."""
     if ev.kind != "event" or ev.event is None or ev.event.type != "state":
         return None
     try:
@@ -129,13 +168,6 @@ def state_change(ev: Timed) -> dict | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def wait_for(stream: EventStream, until: float, pred) -> Timed | None:
-    for item in stream.events(until):
-        if pred(item):
-            return item
-    return None
 
 
 def timeline(stream: EventStream, changes: list[tuple[float, str]], *, title: str, end: float | None = None,
@@ -168,18 +200,3 @@ def timeline(stream: EventStream, changes: list[tuple[float, str]], *, title: st
     if verdict:
         out["verdict"] = verdict
     return out
-
-
-def monotonic_deadline(seconds: float) -> float:
-    return time.monotonic() + seconds
-
-
-_ = basic
-
-
-def available(*specs: str) -> tuple[str, ...]:
-    """The scenario specs whose intermediaries this installation has (others arrive with later branches)."""
-    from ...intermediaries.scenario import REGISTRY, _load_builtin
-
-    _load_builtin()
-    return tuple(s for s in specs if s == "direct" or s.split(":")[0] in REGISTRY)

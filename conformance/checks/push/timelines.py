@@ -1,84 +1,22 @@
-"""Shared steps of the push checks: changes from a second connection, watching an idling connection, timelines.
+"""Push timelines: what happened on one idling connection, when, and how long it stayed silent.
 
 Times are seconds on the case clock (``case.transcript.now()``), the clock of the transcript and the timeline.
+The waiting itself (``Watch``) and the second connection that makes the changes (``ChangeMaker``) are in the
+helper layer, ``conformance.checks.support``.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass, field
-from typing import Callable
 
-from conformance.errors import HarnessError, ServerClosed
-from conformance.protocols.imap import ImapConnection
-from conformance.protocols.imapwire import Response, quote
 from conformance.report.figures.timeline import TimelineBuilder
 
-MESSAGE = (b"From: push-check@example.test\r\nTo: alice@example.test\r\nSubject: lemonade push check\r\n"
-           b"Message-ID: <push-{n}@example.test>\r\n\r\nA change the idling client should hear about.\r\n")
 CHANGE_RE = re.compile(r"^\* (?:\d+ (?:EXISTS|EXPUNGE|FETCH)\b|STATUS\b|VANISHED\b|LIST\b)", re.I)
 KEEPALIVE_RE = re.compile(r"^\* OK(?! \[)", re.I)
 
 
-def message(n: int | str = 1) -> bytes:
-    return MESSAGE.replace(b"{n}", str(n).encode())
-
-
-def append(conn: ImapConnection, mailbox: str, n: int | str = 1, flags: str = "") -> None:
-    """APPEND a small message (harness step on an undisturbed connection): HarnessError if refused."""
-    data = message(n)
-    res = conn.command(f"APPEND {quote(mailbox)}{' (' + flags + ')' if flags else ''} {{{len(data)}}}", literal=data)
-    if not res.ok:
-        raise HarnessError(f"the second connection could not APPEND to {mailbox}: {res.tagged.first_line}")
-
-
-def select(conn: ImapConnection, mailbox: str, examine: bool = False) -> list[Response]:
-    res = conn.command(f"{'EXAMINE' if examine else 'SELECT'} {quote(mailbox)}")
-    if not res.ok:
-        raise HarnessError(f"cannot select {mailbox}: {res.tagged.first_line}")
-    return res.untagged
-
-
-def is_change(resp: Response) -> bool:
-    return bool(CHANGE_RE.match(resp.first_line))
-
-
-@dataclass
-class Watch:
-    """Reads an idling connection until a predicate holds, a deadline passes or the connection ends."""
-
-    case: object
-    conn: ImapConnection
-    seen: list[tuple[float, Response]] = field(default_factory=list)
-    closed_at: float | None = None
-    closed_reason: str = ""
-
-    def now(self) -> float:
-        return self.case.transcript.now()
-
-    def until(self, seconds: float, stop: Callable[[Response], bool] | None = None) -> Response | None:
-        """The first response for which ``stop`` holds (None: keep reading) within ``seconds``; None otherwise."""
-        deadline = time.monotonic() + seconds
-        while self.closed_at is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                resp = self.conn.poll(left)
-            except ServerClosed as e:
-                self.closed_at = self.now()
-                self.closed_reason = str(e)
-                return None
-            if resp is None:
-                return None
-            self.seen.append((self.now(), resp))
-            if stop is not None and stop(resp):
-                return resp
-        return None
-
-
 def conn_entries(case, label: str | tuple[str, ...], start: float, end: float) -> list:
+    """The transcript entries (C: and S:) of connection(s) ``label`` between ``start`` and ``end``."""
     labels = (label,) if isinstance(label, str) else label
     return [e for e in case.transcript.entries if e.conn in labels and start <= e.t <= end and e.direction in "CS"]
 
@@ -94,6 +32,7 @@ def longest_gap(case, label: str, start: float, end: float) -> tuple[float, floa
 
 
 def intermediary_actions(case) -> list:
+    """Everything the intermediaries did in this case (I: entries), in order."""
     return [e for e in case.transcript.entries if e.direction == "I"]
 
 
