@@ -6,8 +6,9 @@ Options: ``rewrite_drop_vanished`` removes every ``* VANISHED`` line; ``rewrite_
 of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per message after ``* n EXISTS`` (a
 server whose SELECT costs grow with the mailbox); ``rewrite_strip_highestmodseq`` removes [HIGHESTMODSEQ n]
 codes; ``rewrite_constant_modseq`` reports every FETCH MODSEQ as 1 (a server whose mod-sequences do not
-grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines; ``rewrite_drop_fetch`` removes every ``* n FETCH`` line (a
-server whose QRESYNC SELECT forgets the changes since the client's modseq). Only works on cleartext IMAP (a target without STARTTLS).
+grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines; ``rewrite_drop_fetch`` removes every ``* n FETCH``
+line (a server whose QRESYNC SELECT forgets the changes since the client's modseq). Only works on cleartext IMAP
+(a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
