@@ -7,6 +7,7 @@ touches a socket. All legs of a case share one clock, so the report can draw the
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import threading
 import time
@@ -100,11 +101,13 @@ class Redactor:
         return text
 
 
-def secret_forms(secret: str) -> list[str]:
-    """The password itself and the base64 forms it takes in SASL PLAIN/LOGIN and HTTP Basic."""
+@functools.lru_cache(maxsize=256)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The password itself and the base64 forms it takes in SASL PLAIN/LOGIN and HTTP Basic (computed once per
+    secret: an intermediary scrubs every relayed message)."""
     raw = secret.encode()
     forms = {secret, base64.b64encode(raw).decode()}
-    return sorted((f for f in forms if len(f) >= 3), key=len, reverse=True)
+    return tuple(sorted((f for f in forms if len(f) >= 3), key=len, reverse=True))
 
 
 @dataclass

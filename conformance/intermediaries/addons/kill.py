@@ -19,6 +19,7 @@ class Kill:
         self.triggers: list[Trigger] = []
         self.passed: dict[str, int] = {}
         self.flows: dict[str, tcp.TCPFlow] = {}
+        self.marker = b""
 
     def load(self, loader) -> None:
         loader.add_option("kill_marker", str, "", "Cut a connection whose client sends this string (standalone use).")
@@ -48,10 +49,16 @@ class Kill:
 
     tcp_error = tcp_end
 
+    def configure(self, updated) -> None:
+        if "kill_marker" in updated:
+            self.marker = options().kill_marker.encode()
+
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        marker = self.marker
+        if not marker and not self.triggers:  # nothing armed: the common case costs one test per message
+            return
         m = flow.messages[-1]
         s = shared()
-        marker = options().kill_marker.encode()
         if marker and m.from_client and marker in m.content:
             m.content = m.content.split(marker, 1)[0]
             s.record("kill", "marker seen in client data, connection cut", s.label(flow))
