@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -101,6 +102,24 @@ def start_target(spec: str, depth: str, logs: Path, workdir: Path) -> tuple[str,
     return str(write_target_file(target, workdir / "target.toml")), provider, target.describe()
 
 
+def group_cpu_s(provider) -> float | None:
+    """CPU seconds used so far by an embedded server's process group (its master started the group): what the
+    server spent, beside what the suite spent (Linux /proc; None elsewhere or for a target not started here)."""
+    proc = getattr(provider, "proc", None)
+    if proc is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == proc.pid:  # the process group id
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return round(total / tick, 2)
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from ..cli import (
         ProgressPrinter,
@@ -153,7 +172,11 @@ def cmd_load(args: argparse.Namespace) -> int:
             pytest_args += ["-p", "xdist", "-n", str(shards), "--dist", "load", "--lemonade-schedule", "collection"]
         import pytest
 
+        server_cpu0 = group_cpu_s(provider)
         rc = int(pytest.main(pytest_args, plugins=[ProgressPrinter()]))
+        server_cpu1 = group_cpu_s(provider)
+        if server_cpu0 is not None and server_cpu1 is not None:
+            run_meta["load"]["server_cpu_s"] = round(server_cpu1 - server_cpu0, 2)
     finally:
         if provider is not None:
             provider.stop()
@@ -176,6 +199,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     print_summary(doc, out)
     for line in lines(agg) if agg else ["load: no load result (see the messages above)"]:
         console().print(line, markup=False, highlight=False)
+    if "server_cpu_s" in run_meta["load"]:
+        console().print(f"server: {run_meta['load']['server_cpu_s']:.1f} CPU-s (the embedded target's processes)",
+                        markup=False, highlight=False)
     if not doc["results"]:
         return die("the load check did not run (see the messages above)")
     from ..results import exit_code
