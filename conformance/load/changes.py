@@ -12,8 +12,8 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
-from ..protocols.imapwire import quote
-from .imap_idle import APPENDUID, MailboxLog
+from ..protocols.imapwire import quote, response_code
+from .imap_idle import MailboxLog
 from .wire import AsyncImap, Dropped, Octets, Refused
 
 MESSAGE = ("From: load@example.org\r\nTo: {account}@example.org\r\nSubject: change {n}\r\n"
@@ -73,8 +73,8 @@ class ChangeMaker:
             self.log.failures += 1
             self.error = r.first_line[:200]
             return
-        m = APPENDUID.search(r.first_line)
-        self.log.uids.append(int(m.group(2)) if m else 0)
+        code = (response_code(r, "APPENDUID") or "").split()
+        self.log.uids.append(int(code[1]) if len(code) == 2 and code[1].isdigit() else 0)
         self.log.done_at.append(time.monotonic())
         self.append_s.append(self.log.done_at[-1] - t0)
 

@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..protocols.imapwire import parse_capabilities, parse_fetch, quote
+from ..protocols.imapwire import parse_capabilities, parse_exists, parse_fetch, quote, response_code
 from .wire import AsyncImap, Dropped, Octets, Refused
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-EXISTS = re.compile(rb"^\* (\d+) EXISTS\r\n", re.I)
-CODE_NUMBER = re.compile(r"\[(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ) (\d+)\]", re.I)
-APPENDUID = re.compile(r"\[APPENDUID (\d+) (\d+)\]", re.I)
 MAX_ERRORS = 3  # messages kept per session (the counts are complete)
 PHASES = ("before", "storm", "after")  # when a timed change was made, relative to the reconnect storm
 
@@ -209,8 +205,10 @@ class Session:
             if fetched and "UID" in fetched[1]:
                 learned.add(int(fetched[1]["UID"]))
         for u in [*r.untagged, r.tagged]:
-            for key, value in CODE_NUMBER.findall(u.first_line):
-                setattr(self, key.lower(), int(value))
+            for key in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"):
+                value = response_code(u, key)
+                if value and value.isdigit():
+                    setattr(self, key.lower(), int(value))
         if resync is None:
             return
         if not (self.qresync and known):  # a client without QRESYNC asks for the new UIDs itself
@@ -226,10 +224,9 @@ class Session:
         resync.missing = sorted(expected - learned)[:20]
 
     def _untagged(self, r, engine: Engine, notify: bool) -> None:
-        m = EXISTS.match(r.raw)
-        if not m:
+        n = parse_exists(r)
+        if n is None:
             return
-        n = int(m.group(1))
         if notify:
             now = time.monotonic()
             sent = self.mailbox.sent_at

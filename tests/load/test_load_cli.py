@@ -5,6 +5,8 @@ test asserts a timing figure, only that the figures are there and consistent."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conformance.targets import write_target_file
@@ -106,3 +108,18 @@ def test_lemonade_run_never_runs_a_load_check(lemonade):
 def test_bad_input_is_named_before_anything_starts(lemonade, args, problem):
     run = lemonade("load", *args)
     assert run.rc == 2 and problem in run.err, run.out + run.err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the Cyrus targets need root (master drops to user cyrus)")
+def test_eventsource_streams_against_the_push_capable_cyrus(lemonade):
+    """JMAP push at (small) scale: EventSource streams through nat-idle, resynchronised with Email/changes."""
+    run = lemonade("load", "--target", "cyrus-push", "--protocol", "eventsource", "--sessions", "10",
+                   "--control", "4", "--duration", "4", "--rate", "2")
+    assert run.rc == 0, run.out + run.err
+    (r,) = load_results(run)
+    assert r["verdict"] == "pass", r["message"]
+    load = r["evidence"]["load"]
+    assert load["plan"]["protocol"] == "eventsource"
+    assert load["groups"]["path"]["latency"]["before"]["n"] > 0
+    assert load["storm"]["methods"] == ["Email/changes"] and load["storm"]["changes_lost"] == 0
+    assert "eventsource notification latency" in (run.dir / "index.html").read_text()

@@ -49,7 +49,7 @@ def endpoints(case, name: str) -> Endpoints:
 def jmap_accounts(case, ping: int) -> dict[str, JmapAccount]:
     """Each account's JMAP session facts, discovered on the direct path: the same request targets then go
     through the path (an EventSource stream asks for Email changes and a ping every ``ping`` seconds)."""
-    from conformance.checks.jmap._support import client, event_source_url
+    from conformance.checks.support.jmap import client, event_source_url
 
     out = {}
     ep = case.target.endpoint("jmap")
