@@ -35,10 +35,12 @@ UNKNOWN_S = 0.1  # what a case missing from durations.json is expected to take
 # pytest, the collection of the checks and mitmproxy (CPU seconds), and per target kind the start of its own
 # server (CPU seconds, wall seconds); an external target (a file) is already running
 WORKER_CPU_S = 1.0
+WORKER_START_S = 0.7  # and the wall time before a started worker runs its first case (on the critical path)
 TARGET_START = {"dovecot": (0.05, 0.3), "cyrus": (1.0, 3.0), "cyrus-push": (1.0, 3.0)}
 CONTAINER_START = (0.3, 1.0)
 CHECK_CPU_SHARE = 0.12  # of a case's duration, what is CPU (the default run: ~8 CPU-s in 64 s of cases)
 AUTO_WORKERS_MAX = 16
+AUTO_SLACK = 1.1
 
 
 def case_key(nodeid: str) -> str:
@@ -102,8 +104,9 @@ def auto_workers(expected: list[float], targets: list[str], cpus: int | None = N
 
     Cases mostly wait, so a waiting case should not hold a core: the count is where two estimates of the run's
     wall time cross, the waits (the longest-first makespan over n workers, after the target start) falling with
-    n and the CPU (each worker's start, its targets' start, the cases' own share) rising with n. A single
-    case, or cases that together take about as long as the longest, run in this process.
+    n and the CPU (each worker's start, its targets' start, the cases' own share) rising with n; of the counts
+    within 10 % of the best, the smallest. A single case, a few short ones, or cases that together take about as
+    long as the longest, run in this process.
     """
     cpus = cpus or os.cpu_count() or 1
     if len(expected) <= 1 or math.fsum(expected) <= max(expected) + UNKNOWN_S:
@@ -111,13 +114,16 @@ def auto_workers(expected: list[float], targets: list[str], cpus: int | None = N
     start_cpu, start_wall = target_start(targets)
     checks_cpu = CHECK_CPU_SHARE * math.fsum(expected)
 
-    def estimate(n: int) -> float:
-        waits = start_wall + makespan(expected, n)
+    def estimate(n: int) -> float:  # n == 0: every case in this process, no worker to start
+        waits = start_wall + makespan(expected, max(n, 1)) + (WORKER_START_S if n else 0.0)
         cpu = (n * (WORKER_CPU_S + start_cpu) + checks_cpu) / cpus
         return max(waits, cpu)
 
-    best = min(range(1, min(len(expected), AUTO_WORKERS_MAX) + 1), key=lambda n: (round(estimate(n), 1), n))
-    return best if best > 1 else 0
+    counts = range(0, min(len(expected), AUTO_WORKERS_MAX) + 1)
+    best = min(estimate(n) for n in counts)
+    # the fewest workers that come within 10 % (and half a second) of the best: a worker's CPU is not free on a
+    # shared machine, and a few short cases are quicker in this process than a worker takes to start
+    return next(n for n in counts if estimate(n) <= best * AUTO_SLACK + 0.5)
 
 
 @dataclass

@@ -185,14 +185,16 @@ class DirectRelay:
     Once a flow relays with in-line handlers, each chunk its connection handler reads goes straight to the same
     handlers (``tcp_message``, in order, each free to rewrite the message) and then to the peer's writer: the
     layer stack, the command generator and the event lock are skipped for data only. Everything else (connects,
-    closes, half-closes, cuts, timeouts) still takes mitmproxy's path. Installed on the one connection handler
-    (an instance attribute), so a plain mitmdump keeps its own behaviour. About a third of the relay's CPU
-    per message (bench/tcp_path.py)."""
+    closes, half-closes, cuts, timeouts) still takes mitmproxy's path; after a relayed chunk only the writer it
+    went to is drained. Installed on the one connection handler (instance attributes), so a plain mitmdump keeps
+    its own behaviour. About a third of the relay's instructions per message (bench/tcp_path.py)."""
 
     def __init__(self, handler, layer: InlineTCPLayer, dispatch) -> None:
         self.handler, self.flow, self.dispatch = handler, layer.flow, dispatch
         self.peers = {layer.context.client: layer.context.server, layer.context.server: layer.context.client}
         self.generic = handler.server_event
+        self.generic_drain = handler.drain_writers
+        self.written = None  # the writer a relayed chunk went to, drained next (instead of every writer)
         self.chain_len = len(dispatch.manager.chain)
         self.handlers = dispatch.handlers(TcpMessageHook(self.flow))  # in line: checked by run_inline just before
 
@@ -205,7 +207,9 @@ class DirectRelay:
             return
         if layer.context.server not in handler.transports:
             return
-        handler.server_event = cls(handler, layer, dispatch)
+        relay = cls(handler, layer, dispatch)
+        handler.server_event = relay
+        handler.drain_writers = relay.drain_writers
 
     async def __call__(self, event) -> None:
         if type(event) is events.DataReceived and event.connection in self.peers and self.relay(event):
@@ -232,7 +236,21 @@ class DirectRelay:
         io = self.handler.transports.get(self.peers[event.connection])
         if io is not None and io.writer is not None and not io.writer.is_closing() and message.content:
             io.writer.write(message.content)
+            self.written = io
         return True
+
+    async def drain_writers(self) -> None:
+        """After a relayed chunk only its writer can be full (the backpressure mitmproxy's own loop applies);
+        after anything else, every writer, as mitmproxy does."""
+        io, self.written = self.written, None
+        if io is None:
+            await self.generic_drain()
+            return
+        try:
+            await io.writer.drain()
+        except OSError as e:
+            if io.handler is not None:
+                io.handler.cancel(f"Error sending data: {e}")
 
 
 class RawTcp:
