@@ -489,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         return die(str(e))
     except KeyboardInterrupt:
         return die("interrupted; results appended so far are kept in the run directory's results.d/")
+    finally:
+        if argv is None:  # the `lemonade` command itself, about to exit: skip the final walk of every object
+            import gc
+
+            gc.freeze()
 
 
 if __name__ == "__main__":

@@ -148,3 +148,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = state_of(session.config)
     if state is not None:
         state.stop()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An xdist worker is about to exit: every object it holds is left to the exit itself. Without this the
+    interpreter's final garbage collection walks them all (mitmproxy, pytest, the checks): up to a second per
+    worker, while the run waits for its last worker to end."""
+    if state_of(config) is not None and hasattr(config, "workerinput"):
+        import gc
+
+        gc.freeze()
