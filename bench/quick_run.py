@@ -10,6 +10,9 @@ The verdicts of every run are compared (a concurrency change that makes a verdic
     .venv/bin/python bench/quick_run.py [--repeat 3] [--setting old='-n 2 --schedule collection'] \\
         [--setting new=''] [--store-durations] [-- extra lemonade run args]
 
+A setting named ``NAME@DIR`` runs the code of another source tree with this virtualenv, e.g. main before a
+change: ``git archive main | tar -x -C /tmp/main`` then ``--setting 'old@/tmp/main=-n 2' --setting new=``.
+
 Settings alternate inside each round so a changing machine load affects them alike; the load average is
 printed beside each figure because the machine is shared. Prints a table and one JSON line.
 """
@@ -39,14 +42,16 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def one_run(args: list[str]) -> dict:
+def one_run(args: list[str], tree: Path | None = None) -> dict:
+    """One `lemonade run`; from another source tree (``tree``: e.g. an export of main) when given, with the same
+    virtualenv, so old and new code are compared in one sitting."""
     with tempfile.TemporaryDirectory(prefix="lemonade-bench-") as tmp:
         out = Path(tmp) / "run"
-        cmd = [str(ROOT / ".venv" / "bin" / "lemonade"), "run", "--output", str(out), *args]
+        cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "conformance.cli", "run", "--output", str(out), *args]
         load0 = os.getloadavg()[0]
         cpu0, t0 = children_cpu(), time.monotonic()
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800,
-                           env=dict(os.environ, LEMONADE_REPORTS=tmp))
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=tree or ROOT, timeout=1800,
+                           env=dict(os.environ, LEMONADE_REPORTS=tmp, PYTHONPATH=str(tree or ROOT)))
         wall, cpu = time.monotonic() - t0, children_cpu() - cpu0
         if p.returncode not in (0, 1):
             print(p.stdout[-2000:], p.stderr[-2000:], file=sys.stderr)
@@ -79,13 +84,19 @@ def main() -> int:
                     help="write the last setting's measured durations into conformance/plugin/durations.json")
     ap.add_argument("extra", nargs="*", help="extra `lemonade run` arguments for every setting (after --)")
     args = ap.parse_args()
-    settings = [tuple(s.split("=", 1)) for s in args.setting] or DEFAULT_SETTINGS
+    settings = [tuple(s.split("=", 1)) for s in args.setting] or list(DEFAULT_SETTINGS)
+    trees = {}  # NAME@DIR=ARGS: that setting runs the code in DIR
+    for i, (name, text) in enumerate(settings):
+        if "@" in name:
+            name, tree = name.split("@", 1)
+            trees[name] = Path(tree)
+            settings[i] = (name, text)
     runs: dict[str, list[dict]] = {name: [] for name, _ in settings}
     print(f"bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start, "
           f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}", flush=True)
     for i in range(args.repeat):
         for name, text in settings:
-            r = one_run([*shlex.split(text), *args.extra])
+            r = one_run([*shlex.split(text), *args.extra], trees.get(name))
             runs[name].append(r)
             print(f"  round {i + 1} {name:>6} (-n {r['workers']}): wall {r['wall_s']:6.1f} s, cases {r['results']}, "
                   f"sum {r['sum_s']:5.1f} s, longest {r['longest_s']:4.1f} s, cpu {r['cpu_s']:5.1f} s, "
@@ -100,11 +111,14 @@ def main() -> int:
               + ", ".join(f"{c['wall_s']:.1f} s (case {c['longest_s']:.1f} s)" for c in chain), flush=True)
     chain_s = statistics.median(c["wall_s"] for c in chain) if chain else None
 
-    # verdicts: identical over every run of every setting?
+    # verdicts: identical over every run of every setting? (settings running other trees may differ by design:
+    # their differences are listed, the verdict identity asked of a setting is within its own runs)
     all_runs = [r for rs in runs.values() for r in rs]
     first = all_runs[0]["verdicts"]
     differing = sorted({k for r in all_runs for k in set(first) | set(r["verdicts"])
                         if r["verdicts"].get(k) != first.get(k)})
+    within = {name: sorted({k for r in rs for k in set(rs[0]["verdicts"]) | set(r["verdicts"])
+                            if r["verdicts"].get(k) != rs[0]["verdicts"].get(k)}) for name, rs in runs.items()}
     summary = {"cpus": os.cpu_count(), "repeat": args.repeat, "chain_wall_s": chain_s,
                "chain_case": chain[0]["longest"]["nodeid"] if chain else None,
                "verdicts_identical": not differing, "differing": differing[:20], "runs": len(all_runs),
@@ -124,13 +138,17 @@ def main() -> int:
               f"{row['wall_over_chain'] if row['wall_over_chain'] is not None else '-':>11} {med['load1']:5.1f}")
     print(f"verdicts: {'identical' if not differing else 'DIFFERENT'} over {len(all_runs)} runs"
           + (f" ({len(differing)} cases differ: {', '.join(differing[:5])})" if differing else ""))
+    for name, diff in within.items():
+        print(f"  within {name}: {'identical' if not diff else 'DIFFERENT: ' + ', '.join(diff[:5])} over "
+              f"{len(runs[name])} runs")
+    summary["within"] = within
     if args.store_durations:
         from conformance.plugin.schedule import store_durations
 
         n = store_durations([r for run in last for r in run["durations"]], keep_old=False)
         print(f"durations: {n} cases written to conformance/plugin/durations.json")
     print(json.dumps(summary))
-    return 0 if not differing else 1
+    return 0 if not any(within.values()) else 1
 
 
 if __name__ == "__main__":
