@@ -120,6 +120,29 @@ def group_cpu_s(provider) -> float | None:
     return round(total / tick, 2)
 
 
+class RemoteResults:
+    """A pytest plugin object on the controller: keeps the load results workers send back, and writes those whose
+    worker's results file is not on this machine (a worker on another host wrote it there)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.results: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report) -> None:
+        self.results += [value for key, value in report.user_properties if key == "lemonade_load_result"]
+
+    def keep(self) -> int:
+        from ..results import ResultsWriter
+
+        kept = 0
+        for r in self.results:
+            worker = str(r.get("worker") or "remote")
+            if not (self.out / "results.d" / f"{worker}.jsonl").exists():
+                ResultsWriter(self.out / "results.d", f"remote-{worker}").append(r)
+                kept += 1
+        return kept
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from ..cli import (
         ProgressPrinter,
@@ -173,7 +196,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         import pytest
 
         server_cpu0 = group_cpu_s(provider)
-        rc = int(pytest.main(pytest_args, plugins=[ProgressPrinter()]))
+        remote = RemoteResults(out)
+        rc = int(pytest.main(pytest_args, plugins=[ProgressPrinter(), remote]))
+        if remote.keep():
+            run_meta["load"]["remote_results"] = True
         server_cpu1 = group_cpu_s(provider)
         if server_cpu0 is not None and server_cpu1 is not None:
             run_meta["load"]["server_cpu_s"] = round(server_cpu1 - server_cpu0, 2)

@@ -124,6 +124,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         state.writer.append(result)
     except OSError as e:  # the run directory vanished: say so, keep going
         item.config.issue_config_time_warning(pytest.PytestWarning(f"cannot append result: {e}"), stacklevel=2)
+    if item.config.getoption("--lemonade-load", None) is not None and hasattr(item.config, "workerinput"):
+        # a load shard may run on another machine (xdist --tx ssh=...): the whole result travels back with the
+        # report, and the controller keeps it when the worker's own results file is not on its disk
+        report.user_properties.append(("lemonade_load_result", result))
     report.user_properties.append(("lemonade_result", {
         "check": result["check"], "target": result["target"], "scenario": result["scenario"],
         "subject": result["subject"], "role": result["role"], "verdict": result["verdict"],

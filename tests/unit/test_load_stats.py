@@ -80,3 +80,21 @@ def test_the_figures_draw_numbers_and_escape_the_rest():
                                          {"evidence": {"load": shard("imap", "2/2", [0.2] * 5)}}]})
     assert "2 shards joined" in run
     assert figure.render_run({"results": [{"evidence": {"load": data}}]}) is None
+
+
+def test_results_a_remote_worker_sends_back_are_kept_once(tmp_path):
+    """A load shard on another host (xdist --tx ssh=...) wrote its results file there: the controller keeps the
+    copy that came back with the report; a local worker's own file is not duplicated."""
+    from types import SimpleNamespace
+
+    from conformance.load.command import RemoteResults
+    from conformance.results import ResultsWriter, read_partial
+
+    ResultsWriter(tmp_path / "results.d", "gw0").append({"check": "scale/push_at_scale", "nodeid": "local"})
+    remote = RemoteResults(tmp_path)
+    for worker, nodeid in (("gw0", "local"), ("gw1", "far")):
+        remote.pytest_runtest_logreport(SimpleNamespace(user_properties=[
+            ("lemonade_result", {}), ("lemonade_load_result", {"nodeid": nodeid, "worker": worker})]))
+    assert remote.keep() == 1
+    assert sorted(r["nodeid"] for r in read_partial(tmp_path / "results.d")) == ["far", "local"]
+    assert {r["worker"] for r in read_partial(tmp_path / "results.d")} == {"gw0", "remote-gw1"}
