@@ -184,6 +184,7 @@ def main() -> int:
     if not hasattr(NetworkPath, "record_messages"):  # an older tree (before/after comparisons)
         variants.remove("path, recording off")
     rtts: dict[str, list[float]] = {v: [] for v in variants}
+    rounds: list[dict[str, tuple[float, float]]] = []  # per round: variant -> (median NOOP, FETCH rate)
     rates: dict[str, list[float]] = {v: [] for v in variants}
     cpu_rtt: dict[str, list[float]] = {v: [] for v in variants}
     cpu_mb: dict[str, list[float]] = {v: [] for v in variants}
@@ -201,6 +202,7 @@ def main() -> int:
             bare_cpu = bare.thread_cpu
             # interleave the variants so a changing machine load hits them all alike
             for _ in range(args.rounds):
+                rounds.append({})
                 for v in variants:
                     if v.startswith("path") and "path, recording off" in variants:
                         path.record_messages(v == "path")
@@ -209,6 +211,7 @@ def main() -> int:
                     r, rate, c_rtt, c_mb = measure(addr, user, size, args.noops // args.rounds, cpu)
                     rtts[v] += r
                     rates[v].append(rate)
+                    rounds[-1][v] = (statistics.median(r), rate)
                     cpu_rtt[v].append(c_rtt)
                     cpu_mb[v].append(c_mb)
         finally:
@@ -241,6 +244,12 @@ def main() -> int:
         print(f"{v:>20} {m * 1e3:8.3f} {m / md:8.2f} {m / mb:6.2f} {t / 1e6:11.1f} {t / td:10.0%} {tb / t:10.2f} "
               f"{c1:11.3f} {c2:10.2f}")
     print("aims: the path within 1.25x of the bare relay on both figures (NOOP /bare <= 1.25, bare/this <= 1.25)")
+    # the same ratios per round (variants measured one after the other share the machine's load), median of rounds
+    for v in variants[2:]:
+        noop = statistics.median(r[v][0] / r["bare relay"][0] for r in rounds)
+        fetch = statistics.median(r["bare relay"][1] / r[v][1] for r in rounds)
+        summary[v]["round_noop_over_bare"], summary[v]["round_bare_fetch_over_this"] = round(noop, 2), round(fetch, 2)
+        print(f"{v:>20}: per round, median of {len(rounds)}: NOOP /bare {noop:.2f}, bare/this FETCH {fetch:.2f}")
     print(f"path start (NetworkPath.start, one mitmproxy master, 3 listeners), median of {len(starts)}: "
           f"{statistics.median(starts) * 1e3:.0f} ms, max {max(starts) * 1e3:.0f} ms")
     print(f"transcript entries recorded on the path: {len(transcript.entries)} (+{transcript.dropped} over the cap)")

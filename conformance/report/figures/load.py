@@ -142,9 +142,9 @@ def storm_svg(data: dict[str, Any]) -> str | None:
                          f'stroke-dasharray="3 2"/><text x="{xb + dx:.1f}" y="{TOP + 18}" fill="#27ae60" '
                          f'text-anchor="{anchor}">all back +{float(back):.1f} s</text>')
         refusals = sum((storm.get("refusals") or {}).values())
-        parts.append(f'<text x="{LEFT}" y="{H - 4}" fill="#555">reconnects moved {_kb(storm.get("octets", 0))} '
-                     f'({float(storm.get("octets_per_session", 0)):.0f} B each); {storm.get("attempts")} attempts, '
-                     f'{refusals} refused; {storm.get("changes_lost")} changes lost</text>')
+        parts.append(f'<text x="{LEFT}" y="{H - 4}" fill="#555">reconnects: {_kb(storm.get("octets", 0))} '
+                     f'({float(storm.get("octets_per_session", 0)):.0f} B each), {storm.get("attempts")} attempts, '
+                     f'{refusals} refused, {storm.get("changes_lost")} lost</text>')
     parts.append(f'<text x="{LEFT}" y="{H - 16}"><tspan fill="{COLOURS["path"]}">■ path</tspan> '
                  f'<tspan fill="{COLOURS["control"]}">■ control</tspan> (sessions idling)</text>')
     parts.append("</svg>")
