@@ -194,6 +194,7 @@ def main() -> int:
         append_message(direct, user, size)
         transcript = Transcript()
         transcript.secrets |= target.secrets()
+        transcript.max_entries = 10 ** 7  # recording on means every message, all along (no cap reached)
         path = NetworkPath(parse_scenario(args.scenario), target, transcript).start()
         bare = BareRelay(direct)
         try:
