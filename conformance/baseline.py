@@ -8,6 +8,8 @@ One ``[[expected]]`` table per known failure::
     target = "dovecot"                           # target name as results.json shows it
     version = "Dovecot 2.3.*"                    # optional: glob over the target's version (as results.json shows it)
     scenario = "direct"                          # optional: only under this scenario
+    client = "fetchmail"                         # only for results that judge this client (role client); without
+                                                 # it, an entry applies to the server's own results only
     reason = "Dovecot 2.3 implements neither CONVERT nor CONTEXT=SORT"   # mandatory
     rfc = "RFC 5550 section 3.1"                 # optional citation
     expires = 2027-06-30                         # optional: from this day on the entry no longer applies
@@ -33,7 +35,7 @@ from typing import Any
 from .errors import BadInput
 from .verdicts import case_id, requirement_verdicts, worst
 
-KEYS = {"check", "requirement", "target", "version", "scenario", "reason", "rfc", "expires"}
+KEYS = {"check", "requirement", "target", "version", "scenario", "client", "reason", "rfc", "expires"}
 EXPECTED_FAILING = ("fail", "non-strict")  # verdicts a baseline entry expects and turns into xfail
 
 
@@ -45,6 +47,7 @@ class Entry:
     requirement: str | None = None
     version: str | None = None
     scenario: str | None = None
+    client: str | None = None  # the client under test this entry is about (None: the server's own results)
     rfc: str | None = None
     expires: str | None = None  # ISO date
     index: int = 0  # position in the file, 1-based, for messages
@@ -65,6 +68,9 @@ class Entry:
         if self.requirement and self.requirement not in result.get("requirements", []):
             return False
         if result.get("target") != self.target:
+            return False
+        is_client = result.get("role") == "client"
+        if is_client != bool(self.client) or (self.client and result.get("subject") != self.client):
             return False
         if self.scenario and result.get("scenario") != self.scenario:
             return False
@@ -179,5 +185,6 @@ def load_baseline(path: str | Path, known_requirements: set[str] | None = None) 
             expires = expires.isoformat()
         entries.append(Entry(reason=item["reason"].strip(), target=item["target"], check=item.get("check"),
                              requirement=item.get("requirement"), version=item.get("version"),
-                             scenario=item.get("scenario"), rfc=item.get("rfc"), expires=expires, index=i))
+                             scenario=item.get("scenario"), client=item.get("client"), rfc=item.get("rfc"),
+                             expires=expires, index=i))
     return Baseline(str(p), entries)

@@ -14,12 +14,13 @@ from typing import Any
 
 import yaml
 
+from .data import data_dir
 from .errors import BadInput
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+PROFILES_DIR = data_dir("profiles")
 LEVELS = ("MUST", "SHOULD", "MAY", "PROFILE")
 STRICT_LEVELS = ("MUST", "PROFILE")  # a failure at these levels fails a run
-FAMILIES = ("http-binding", "push", "reconnect", "envelope-security", "transport-security", "capability")
+FAMILIES = ("http-binding", "push", "reconnect", "envelope-security", "transport-security", "capability", "client")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*){1,5}$")
 PARAM_TYPES = {"float": float, "int": int, "str": str, "bool": bool, "list": list}
 

@@ -16,13 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .data import reports_dir
 from .errors import BadInput
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REPORTS = Path(os.environ.get("LEMONADE_REPORTS", REPO_ROOT / "reports"))
-VERDICT_STYLE = {"pass": "green", "fail": "bold red", "non-strict": "yellow", "informational": "cyan",
-                 "not-applicable": "dim", "error": "bold magenta", "xfail": "blue", "xpass": "bold red",
-                 "skipped": "dim"}
 
 
 def console(stderr: bool = False):
@@ -40,47 +35,23 @@ def die(msg: str, code: int = 2) -> int:
 
 
 # -- run ---------------------------------------------------------------------------------------
-class ProgressPrinter:
-    """A pytest plugin object: prints one line per finished case (works under xdist's controller)."""
-
-    def __init__(self) -> None:
-        self.con = console()
-        self.n = 0
-
-    def pytest_collectreport(self, report) -> None:
-        if report.failed:
-            self.con.print(f"[bold red]cannot collect {report.nodeid}:[/]", markup=True)
-            self.con.print(report.longreprtext, markup=False)
-
-    def pytest_runtest_logreport(self, report) -> None:
-        if report.when != "teardown":
-            return
-        for key, r in report.user_properties:
-            if key == "lemonade_result":
-                self.n += 1
-                style = VERDICT_STYLE.get(r["verdict"], "default")
-                msg = r["message"]
-                self.con.print(f"[{style}]{r['verdict']:>14}[/] {r['check']} [dim]{r['target']} | {r['scenario']}"
-                               f" {r['duration_s']:.2f}s[/]" + (f"  {msg}" if msg and r["verdict"] != "pass" else ""),
-                               markup=True, highlight=False)
-
-
 def make_run_dir(output: str | None) -> Path:
     if output:
         out = Path(output)
         if any((out / "results.d").glob("*.jsonl")):
             raise BadInput(f"{out} already holds a run's results; choose another --output or remove it")
     else:
+        reports = reports_dir()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        out = DEFAULT_REPORTS / stamp
+        out = reports / stamp
         n = 1
         while out.exists():
             n += 1
-            out = DEFAULT_REPORTS / f"{stamp}-{n}"
+            out = reports / f"{stamp}-{n}"
     out.mkdir(parents=True, exist_ok=True)
     if not output:
-        latest = DEFAULT_REPORTS / "latest"
-        tmp = DEFAULT_REPORTS / f".latest-{uuid.uuid4().hex[:6]}"
+        latest = reports / "latest"
+        tmp = reports / f".latest-{uuid.uuid4().hex[:6]}"
         tmp.symlink_to(out.name)
         tmp.replace(latest)
     return out
@@ -92,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:  # everything is validated before anything starts: bad input is exit 2 with one clear line
         plan = plan_run(targets=args.target, profiles=args.profile, scenarios=args.scenario, depth=args.depth,
+                        clients=args.client,
                         deadline=args.deadline, case_timeout=args.case_timeout)
         baseline = None
         if args.baseline:
@@ -105,7 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BadInput as e:
         return die(str(e))
     run_meta = start_run_meta(out, plan)
-    console().print(f"[bold]lemonade run[/] targets={', '.join(plan.target_names.values())} "
+    console().print(f"[bold]lemonade run[/] {'clients=' + ','.join(plan.clients) + ' ' if plan.clients else ''}"
+                    f"targets={', '.join(plan.target_names.values())} "
                     f"profiles={', '.join(plan.profiles)} depth={plan.depth} -> {out}", markup=True)
     t0 = time.monotonic()
     rc = run_checks(out, plan, args)
@@ -192,6 +165,8 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
     pytest_args = pytest_args_for(out, plan)
     if args.k:
         pytest_args += ["-k", args.k]
+    for c in plan.clients:
+        pytest_args += ["--lemonade-client", c]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
     workers = worker_setting(args.n, pytest_args, plan.targets)
@@ -199,7 +174,12 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["-n", workers, "-p", "xdist"]
         if args.schedule == "collection":
             pytest_args += ["--dist", "load", "--lemonade-schedule", "collection"]
-    return int(pytest.main(pytest_args, plugins=[ProgressPrinter()]))
+        elif plan.clients:  # client cases wait for minutes or seconds: idle workers take pending cases from busy ones
+            pytest_args += ["--dist", "worksteal"]
+    from .progress import progress_for
+
+    with progress_for(console()) as progress:
+        return int(pytest.main(pytest_args, plugins=[progress]))
 
 
 class CaseCollector:
@@ -298,6 +278,7 @@ def probe_target_file(spec: str) -> str | None:
 def print_summary(doc: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
+    from .progress import VERDICT_STYLE
     from .verdicts import VERDICTS
 
     con = console()
@@ -339,6 +320,29 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         params = "\n".join(f"{p['name']}={p['quick']}/{p['full']}{p['unit']}"
                            + (f" ({'|'.join(p['choices'])})" if p["choices"] else "") for p in r["params"])
         table.add_row(r["name"], r.get("kind", ""), r["path"], params or "-", r["summary"])
+    console().print(table)
+    return 0
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    from .subjects.adapters import load_adapters
+
+    try:
+        rows = [a.describe() for a in load_adapters().values()]
+    except BadInput as e:
+        return die(str(e))
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.table import Table
+
+    table = Table(title="clients under test (adapters in clients/<name>/; lemonade run --client NAME)")
+    for col in ("name", "version", "protocols", "supports", "cases", "package"):
+        table.add_column(col)
+    for r in rows:
+        version = r["version"] or ("[red]not installed[/]" if not r["installed"] else "?")
+        table.add_row(r["name"], version, ", ".join(r["protocols"]), ", ".join(r["supports"]), ", ".join(r["cases"]),
+                      r["package"])
     console().print(table)
     return 0
 
@@ -409,6 +413,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return exit_code(doc)
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    from .site import build_site, print_outcome
+
+    out = Path(args.output)
+    outcome = build_site(args.inputs, out, args.title or "")
+    print_outcome(outcome, out)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor(args.format)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lemonade", description=__doc__.splitlines()[0])
     ap.add_argument("--version", action="version", version=f"lemonade-conformance {__version__}")
@@ -417,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", action="append", default=[], help="dovecot (default) or a target file; repeatable")
     r.add_argument("--profile", action="append", default=[], help="select checks by profile; repeatable (default: all)")
     r.add_argument("--scenario", action="append", default=[], help="scenario string; repeatable (default: per check)")
+    r.add_argument("--client", action="append", default=[], help="judge this client program (adapter name from "
+                   "'lemonade clients list', or an adapter folder); repeatable; the targets become partner servers")
     r.add_argument("--depth", choices=("quick", "full"), default="quick")
     r.add_argument("--output", help="run directory (default reports/<UTC timestamp>, reports/latest points at it)")
     r.add_argument("-k", help="pytest -k expression over check names")
@@ -441,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list"])
     s.add_argument("--format", choices=["text", "json"], default="text")
     s.set_defaults(fn=cmd_scenarios)
+    cl = sub.add_parser("clients", help="client programs the suite can judge (adapters), their versions and support")
+    cl.add_argument("action", choices=["list"])
+    cl.add_argument("--format", choices=["text", "json"], default="text")
+    cl.set_defaults(fn=cmd_clients)
     p = sub.add_parser("profiles", help="requirement profiles and their coverage")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("name", nargs="?")
@@ -473,6 +498,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("inputs", nargs="+", help="results.json files or run directories")
     m.add_argument("-o", "--output", required=True, help="directory for the merged results.json, index.html, junit.xml")
     m.set_defaults(fn=cmd_merge)
+    st = sub.add_parser("site", help="a static site of many runs: index, stable report permalinks, latest "
+                                     "subject x scenario matrix, history per subject with diffs, site.json")
+    st.add_argument("inputs", nargs="*", help="results.json files, run directories, or folders of run directories "
+                                              "(added to the runs the site already holds)")
+    st.add_argument("-o", "--output", required=True, help="the site folder (made, or extended when it holds a site)")
+    st.add_argument("--title", help="heading of every page (default: lemonade interop results)")
+    st.set_defaults(fn=cmd_site)
+    doc = sub.add_parser("doctor", help="what this machine lacks for each part of the suite, and how to install it "
+                                        "(exit 1: the default run cannot work here)")
+    doc.add_argument("--format", choices=["text", "json"], default="text")
+    doc.set_defaults(fn=cmd_doctor)
     from .load.command import add_parser as add_load_parser
 
     add_load_parser(sub)

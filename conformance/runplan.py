@@ -35,6 +35,7 @@ class RunPlan:
     case_timeout_s: float = DEFAULT_CASE_TIMEOUT_S["quick"]
     profiles_given: list[str] = field(default_factory=list)
     scenarios_given: list[str] = field(default_factory=list)
+    clients: list[str] = field(default_factory=list)  # --client values: the run judges these clients
 
     def drop_target(self, spec: str) -> None:
         self.targets.remove(spec)
@@ -42,8 +43,13 @@ class RunPlan:
 
     def as_run_meta(self) -> dict[str, Any]:
         """What results.json's run section records about the plan."""
-        return {"profiles": self.profiles, "scenarios": [str(s) for s in self.scenarios] or ["(per check)"],
+        meta = {"profiles": self.profiles, "scenarios": [str(s) for s in self.scenarios] or ["(per check)"],
                 "depth": self.depth, "deadline_s": self.deadline_s, "case_timeout_s": self.case_timeout_s}
+        if self.clients:
+            from .subjects.adapters import find_adapter
+
+            meta["clients"] = [find_adapter(c).describe() for c in self.clients]
+        return meta
 
 
 def positive_seconds(value: Any, option: str) -> float:
@@ -58,7 +64,7 @@ def positive_seconds(value: Any, option: str) -> float:
 
 def plan_run(*, targets: list[str] | None = None, profiles: list[str] | None = None,
              scenarios: list[str] | None = None, depth: str = "quick", deadline: Any = None,
-             case_timeout: Any = None) -> RunPlan:
+             case_timeout: Any = None, clients: list[str] | None = None) -> RunPlan:
     """Validate everything a run is given; any problem is a BadInput naming it."""
     from .catalog import load_catalog
     from .intermediaries.scenario import parse_scenario
@@ -67,7 +73,13 @@ def plan_run(*, targets: list[str] | None = None, profiles: list[str] | None = N
     if depth not in DEPTHS:
         raise BadInput(f"--depth {depth!r}: expected one of {', '.join(DEPTHS)}")
     catalog = load_catalog()
-    chosen = list(profiles or []) or sorted(catalog.profiles)
+    if clients:
+        from .subjects.adapters import find_adapter
+
+        for c in clients:
+            find_adapter(c)  # an unknown client or a broken adapter folder is named here
+    # a run that judges clients (--client) selects the client profile unless told otherwise
+    chosen = list(profiles or []) or (["client-intermediary"] if clients else sorted(catalog.profiles))
     for p in chosen:
         catalog.profile(p)
     parsed = [parse_scenario(s, depth) for s in scenarios or []]
@@ -81,4 +93,5 @@ def plan_run(*, targets: list[str] | None = None, profiles: list[str] | None = N
                    deadline_s=DEFAULT_DEADLINE_S if deadline is None else positive_seconds(deadline, "--deadline"),
                    case_timeout_s=(DEFAULT_CASE_TIMEOUT_S[depth] if case_timeout is None
                                    else positive_seconds(case_timeout, "--case-timeout")),
-                   profiles_given=list(profiles or []), scenarios_given=list(scenarios or []))
+                   profiles_given=list(profiles or []), scenarios_given=list(scenarios or []),
+                   clients=list(clients or []))

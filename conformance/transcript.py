@@ -61,6 +61,7 @@ class Redactor:
 
     def __init__(self, secrets: set[str] | None = None) -> None:
         self.in_sasl = False
+        self.rest_of_line = False  # a LOGIN/AUTH line was cut by a segment boundary: its tail is a credential too
         self.secrets = {s for s in (secrets or set()) if s}
 
     def client(self, text: str) -> str:
@@ -68,6 +69,12 @@ class Redactor:
         for line in text.splitlines(keepends=True):
             body = line.rstrip("\r\n")
             end = line[len(body):]
+            if self.rest_of_line:
+                out.append((REDACTED if body else "") + end)
+                self.rest_of_line = not end
+                continue
+            if not end and (self._imap_login.match(body) or self._imap_auth.match(body) or self._smtp_auth.match(body)):
+                self.rest_of_line = True  # the command continues in the next segment
             if self.in_sasl:
                 out.append((REDACTED if body not in ("", "*") else body) + end)
                 if body == "*":

@@ -28,6 +28,11 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# Client programs under test run as an unprivileged system user when the suite runs as root (clients/README.md)
+if [ "$(id -u)" -eq 0 ] && ! getent passwd lemonade-client >/dev/null; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lemonade-client
+fi
+
 # The real intermediaries' packages may start their services on install (CI machines without a policy-rc.d).
 # The suite never uses them (private configs, free ports): stop and disable the ones this run just installed;
 # a service that was there before is the machine owner's and is left alone.
@@ -67,11 +72,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.lemonade-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, httpx' 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import conformance, mitmproxy, httpx, jmapc' 2>/dev/null; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" > .venv/pip-install.log 2>&1 \
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,clients]" > .venv/pip-install.log 2>&1 \
     || { tail -20 .venv/pip-install.log >&2; echo "setup: pip install failed (log: .venv/pip-install.log)" >&2; exit 2; }
-  .venv/bin/python -c 'import conformance, mitmproxy, httpx, pytest, xdist' || { echo "setup: Python install failed" >&2; exit 2; }
+  .venv/bin/python -c 'import conformance, mitmproxy, httpx, pytest, xdist, build' || { echo "setup: Python install failed" >&2; exit 2; }
   echo "$want" > "$stamp"
 fi

@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from ..data import data_dir
 from ..errors import BadInput
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "profiles" / "presets"
+PRESETS_DIR = data_dir("profiles") / "presets"
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,9 @@ def add_parser(sub) -> None:
 
 def load_settings_overrides() -> dict[str, Any]:
     """The [load] table of servers/dovecot/settings.toml: the embedded Dovecot's limits for many sessions."""
-    from ..providers.dovecot import SERVERS_DIR
+    from ..data import data_dir
 
-    return dict(tomllib.loads((SERVERS_DIR / "dovecot" / "settings.toml").read_text()).get("load", {}))
+    return dict(tomllib.loads((data_dir("servers") / "dovecot" / "settings.toml").read_text()).get("load", {}))
 
 
 def make_plan(args: argparse.Namespace, deadline: float) -> tuple[LoadPlan, int]:
@@ -145,7 +145,6 @@ class RemoteResults:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from ..cli import (
-        ProgressPrinter,
         console,
         die,
         finalize_run,
@@ -196,8 +195,11 @@ def cmd_load(args: argparse.Namespace) -> int:
         import pytest
 
         server_cpu0 = group_cpu_s(provider)
+        from ..progress import progress_for
+
         remote = RemoteResults(out)
-        rc = int(pytest.main(pytest_args, plugins=[ProgressPrinter(), remote]))
+        with progress_for(console()) as progress:
+            rc = int(pytest.main(pytest_args, plugins=[progress, remote]))
         if remote.keep():
             run_meta["load"]["remote_results"] = True
         server_cpu1 = group_cpu_s(provider)

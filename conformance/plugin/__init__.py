@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from ..subjects.plugin import client_under_test
 from .fixtures import case, lemonade_case_param, load_plan, load_protocol, load_shard, path, scenario, target
 from .outcome import PHASES, build_result
 from .schedule import LongestFirstPlugin
@@ -22,7 +23,8 @@ from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
 
 # the fixtures pytest finds here
-__all__ = ["case", "lemonade_case_param", "load_plan", "load_protocol", "load_shard", "path", "scenario", "target"]
+__all__ = ["case", "client_under_test", "lemonade_case_param", "load_plan", "load_protocol", "load_shard", "path",
+           "scenario", "target"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-load", default=None, help="JSON of a load plan: run only the load checks (lemonade load)")
     g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
                                                               "as an error (default 300 at quick depth)")
+    g.addoption("--lemonade-client", action="append", default=[],
+                help="client under test (adapter name or folder; repeatable): the run judges clients, the targets "
+                     "are their partner servers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenarios(*specs): scenarios the check is meaningful under (default: direct)")
     config.addinivalue_line("markers", "depth(name): only run at this depth; skipped with the command otherwise")
     config.addinivalue_line("markers", "load: a load check (many concurrent sessions): run by lemonade load only")
+    config.addinivalue_line("markers", "long_wait: the check observes for a long time; scheduled first")
     if not config.getoption("--lemonade-output", None):
         return
     state = RunState(config)

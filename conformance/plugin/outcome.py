@@ -21,7 +21,7 @@ from ..targets import Account
 from ..transcript import Redactor
 from ..verdicts import Phase, Softer, judge
 from .fixtures import CASE
-from .selection import case_param, check_id, requirements_of, rerun_command
+from .selection import case_param, check_id, client_of, requirements_of, rerun_command
 from .state import RunState
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ def build_result(state: RunState, item: pytest.Item, phases: dict) -> dict[str, 
     result = Result(
         check=check_id(item.function), requirements=reqs, target=name, scenario=str(sc),
         verdict=verdicts.verdict, message=verdicts.message, requirement_verdicts=verdicts.as_dict(),
-        subject=name, role="server", duration_s=round(sum(p[2] for p in phases.values()), 3), evidence=evidence,
+        subject=client_of(item) or name, role="client" if client_of(item) else "server",
+        duration_s=round(sum(p[2] for p in phases.values()), 3), evidence=evidence,
         level=strictest(list(levels.values())), profiles=profiles, nodeid=item.nodeid,
         rerun=rerun_command(state, item), started=round(ctx.started if ctx else time.time(), 3),
         worker=state.writer.worker)

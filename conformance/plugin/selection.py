@@ -42,16 +42,23 @@ def check_id(function) -> str:
 def case_param(item) -> tuple[str, Scenario | str]:
     """(--target value, scenario) of a parametrised case."""
     if hasattr(item, "callspec"):
-        return item.callspec.params.get("lemonade_case_param", ("dovecot", "direct"))
+        return tuple(item.callspec.params.get("lemonade_case_param", ("dovecot", "direct"))[:2])
     return ("dovecot", "direct")
+
+
+def client_of(item) -> str | None:
+    """The client a case judges (role client), or None for a server case."""
+    param = item.callspec.params.get("lemonade_case_param", ()) if hasattr(item, "callspec") else ()
+    return param[2] if len(param) > 2 else None
 
 
 def rerun_command(state: RunState, item: pytest.Item, depth: str | None = None) -> str:
     if state.config.getoption("--lemonade-load", None) is not None:
         return state.rerun_prefix  # `lemonade load` passes its whole command: its target file is private
     spec, sc = case_param(item)
-    parts = [state.rerun_prefix, "--target", spec, "--scenario", str(sc), "--depth", depth or state.depth,
-             "-k", item.originalname if hasattr(item, "originalname") else item.name]
+    client = client_of(item)
+    parts = [state.rerun_prefix, *(["--client", client] if client else []), "--target", spec, "--scenario", str(sc),
+             "--depth", depth or state.depth, "-k", item.originalname if hasattr(item, "originalname") else item.name]
     return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts))
 
 
@@ -74,11 +81,19 @@ def scenarios_for(state: RunState, definition) -> list[Scenario]:
 
 
 def parametrize(metafunc: pytest.Metafunc, state: RunState) -> None:
+    """Targets x scenarios; for client checks (they take ``client_under_test``) x the selected clients too. A run
+    judges either clients (--client) or servers: the other role's checks get no case."""
     params, ids = [], []
+    judges_client = "client_under_test" in metafunc.fixturenames
+    subjects: list[str | None] = state.clients.names() if judges_client else [None]
+    if judges_client != bool(state.clients):
+        subjects = []
     for spec in state.target_specs:
         for sc in scenarios_for(state, metafunc.definition):
-            params.append((spec, sc))
-            ids.append(f"{state.target_names[spec]}|{sc}")
+            for client in subjects:
+                params.append((spec, sc) if client is None else (spec, sc, client))
+                ids.append(f"{state.target_names[spec]}|{sc}" if client is None
+                           else f"{client}@{state.target_names[spec]}|{sc}")
     metafunc.parametrize("lemonade_case_param", params, ids=ids, indirect=True)
 
 
@@ -109,6 +124,9 @@ def select(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> 
         raise pytest.UsageError("checks name requirements that are not in profiles/:\n  " + "\n  ".join(unknown))
     if drop:
         config.hook.pytest_deselected(items=drop)
+    from ..subjects.plugin import long_waits_first
+
+    long_waits_first(keep)
     items[:] = keep
 
 

@@ -28,7 +28,11 @@ class RunState:
                 targets=config.getoption("--lemonade-target"), profiles=config.getoption("--lemonade-profile"),
                 scenarios=config.getoption("--lemonade-scenario"), depth=config.getoption("--lemonade-depth"),
                 deadline=config.getoption("--lemonade-deadline"),
-                case_timeout=config.getoption("--lemonade-case-timeout"))
+                case_timeout=config.getoption("--lemonade-case-timeout"),
+                clients=config.getoption("--lemonade-client"))
+            from ..subjects.plugin import ClientSelection
+
+            self.clients = ClientSelection.from_specs(self.plan.clients)
         except BadInput as e:
             raise pytest.UsageError(str(e)) from None
         self.output = Path(config.getoption("--lemonade-output"))
@@ -69,7 +73,7 @@ class RunState:
             raise HarnessError(self.target_errors[spec])
         if spec not in self.targets:
             try:
-                prov = provider_for(spec, self.depth, self.output / "logs")
+                prov = provider_for(spec, self.depth, self.output / "logs", **self.clients.partner_settings(spec))
                 self.providers[spec] = prov
                 self.targets[spec] = prov.start()
                 name = self.target_names[spec]

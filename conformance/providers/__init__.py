@@ -72,9 +72,10 @@ def is_container_target(spec: str) -> bool:
     return spec in NAMED and getattr(NAMED[spec][1], "container", False)
 
 
-def provider_for(spec: str, depth: str = "quick", logs: Path | None = None) -> Provider:
+def provider_for(spec: str, depth: str = "quick", logs: Path | None = None, **kw: Any) -> Provider:
+    """``kw`` goes to a named provider (e.g. ``settings`` for the partner of a client run)."""
     if spec in NAMED:
-        return NAMED[spec][1](depth, logs)
+        return NAMED[spec][1](depth, logs, **kw)
     p = Path(spec)
     if p.suffix == ".toml" or p.exists() or "/" in spec:
         load_target_file(p)  # validate now: a wrong file is a clear message before anything starts

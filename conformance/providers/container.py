@@ -30,6 +30,8 @@ from typing import Any, Iterator
 
 import jinja2
 
+from .. import __version__
+from ..data import checkout_root
 from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .dovecot import ACCOUNTS, SERVERS_DIR, free_port, load_settings, make_certificate, probe
@@ -203,12 +205,23 @@ def _build_image(name: str, timings: dict[str, float] | None) -> str:
     base = ensure_base(spec.suite, timings)
     t0 = time.monotonic()
     log(f"building {tag} from {spec.directory} (FROM {base})")
-    logf = STATE_DIR / f"build-{name}.log"
+    docker_build(spec.directory, tag, base, STATE_DIR / f"build-{name}.log")
+    dt = time.monotonic() - t0
+    if timings is not None:
+        timings[f"image {name}"] = round(dt, 1)
+    log(f"{tag} built in {dt:.1f} s")
+    return tag
+
+
+def docker_build(context: Path, tag: str, base: str, logf: Path, also: tuple[str, ...] = ("latest",)) -> None:
+    """Build ``context`` (a Dockerfile with ``ARG BASE``) as ``tag`` with host networking, its output in
+    ``logf``; the image also gets the floating tags in ``also``. HarnessError with the log's tail on failure."""
     api = docker_client().api
     lines: list[str] = []
     error = ""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
     with open(logf, "w") as out:
-        for chunk in api.build(path=str(spec.directory), tag=tag, buildargs={"BASE": base}, network_mode="host",
+        for chunk in api.build(path=str(context), tag=tag, buildargs={"BASE": base}, network_mode="host",
                                rm=True, forcerm=True, decode=True, timeout=3600):
             if "stream" in chunk:
                 out.write(chunk["stream"])
@@ -219,15 +232,12 @@ def _build_image(name: str, timings: dict[str, float] | None) -> str:
     if error or not image_exists(tag):
         tail = " | ".join("".join(lines).strip().splitlines()[-4:])
         raise HarnessError(f"building {tag} failed: {error.strip() or 'no image'} ({tail}; log {logf})")
-    try:  # the floating tag points at the newest build, for people typing docker commands
-        docker_client().images.get(tag).tag(spec.repository, "latest")
-    except Exception:  # noqa: BLE001
-        pass
-    dt = time.monotonic() - t0
-    if timings is not None:
-        timings[f"image {name}"] = round(dt, 1)
-    log(f"{tag} built in {dt:.1f} s")
-    return tag
+    repository = tag.rsplit(":", 1)[0]
+    for extra in also:  # floating tags point at the newest build, for people typing docker commands
+        try:
+            docker_client().images.get(tag).tag(repository, extra)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -448,10 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     ap = argparse.ArgumentParser(prog="build-images", description="build the container targets' images")
-    ap.add_argument("names", nargs="*", help=f"images to build (default: all of {', '.join(IMAGES)})")
+    ap.add_argument("names", nargs="*", help=f"images to build (default: all of {', '.join(IMAGES)}); "
+                                             "'suite' builds the suite's own image (conformance/suite_image.py)")
     ap.add_argument("--check", action="store_true", help="only say which images are present")
     args = ap.parse_args(argv)
     names = args.names or list(IMAGES)
+    suite = "suite" in names
+    names = [n for n in names if n != "suite"]
     unknown = [n for n in names if n not in IMAGES]
     if unknown:
         print(f"build-images: unknown image(s) {', '.join(unknown)}; known: {', '.join(IMAGES)}")
@@ -461,12 +474,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build-images: {problem}")
         return 3
     if args.check:
-        for n in names:
-            print(f"{IMAGES[n].tag():40} {'present' if image_exists(IMAGES[n].tag()) else 'missing'}")
+        tags = [IMAGES[n].tag() for n in names]
+        if suite:
+            from ..suite_image import REPOSITORY, image_tag
+
+            root = checkout_root()
+            tags.append(image_tag(root) if root else f"{REPOSITORY}:{__version__}")
+        for tag in tags:
+            print(f"{tag:40} {'present' if image_exists(tag) else 'missing'}")
         return 0
     t0 = time.monotonic()
     try:
         timings = build_all(names)
+        if suite:
+            from ..suite_image import build as build_suite
+
+            build_suite(timings=timings)
     except HarnessError as e:
         print(f"build-images: {e}")
         return 1

@@ -25,12 +25,13 @@ from typing import Any
 
 import jinja2
 
+from ..data import data_dir
 from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .dovecot import ACCOUNTS, free_port, make_certificate, probe
 from .workdir import keep_logs_and_remove, log_tail, stop_process_group
 
-SERVERS_DIR = Path(__file__).resolve().parents[2] / "servers"
+SERVERS_DIR = data_dir("servers")
 CYRUS_DIR = SERVERS_DIR / "cyrus"
 VARIANTS = {"stock": "cyrus", "push": "cyrus-push"}
 

@@ -24,12 +24,13 @@ from typing import Any
 
 import jinja2
 
+from ..data import data_dir
 from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
 from .smtpsink import SmtpSink
 from .workdir import keep_logs_and_remove, log_tail, stop_process_group
 
-SERVERS_DIR = Path(__file__).resolve().parents[2] / "servers"
+SERVERS_DIR = data_dir("servers")
 ACCOUNTS = (("alice", "alice-Lemonade-pw1"), ("bob", "bob-Lemonade-pw2"), ("carol", "carol-Lemonade-pw3"))
 
 

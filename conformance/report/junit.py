@@ -32,6 +32,9 @@ def render_junit(doc: dict[str, Any]) -> str:
                               errors=str(sum(r["verdict"] == "error" for r in results)),
                               skipped=str(sum(r["verdict"] in ("skipped", "not-applicable", "xfail") for r in results)),
                               time=f"{sum(r['duration_s'] for r in results):.3f}")
+        suite_props = ET.SubElement(suite, "properties")  # which suite judged: the version of every report
+        ET.SubElement(suite_props, "property", name="suite_version",
+                      value=_clean(str(doc.get("run", {}).get("suite_version", ""))))
         for r in results:
             tc = ET.SubElement(suite, "testcase", classname=_clean(f"{where_of(r)}.{r['scenario']}"),
                                name=_clean(r["check"]), time=f"{r['duration_s']:.3f}")
@@ -92,3 +95,4 @@ def evidence_summary(r: dict[str, Any], lines: int = 40) -> str:
             text = e["text"].replace("\r\n", "\n").rstrip("\n").replace("\n", "\n" + " " * 24)
             out.append(f"t={e['t']:8.3f} {e.get('conn') or e['leg']:>10} {e['direction']}: {text}")
     return "\n".join(out)
+

@@ -293,7 +293,7 @@ def test_closeafter_state_ends_response(case):
     case.passed(f"response ended {eof.t - state.t:.3f} s after the state event ({framing})")
 
 
-@pytest.mark.requirement("jmap.eventsource.resume", "sse.reconnect-resume")
+@pytest.mark.requirement("jmap.eventsource.resume")
 def test_last_event_id_resume(case):
     """Reconnecting with Last-Event-ID after missing a change brings a state event at once."""
     budget = case.param("max_latency")
