@@ -169,7 +169,8 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["--lemonade-client", c]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
-    workers = worker_setting(args.n, pytest_args, plan.targets)
+    whole = not (args.k or args.shard or plan.profiles_given or plan.scenarios_given or plan.clients)
+    workers = worker_setting(args.n, pytest_args, plan.targets, whole)
     if workers != "0":
         pytest_args += ["-n", workers, "-p", "xdist"]
         if args.schedule == "collection":
@@ -192,20 +193,26 @@ class CaseCollector:
         self.ids = [item.nodeid for item in session.items]
 
 
-def worker_setting(n: str | None, pytest_args: list[str], targets: list[str]) -> str:
-    """The -n given to pytest. ``auto`` (the default): the selected cases are collected here first and the count
-    comes from their expected durations (``plugin/schedule.py``: more workers than cores, as cases mostly wait;
-    none, i.e. this process, for a single case); ``0`` runs every case in this process."""
+def worker_setting(n: str | None, pytest_args: list[str], targets: list[str], whole: bool = False) -> str:
+    """The -n given to pytest. ``auto`` (the default): the count comes from the selected cases' expected durations
+    (``plugin/schedule.py``: more workers than cores, as cases mostly wait; none, i.e. this process, for a single
+    case or a few short ones). A ``whole`` run (no -k, profile, scenario, shard or client given) is the run the
+    expectations were measured on, so they are used as they are; any other selection is collected here first.
+    ``0`` runs every case in this process."""
     if n not in (None, "auto"):
         return n
-    import pytest
+    from .plugin.schedule import auto_workers, expected_s, load_durations
 
-    from .plugin.schedule import auto_workers, expected_s
+    if whole and load_durations():
+        expected = list(load_durations().values()) * max(1, len(targets))
+    else:
+        import pytest
 
-    collector = CaseCollector()
-    pytest.main([*pytest_args, "--collect-only"], plugins=[collector])  # a problem shows in the run itself
-    workers = str(auto_workers([expected_s(i) for i in collector.ids], targets))
-    console().print(f"workers: {workers} for {len(collector.ids)} cases (-n auto)", markup=False)
+        collector = CaseCollector()
+        pytest.main([*pytest_args, "--collect-only"], plugins=[collector])  # a problem shows in the run itself
+        expected = [expected_s(i) for i in collector.ids]
+    workers = str(auto_workers(expected, targets))
+    console().print(f"workers: {workers} for {len(expected)} cases (-n auto)", markup=False)
     return workers
 
 
