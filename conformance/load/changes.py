@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..protocols.imapwire import quote, response_code
-from .imap_idle import MailboxLog
+from .session import MailboxLog
 from .wire import AsyncImap, Dropped, Octets, Refused
 
 MESSAGE = ("From: load@example.org\r\nTo: {account}@example.org\r\nSubject: change {n}\r\n"

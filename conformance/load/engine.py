@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from .changes import ChangeMaker
 from .eventsource import EventSourceSession, JmapAccount
-from .imap_idle import PHASES, MailboxLog, Session
+from .imap_idle import Session
+from .session import PHASES, MailboxLog
 from .stats import Distribution
 from .wire import Dropped, Refused
 
@@ -98,13 +99,13 @@ class Engine:
                                       ("control", plan.control, endpoints.direct)):
             for i in range(count):
                 log = self.logs[i % len(self.logs)]
+                common = {"sid": len(self.sessions), "group": group, "account": log.account, "mailbox": log,
+                          "address": address, "tls": endpoints.tls}
                 if plan.protocol == "eventsource":
                     assert jmap is not None
-                    self.sessions.append(EventSourceSession(len(self.sessions), group, log.account,
-                                                            jmap[log.account], log, address, endpoints.tls))
+                    self.sessions.append(EventSourceSession(**common, jmap=jmap[log.account]))
                 else:
-                    self.sessions.append(Session(len(self.sessions), group, log.account, passwords[log.account],
-                                                 log, address, endpoints.tls))
+                    self.sessions.append(Session(**common, password=passwords[log.account]))
         self.timeline: list[list[float]] = []
         self.phases: dict[str, float] = {}
         self.notes: list[str] = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import random
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -22,15 +21,14 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from ..protocols.sse import SseParser
-from .imap_idle import MAX_ERRORS, PHASES, MailboxLog, Resync
-from .wire import Dropped, Octets, Refused
+from .session import PushSession, Resync
+from .wire import Dropped, Octets, Refused, Stream, open_stream
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 MAIL = "urn:ietf:params:jmap:mail"
 CORE = "urn:ietf:params:jmap:core"
-READ_SIZE = 65536
 MAX_BODY = 4 << 20  # an API answer larger than this is not what a state query returns
 
 
@@ -51,34 +49,23 @@ class JmapAccount:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
 
-class HttpConnection:
+class HttpConnection(Stream):
     """One HTTP/1.1 connection (h11): a request, then the response head, body data as it arrives."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, octets: Octets) -> None:
-        self.reader, self.writer, self.octets = reader, writer, octets
+        super().__init__(reader, writer, octets)
         self.h11 = h11.Connection(h11.CLIENT)
-        self.last_rx = time.monotonic()
-        self.max_gap = 0.0
-        self.measuring = True
+        self.eof = False
 
     @classmethod
     async def connect(cls, address: tuple[str, int], octets: Octets, timeout: float,
                       tls: ssl.SSLContext | None) -> "HttpConnection":
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(*address, ssl=tls, limit=1 << 20,
-                                                               server_hostname=address[0] if tls else None)
-        except ConnectionRefusedError as e:
-            raise Refused("connect", f"{address[0]}:{address[1]} refused the connection") from e
-        except (OSError, TimeoutError) as e:
-            raise Dropped("connect", f"{address[0]}:{address[1]}: {e or 'timed out'}") from e
-        return cls(reader, writer, octets)
+        return cls(*await open_stream(address, timeout, tls), octets)
 
     def send(self, event) -> None:
         data = self.h11.send(event)
         if data:
-            self.writer.write(data)
-            self.octets.sent += len(data)
+            self.write(data)
 
     async def next_event(self, timeout: float):
         """The next h11 event; None when nothing arrived within ``timeout``."""
@@ -89,21 +76,17 @@ class HttpConnection:
                 raise Dropped("garbage", f"not HTTP/1.1: {e}") from e
             if ev is not h11.NEED_DATA:
                 return ev
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await self.reader.read(READ_SIZE)
-            except TimeoutError:
-                return None
-            except (ConnectionError, OSError) as e:
-                raise Dropped("reset", str(e) or type(e).__name__) from e
-            now = time.monotonic()
-            if self.measuring:
-                self.max_gap = max(self.max_gap, now - self.last_rx)
-            self.last_rx = now
-            self.octets.received += len(data)
-            self.h11.receive_data(data)
-            if not data:
+            if self.eof:
                 raise Dropped("closed", "the peer closed the connection")
+            try:
+                data = await self.read_chunk(timeout)
+            except Dropped as e:  # the end of the connection may also end a close-delimited body: h11 decides
+                if e.how != "closed":
+                    raise
+                data, self.eof = b"", True
+            if data is None:
+                return None
+            self.h11.receive_data(data)
 
     async def response(self, timeout: float) -> h11.Response:
         deadline = time.monotonic() + timeout
@@ -130,46 +113,16 @@ class HttpConnection:
             elif isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
                 return bytes(out)
 
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except (OSError, RuntimeError):
-            pass
 
 
-@dataclass
-class EventSourceSession:
-    """One push stream (``group`` path or control) and what it measured; the fields the engine reads are those of
-    ``imap_idle.Session``."""
+@dataclass(kw_only=True)
+class EventSourceSession(PushSession):
+    """One JMAP push stream."""
 
-    sid: int
-    group: str
-    account: str
     jmap: JmapAccount
-    mailbox: MailboxLog
-    address: tuple[str, int]
-    tls: ssl.SSLContext | None = None
-    octets: Octets = field(default_factory=Octets)
-    state: str = "new"
-    seen: int = 0  # changes notified (or resynchronised) so far
     email_state: str = ""
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
-    max_gap_s: float = 0.0
-    connects: int = 0
-    drops: dict[str, int] = field(default_factory=dict)
-    storm_drops: int = 0
-    silent_noticed: int = 0
-    refusals: dict[str, int] = field(default_factory=dict)
-    storm_refusals: dict[str, int] = field(default_factory=dict)
-    storm_failures: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    resyncs: list[Resync] = field(default_factory=list)
-    first_idle_at: float = 0.0
-    conn: HttpConnection | None = field(default=None, repr=False)
 
-    def error(self, text: str) -> None:
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append(text[:300])
+    resync_method = "Email/changes"
 
     def headers(self, *extra: tuple[str, str]) -> list[tuple[str, str]]:
         return [("Host", self.jmap.host), ("Authorization", self.jmap.auth), *extra]
@@ -196,70 +149,17 @@ class EventSourceSession:
         except (ValueError, KeyError, TypeError) as e:
             raise Dropped("garbage", f"API answer is not a JMAP Response: {data[:200]!r}") from e
 
-    async def run(self, engine: Engine) -> None:
-        backoff = 0.0
-        resync: Resync | None = None
-        while not engine.stopping:
-            if backoff:
-                await asyncio.sleep(backoff)
-            self.state = "connecting"
-            before = self.octets.total
-            try:
-                if not self.email_state:
-                    await self._initial_state(engine)
-                elif resync is not None:
-                    await self._resync(engine, resync)
-                conn = self.conn = await HttpConnection.connect(self.address, self.octets, engine.plan.deadline_s,
-                                                                self.tls)
-                self.connects += 1
-                await self._open_stream(conn, engine)
-                if resync is not None:
-                    resync.octets += self.octets.total - before
-                    resync.idle_at = time.monotonic()
-                    self.resyncs.append(resync)
-                    resync = None
-                if not self.first_idle_at:
-                    self.first_idle_at = time.monotonic()
-                backoff = 0.0
-                self.state = "idle"
-                await self._stream(conn, engine)
-            except Refused as e:
-                counts = self.storm_refusals if engine.in_storm(time.monotonic(), self.group) else self.refusals
-                counts[e.kind] = counts.get(e.kind, 0) + 1
-                self.error(str(e))
-                backoff = min(2.0, max(0.05, backoff * 2)) * (0.5 + random.random())
-                if resync is not None:
-                    self.storm_failures[e.kind] = self.storm_failures.get(e.kind, 0) + 1
-                    resync.attempts += 1
-            except Dropped as e:
-                if engine.stopping:
-                    break
-                now = time.monotonic()
-                if resync is not None:
-                    self.storm_failures[e.how] = self.storm_failures.get(e.how, 0) + 1
-                    resync.attempts += 1
-                    resync.octets += self.octets.total - before
-                else:
-                    resync = Resync(dropped_at=now, method="Email/changes")
-                if engine.in_storm(now, self.group):
-                    self.storm_drops += 1
-                else:
-                    self.drops[e.how] = self.drops.get(e.how, 0) + 1
-                    if e.how == "silent":
-                        self.silent_noticed += 1
-                    self.error(f"dropped ({e}) at {now - engine.t0:.2f} s")
-                backoff = engine.plan.reconnect_jitter_s * random.random()
-            except Exception as e:  # noqa: BLE001 - a session's own fault ends only this session, with the reason
-                self.error(f"session failed: {type(e).__name__}: {e}")
-                self.state = "stopped"
-                return
-            finally:
-                if self.conn is not None:
-                    self.max_gap_s = max(self.max_gap_s, self.conn.max_gap)
-                    self.conn.close()
-                    self.conn = None
-            self.state = "down"
-        self.state = "stopped"
+    async def start(self, engine: Engine, resync: Resync | None) -> None:
+        if not self.email_state:
+            await self._initial_state(engine)
+        elif resync is not None:
+            await self._resync(engine, resync)
+        self.conn = await HttpConnection.connect(self.address, self.octets, engine.plan.deadline_s, self.tls)
+        self.connects += 1
+        await self._open_stream(self.conn, engine)
+
+    async def listen(self, engine: Engine) -> None:
+        await self._stream(self.conn, engine)
 
     async def _initial_state(self, engine: Engine) -> None:
         responses = await self.api(engine, [["Email/get", {"accountId": self.jmap.account_id, "ids": []}, "0"]])
@@ -326,5 +226,5 @@ class EventSourceSession:
         now = time.monotonic()
         sent = self.mailbox.sent_at
         while self.seen < len(sent) and sent[self.seen] <= now:  # every change sent so far and not yet notified
-            self.latencies[engine.phase_of(sent[self.seen])].append(now - sent[self.seen])
             self.seen += 1
+            self.timed(engine, self.seen, now)

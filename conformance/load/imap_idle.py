@@ -3,159 +3,45 @@
 A session behaves like a phone's push channel: it idles on one mailbox, takes every ``* n EXISTS`` as a
 notification (timed against the moment the change-maker sent the APPEND that made message n), tracks how long
 the line stays silent (keepalive gaps), declares the connection dead after ``dead_after`` seconds of silence
-(a silent drop noticed), and reconnects at once after a drop, resynchronising with QRESYNC (RFC 7162) from
-the UIDVALIDITY/HIGHESTMODSEQ of its previous SELECT. The resync must report every message appended since
-(UIDs at or above the previous UIDNEXT): one it does not report is a change lost.
+(a silent drop noticed), and reconnects at once after a drop (``session.PushSession.run``), resynchronising
+with QRESYNC (RFC 7162) from the UIDVALIDITY/HIGHESTMODSEQ of its previous SELECT. The resync must report
+every message appended since (UIDs at or above the previous UIDNEXT): one it does not report is a change lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..protocols.imapwire import parse_capabilities, parse_exists, parse_fetch, quote, response_code
-from .wire import AsyncImap, Dropped, Octets, Refused
+from .session import PushSession, Resync
+from .wire import AsyncImap, Dropped, Refused
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-MAX_ERRORS = 3  # messages kept per session (the counts are complete)
-PHASES = ("before", "storm", "after")  # when a timed change was made, relative to the reconnect storm
 
+@dataclass(kw_only=True)
+class Session(PushSession):
+    """One IMAP IDLE session."""
 
-@dataclass
-class MailboxLog:
-    """What the change-maker did to one mailbox: message k (1-based) was sent at ``sent_at[k-1]``, has UID
-    ``uids[k-1]`` (0 when the server gave no APPENDUID)."""
-
-    account: str
-    name: str
-    sent_at: list[float] = field(default_factory=list)
-    done_at: list[float] = field(default_factory=list)
-    uids: list[int] = field(default_factory=list)
-    failures: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.done_at)
-
-
-@dataclass
-class Resync:
-    """One reconnection: from the drop to idling again."""
-
-    dropped_at: float
-    idle_at: float = 0.0
-    octets: int = 0
-    attempts: int = 0
-    learned: int = 0  # messages the resync reported
-    missing: list[int] = field(default_factory=list)  # UIDs appended since the last SELECT it did not report
-    method: str = "qresync"
-
-
-@dataclass
-class Session:
-    """One push session (``group`` path or control) and everything it measured."""
-
-    sid: int
-    group: str
-    account: str
     password: str = field(repr=False)
-    mailbox: MailboxLog
-    address: tuple[str, int]
-    tls: ssl.SSLContext | None = None
-    octets: Octets = field(default_factory=Octets)
-    state: str = "new"  # new, connecting, idle, down, stopped
-    seen: int = 0  # the highest message count the session knows
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
-    max_gap_s: float = 0.0
-    connects: int = 0
-    drops: dict[str, int] = field(default_factory=dict)  # how -> count, outside a storm
-    storm_drops: int = 0
-    silent_noticed: int = 0
-    refusals: dict[str, int] = field(default_factory=dict)
-    storm_refusals: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    resyncs: list[Resync] = field(default_factory=list)
     uidvalidity: int = 0
     highestmodseq: int = 0
     uidnext: int = 0
     qresync: bool = False
-    first_idle_at: float = 0.0
-    conn: AsyncImap | None = field(default=None, repr=False)
-    storm_failures: dict[str, int] = field(default_factory=dict)  # reconnect attempts that failed, by how
 
-    def error(self, text: str) -> None:
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append(text[:300])
+    resync_method = "qresync"
 
-    async def run(self, engine: Engine) -> None:
-        """Connect, idle, and reconnect after every drop until the engine stops; never raises."""
-        backoff = 0.0
-        resync: Resync | None = None
-        while not engine.stopping:
-            if backoff:
-                await asyncio.sleep(backoff)
-            conn = None
-            self.state = "connecting"
-            before = self.octets.total
-            try:
-                conn = self.conn = await AsyncImap.connect(*self.address, self.octets, engine.plan.deadline_s,
-                                                           self.tls, server_hostname=self.address[0])
-                self.connects += 1
-                await self._open(conn, engine, resync)
-                if resync is not None:
-                    resync.octets += self.octets.total - before
-                    resync.idle_at = time.monotonic()
-                    self.resyncs.append(resync)
-                    resync = None
-                if not self.first_idle_at:
-                    self.first_idle_at = time.monotonic()
-                backoff = 0.0
-                self.state = "idle"
-                await self._idle(conn, engine)
-            except Refused as e:
-                counts = self.storm_refusals if engine.in_storm(time.monotonic(), self.group) else self.refusals
-                counts[e.kind] = counts.get(e.kind, 0) + 1
-                self.error(str(e))
-                backoff = min(2.0, max(0.05, backoff * 2)) * (0.5 + random.random())
-                if resync is not None:
-                    self.storm_failures[e.kind] = self.storm_failures.get(e.kind, 0) + 1
-                    resync.attempts += 1
-                    resync.octets += self.octets.total - before
-            except Dropped as e:
-                if engine.stopping:
-                    break
-                now = time.monotonic()
-                if resync is not None:  # dropped again while reconnecting
-                    self.storm_failures[e.how] = self.storm_failures.get(e.how, 0) + 1
-                    resync.attempts += 1
-                    resync.octets += self.octets.total - before
-                else:
-                    resync = Resync(dropped_at=now)
-                if engine.in_storm(now, self.group):
-                    self.storm_drops += 1
-                else:
-                    self.drops[e.how] = self.drops.get(e.how, 0) + 1
-                    if e.how == "silent":
-                        self.silent_noticed += 1
-                    self.error(f"dropped ({e}) at {now - engine.t0:.2f} s")
-                backoff = engine.plan.reconnect_jitter_s * random.random()
-            except Exception as e:  # noqa: BLE001 - a session's own fault ends only this session, with the reason
-                self.error(f"session failed: {type(e).__name__}: {e}")
-                self.state = "stopped"
-                return
-            finally:
-                if conn is not None:
-                    self.max_gap_s = max(self.max_gap_s, conn.max_gap)
-                    conn.close()
-                    self.conn = None
-            self.state = "down"
-        self.state = "stopped"
+    async def start(self, engine: Engine, resync: Resync | None) -> None:
+        self.conn = await AsyncImap.connect(*self.address, self.octets, engine.plan.deadline_s, self.tls,
+                                            server_hostname=self.address[0])
+        self.connects += 1
+        await self._open(self.conn, engine, resync)
+
+    async def listen(self, engine: Engine) -> None:
+        await self._idle(self.conn, engine)
 
     async def _open(self, conn: AsyncImap, engine: Engine, resync: Resync | None) -> None:
         deadline = engine.plan.deadline_s
@@ -229,12 +115,8 @@ class Session:
             return
         if notify:
             now = time.monotonic()
-            sent = self.mailbox.sent_at
-            for k in range(self.seen + 1, min(n, len(sent)) + 1):
-                # timed by the phase the change was made in: only the changes before the storm meet both groups
-                # in the same server processes (path sessions come back elsewhere; during the storm the server
-                # is busy with the reconnects and path sessions are down)
-                self.latencies[engine.phase_of(sent[k - 1])].append(now - sent[k - 1])
+            for k in range(self.seen + 1, min(n, len(self.mailbox.sent_at)) + 1):
+                self.timed(engine, k, now)
         self.seen = max(self.seen, n)
 
     async def _idle(self, conn: AsyncImap, engine: Engine) -> None:

@@ -56,50 +56,45 @@ class Tagged:
         return self.tagged.status or "?"
 
 
-class AsyncImap:
-    """An IMAP connection: ``command()`` waits for the tagged answer; ``next_response()`` yields what comes next."""
+async def open_stream(address: tuple[str, int], timeout: float, tls: ssl.SSLContext | None = None,
+                      server_hostname: str | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection within ``timeout`` (TLS when ``tls``): a refusal is the server's (``Refused``), anything else
+    a drop on the way (``Dropped``)."""
+    host, port = address
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.open_connection(host, port, ssl=tls, limit=1 << 20,
+                                                 server_hostname=(server_hostname or host) if tls else None)
+    except ConnectionRefusedError as e:
+        raise Refused("connect", f"{host}:{port} refused the connection") from e
+    except (OSError, TimeoutError) as e:
+        raise Dropped("connect", f"{host}:{port}: {e or 'timed out'}") from e
+
+
+class Stream:
+    """One connection of a session: octets counted, the longest silence tracked, every read bounded."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, octets: Octets) -> None:
         self.reader, self.writer, self.octets = reader, writer, octets
-        self.wire = ResponseReader()
-        self.queue: list[Response] = []
         self.last_rx = time.monotonic()
         self.max_gap = 0.0  # longest silence between two reads since ``mark_idle``, while ``measuring``
         self.measuring = True
-        self.n = 0
 
     def mark_idle(self) -> None:
-        """Start measuring silences from now (the session has just started idling)."""
+        """Start measuring silences from now (the session has just started listening)."""
         self.last_rx, self.max_gap = time.monotonic(), 0.0
 
-    @classmethod
-    async def connect(cls, host: str, port: int, octets: Octets, timeout: float,
-                      tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> "AsyncImap":
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, ssl=tls, limit=1 << 20,
-                                                               server_hostname=server_hostname if tls else None)
-        except ConnectionRefusedError as e:
-            raise Refused("connect", f"{host}:{port} refused the connection") from e
-        except (OSError, TimeoutError) as e:
-            raise Dropped("connect", f"{host}:{port}: {e or 'timed out'}") from e
-        return cls(reader, writer, octets)
-
-    def send(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         self.writer.write(data)
         self.octets.sent += len(data)
 
-    async def _fill(self, timeout: float) -> None:
-        if not await self._read(timeout):
-            raise Dropped("silent", f"nothing received for {timeout:.1f} s")
-
-    async def _read(self, timeout: float) -> bool:
-        """One read; False when nothing came within ``timeout``. Tracks the longest silence (``max_gap``)."""
+    async def read_chunk(self, timeout: float) -> bytes | None:
+        """What arrives within ``timeout`` (None: nothing); Dropped when the connection is reset or closed."""
         try:
             async with asyncio.timeout(timeout):
                 data = await self.reader.read(READ_SIZE)
         except TimeoutError:
-            return False
+            return None
         except (ConnectionError, OSError) as e:
             raise Dropped("reset", str(e) or type(e).__name__) from e
         if not data:
@@ -109,6 +104,41 @@ class AsyncImap:
             self.max_gap = max(self.max_gap, now - self.last_rx)
         self.last_rx = now
         self.octets.received += len(data)
+        return data
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except (OSError, RuntimeError):
+            pass
+
+
+class AsyncImap(Stream):
+    """An IMAP connection: ``command()`` waits for the tagged answer; ``next_response()`` yields what comes next."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, octets: Octets) -> None:
+        super().__init__(reader, writer, octets)
+        self.wire = ResponseReader()
+        self.queue: list[Response] = []
+        self.n = 0
+
+    @classmethod
+    async def connect(cls, host: str, port: int, octets: Octets, timeout: float,
+                      tls: ssl.SSLContext | None = None, server_hostname: str | None = None) -> "AsyncImap":
+        return cls(*await open_stream((host, port), timeout, tls, server_hostname), octets)
+
+    def send(self, data: bytes) -> None:
+        self.write(data)
+
+    async def _fill(self, timeout: float) -> None:
+        if not await self._read(timeout):
+            raise Dropped("silent", f"nothing received for {timeout:.1f} s")
+
+    async def _read(self, timeout: float) -> bool:
+        """One read into the response reader; False when nothing came within ``timeout``."""
+        data = await self.read_chunk(timeout)
+        if data is None:
+            return False
         self.queue.extend(self.wire.feed(data))
         return True
 
@@ -146,9 +176,3 @@ class AsyncImap:
 
     async def login(self, username: str, password: str, timeout: float) -> Tagged:
         return await self.command(f"LOGIN {quote(username)} {quote(password)}", timeout)
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except (OSError, RuntimeError):
-            pass
