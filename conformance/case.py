@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import PARAM_TYPES, Catalog
-from .errors import ConformanceFailure, HarnessError, NotApplicable
+from .errors import ConformanceFailure, HarnessError, IntermediaryFailed, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
 from .protocols.imap import ImapConnection, insecure_context
@@ -77,6 +77,11 @@ class CaseContext:
             except Exception:  # noqa: BLE001
                 pass
         self.path.stop()
+        if self.path.harness_errors:
+            faults = self.path.harness_errors
+            raise IntermediaryFailed(f"intermediary failed: {faults[0]}"
+                                     + (f" (and {len(faults) - 1} more)" if len(faults) > 1 else "")
+                                     + "; the transcript shows where")
         if errors:
             raise HarnessError(f"cleanup failed: {errors[0]}")
 

@@ -107,7 +107,8 @@ def prepare_targets(plan) -> str | None:
 
     containers = [t for t in plan.targets if is_container_target(t)]
     if containers:
-        from .providers.container import build_all, engine_problem
+        from .providers.engine import engine_problem
+        from .providers.images import build_all
 
         problem = engine_problem()
         if problem:

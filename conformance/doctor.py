@@ -179,7 +179,8 @@ def probe_cyrus(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
 
 
 def probe_containers(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
-    from .providers.container import IMAGES, engine_problem, image_exists
+    from .providers.engine import engine_problem, image_exists
+    from .providers.images import IMAGES
 
     _, packages = lists.get("containers", ("", ["docker.io", "debootstrap"]))
     missing = dpkg_missing(packages) or []
@@ -191,7 +192,7 @@ def probe_containers(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
         fix = " && ".join(x for x in (apt_fix(missing), start) if x)
         return [Finding("container engine", "--target dovecot-2.3 | dovecot-2.4 | cyrus-3.10, the suite image",
                         False, problem.split(";")[0], fix, False, missing)]
-    from .providers.container import docker_client
+    from .providers.engine import docker_client
 
     try:
         version = docker_client().version().get("Version", "?")
@@ -200,7 +201,7 @@ def probe_containers(lists: dict[str, tuple[str, list[str]]]) -> list[Finding]:
     out = [Finding("container engine", "--target dovecot-2.3 | dovecot-2.4 | cyrus-3.10, the suite image", True,
                    f"engine {version} at {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}")]
     build = (shlex.join(["bash", str(root / "scripts" / "build-images")]) if root
-             else f"sudo {shlex.quote(sys.executable)} -m conformance.providers.container")
+             else f"sudo {shlex.quote(sys.executable)} -m conformance.providers.build_images")
     for name, spec in IMAGES.items():
         tag = spec.tag()
         ok = image_exists(tag)
@@ -337,7 +338,7 @@ def install_everything(found: list[Finding]) -> str:
         for step in f.fix.split(" && "):
             if step.startswith("sudo apt-get install") or step in steps:
                 continue
-            if "build-images" in step or "conformance.providers.container" in step:
+            if "build-images" in step or "conformance.providers.build_images" in step:
                 build, name = step.rsplit(" ", 1)
                 images.append(name)
                 continue

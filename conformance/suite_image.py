@@ -49,7 +49,7 @@ def image_tag(root: Path) -> str:
 
 def suite_image_problem() -> str | None:
     """None when the image of this code is present, else why not (for `lemonade doctor`)."""
-    from .providers.container import engine_problem, image_exists
+    from .providers.engine import engine_problem, image_exists
 
     problem = engine_problem()
     if problem:
@@ -92,7 +92,7 @@ def make_context(root: Path, ctx: Path, timings: dict[str, float]) -> None:
 
 def prune_older(keep: str) -> None:
     """Remove the hash tags of older builds (the layers they share with the new one stay)."""
-    from .providers.container import docker_client
+    from .providers.engine import docker_client
 
     for image in docker_client().images.list(name=REPOSITORY):
         for t in image.tags:
@@ -106,7 +106,8 @@ def prune_older(keep: str) -> None:
 
 def build(force: bool = False, timings: dict[str, float] | None = None) -> str:
     """The image of this checkout, built (with its base) when its tag is missing; returns the tag."""
-    from .providers.container import STATE_DIR, build_lock, docker_build, ensure_base, image_exists, log
+    from .providers.engine import image_exists
+    from .providers.images import STATE_DIR, build_lock, docker_build, ensure_base, log
 
     timings = timings if timings is not None else {}
     root = checkout_root()

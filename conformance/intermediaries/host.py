@@ -2,7 +2,9 @@
 
 The master gets mitmproxy's default addons plus the scenario's addons, framed by two recorders that write
 both legs of every connection into the case transcript. mitmproxy's own TCP timeout is raised far beyond
-any emulated window, so an emulated drop is never confused with mitmproxy's.
+any emulated window, so an emulated drop is never confused with mitmproxy's. An exception in the master's
+own code (an addon hook, a stream callable, a timer, a crashed connection handler) is a fault of the
+intermediary: it is recorded in the transcript and kept in ``faults``, never left to look like the target's.
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ from mitmproxy.master import Master
 
 from ..errors import HarnessError
 from ..transcript import Transcript
-from .addons.common import bind_master
+from .addons.common import Shared, bind_master, master_of, shared
 from .ca import BASENAME, write_ca
 
 # emulated windows go up to hours in full depth; mitmproxy's own idle watchdog (600 s) must never fire first
 # (addons raise it further when an emulated window is longer: common.keep_proxy_timeout_above)
 _mitm_server.TCP_TIMEOUT = max(_mitm_server.TCP_TIMEOUT, 24 * 3600)
-logging.getLogger("mitmproxy").setLevel(logging.CRITICAL)
 
 
 NEEDED_DEFAULTS = {"Core", "Proxyserver", "NextLayer", "TlsConfig", "DisableH2C", "UpdateAltSvc"}
@@ -44,8 +45,9 @@ NEEDED_DEFAULTS = {"Core", "Proxyserver", "NextLayer", "TlsConfig", "DisableH2C"
 class ProxyHost:
     """One mitmproxy master in its own thread and loop. ``start(modes, addons)``, ``call(fn)``, ``stop()``."""
 
-    def __init__(self, transcript: Transcript, confdir: Path | None = None) -> None:
+    def __init__(self, transcript: Transcript, confdir: Path | None = None, faults: list[str] | None = None) -> None:
         self.transcript = transcript
+        self.faults: list[str] = faults if faults is not None else []  # one line per fault of the intermediary
         self._tmp = None
         if confdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="lemonade-mitm-")
@@ -67,6 +69,7 @@ class ProxyHost:
     def start(self, modes: list[str], addons: list[Any], extra_options: dict[str, Any] | None = None,
               timeout: float = 10.0) -> dict[str, tuple[str, int]]:
         t0 = time.monotonic()
+        route_mitmproxy_errors()
         if not (self.confdir / f"{BASENAME}-ca.pem").exists():
             write_ca(self.confdir)
         self.thread = threading.Thread(target=self._run, args=(modes, addons, extra_options or {}),
@@ -104,7 +107,9 @@ class ProxyHost:
     async def _main(self, modes: list[str], addons: list[Any], extra: dict[str, Any]) -> None:
         opts = options.Options(listen_host="127.0.0.1", confdir=str(self.confdir))
         self.master = Master(opts, event_loop=asyncio.get_running_loop())
-        bind_master(asyncio.get_running_loop(), self.master)
+        record = lambda who, text, conn="": self.transcript.action(who, text, conn)  # noqa: E731
+        state = Shared(record=record, faults=self.faults, scrub=self.transcript.redactor().scrub)
+        bind_master(asyncio.get_running_loop(), self.master, state)
         # only the default addons a path needs: every hook event walks all addons, and mitmproxy's ~30
         # defaults (playback, export, onboarding...) cost ~0.8 ms per TCP message on a loaded machine
         self.master.addons.add(*[a for a in _mitm_addons.default_addons() if type(a).__name__ in NEEDED_DEFAULTS])
@@ -198,8 +203,8 @@ class FastLifecycle:
                     await res
             except _mitm_exceptions.AddonHalt:
                 return
-            except Exception as e:  # noqa: BLE001 - an addon's error is logged, the connection goes on
-                logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+            except Exception as e:  # noqa: BLE001 - a fault of the intermediary, recorded; the connection goes on
+                shared(self.manager.master).fault(_where(func, event), e)
 
     def run_inline(self, event) -> bool:
         """Run the hook's handlers synchronously, in order; False (nothing run) if one is a coroutine
@@ -218,8 +223,8 @@ class FastLifecycle:
                 func(*args)
             except _mitm_exceptions.AddonHalt:
                 break
-            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall: logged, the relay goes on
-                logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall, but recorded; the relay goes on
+                shared(self.manager.master).fault(_where(func, event), e)
         return True
 
     async def __call__(self, event) -> None:
@@ -252,15 +257,41 @@ def deepen_accept_queue(server) -> None:
                 pass
 
 
+def _where(func: Callable, event) -> str:
+    return f"{getattr(func, '__qualname__', repr(func))} (hook {event.name})"
+
+
+class FaultLog(logging.Handler):
+    """mitmproxy's own error records that carry an exception (an addon hook run by mitmproxy's dispatch, a
+    crashed connection handler, an unhandled task error) become faults of the path whose loop logged them.
+    Records without an exception (e.g. a peer's HTTP/2 push promise) say something about the peer: ignored."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.exc_info or record.exc_info[1] is None:
+            return
+        try:
+            master = master_of(asyncio.get_running_loop())
+        except RuntimeError:
+            return
+        if master is not None:
+            shared(master).fault(record.getMessage().splitlines()[0], record.exc_info[1])
+
+
+def route_mitmproxy_errors() -> None:
+    """mitmproxy's log stays off the terminal; its error records go to FaultLog (installed once per process)."""
+    logger = logging.getLogger("mitmproxy")
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    if not any(isinstance(h, FaultLog) for h in logger.handlers):
+        logger.addHandler(FaultLog())
+
+
 def _quiet_exceptions(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """Connections cancelled at shutdown are expected; anything else goes to the log, not the terminal."""
     exc = context.get("exception")
     if isinstance(exc, asyncio.CancelledError):
         return
     logging.getLogger("lemonade.intermediary").debug("proxy loop: %s", context.get("message"), exc_info=exc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -1,9 +1,10 @@
 """NetworkPath: the started intermediaries of one case between the suite's clients and the target.
 
 Checks never connect to the target directly; they ask the path: ``path.open("imap")`` returns a connected
-socket (through the intermediaries, or direct), ``path.address("jmap")`` where to point an HTTP client,
-``path.kill()`` cuts live connections on demand, ``path.blackhole()`` silently stops forwarding on them,
-``path.kill_after(n)`` arms a cut after n client octets.
+socket (through the intermediaries, or direct), ``path.address("jmap")`` where to point an HTTP client.
+Faults on demand: ``path.kill()`` cuts live connections, ``path.kill_after(n)`` arms a cut after n client
+octets, ``path.blackhole()`` silently stops forwarding on live connections. ``path.harness_errors`` lists the
+faults of the intermediary itself (exceptions in its own code): a case whose path has any is ``error``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError, NotApplicable, TargetUnreachable
+from ..providers.base import free_port
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
-from .addons.common import Blackhole, RawTcp, StreamResponses, blackhole, shared
-from .addons.kill import Kill, Trigger
+from .addons.common import Blackhole, RawTcp, StreamResponses, Trigger
+from .addons.kill import Kill
 from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
-from .host import ProxyHost, free_port
-from .scenario import Scenario
+from .host import ProxyHost
+from .scenario import Element, Emulator, Scenario
 
 
 class Blocked(HarnessError):
@@ -45,6 +47,7 @@ class NetworkPath:
         self.addons: list[Any] = []
         self.options: dict[str, Any] = {}
         self.intercepts_tls = False  # the path terminates TLS with its own CA (inspecting, reverse https)
+        self.harness_errors: list[str] = []  # faults of the intermediary itself, one line each
         self.keep_logs: Path | None = None  # the run's logs/ directory (real programs copy their logs there)
         self.facts: dict[str, dict[str, Any]] = {}  # measurements the path contributes (a real program's version)
 
@@ -87,9 +90,13 @@ class NetworkPath:
         self.note_preset()
         if self.scenario.is_direct:
             return self
+        others = [e for e in self.scenario.elements if not isinstance(e.spec, Emulator)]
+        if others:  # a real element runs in its own NetworkPath subclass (for_scenario)
+            raise HarnessError(f"scenario {self.scenario}: this NetworkPath runs emulators only, not "
+                               + ", ".join(f"{e.name} ({e.spec.kind})" for e in others))
         behaviour: list[Any] = []
         for element in self.scenario.elements:
-            addons, opts = element.spec.build(self._build_params(element))
+            addons, opts = self._build(element)
             behaviour += addons
             self.options.update(opts)
         if not any(isinstance(a, Kill) for a in behaviour):
@@ -119,14 +126,14 @@ class NetworkPath:
             raise NotApplicable(f"scenario {self.scenario} carries none of the endpoints of target {self.target.name}")
         for attempt in range(3):  # a chosen port can be taken before mitmproxy binds it: choose again
             modes = [f"{m}@127.0.0.1:{free_port()}" for _, m in plan]
-            self.host = ProxyHost(self.transcript)
+            self.harness_errors.clear()  # what a failed attempt logged is not this path's fault
+            self.host = ProxyHost(self.transcript, faults=self.harness_errors)
             try:
                 listen = self.host.start(modes, self.addons, self.options)
                 break
             except HarnessError as e:
                 if attempt == 2 or "address" not in str(e).lower():
                     raise
-        self.host.call(self._attach_recorder)
         for (name, _), mode in zip(plan, modes):
             addr = listen.get(mode) or next((v for k, v in listen.items() if k.endswith(mode.rsplit("@", 1)[1])), None)
             if addr is None:
@@ -142,15 +149,11 @@ class NetworkPath:
                              + f" (ready in {self.host.started_in:.3f} s)")
         return self
 
-    def _build_params(self, element) -> dict[str, Any]:
-        """The element's parameters, plus what a builder needs to know about the target (ports by endpoint)."""
-        params = dict(element.params)
-        params["_target_endpoints"] = {k: (ep.scheme, ep.port) for k, ep in self.target.endpoints.items()}
-        return params
-
-    def _attach_recorder(self) -> None:
-        s = shared()
-        s.record = lambda who, text, conn="": self.transcript.action(who, text, conn)
+    def _build(self, element: Element) -> tuple[list[Any], dict[str, Any]]:
+        """An emulated element's addon and option values (it may need the target's ports by endpoint)."""
+        spec = element.spec
+        assert isinstance(spec, Emulator)
+        return spec.build(dict(element.params), {k: (ep.scheme, ep.port) for k, ep in self.target.endpoints.items()})
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint a client should use: the target's own, or the intermediary's listener in front of it.
@@ -241,39 +244,30 @@ class NetworkPath:
             raise HarnessError(f"scenario {self.scenario} cannot cut connections (use a non-direct scenario)")
         return kill
 
+    def _port(self, endpoint: str | None) -> int | None:
+        if endpoint is None:
+            return None
+        ep = self.target.endpoint(endpoint)
+        if ep is None:
+            raise HarnessError(f"target {self.target.name} has no {endpoint} endpoint to act on")
+        return ep.port
+
     def kill(self, how: str = "rst", endpoint: str | None = None) -> int:
-        """Cut every live connection through this path now (only those to ``endpoint`` when given)."""
-        kill = self._kill_addon()
-        port = self.target.endpoint(endpoint).port if endpoint else None
+        """Cut every live connection through this path now (only those to ``endpoint`` when given) with an RST
+        or a FIN to both sides. Returns how many were cut."""
+        kill, port = self._kill_addon(), self._port(endpoint)
         return self.host.call(lambda: kill.kill_now(how, port))
 
     def blackhole(self, endpoint: str | None = None) -> int:
         """Black-hole every live connection through this path now (only those to ``endpoint`` when given):
-        from now on nothing is forwarded either way and neither side is told, like a NAT that silently forgot
-        its mappings. Returns the number of connections affected."""
-        kill = self._kill_addon()  # the Kill addon tracks the live flows of every path
-        port = self.target.endpoint(endpoint).port if endpoint else None
-
-        def run() -> int:
-            s = shared()
-            n = 0
-            for flow in list(kill.flows.values()):
-                if not s.live(flow) or flow.client_conn.id in s.blackholed:
-                    continue
-                if port is not None and flow.server_conn.address and flow.server_conn.address[1] != port:
-                    continue
-                blackhole(flow)
-                s.record("blackhole", "mapping dropped silently on demand (nothing forwarded from now on, "
-                                      "no FIN or RST to either side)", s.label(flow))
-                n += 1
-            return n
-
-        return self.host.call(run)
+        nothing is forwarded either way from now on and nobody is told, as a NAT that silently forgot its
+        mappings. Returns how many connections were black-holed."""
+        kill, port = self._kill_addon(), self._port(endpoint)
+        return self.host.call(lambda: kill.blackhole_now(port))
 
     def kill_after(self, octets: int, side: str = "client", how: str = "rst", endpoint: str | None = None) -> None:
         """Arm a one-shot cut: after ``octets`` from ``side`` on the next matching connection, cut it."""
-        kill = self._kill_addon()
-        port = self.target.endpoint(endpoint).port if endpoint else None
+        kill, port = self._kill_addon(), self._port(endpoint)
         self.host.call(lambda: kill.kill_after(Trigger(octets, side, how, port)))
 
     def record_messages(self, on: bool) -> None:

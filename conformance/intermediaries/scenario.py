@@ -3,24 +3,39 @@
 Grammar: ``direct`` or ``ELEMENT[+ELEMENT...]``, ELEMENT = ``name[:key=value[,key=value...]]``.
 Example: ``nat-idle:timeout=30,mode=silent`` or ``link:latency=200+nat-idle:timeout=60``.
 The canonical string (every parameter, in declaration order) is what results record.
-A **real** element (``real-nginx``, ``real-nat``, ...; conformance/intermediaries/real/) runs the actual program
-and stands alone; it names the emulated elements it corresponds to, so ``scenario.element("nat-idle")`` under
-``real-nat:mode=strict`` answers the matching ``nat-idle:mode=silent``. ``preset:NAME`` expands a field preset
-(profiles/presets/) into its composition for the depth.
+
+The registry holds one ``Intermediary`` per name. An emulated one is an ``Emulator``: declared in its addon
+module (``SCENARIO = Emulator(..., addon=TheAddon)``), its parameters are the addon's own mitmproxy options
+(``TheAddon.OPTIONS``), so a scenario string and ``mitmdump --set`` accept and refuse the same values. Other
+kinds register a plain ``Intermediary`` with ``register()``: a **real** element (``real-nginx``, ``real-nat``,
+...; conformance/intermediaries/real/) names the NetworkPath subclass that runs the actual program (``real=``)
+and stands alone; it names the emulated elements it corresponds to (``emulates=``), so
+``scenario.element("nat-idle")`` under ``real-nat:mode=strict`` answers the matching ``nat-idle:mode=silent``.
+``preset:NAME`` expands a field preset (profiles/presets/) into its composition for the depth.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from ..errors import BadInput
 
 DEPTHS = ("quick", "full")
+ENDPOINTS = ("imap", "imaps", "submission", "submissions", "jmap")
 
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter of an intermediary, declared once.
+
+    The scenario grammar reads ``name``, ``type``, the depth defaults, ``choices``, ``unit`` and ``check``. An
+    emulator's addon declares the same object as its mitmproxy option ``option`` (``common.add_options`` in
+    ``load()``: the full-depth default, the help, ``choices=``) and validates it in ``configure()``, so
+    ``--scenario nat-idle:mode=bogus`` and ``mitmdump --set nat_idle_mode=bogus`` are refused alike.
+    """
+
     name: str
     type: type  # float, int or str
     quick: Any
@@ -29,35 +44,56 @@ class Param:
     choices: tuple[str, ...] = ()
     unit: str = ""
     check: Callable[[Any], str | None] | None = None  # returns what is wrong with a value, or None
+    option: str = ""  # the mitmproxy option carrying it (an emulator's addon); "" when there is none
+    scenario: bool = True  # False: a setting for standalone mitmdump only, not a scenario parameter
 
     def default(self, depth: str) -> Any:
         return self.quick if depth == "quick" else self.full
 
-    def convert(self, raw: str, where: str) -> Any:
+    def parse(self, raw: Any) -> Any:
+        """The typed, validated value of ``raw`` (text from a scenario string or ``--set``, or a typed value);
+        ValueError saying what is wrong otherwise."""
         try:
             value = self.type(raw)
-        except ValueError:
-            raise BadInput(f"{where}: parameter '{self.name}' must be {self.type.__name__}, got {raw!r}") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"must be {self.type.__name__}, got {raw!r}") from None
         if self.check is not None and (problem := self.check(value)):
-            raise BadInput(f"{where}: parameter '{self.name}' {problem}, got {raw!r}")
+            raise ValueError(f"{problem}, got {raw!r}")
         if self.choices and value not in self.choices:
-            raise BadInput(f"{where}: parameter '{self.name}' must be one of {', '.join(self.choices)}, got {raw!r}")
+            raise ValueError(f"must be one of {', '.join(self.choices)}, got {raw!r}")
         if self.type in (int, float) and value < 0:
-            raise BadInput(f"{where}: parameter '{self.name}' must not be negative")
+            raise ValueError("must not be negative")
         return value
+
+    def convert(self, raw: str, where: str) -> Any:
+        try:
+            return self.parse(raw)
+        except ValueError as e:
+            raise BadInput(f"{where}: parameter '{self.name}' {e}") from None
+
+    # -- as a mitmproxy option ---------------------------------------------------------------------
+    @property
+    def option_type(self) -> type:
+        """mitmproxy's ``--set`` parses only str, int and bool: a float travels as text (e.g. "0.5")."""
+        return str if self.type is float else self.type
+
+    def option_value(self, value: Any) -> Any:
+        return _fmt(value) if self.type is float else value
 
 
 @dataclass(frozen=True)
 class Intermediary:
-    """One kind of intermediary: its name, the path it sits on, its parameters and how to build it."""
+    """What the registry knows of one kind of intermediary: its name, the path it sits on ("tcp": a reverse TCP
+    proxy in front of every endpoint, "http-forward": an explicit HTTP proxy, "http-reverse": a reverse HTTP
+    proxy for jmap), its parameters and the endpoints it can carry. How it runs: an ``Emulator`` is mitmproxy
+    addons in the path's master; a real program names the NetworkPath subclass that runs it (``real``).
+    ``kind`` says which (``lemonade scenarios list`` shows it)."""
 
     name: str
-    path: str  # "tcp" (reverse TCP proxy in front of every endpoint), "http-forward", "http-reverse"
+    path: str
     summary: str
     params: tuple[Param, ...] = ()
-    # build(params) -> (list of addon objects, dict of mitmproxy option values)
-    build: Callable[[dict[str, Any]], tuple[list[Any], dict[str, Any]]] | None = None
-    endpoints: tuple[str, ...] = ("imap", "imaps", "submission", "submissions", "jmap")
+    endpoints: tuple[str, ...] = ENDPOINTS
     # a real program: real(scenario, target, transcript) -> the case's path (a NetworkPath subclass)
     real: Callable[..., Any] | None = None
     # the emulated elements that behave alike with these parameters: params -> ((name, {param: value}), ...)
@@ -71,12 +107,51 @@ class Intermediary:
         return next((p for p in self.params if p.name == name), None)
 
 
+@dataclass(frozen=True)
+class Emulator(Intermediary):
+    """An intermediary emulated by one mitmproxy addon class in the path's master. Its parameters are the
+    addon's ``OPTIONS`` that are scenario parameters; ``resolve(params, target_endpoints)`` adds option values
+    that depend on the target (https-only's endpoint ports)."""
+
+    addon: type | None = None
+    resolve: Callable[[dict[str, Any], dict[str, tuple[str, int]]], dict[str, Any]] | None = None
+    params: tuple[Param, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        if self.addon is None:
+            raise TypeError(f"emulator {self.name} names no addon class")
+        object.__setattr__(self, "params", tuple(p for p in getattr(self.addon, "OPTIONS", ()) if p.scenario))
+
+    def build(self, values: dict[str, Any],
+              target_endpoints: dict[str, tuple[str, int]]) -> tuple[list[Any], dict[str, Any]]:
+        """A fresh addon and the mitmproxy option values for one scenario element's parameter values.
+        ``target_endpoints``: endpoint name -> (scheme, port) of the target behind the path."""
+        options = {p.option: p.option_value(values[p.name]) for p in self.params if p.option}
+        if self.resolve is not None:
+            options.update(self.resolve(values, target_endpoints))
+        return [self.addon()], options
+
+
 REGISTRY: dict[str, Intermediary] = {}
 
 
 def register(spec: Intermediary) -> Intermediary:
+    """Add an intermediary to the registry (the built-in ones are registered by ``builtin.py``)."""
+    known = REGISTRY.get(spec.name)
+    if known is not None and known != spec:
+        raise ValueError(f"an intermediary named {spec.name!r} is already registered")
     REGISTRY[spec.name] = spec
     return spec
+
+
+def registry() -> Mapping[str, Intermediary]:
+    """Every registered intermediary by name, the built-in ones included (read-only)."""
+    from . import (  # noqa: F401  importing them registers the built-in emulators and real programs once
+        builtin,
+        real,
+    )
+
+    return MappingProxyType(REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -86,7 +161,7 @@ class Element:
 
     @property
     def spec(self) -> Intermediary:
-        return REGISTRY[self.name]
+        return registry()[self.name]
 
     def get(self, key: str) -> Any:
         return dict(self.params)[key]
@@ -98,7 +173,7 @@ class Element:
             return ()
         out = []
         for name, values in self.spec.emulates(dict(self.params)):
-            spec = REGISTRY[name]
+            spec = registry()[name]
             out.append(Element(name, tuple((p.name, values[p.name]) for p in spec.params if p.name in values)))
         return tuple(out)
 
@@ -164,7 +239,7 @@ def _fmt(v: Any) -> str:
 
 def parse_scenario(text: str, depth: str = "quick") -> Scenario:
     """Parse and validate a scenario string; unknown names or parameters raise BadInput."""
-    _load_builtin()
+    known = registry()
     if depth not in DEPTHS:
         raise BadInput(f"unknown depth {depth!r} (quick or full)")
     raw = (text or "").strip()
@@ -182,13 +257,13 @@ def parse_scenario(text: str, depth: str = "quick") -> Scenario:
         name, _, args = part.partition(":")
         name = name.strip()
         where = f"scenario {raw!r}"
-        if name not in REGISTRY:
-            raise BadInput(f"{where}: unknown intermediary '{name}' (known: direct, {', '.join(sorted(REGISTRY))}; "
+        if name not in known:
+            raise BadInput(f"{where}: unknown intermediary '{name}' (known: direct, {', '.join(sorted(known))}; "
                            "see 'lemonade scenarios list')")
         if name in seen:
             raise BadInput(f"{where}: '{name}' appears twice")
         seen.add(name)
-        spec = REGISTRY[name]
+        spec = known[name]
         given: dict[str, Any] = {}
         for kv in filter(None, (a.strip() for a in args.split(","))):
             key, eq, value = kv.partition("=")
@@ -196,8 +271,8 @@ def parse_scenario(text: str, depth: str = "quick") -> Scenario:
                 raise BadInput(f"{where}: '{kv}' is not key=value")
             p = spec.param(key.strip())
             if p is None:
-                known = ", ".join(x.name for x in spec.params) or "none"
-                raise BadInput(f"{where}: '{name}' has no parameter '{key.strip()}' (parameters: {known})")
+                params = ", ".join(x.name for x in spec.params) or "none"
+                raise BadInput(f"{where}: '{name}' has no parameter '{key.strip()}' (parameters: {params})")
             given[p.name] = p.convert(value.strip(), where)
         params = tuple((p.name, given.get(p.name, p.default(depth))) for p in spec.params)
         elements.append(Element(name, params))
@@ -209,24 +284,10 @@ def parse_scenario(text: str, depth: str = "quick") -> Scenario:
     return Scenario(tuple(elements), depth, raw)
 
 
-_loaded = False
-
-
-def _load_builtin() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import (
-            builtin,  # noqa: F401  registers the built-in intermediaries
-            real,  # noqa: F401  registers the real programs
-        )
-
-
 def describe_all(depth: str = "quick") -> list[dict[str, Any]]:
-    _load_builtin()
     out = [{"name": "direct", "kind": "-", "path": "-", "summary": "No intermediary: clients talk to the target "
             "directly.", "params": []}]
-    for spec in sorted(REGISTRY.values(), key=lambda s: (s.kind, s.name)):
+    for spec in sorted(registry().values(), key=lambda s: (s.kind, s.name)):
         out.append({
             "name": spec.name, "kind": spec.kind, "path": spec.path, "summary": spec.summary,
             "params": [{"name": p.name, "type": p.type.__name__, "quick": p.quick, "full": p.full,

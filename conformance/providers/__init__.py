@@ -7,18 +7,14 @@ given to --target is read as a target file. Later providers register here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from ..errors import BadInput
 from ..targets import Target, load_target_file
+from .base import Provider, Service
 
 
-class Provider(Protocol):
-    def start(self) -> Target: ...
-    def stop(self) -> None: ...
-
-
-class ExternalProvider:
+class ExternalProvider(Service):
     """A server that is already running, described by a target file: nothing to start or stop."""
 
     def __init__(self, path: str) -> None:
@@ -60,7 +56,7 @@ NAMED: dict[str, tuple[str, Callable[..., Provider]]] = {
     "cyrus": ("Debian's Cyrus IMAP 3.6 binaries (IMAP, IMAPS, JMAP; no push) as a local process", _cyrus("stock")),
     "cyrus-push": ("Cyrus IMAP 3.6 rebuilt with WebSockets (JMAP EventSource and RFC 8887 push)", _cyrus("push")),
 }
-# container targets (conformance/providers/container.py): images built locally from servers/<name>/
+# container targets (providers/container.py): images built locally from servers/<name>/ (providers/images.py)
 NAMED.update({
     "dovecot-2.3": ("Dovecot 2.3 (Debian 12 packages) in a container", _container("dovecot-2.3")),
     "dovecot-2.4": ("Dovecot 2.4 (Debian 13 packages) in a container", _container("dovecot-2.4")),
@@ -72,7 +68,8 @@ def is_container_target(spec: str) -> bool:
     return spec in NAMED and getattr(NAMED[spec][1], "container", False)
 
 
-def provider_for(spec: str, depth: str = "quick", logs: Path | None = None, **kw: Any) -> Provider:
+def provider_for(spec: str, depth: str = "quick", logs: Path | None = None,
+                 **kw: Any) -> Provider | ExternalProvider:
     """``kw`` goes to a named provider (e.g. ``settings`` for the partner of a client run)."""
     if spec in NAMED:
         return NAMED[spec][1](depth, logs, **kw)

@@ -17,21 +17,13 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
-import jinja2
-
-from ..data import data_dir
 from ..errors import HarnessError
 from ..targets import Account, Endpoint, Target, TlsPolicy
-from .dovecot import ACCOUNTS, free_port, make_certificate, probe
-from .workdir import keep_logs_and_remove, log_tail, stop_process_group
+from .base import ACCOUNTS, SERVERS_DIR, Provider, Service, free_port, make_certificate, probe, probe_http, render
 
-SERVERS_DIR = data_dir("servers")
 CYRUS_DIR = SERVERS_DIR / "cyrus"
 VARIANTS = {"stock": "cyrus", "push": "cyrus-push"}
 
@@ -57,18 +49,22 @@ def find_build(variant: str) -> Path:
                        "(as root; scripts/setup.sh does it)")
 
 
-class LogListener:
+class LogListener(Service):
     """A unix datagram socket standing in for /dev/log: syslog lines go to a file."""
 
     def __init__(self, sock_path: Path, out: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(sock_path))
-        os.chmod(sock_path, 0o666)
-        self.sock.settimeout(0.2)
-        self.out = open(out, "ab", buffering=0)
+        self.sock_path, self.out_path = sock_path, out
         self.stopping = threading.Event()
+
+    def start(self) -> "LogListener":
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.sock_path))
+        os.chmod(self.sock_path, 0o666)
+        self.sock.settimeout(0.2)
+        self.out = open(self.out_path, "ab", buffering=0)
         self.thread = threading.Thread(target=self._run, name="cyrus-syslog", daemon=True)
         self.thread.start()
+        return self
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -98,59 +94,40 @@ def can_unshare() -> bool:
         return False
 
 
-class CyrusProvider:
+class CyrusProvider(Provider):
     """Starts and stops one private Cyrus (``variant`` stock or push)."""
+
+    log_files = ("master.out", "syslog.log")
 
     def __init__(self, variant: str = "stock", depth: str = "quick", keep_logs: Path | None = None,
                  pushpoll: str = "1s") -> None:
         if variant not in VARIANTS:
             raise HarnessError(f"unknown Cyrus variant {variant}")
+        super().__init__(VARIANTS[variant], depth, keep_logs)
         self.variant = variant
-        self.target_name = VARIANTS[variant]
-        self.depth = depth
-        self.keep_logs = keep_logs
         self.pushpoll = pushpoll
-        self.dir: Path | None = None
-        self.proc: subprocess.Popen | None = None
-        self.logger: LogListener | None = None
-        self.target: Target | None = None
-        self.ready_seconds: float | None = None
+        self.log_mode = "none"
 
-    def start(self, attempts: int = 3) -> Target:
+    def prepare(self) -> Path:
         if os.geteuid() != 0:
             raise HarnessError("the Cyrus targets need root (master switches to the cyrus user)")
-        build = find_build(self.variant)
-        t0 = time.monotonic()
-        last = ""
-        for _ in range(attempts):
-            try:
-                target = self._start_once(build)
-                self.ready_seconds = time.monotonic() - t0
-                return target
-            except HarnessError as e:  # most likely a port taken between choosing and binding
-                last = str(e)
-                self.stop()
-        raise HarnessError(f"{self.target_name} did not become ready after {attempts} attempts: {last}")
+        return find_build(self.variant)
 
-    def _start_once(self, build: Path) -> Target:
+    def start_once(self, build: Path) -> Target:
         import grp
         import pwd
 
         root = build / "root"
         bindir = root / "usr/lib/cyrus/bin"
-        self.dir = d = Path(tempfile.mkdtemp(prefix=f"lemonade-{self.target_name}-"))
+        d = self.make_dir("conf", "spool", "sieve", "tmp")
         os.chmod(d, 0o755)
-        for sub in ("conf", "spool", "sieve", "tmp", "log"):
-            (d / sub).mkdir()
         admin_pw = secrets.token_hex(12)
         self.admin = ("admin", admin_pw)
         ports = {"imap": free_port(), "imaps": free_port(), "https": free_port()}
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(CYRUS_DIR), undefined=jinja2.StrictUndefined,
-                                 keep_trailing_newline=True)
         ctx = {"dir": str(d), "bin": str(bindir), "ports": ports, "admin": "admin", "variant": self.target_name,
                "pushpoll": self.pushpoll}
-        (d / "imapd.conf").write_text(env.get_template("imapd.conf.j2").render(**ctx))
-        (d / "cyrus.conf").write_text(env.get_template("cyrus.conf.j2").render(**ctx))
+        for name in ("imapd.conf", "cyrus.conf"):
+            (d / name).write_text(render(CYRUS_DIR, f"{name}.j2", **ctx))
         make_certificate(d)
         # Debian's makedirs reads /etc/imapd.conf: a private copy that reads ours
         text = (bindir / "makedirs").read_text()
@@ -174,21 +151,14 @@ class CyrusProvider:
                   "-p", str(d / "master.pid")]
         self.log_mode = "none"
         if can_unshare():
-            self.logger = LogListener(d / "log/log.sock", d / "log/syslog.log")
+            self.add_service(LogListener(d / "log/log.sock", d / "log/syslog.log"))
             master = [str(CYRUS_DIR / "private-log.sh"), str(d / "log/log.sock"), *master]
             self.log_mode = "private /dev/log"
-        self.proc = subprocess.Popen(master, stdout=open(d / "log/master.out", "wb"), stderr=subprocess.STDOUT,
-                                     env=env_vars, start_new_session=True)
-        deadline = time.monotonic() + 15
-        try:
-            probe("127.0.0.1", ports["imap"], b"* OK", deadline)
-            self._probe_https(ports["https"], deadline)
-        except HarnessError as e:
-            if self.proc.poll() is not None:
-                raise HarnessError(f"master exited with {self.proc.returncode}: {self._log_tail()}") from e
-            raise HarnessError(f"{e}; log: {self._log_tail()}") from e
+        self.spawn(master, d / "log/master.out", env=env_vars)
+        self.wait_ready(15, lambda deadline: probe("127.0.0.1", ports["imap"], b"* OK", deadline),
+                        lambda deadline: probe_http("127.0.0.1", ports["https"], deadline, tls=True))
         self._create_mailboxes(ports["imap"])
-        self.target = Target(
+        return Target(
             name=self.target_name,
             endpoints={
                 "imap": Endpoint("imap", "imap", "127.0.0.1", ports["imap"]),
@@ -204,27 +174,6 @@ class CyrusProvider:
             logs=[d / "log" / "syslog.log"],
             workdir=d,
         )
-        return self.target
-
-    def _probe_https(self, port: int, deadline: float) -> None:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        last = "no attempt"
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
-                    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                        s.settimeout(2)
-                        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                        if s.recv(64).startswith(b"HTTP/"):
-                            return
-            except OSError as e:
-                last = str(e)
-            time.sleep(0.05)
-        raise HarnessError(f"no HTTPS answer on 127.0.0.1:{port} before the deadline ({last})")
 
     def _create_mailboxes(self, port: int) -> None:
         from ..protocols.imap import ImapConnection
@@ -235,7 +184,7 @@ class CyrusProvider:
         try:
             conn.read_greeting()
             if not conn.login(*self.admin).ok:
-                raise HarnessError(f"admin login failed on {self.target_name}: {self._log_tail()}")
+                raise HarnessError(f"admin login failed on {self.target_name}: {self.log_tail()}")
             for user, _ in ACCOUNTS:
                 for box in ("", "/Drafts", "/Sent", "/Trash"):
                     use = f" (USE (\\{box[1:]}))" if box else ""
@@ -245,21 +194,3 @@ class CyrusProvider:
             conn.command("LOGOUT")
         finally:
             conn.close()
-
-    def _log_tail(self, n: int = 8) -> str:
-        return log_tail(self.dir / "log" if self.dir else None, ("master.out", "syslog.log"), n)
-
-    def stop(self) -> None:
-        stop_process_group(self.proc)
-        self.proc = None
-        if self.logger:
-            self.logger.stop()
-            self.logger = None
-        keep_logs_and_remove(self.dir, self.keep_logs, self.target_name)
-        self.dir = None
-
-    def __enter__(self) -> Target:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

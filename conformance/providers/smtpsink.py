@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import HarnessError
+from .base import Service
+
 
 @dataclass
 class SinkMessage:
@@ -22,7 +25,7 @@ class SinkMessage:
     received_at: float = field(default_factory=time.time)
 
 
-class SmtpSink:
+class SmtpSink(Service):
     MAX_MESSAGE = 64 << 20
     IDLE_TIMEOUT = 120.0
 
@@ -43,7 +46,7 @@ class SmtpSink:
         self._thread = threading.Thread(target=self._run, name="smtp-sink", daemon=True)
         self._thread.start()
         if not self._ready.wait(5):
-            raise RuntimeError("SMTP sink did not start within 5 s")
+            raise HarnessError("SMTP sink did not start within 5 s")
         return self
 
     def _run(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def engine():
-    from conformance.providers.container import engine_problem
+    from conformance.providers.engine import engine_problem
 
     problem = engine_problem()
     if problem:
@@ -23,6 +23,6 @@ def engine():
 @pytest.fixture(scope="session")
 def dovecot_images(engine):
     """Build (or reuse by tag) the two Dovecot images once per session; returns their build times."""
-    from conformance.providers.container import build_all
+    from conformance.providers.images import build_all
 
     return build_all(["dovecot-2.3", "dovecot-2.4"])

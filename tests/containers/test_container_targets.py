@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.providers.container import IMAGES, ContainerProvider, docker_client
+from conformance.providers.container import ContainerProvider
+from conformance.providers.engine import docker_client
+from conformance.providers.images import IMAGES
 
 pytestmark = pytest.mark.container
 

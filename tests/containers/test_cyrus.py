@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from conformance.providers.container import IMAGES, ContainerProvider, build_all, image_exists
+from conformance.providers.container import ContainerProvider
+from conformance.providers.engine import image_exists
+from conformance.providers.images import IMAGES, build_all
 
 pytestmark = pytest.mark.container
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import re
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import shared
+from conformance.intermediaries.addons.common import add_options, check_options, shared, value
 from conformance.intermediaries.addons.strip_starttls import strip_capabilities
-from conformance.intermediaries.scenario import REGISTRY, Intermediary, Param, register
+from conformance.intermediaries.scenario import REGISTRY, Emulator, Param, register
+
+MODE = Param("mode", str, "eol", "eol", "eol: CRLF to LF in server literals; cte: 7bit label to 8bit",
+             choices=("eol", "cte"), option="rewrite_mode")
 
 LITERAL = re.compile(rb"\{(\d+)\}\r\n")
 
@@ -45,8 +48,13 @@ def rewrite_literals(data: bytes, mode: str) -> tuple[bytes, list[str]]:
 
 
 class Rewrite:
+    OPTIONS = (MODE,)
+
     def load(self, loader) -> None:
-        loader.add_option("rewrite_mode", str, "eol", "eol: CRLF to LF in server literals; cte: 7bit label to 8bit")
+        add_options(loader, self.OPTIONS)
+
+    def configure(self, updated) -> None:
+        check_options(self.OPTIONS, updated)
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
@@ -56,16 +64,13 @@ class Rewrite:
         content, removed = strip_capabilities(m.content)
         if removed:
             s.record("rewrite", f"hid {' '.join(sorted(set(removed)))} so the session stays in cleartext", s.label(flow))
-        content, changes = rewrite_literals(content, ctx.options.rewrite_mode)
+        content, changes = rewrite_literals(content, value(MODE))
         for c in changes:
             s.record("rewrite", f"server->client leg: {c}", s.label(flow))
         m.content = content
 
 
 if "rewrite" not in REGISTRY:
-    register(Intermediary(
-        name="rewrite", path="tcp", summary="TEST ONLY: rewrites line endings or transfer-encoding labels in mail.",
-        params=(Param("mode", str, "eol", "eol", "eol or cte", choices=("eol", "cte")),),
-        build=lambda p: ([Rewrite()], {"rewrite_mode": p["mode"]}),
-        endpoints=("imap",),
-    ))
+    register(Emulator(
+        name="rewrite", path="tcp", addon=Rewrite, endpoints=("imap",),
+        summary="TEST ONLY: rewrites line endings or transfer-encoding labels in mail."))

@@ -14,7 +14,7 @@ from mitmproxy import tcp
 
 from conformance.intermediaries.addons.common import shared
 from conformance.intermediaries.addons.strip_starttls import strip_capabilities
-from conformance.intermediaries.scenario import REGISTRY, Intermediary, register
+from conformance.intermediaries.scenario import REGISTRY, Emulator, register
 
 _CAPS = re.compile(rb"(\* CAPABILITY [^\r\n]*|\[CAPABILITY [^\]\r\n]*\])", re.I)
 _UIDPLUS = re.compile(rb" UIDPLUS(?=[ \]\r\n]|$)", re.I)
@@ -51,7 +51,6 @@ class StripUidplus:
 
 
 if "strip-uidplus" not in REGISTRY:
-    register(Intermediary(
-        name="strip-uidplus", path="tcp", summary="TEST ONLY: hides UIDPLUS, APPENDUID and COPYUID from the client.",
-        params=(), build=lambda p: ([StripUidplus()], {}), endpoints=("imap",),
-    ))
+    register(Emulator(
+        name="strip-uidplus", path="tcp", addon=StripUidplus, endpoints=("imap",),
+        summary="TEST ONLY: hides UIDPLUS, APPENDUID and COPYUID from the client."))

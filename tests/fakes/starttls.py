@@ -19,7 +19,7 @@ from tests.fakes.imap import FakeImapServer, FakeImapSession
 
 
 def server_context(directory: Path) -> ssl.SSLContext:
-    from conformance.providers.dovecot import make_certificate
+    from conformance.providers.base import make_certificate
 
     make_certificate(directory)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

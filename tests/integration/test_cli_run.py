@@ -80,7 +80,7 @@ def test_unknown_scenario_and_profile_exit_2(lemonade):
 
 
 def test_passwords_never_in_output_files(lemonade):
-    from conformance.providers.dovecot import ACCOUNTS
+    from conformance.providers.base import ACCOUNTS
 
     run = lemonade("run", "-k", "capability_code or ehlo")
     import base64

@@ -22,7 +22,7 @@ import pytest
 from conformance.catalog import load_catalog
 from conformance.cli import finalize_run
 from conformance.plugin.watchdog import CaseTimeout, CaseWatchdog
-from conformance.providers.dovecot import ACCOUNTS
+from conformance.providers.base import ACCOUNTS
 from conformance.report import render_all
 from tests.conftest import ROOT
 from tests.fakes.imap import ACCOUNTS as FAKE_ACCOUNTS

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conformance.intermediaries.host import free_port
+from conformance.providers.base import free_port
 
 from .conftest import outcome, recv_until
 
@@ -53,6 +53,17 @@ def test_mitmdump_runs_nat_idle_alone_and_cuts_an_idle_connection(dovecot, tmp_p
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+def test_mitmdump_refuses_a_mode_outside_the_choices_as_the_scenario_grammar_does(tmp_path):
+    """``--set nat_idle_mode=bogus`` stops mitmdump with the same words as ``--scenario nat-idle:mode=bogus``
+    (mitmproxy itself does not check ``choices`` on ``--set``: the addon's configure does)."""
+    cmd = [str(MITMDUMP), "--mode", f"reverse:tcp://127.0.0.1:1@127.0.0.1:{free_port()}",
+           "--set", f"confdir={tmp_path / 'confdir'}", "-s", str(ROOT / "conformance/intermediaries/addons/nat_idle.py"),
+           "--set", "nat_idle_mode=bogus"]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0, "mitmdump must not run with an invalid mode"
+    assert "nat_idle_mode must be one of rst, fin, silent, got 'bogus'" in p.stdout + p.stderr, p.stdout + p.stderr
 
 
 ADDON_FILES = sorted(p.name for p in (ROOT / "conformance/intermediaries/addons").glob("*.py")

@@ -139,6 +139,8 @@ def test_blackhole_only_one_endpoint(dovecot, open_path):
     sub = path.open("submission")
     recv_until(sub, b"220")
     assert path.blackhole(endpoint="submission") == 1
+    sub.sendall(b"NOOP\r\n")
+    assert outcome(sub, 1.0)[0] == "timeout", "the black-holed submission connection must stay silent"
     _noop(imap)  # the IMAP connection still carries data both ways
     sub.close()
 

@@ -88,7 +88,8 @@ class RewriteResponses:
 @contextmanager
 def rewriting_target(directory: Path, **rewrite: bool):
     """A cleartext embedded Dovecot behind the rewriting proxy; yields the path of a target file for it."""
-    from conformance.intermediaries.host import ProxyHost, free_port
+    from conformance.intermediaries.host import ProxyHost
+    from conformance.providers.base import free_port
     from conformance.providers.dovecot import DovecotProvider
     from conformance.targets import Endpoint, write_target_file
     from conformance.transcript import Transcript

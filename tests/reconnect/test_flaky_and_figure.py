@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import xml.dom.minidom
-from types import SimpleNamespace
+
+from mitmproxy.test import taddons
 
 from conformance.intermediaries.addons import flaky
 from conformance.intermediaries.path import NetworkPath
@@ -35,13 +36,13 @@ def test_flaky_resets_a_live_connection_within_its_window(dovecot):
         path.stop()
 
 
-def test_same_seed_same_schedule(monkeypatch):
+def test_same_seed_same_schedule():
+    """The addon alone (mitmproxy's taddons): its lifetimes follow flaky_seed and flaky_reset_every."""
     def lifetimes(seed: int) -> list[float]:
-        opts = SimpleNamespace(flaky_seed=seed, flaky_reset_every="2")
-        monkeypatch.setattr(flaky, "options", lambda: opts)
-        monkeypatch.setattr(flaky, "seconds", lambda name: float(getattr(opts, name)))
         f = flaky.Flaky()
-        return [f._lifetime() for _ in range(5)]
+        with taddons.context(f) as tctx:
+            tctx.configure(f, flaky_seed=seed, flaky_reset_every="2")
+            return [f.lifetime() for _ in range(5)]
 
     a, b, c = lifetimes(7), lifetimes(7), lifetimes(8)
     assert a == b and a != c

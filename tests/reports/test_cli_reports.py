@@ -7,7 +7,7 @@ import base64
 import json
 import xml.etree.ElementTree as ET
 
-from conformance.providers.dovecot import ACCOUNTS as DOVECOT_ACCOUNTS
+from conformance.providers.base import ACCOUNTS as DOVECOT_ACCOUNTS
 from tests.fakes.imap import ACCOUNTS as FAKE_ACCOUNTS
 from tests.fakes.imap import FakeImapServer, FakeImapSession
 from tests.conftest import ROOT

@@ -8,7 +8,8 @@ import base64
 import pytest
 
 from conformance.intermediaries.addons.strip_starttls import distinct_loopback, strip_capabilities
-from conformance.providers.dovecot import ACCOUNTS, DovecotProvider
+from conformance.providers.base import ACCOUNTS
+from conformance.providers.dovecot import DovecotProvider
 from conformance.targets import write_target_file
 from tests.fakes.starttls import InjectableServers
 

@@ -51,7 +51,7 @@ def client_can_offer(version: str) -> str | None:
 
     Proves that a refused old-version handshake is the server's doing, not the client's library's.
     """
-    from conformance.providers.dovecot import make_certificate
+    from conformance.providers.base import make_certificate
 
     with tempfile.TemporaryDirectory(prefix="lemonade-tlsprobe-") as d:
         make_certificate(Path(d))

@@ -14,19 +14,32 @@ import time
 
 from mitmproxy import http
 
-from conformance.intermediaries.addons.common import StreamResponses, options, shared
+from conformance.intermediaries.addons.common import (
+    StreamResponses,
+    add_options,
+    check_options,
+    options,
+    shared,
+    value,
+)
+from conformance.intermediaries.scenario import Emulator, Param
+
+LIMIT = Param("limit", int, 65536, 65536, "octets held before they are sent on", unit="B", option="buffering_limit")
 
 
 class Buffering:
+    OPTIONS = (LIMIT,)
+
     def __init__(self) -> None:
         self.held: dict[str, float] = {}  # flow id -> when its response header arrived
 
     def load(self, loader) -> None:
-        loader.add_option("buffering_limit", int, 65536, "Octets a response is held for before they are sent on.")
+        add_options(loader, self.OPTIONS)
 
     def configure(self, updated) -> None:
-        if "buffering_limit" in updated:
-            options().update(stream_large_bodies=f"{max(options().buffering_limit, 1)}b")
+        check_options(self.OPTIONS, updated)
+        if LIMIT.option in updated:
+            options().update(stream_large_bodies=f"{max(value(LIMIT), 1)}b")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
@@ -35,7 +48,7 @@ class Buffering:
         label = f"{flow.request.method} {flow.request.path}"
         self.held[flow.id] = time.monotonic()
         shared().record("buffering", f"response {flow.response.status_code} to {label}: header and body held until "
-                                     f"complete or more than {options().buffering_limit} octets", label)
+                                     f"complete or more than {value(LIMIT)} octets", label)
 
     def response(self, flow: http.HTTPFlow) -> None:
         since = self.held.pop(flow.id, None)
@@ -50,4 +63,8 @@ class Buffering:
         self.held.pop(flow.id, None)
 
 
+SCENARIO = Emulator(
+    name="buffering", path="http-reverse", addon=Buffering, endpoints=("jmap",),
+    summary="Reverse proxy holding each response until complete or `limit` octets are buffered "
+            "(nginx proxy_buffering: breaks EventSource).")
 addons = [StreamResponses(), Buffering()]

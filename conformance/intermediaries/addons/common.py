@@ -11,6 +11,7 @@ import logging
 import socket
 import struct
 import time
+import traceback
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -40,17 +41,53 @@ def default_record(who: str, text: str, conn: str = "") -> None:
     log.warning("%s %s: %s", conn, who, text)
 
 
-class Shared:
-    """Per-master state all TCP addons read: labels and activity per client connection id."""
+FRAMES = 4  # frames of a fault's traceback kept in the transcript (the innermost ones)
 
-    def __init__(self) -> None:
+
+def _short(filename: str) -> str:
+    """A frame's file without the machine's prefix: from the package (site-packages or the checkout) on."""
+    if "/site-packages/" in filename:
+        return filename.rsplit("/site-packages/", 1)[1]
+    for top in ("conformance", "tests"):
+        if f"/{top}/" in filename:
+            return f"{top}/" + filename.rsplit(f"/{top}/", 1)[1]
+    return filename
+
+
+def describe_fault(where: str, exc: BaseException | None) -> tuple[str, str]:
+    """(one line, that line plus the innermost frames of the traceback) for an exception in the intermediary."""
+    if exc is None:
+        return where, where
+    line = f"{where}: {type(exc).__name__}: {exc}"
+    frames = [f"  at {_short(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+              for f in traceback.extract_tb(exc.__traceback__)[-FRAMES:]]
+    return line, "\n".join([line, *frames])
+
+
+class Shared:
+    """Per-master state all TCP addons read: labels and activity per client connection id, where intermediary
+    actions are recorded, and the faults of the intermediary itself (exceptions in its own code)."""
+
+    def __init__(self, record: Recorder = default_record, faults: list[str] | None = None,
+                 scrub: Callable[[str], str] = str) -> None:
         self.labels: dict[str, str] = {}
         self.started: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.blackholed: dict[str, float] = {}
         self.bytes: dict[str, list[int]] = {}  # [from client, from server]
-        self.record: Recorder = default_record
+        self.record: Recorder = record
+        self.faults: list[str] = faults if faults is not None else []
+        self.scrub = scrub  # removes the case's secrets from a fault's text (an exception may quote traffic)
         self.count = 0
+
+    def fault(self, where: str, exc: BaseException | None = None) -> None:
+        """An exception in the suite's own intermediary (an addon hook, a stream callable, a timer): kept in
+        ``faults`` (a path with faults makes its case ``error``) and recorded as an intermediary action with
+        the innermost frames of its traceback. The target is not at fault."""
+        line, detail = (self.scrub(text) for text in describe_fault(where, exc))
+        self.faults.append(line)
+        self.record("intermediary", "harness error, an exception in the suite's own intermediary "
+                                    f"(not the target's fault): {detail}", "")
 
     def label(self, flow: tcp.TCPFlow) -> str:
         cid = flow.client_conn.id
@@ -90,11 +127,19 @@ SHARED_ATTR = "_lemonade_shared"
 _LOOP_MASTERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]" = weakref.WeakKeyDictionary()
 
 
-def bind_master(loop: asyncio.AbstractEventLoop, master: Any) -> None:
-    """Tie a master to the event loop it runs on. mitmproxy's ``ctx.master``/``ctx.options`` are process
-    globals (the newest master wins); each ProxyHost runs its master on its own loop, so addons look their
-    master up by the running loop and two paths alive in one process never read each other's state."""
+def bind_master(loop: asyncio.AbstractEventLoop, master: Any, state: Shared | None = None) -> None:
+    """Tie a master to the event loop it runs on (and to its Shared state, when given). mitmproxy's
+    ``ctx.master``/``ctx.options`` are process globals (the newest master wins); each ProxyHost runs its
+    master on its own loop, so addons look their master up by the running loop and two paths alive in one
+    process never read each other's state."""
     _LOOP_MASTERS[loop] = master
+    if state is not None:
+        setattr(master, SHARED_ATTR, state)
+
+
+def master_of(loop: asyncio.AbstractEventLoop) -> Any:
+    """The master bound to ``loop``, or None (a loop no ProxyHost runs)."""
+    return _LOOP_MASTERS.get(loop)
 
 
 def current_master() -> Any:
@@ -111,14 +156,41 @@ def options() -> Any:
     return current_master().options
 
 
-def shared() -> Shared:
-    """The Shared state of the current master (created on first use, so addons work alone too)."""
-    master = current_master()
+def shared(master: Any = None) -> Shared:
+    """The Shared state of ``master`` (default: the current one), created on first use, so addons work alone too."""
+    master = master if master is not None else current_master()
     s = getattr(master, SHARED_ATTR, None)
     if s is None:
         s = Shared()
         setattr(master, SHARED_ATTR, s)
     return s
+
+
+def spawn(coro, where: str) -> asyncio.Task:
+    """Run an addon's background coroutine (a timer, a watch). An exception in it is a fault of the
+    intermediary, recorded when the task ends (not whenever the task happens to be collected)."""
+    master = current_master()
+    task = asyncio.get_running_loop().create_task(coro)
+
+    def done(t: asyncio.Task) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            shared(master).fault(where, t.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+def later(delay: float, where: str, fn: Callable[..., Any], *args: Any) -> None:
+    """``loop.call_later`` for an addon's callback; an exception in it is a fault of the intermediary."""
+    master = current_master()
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - recorded as the intermediary's fault
+            shared(master).fault(where, e)
+
+    asyncio.get_running_loop().call_later(delay, run)
 
 
 def cut(flow: tcp.TCPFlow | http.HTTPFlow, how: str, reason: str) -> bool:
@@ -231,8 +303,9 @@ class DirectRelay:
                 func(flow)
             except exceptions.AddonHalt:
                 break
-            except Exception as e:  # noqa: BLE001 - as mitmproxy's safecall: logged, the relay goes on
-                logging.getLogger("mitmproxy").error(f"Addon error: {e}", exc_info=True)
+            except Exception as e:  # noqa: BLE001 - as FastLifecycle.run_inline: recorded, the relay goes on
+                shared(self.dispatch.manager.master).fault(
+                    f"{getattr(func, '__qualname__', repr(func))} (hook tcp_message)", e)
         io = self.handler.transports.get(self.peers[event.connection])
         if io is not None and io.writer is not None and not io.writer.is_closing() and message.content:
             io.writer.write(message.content)
@@ -288,17 +361,34 @@ class Blackhole:
             flow.messages[-1].content = b""
 
 
-def seconds(name: str) -> float:
-    """A duration option in seconds. mitmproxy's ``--set`` parses only str/int/bool options, so durations are
-    strings such as "30" or "0.5"; ``configure`` hooks validate them with this function."""
-    raw = getattr(options(), name)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise exceptions.OptionsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise exceptions.OptionsError(f"{name} must not be negative, got {raw!r}")
-    return value
+def add_options(loader, params) -> None:
+    """Declare an addon's options in ``load()`` from its ``OPTIONS`` (scenario.Param): type, the full-depth
+    default (what a standalone mitmdump starts with), help and ``choices=``."""
+    for p in params:
+        if not p.option:
+            continue
+        help_text = p.help + (f" ({p.unit})" if p.unit else "")
+        loader.add_option(p.option, p.option_type, p.option_value(p.full), help_text,
+                          choices=list(p.choices) or None)
+
+
+def check_options(params, updated) -> None:
+    """``configure()``: refuse a bad value the way a scenario string refuses it (mitmproxy itself does not check
+    ``choices`` on ``--set``), with an OptionsError naming the option, under mitmdump too; and keep mitmproxy's
+    own idle timeout far above every duration option (``unit="s"``)."""
+    for p in params:
+        if p.option and p.option in updated:
+            try:
+                v = p.parse(getattr(options(), p.option))
+            except ValueError as e:
+                raise exceptions.OptionsError(f"{p.option} {e}") from None
+            if p.unit == "s":
+                keep_proxy_timeout_above(v)
+
+
+def value(param) -> Any:
+    """The typed current value of an addon's option (e.g. a duration as float seconds)."""
+    return param.type(getattr(options(), param.option))
 
 
 def keep_proxy_timeout_above(seconds: float) -> None:

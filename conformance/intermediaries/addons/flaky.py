@@ -13,27 +13,37 @@ import random
 
 from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import RawTcp, cut, options, seconds, shared
+from conformance.intermediaries.addons.common import RawTcp, add_options, check_options, cut, shared, spawn, value
+from conformance.intermediaries.scenario import Emulator, Param
+
+RESET_EVERY = Param("reset_every", float, 1.0, 3.0, "mean connection lifetime before a reset (drawn from 0.5x to 1.5x)",
+                    unit="s", option="flaky_reset_every")
+SEED = Param("seed", int, 1, 1, "seed of the random lifetimes: the same seed gives the same schedule",
+             option="flaky_seed")
 
 
 class Flaky:
+    OPTIONS = (RESET_EVERY, SEED)
+
     def __init__(self) -> None:
         self.rng: random.Random | None = None
         self.seed: int | None = None
 
     def load(self, loader) -> None:
-        loader.add_option("flaky_reset_every", str, "5", "Mean lifetime of a connection before a reset, in seconds.")
-        loader.add_option("flaky_seed", int, 1, "Seed of the random lifetimes (same seed, same schedule).")
+        add_options(loader, self.OPTIONS)
 
-    def _lifetime(self) -> float:
-        seed = options().flaky_seed
+    def configure(self, updated) -> None:
+        check_options(self.OPTIONS, updated)
+
+    def lifetime(self) -> float:
+        """The next connection's lifetime in seconds, from the seeded generator."""
+        seed = value(SEED)
         if self.rng is None or self.seed != seed:
             self.rng, self.seed = random.Random(seed), seed
-        return seconds("flaky_reset_every") * self.rng.uniform(0.5, 1.5)
+        return value(RESET_EVERY) * self.rng.uniform(0.5, 1.5)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        lifetime = self._lifetime()
-        asyncio.get_running_loop().create_task(self._reset_later(flow, lifetime))
+        spawn(self._reset_later(flow, self.lifetime()), "flaky timer")
 
     async def _reset_later(self, flow: tcp.TCPFlow, lifetime: float) -> None:
         await asyncio.sleep(lifetime)
@@ -44,4 +54,7 @@ class Flaky:
         cut(flow, "rst", "flaky link reset")
 
 
+SCENARIO = Emulator(
+    name="flaky", path="tcp", addon=Flaky,
+    summary="Unreliable mobile link: each connection is reset after a seeded random lifetime around `reset_every`.")
 addons = [RawTcp(), Flaky()]

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import StreamResponses, cut, options, shared
+from conformance.intermediaries.addons.common import StreamResponses, add_options, check_options, cut, shared, value
+from conformance.intermediaries.scenario import ENDPOINTS, Emulator, Param
+
+CUT = Param("cut", str, "fin", "fin", "How non-HTTP inside a tunnel is cut.", choices=("fin", "rst"),
+            option="inspecting_cut", scenario=False)
 
 
 class Inspecting:
+    OPTIONS = (CUT,)
+
     def load(self, loader) -> None:
-        loader.add_option("inspecting_cut", str, "fin", "How non-HTTP inside a tunnel is cut: fin or rst.")
+        add_options(loader, self.OPTIONS)
+
+    def configure(self, updated) -> None:
+        check_options(self.OPTIONS, updated)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         # mitmproxy decides HTTP or raw TCP from the first bytes (after its own TLS termination); on an
@@ -27,12 +36,16 @@ class Inspecting:
         addr = flow.server_conn.address
         inside = "inside TLS" if flow.client_conn.tls_established else "in a plain tunnel"
         s.record("inspecting", f"non-HTTP traffic {inside} to {addr[0]}:{addr[1]}: connection cut with "
-                               f"{options().inspecting_cut.upper()}", s.label(flow))
-        cut(flow, options().inspecting_cut, "inspecting proxy: not HTTP")
+                               f"{value(CUT).upper()}", s.label(flow))
+        cut(flow, value(CUT), "inspecting proxy: not HTTP")
 
     def tls_failed_client(self, data) -> None:
         s = shared()
         s.record("inspecting", f"client refused the proxy's certificate: {data.conn.error}", "")
 
 
+SCENARIO = Emulator(
+    name="inspecting", path="http-forward", addon=Inspecting, endpoints=ENDPOINTS,
+    summary="TLS-intercepting explicit HTTP proxy with its own CA (trusted only by the suite's clients): "
+            "passes HTTP, cuts anything else inside a tunnel.")
 addons = [StreamResponses(), Inspecting()]

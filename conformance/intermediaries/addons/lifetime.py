@@ -9,35 +9,35 @@ import asyncio
 
 from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import (
-    RawTcp,
-    cut,
-    keep_proxy_timeout_above,
-    options,
-    seconds,
-    shared,
-)
+from conformance.intermediaries.addons.common import RawTcp, add_options, check_options, cut, shared, spawn, value
+from conformance.intermediaries.scenario import Emulator, Param
+
+MAX = Param("max", float, 5.0, 300.0, "maximum connection age", unit="s", option="lifetime_max")
+MODE = Param("mode", str, "fin", "fin", "how the cut looks", choices=("rst", "fin"), option="lifetime_mode")
 
 
 class Lifetime:
+    OPTIONS = (MAX, MODE)
+
     def load(self, loader) -> None:
-        loader.add_option("lifetime_max", str, "300", "Maximum age of a connection in seconds.")
-        loader.add_option("lifetime_mode", str, "fin", "How the cut looks: rst or fin.")
+        add_options(loader, self.OPTIONS)
 
     def configure(self, updated) -> None:
-        if "lifetime_max" in updated:
-            keep_proxy_timeout_above(seconds("lifetime_max"))
+        check_options(self.OPTIONS, updated)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        asyncio.get_running_loop().create_task(self._cut_later(flow))
+        spawn(self._cut_later(flow), "lifetime timer")
 
     async def _cut_later(self, flow: tcp.TCPFlow) -> None:
-        await asyncio.sleep(seconds("lifetime_max"))
+        await asyncio.sleep(value(MAX))
         s = shared()
         if s.live(flow):
-            s.record("lifetime", f"connection reached its maximum age of {seconds('lifetime_max'):g} s, "
-                                 f"cut with {options().lifetime_mode.upper()}", s.label(flow))
-            cut(flow, options().lifetime_mode, "lifetime")
+            s.record("lifetime", f"connection reached its maximum age of {value(MAX):g} s, "
+                                 f"cut with {value(MODE).upper()}", s.label(flow))
+            cut(flow, value(MODE), "lifetime")
 
 
+SCENARIO = Emulator(
+    name="lifetime", path="tcp", addon=Lifetime,
+    summary="Carrier/proxy session limit: every connection is cut at age `max` whatever its traffic.")
 addons = [RawTcp(), Lifetime()]

@@ -14,9 +14,12 @@ from collections import deque
 
 from mitmproxy import tcp
 
-from conformance.intermediaries.addons.common import RawTcp, current_master, options, shared
+from conformance.intermediaries.addons.common import RawTcp, add_options, check_options, current_master, shared, spawn, value
+from conformance.intermediaries.scenario import Emulator, Param
 
 SLICE = 16384  # octets released at once at most, so a big read is spread over its transmission time
+LATENCY = Param("latency", int, 100, 300, "one-way delay added in each direction", unit="ms", option="link_latency")
+RATE = Param("rate", int, 0, 50, "bandwidth per direction, 0 = unlimited", unit="KB/s", option="link_rate")
 
 
 class ShapedWriter:
@@ -34,7 +37,7 @@ class ShapedWriter:
         self.wakeup = asyncio.Event()
         self.drained = asyncio.Event()
         self.drained.set()
-        self.task = asyncio.get_running_loop().create_task(self._pump())
+        self.task = spawn(self._pump(), "link pump")
 
     # -- what mitmproxy's connection handler calls --------------------------------------------
     def write(self, data: bytes) -> None:
@@ -123,9 +126,13 @@ class ShapedWriter:
 
 
 class Link:
+    OPTIONS = (LATENCY, RATE)
+
     def load(self, loader) -> None:
-        loader.add_option("link_latency", int, 100, "One-way delay added in each direction, milliseconds.")
-        loader.add_option("link_rate", int, 0, "Bandwidth of each direction in KB/s (1000 octets), 0 = unlimited.")
+        add_options(loader, self.OPTIONS)
+
+    def configure(self, updated) -> None:
+        check_options(self.OPTIONS, updated)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         self._shape(flow)
@@ -138,8 +145,8 @@ class Link:
         handler = ps.connections.get(flow.client_conn.id) if ps else None
         if handler is None:
             return
-        latency = options().link_latency / 1000.0
-        rate = options().link_rate * 1000.0
+        latency = value(LATENCY) / 1000.0
+        rate = value(RATE) * 1000.0
         shaped = 0
         for io in handler.transports.values():
             writer = io.writer
@@ -148,8 +155,11 @@ class Link:
                 shaped += 1
         if shaped:
             s = shared()
-            s.record("link", f"{shaped} direction(s) shaped: {options().link_latency:g} ms one-way delay, "
-                             + (f"{options().link_rate:g} KB/s" if rate else "unlimited rate"), s.label(flow))
+            s.record("link", f"{shaped} direction(s) shaped: {value(LATENCY):g} ms one-way delay, "
+                             + (f"{value(RATE):g} KB/s" if rate else "unlimited rate"), s.label(flow))
 
 
+SCENARIO = Emulator(
+    name="link", path="tcp", addon=Link,
+    summary="Slow mobile link: one-way delay and bandwidth per direction (a pipe: data in flight overlaps).")
 addons = [RawTcp(), Link()]

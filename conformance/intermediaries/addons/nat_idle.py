@@ -15,31 +15,38 @@ from mitmproxy import tcp
 from conformance.intermediaries.addons.common import (
     Blackhole,
     RawTcp,
+    add_options,
     blackhole,
+    check_options,
     cut,
-    keep_proxy_timeout_above,
-    options,
-    seconds,
     shared,
+    spawn,
+    value,
 )
+from conformance.intermediaries.scenario import Emulator, Param
+
+TIMEOUT = Param("timeout", float, 3.0, 30.0, "idle seconds before the mapping is dropped", unit="s",
+                option="nat_idle_timeout")
+MODE = Param("mode", str, "rst", "rst", "rst: reset both sides; fin: orderly close; silent: black hole, nobody told",
+             choices=("rst", "fin", "silent"), option="nat_idle_mode")
 
 
 class NatIdle:
+    OPTIONS = (TIMEOUT, MODE)
+
     def load(self, loader) -> None:
-        loader.add_option("nat_idle_timeout", str, "30", "Seconds without traffic after which the mapping is dropped.")
-        loader.add_option("nat_idle_mode", str, "rst", "What the drop looks like: rst, fin or silent.")
+        add_options(loader, self.OPTIONS)
 
     def configure(self, updated) -> None:
-        if "nat_idle_timeout" in updated:
-            keep_proxy_timeout_above(seconds("nat_idle_timeout"))
+        check_options(self.OPTIONS, updated)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        asyncio.get_running_loop().create_task(self._watch(flow))
+        spawn(self._watch(flow), "nat-idle watch")
 
     async def _watch(self, flow: tcp.TCPFlow) -> None:
         s = shared()
         cid = flow.client_conn.id
-        timeout, mode = seconds("nat_idle_timeout"), options().nat_idle_mode
+        timeout, mode = value(TIMEOUT), value(MODE)
         while s.live(flow) and cid not in s.blackholed:
             left = s.last.get(cid, 0) + timeout - time.monotonic()
             if left <= 0:
@@ -57,4 +64,7 @@ class NatIdle:
             await asyncio.sleep(left)
 
 
+SCENARIO = Emulator(
+    name="nat-idle", path="tcp", addon=NatIdle,
+    summary="NAT/stateful firewall that drops a connection after `timeout` seconds without a byte either way.")
 addons = [RawTcp(), NatIdle(), Blackhole()]

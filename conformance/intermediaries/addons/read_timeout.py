@@ -15,11 +15,16 @@ from mitmproxy import http
 
 from conformance.intermediaries.addons.common import (
     StreamResponses,
+    add_options,
+    check_options,
     cut,
-    keep_proxy_timeout_above,
-    seconds,
     shared,
+    spawn,
+    value,
 )
+from conformance.intermediaries.scenario import Emulator, Param
+
+TIMEOUT = Param("timeout", float, 5.0, 60.0, "seconds without a byte from upstream", unit="s", option="read_timeout")
 
 
 def reframe(flow: http.HTTPFlow) -> None:
@@ -38,16 +43,17 @@ class ReadTimeout:
         self.last: dict[str, float] = {}  # flow id -> last byte from upstream (or request sent)
         self.tasks: dict[str, asyncio.Task] = {}
 
+    OPTIONS = (TIMEOUT,)
+
     def load(self, loader) -> None:
-        loader.add_option("read_timeout", str, "60", "Seconds without a byte from upstream before the response is ended.")
+        add_options(loader, self.OPTIONS)
 
     def configure(self, updated) -> None:
-        if "read_timeout" in updated:
-            keep_proxy_timeout_above(seconds("read_timeout"))
+        check_options(self.OPTIONS, updated)
 
     def request(self, flow: http.HTTPFlow) -> None:
         self.last[flow.id] = time.monotonic()
-        self.tasks[flow.id] = asyncio.get_running_loop().create_task(self._watch(flow))
+        self.tasks[flow.id] = spawn(self._watch(flow), "read-timeout watch")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self.last[flow.id] = time.monotonic()
@@ -78,7 +84,7 @@ class ReadTimeout:
             task.cancel()
 
     async def _watch(self, flow: http.HTTPFlow) -> None:
-        timeout = seconds("read_timeout")
+        timeout = value(TIMEOUT)
         while flow.id in self.last:
             left = self.last[flow.id] + timeout - time.monotonic()
             if left > 0:
@@ -96,4 +102,8 @@ class ReadTimeout:
             return
 
 
+SCENARIO = Emulator(
+    name="read-timeout", path="http-reverse", addon=ReadTimeout, endpoints=("jmap",),
+    summary="Reverse proxy ending a response after `timeout` seconds without a byte from upstream "
+            "(nginx proxy_read_timeout).")
 addons = [StreamResponses(), ReadTimeout()]

@@ -19,6 +19,7 @@ from mitmproxy import tcp
 from mitmproxy.proxy import server_hooks
 
 from conformance.intermediaries.addons.common import RawTcp, shared
+from conformance.intermediaries.scenario import Emulator
 
 _IMAP_CAPS = re.compile(rb"(\* CAPABILITY [^\r\n]*|\[CAPABILITY [^\]\r\n]*\])", re.I)
 _IMAP_STRIP = re.compile(rb" (STARTTLS|LOGINDISABLED)(?=[ \]\r\n]|$)", re.I)
@@ -91,4 +92,7 @@ class StripStarttls:
     tcp_error = tcp_end
 
 
+SCENARIO = Emulator(
+    name="strip-starttls", path="tcp", addon=StripStarttls, endpoints=("imap", "submission"),
+    summary="Active attacker that removes STARTTLS and LOGINDISABLED from cleartext capability lists and EHLO replies.")
 addons = [RawTcp(), StripStarttls()]

@@ -25,9 +25,9 @@ def _path(module: str, cls: str):
 
 
 def _ports_ok(value: str) -> str | None:
-    from ..builtin import _ports_ok as check
+    from ..addons.https_only import ports_problem
 
-    return check(value)
+    return ports_problem(value)
 
 
 def _connect_ports_ok(value: str) -> str | None:
@@ -35,9 +35,9 @@ def _connect_ports_ok(value: str) -> str | None:
 
 
 def _endpoints_ok(value: str) -> str | None:
-    from ..builtin import _endpoints_ok as check
+    from ..addons.https_only import endpoints_problem
 
-    return check(value)
+    return endpoints_problem(value)
 
 
 def _nginx_emulates(p: dict[str, Any]):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import HarnessError, NotApplicable
+from ...providers.base import free_port  # noqa: F401  (the real programs' modules take it from here)
 from ...providers.workdir import log_tail, stop_process_group
 from ...transcript import Transcript
 
@@ -65,12 +66,6 @@ class Program:
         except (OSError, subprocess.TimeoutExpired):
             return ""
         return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def service_user(*names: str) -> str | None:

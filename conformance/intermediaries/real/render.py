@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jinja2
+from ...providers import base
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def render(name: str, **values: Any) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
-    return env.get_template(name).render(**values)
+    return base.render(TEMPLATES, name, **values)
