@@ -18,9 +18,10 @@ from .catalog import PARAM_TYPES, Catalog
 from .errors import ConformanceFailure, HarnessError, IntermediaryFailed, NotApplicable
 from .intermediaries.path import NetworkPath
 from .intermediaries.scenario import Scenario
-from .protocols.imap import ImapConnection, insecure_context
+from .protocols.imap import ImapConnection
 from .protocols.imapwire import parse_capabilities, quote
 from .protocols.smtp import CapturingSMTP
+from .protocols.tls import insecure_context
 from .targets import Target
 from .transcript import Transcript
 from .verdicts import Judgement
@@ -211,7 +212,7 @@ class CaseContext:
                               tls="implicit" if ep.scheme == "imaps" else "none",
                               ssl_context=self.target.tls.client_context(),
                               timeout=self.deadline if timeout is None else timeout,
-                              label=label, leg=leg)
+                              label=label, leg=leg, via=self.intermediary_name(via_path))
         self._clients.append(conn)
         conn.read_greeting()
         if ep.scheme == "imap" and tls != "none":
@@ -229,6 +230,12 @@ class CaseContext:
                 raise HarnessError(f"login as {acct.username} failed ({res.tagged.first_line}): check the target's accounts")
         return conn
 
+    def intermediary_name(self, via_path: bool = True) -> str | None:
+        """The name of the suite's own listener a client connects to (None when it connects to the target)."""
+        if not via_path or self.scenario.is_direct:
+            return None
+        return f"intermediary listener (scenario {self.scenario})"
+
     def submission(self, account: int | None = 0, *, endpoint: str = "submission", tls: str = "starttls",
                    timeout: float | None = None, via_path: bool = True) -> CapturingSMTP:
         ep = self.path.endpoint(endpoint) if via_path else self.target.endpoint(endpoint)
@@ -236,7 +243,8 @@ class CaseContext:
             raise NotApplicable(f"target {self.target.name} has no {endpoint} endpoint")
         smtp = CapturingSMTP(ep.host, ep.port, transcript=self.transcript,
                              timeout=self.deadline if timeout is None else timeout,
-                             label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct")
+                             label=f"smtp#{len(self._clients) + 1}", leg=self.path.leg if via_path else "direct",
+                             via=self.intermediary_name(via_path))
         self._clients.append(smtp)
         smtp.ehlo("client.test")
         if tls == "starttls":

@@ -52,16 +52,9 @@ class TlsPolicy:
     ca_file: str | None = None
 
     def client_context(self) -> ssl.SSLContext:
-        if self.ca_file:
-            ctx = ssl.create_default_context(cafile=self.ca_file)
-            return ctx
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if self.verify:
-            ctx.load_default_certs()
-        else:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        from .protocols.tls import client_context
+
+        return client_context(self.verify, ca_file=self.ca_file)
 
 
 @dataclass

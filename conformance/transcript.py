@@ -11,7 +11,8 @@ import functools
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import dataclass, field
 
 REDACTED = "<redacted>"
 
@@ -27,9 +28,14 @@ class Entry:
     text: str  # printable, redacted form of the bytes (or the action)
     nbytes: int = 0  # octets on the wire for C/S entries
     conn: str = ""  # connection label, e.g. "imap#1"
+    seq: float = field(default=0, compare=False, repr=False)  # order of recording (not part of the evidence)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {"t": self.t, "leg": self.leg, "direction": self.direction, "text": self.text,
+                "nbytes": self.nbytes, "conn": self.conn}
+
+
+_controls = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def printable(data: bytes, limit: int = 2000) -> str:
@@ -39,8 +45,7 @@ def printable(data: bytes, limit: int = 2000) -> str:
     """
     if len(data) >= 5 and 0x14 <= data[0] <= 0x17 and data[1] == 0x03:
         return f"[TLS records, {len(data)} octets]"
-    text = data[:limit].decode("utf-8", errors="backslashreplace")
-    text = "".join(ch if ch in "\r\n\t" or ch >= " " else f"\\x{ord(ch):02x}" for ch in text)
+    text = _controls.sub(lambda m: f"\\x{ord(m.group()):02x}", data[:limit].decode("utf-8", errors="backslashreplace"))
     if len(data) > limit:
         text += f"... [{len(data) - limit} more octets]"
     return text
@@ -92,6 +97,15 @@ class Redactor:
             out.append(line)
         return self.scrub("".join(out))
 
+    def quote(self, text: str) -> str:
+        """A command as an error message may quote it: credentials redacted, the SASL state left as it was."""
+        saved = (self.in_sasl, self.rest_of_line)
+        self.in_sasl = self.rest_of_line = False
+        try:
+            return self.client(text)
+        finally:
+            self.in_sasl, self.rest_of_line = saved
+
     def server(self, text: str) -> str:
         # a tagged/numeric final reply ends a SASL exchange; continuations keep it going
         for line in text.splitlines():
@@ -110,35 +124,161 @@ class Redactor:
 
 @functools.lru_cache(maxsize=256)
 def secret_forms(secret: str) -> tuple[str, ...]:
-    """The password itself and the base64 forms it takes in SASL PLAIN/LOGIN and HTTP Basic (computed once per
-    secret: an intermediary scrubs every relayed message)."""
+    """The password itself and the base64 forms it takes inside SASL PLAIN/LOGIN and HTTP Basic (computed once
+    per secret: an intermediary scrubs every relayed message).
+
+    Base64 of data that contains the password (``\\0alice\\0pw``, ``alice:pw``) contains, whatever comes before
+    it, one of three strings: the characters that encode only the password's own bits at each of the three
+    alignments. Those, and the plain base64 of the password, are the forms scrubbed.
+    """
     raw = secret.encode()
     forms = {secret, base64.b64encode(raw).decode()}
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + raw).decode()
+        core = enc[(8 * k + 5) // 6: (8 * (k + len(raw))) // 6]
+        if len(core) >= 4:
+            forms.add(core)
     return tuple(sorted((f for f in forms if len(f) >= 3), key=len, reverse=True))
+
+
+# -- bounds ----------------------------------------------------------------------------------------
+# Memory of a case's evidence is bounded in octets: each entry is charged its text plus ENTRY_OVERHEAD (the
+# object itself). Per connection (or per leg for entries without one) the first CONN_HEAD_BYTES are kept whole
+# (greeting, capabilities, login: how the connection began), then a ring of the last CONN_TAIL_BYTES (how it
+# ended); what falls out of the ring is counted and shown as one note where it was left out. All connections of
+# a case together keep at most CASE_BYTES: past it the ring holding the most gives up its oldest entries.
+ENTRY_TEXT_MAX = 8 << 10  # octets of text one entry keeps (the rest is summarised)
+ENTRY_OVERHEAD = 200  # octets charged per entry for the object itself
+CONN_HEAD_BYTES = 32 << 10
+CONN_TAIL_BYTES = 96 << 10
+CASE_BYTES = 512 << 10
+
+
+def _cost(entry: Entry) -> int:
+    return len(entry.text) + ENTRY_OVERHEAD
+
+
+@dataclass
+class _Ring:
+    """The retained entries of one connection: a head kept whole, then a ring of the latest.
+
+    Left-out entries always form one contiguous gap between head and tail (the tail gives up its oldest entry;
+    a ring without a tail gives up the last entry of its head).
+    """
+
+    head: list[Entry] = field(default_factory=list)
+    head_bytes: int = 0
+    tail: deque[Entry] = field(default_factory=deque)
+    tail_bytes: int = 0
+    dropped: int = 0  # entries left out between head and tail
+    dropped_octets: int = 0  # wire octets (nbytes) of the entries left out
+    gap_t: float = 0.0  # transcript time of the latest entry left out
+    octets: dict[str, int] = field(default_factory=dict)  # direction -> wire octets of every entry, kept or not
+
+    @property
+    def retained(self) -> int:
+        return self.head_bytes + self.tail_bytes
+
+    @property
+    def gap_seq(self) -> float:
+        if self.head:
+            return self.head[-1].seq + 0.5
+        return self.tail[0].seq - 0.5 if self.tail else 0.0
+
+    def add(self, entry: Entry) -> int:
+        """Keep ``entry``; returns the change in retained octets (negative when the ring gave up more)."""
+        before = self.retained
+        self.octets[entry.direction] = self.octets.get(entry.direction, 0) + entry.nbytes
+        cost = _cost(entry)
+        if not self.tail and not self.dropped and self.head_bytes + cost <= CONN_HEAD_BYTES:
+            self.head.append(entry)
+            self.head_bytes += cost
+        else:
+            self.tail.append(entry)
+            self.tail_bytes += cost
+            while self.tail_bytes > CONN_TAIL_BYTES and len(self.tail) > 1:
+                self.drop_one()
+        return self.retained - before
+
+    def drop_one(self) -> int:
+        """Leave out one entry next to the gap; the octets freed (0 when nothing is left)."""
+        if self.tail:
+            old = self.tail.popleft()
+            self.tail_bytes -= _cost(old)
+        elif self.head:
+            old = self.head.pop()
+            self.head_bytes -= _cost(old)
+        else:
+            return 0
+        self.dropped += 1
+        self.dropped_octets += old.nbytes
+        self.gap_t = max(self.gap_t, old.t)
+        return _cost(old)
 
 
 @dataclass
 class Transcript:
-    """All evidence lines of one case, on one clock. Thread-safe: intermediaries record from their loop."""
+    """All evidence lines of one case, on one clock, bounded in memory (see the bounds above).
+
+    Thread-safe: intermediaries record from their own loop.
+    """
 
     t0: float = field(default_factory=time.monotonic)
-    entries: list[Entry] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
-    max_entries: int = 5000
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    dropped: int = 0
+    _rings: dict[str, _Ring] = field(default_factory=dict, repr=False)
+    _seq: int = 0
+    _bytes: int = 0
+    dropped: int = 0  # entries left out over the whole case
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 4)
 
     def add(self, leg: str, direction: str, text: str, nbytes: int = 0, conn: str = "") -> Entry:
-        entry = Entry(self.now(), leg, direction, text, nbytes, conn)
+        if len(text) > ENTRY_TEXT_MAX:
+            text = text[:ENTRY_TEXT_MAX] + f"... [{len(text) - ENTRY_TEXT_MAX} more characters left out]"
         with self._lock:
-            if len(self.entries) < self.max_entries:
-                self.entries.append(entry)
-            else:
+            self._seq += 1
+            entry = Entry(self.now(), leg, direction, text, nbytes, conn, seq=self._seq)
+            ring = self._rings.setdefault(conn or leg, _Ring())
+            dropped = ring.dropped
+            self._bytes += ring.add(entry)
+            self.dropped += ring.dropped - dropped
+            while self._bytes > CASE_BYTES:  # the case is over its bound: the largest ring gives up its oldest
+                largest = max(self._rings.values(), key=lambda r: r.retained)
+                freed = largest.drop_one()
+                if not freed:
+                    break
+                self._bytes -= freed
                 self.dropped += 1
         return entry
+
+    @property
+    def retained_bytes(self) -> int:
+        """Octets the retained evidence is charged (never more than CASE_BYTES plus one entry)."""
+        return self._bytes
+
+    @property
+    def entries(self) -> list[Entry]:
+        """The retained entries in the order they were recorded (a copy)."""
+        with self._lock:
+            out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
+        return sorted(out, key=lambda e: e.seq)
+
+    def octets(self, conn: str) -> dict[str, int]:
+        """Wire octets recorded for connection ``conn`` (or a leg without one) by direction, entries left out
+        included: sums over ``entries`` undercount once a connection outgrew its ring."""
+        with self._lock:
+            ring = self._rings.get(conn)
+            return dict(ring.octets) if ring else {}
+
+    def mark(self) -> int:
+        """A position in the transcript: ``since(mark)`` returns what was recorded after it."""
+        with self._lock:
+            return self._seq
+
+    def since(self, mark: int) -> list[Entry]:
+        return [e for e in self.entries if e.seq > mark]
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets)
@@ -151,14 +291,28 @@ class Transcript:
         """An intermediary's own action, e.g. 'nat-idle: 30.0 s without traffic, mapping dropped'."""
         return self.add(who, "I", f"{who}: {text}", conn=conn)
 
-    def as_list(self) -> list[dict]:
+    def _with_gaps(self) -> list[Entry]:
+        """Retained entries plus one note per connection standing where its left-out entries were."""
         with self._lock:
-            return [e.as_dict() for e in self.entries]
+            out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
+            for key, r in self._rings.items():
+                if r.dropped:
+                    sample = (r.head or list(r.tail) or [None])[0]
+                    leg = sample.leg if sample else key
+                    conn = sample.conn if sample else ""
+                    out.append(Entry(r.gap_t, leg, "N", f"[transcript: {r.dropped} entries ({r.dropped_octets} "
+                                     f"octets on the wire) of {conn or leg} left out here; the transcript keeps the "
+                                     f"first {CONN_HEAD_BYTES >> 10} KiB and the last {CONN_TAIL_BYTES >> 10} KiB "
+                                     f"of a connection, {CASE_BYTES >> 10} KiB per case]", 0, conn, seq=r.gap_seq))
+        return sorted(out, key=lambda e: e.seq)
+
+    def as_list(self) -> list[dict]:
+        return [e.as_dict() for e in self._with_gaps()]
 
     def text(self) -> str:
         """Plain rendering, used in failure messages and JUnit."""
         lines = []
-        for e in list(self.entries):
+        for e in self._with_gaps():
             for i, part in enumerate(e.text.splitlines() or [""]):
                 prefix = f"t={e.t:8.3f} {e.conn or e.leg:>12} {e.direction}:" if i == 0 else " " * 26
                 lines.append(f"{prefix} {part}")

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import HarnessError, NotApplicable, TargetUnreachable
+from ..errors import Blocked, HarnessError, NotApplicable, TargetUnreachable
+from ..protocols.connection import CapturedConnection
+from ..protocols.http import open_tunnel
 from ..providers.base import free_port
 from ..targets import Endpoint, Target
 from ..transcript import Transcript
@@ -24,16 +26,7 @@ from .addons.record import HttpLegIn, HttpLegOut, ServerLegIn, ServerLegOut
 from .host import ProxyHost
 from .scenario import Element, Emulator, Scenario
 
-
-class Blocked(HarnessError):
-    """The intermediary refused to carry a connection (e.g. https-only answered CONNECT with 403).
-
-    A firewall decision, not a fault of the target: reachability checks catch it and record it as data.
-    """
-
-    def __init__(self, endpoint: str, status: int, reason: str, via: str) -> None:
-        self.endpoint, self.status, self.reason, self.via = endpoint, status, reason, via
-        super().__init__(f"{endpoint}: blocked by the intermediary ({via} answered {status} {reason})")
+__all__ = ["Blocked", "NetworkPath"]  # Blocked lives in errors.py; named here for the checks that import it
 
 
 class NetworkPath:
@@ -183,7 +176,8 @@ class NetworkPath:
     def open(self, name: str, timeout: float = 10.0) -> socket.socket:
         """A connected socket to ``name`` through the path (a CONNECT tunnel behind an explicit proxy).
 
-        Raises ``Blocked`` when the intermediary refuses (403), ``TargetUnreachable`` when nothing answers.
+        Raises ``Blocked`` when the intermediary refuses (403), ``TargetUnreachable`` when the target is not
+        there, ``HarnessError`` when the suite's own listener or proxy fails.
         """
         if self.forward_proxy is not None:
             return self._connect_tunnel(name, timeout)
@@ -191,8 +185,10 @@ class NetworkPath:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
-            who = "target" if self.scenario.is_direct else "the suite's own intermediary"
-            raise TargetUnreachable(f"cannot connect to {who} for {name} at {host}:{port}: {e}") from e
+            if self.scenario.is_direct:
+                raise TargetUnreachable(f"cannot connect to the target for {name} at {host}:{port}: {e}") from e
+            raise HarnessError(f"cannot connect to the suite's own intermediary for {name} at {host}:{port}: "
+                               f"{e}") from e
         return sock
 
     def _connect_tunnel(self, name: str, timeout: float) -> socket.socket:
@@ -200,39 +196,21 @@ class NetworkPath:
         if ep is None:
             raise NotApplicable(f"target {self.target.name} has no {name} endpoint")
         assert self.forward_proxy is not None
-        try:
-            sock = socket.create_connection(self.forward_proxy, timeout=timeout)
-        except OSError as e:
-            raise HarnessError(f"cannot connect to the suite's own HTTP proxy at {self.proxy_url}: {e}") from e
+        conn = CapturedConnection.connect(*self.forward_proxy, transcript=self.transcript, label=f"connect {name}",
+                                          leg=self.leg, timeout=timeout, via="HTTP proxy")
         authority = f"[{ep.host}]:{ep.port}" if ":" in ep.host else f"{ep.host}:{ep.port}"
-        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
-        self.transcript.add(self.leg, "C", request.decode(), len(request), conn=f"connect {name}")
-        head = b""
         try:
-            sock.sendall(request)
-            deadline = time.monotonic() + timeout
-            while b"\r\n\r\n" not in head:  # byte by byte: whatever follows the head belongs to the tunnel
-                if time.monotonic() > deadline or len(head) > 16384:
-                    raise HarnessError(f"HTTP proxy sent no complete answer to CONNECT {authority}")
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                b = sock.recv(1)
-                if not b:
-                    raise HarnessError(f"HTTP proxy closed the connection after CONNECT {authority}")
-                head += b
-        except (OSError, HarnessError) as e:
-            sock.close()
-            if isinstance(e, HarnessError):
-                raise
-            raise HarnessError(f"CONNECT {authority} through {self.proxy_url} failed: {e}") from e
-        self.transcript.add(self.leg, "S", head.decode("latin-1"), len(head), conn=f"connect {name}")
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            status, status_line = open_tunnel(conn, authority, time.monotonic() + timeout,
+                                              f"the suite's HTTP proxy {self.proxy_url}")
+        except BaseException:
+            conn.close()
+            raise
         if status == 200:
+            sock = conn.detach()
             sock.settimeout(timeout)
             return sock
-        sock.close()
-        reason = parts[2] if len(parts) > 2 else ""
+        conn.close()
+        reason = status_line.split(" ", 2)[2] if status_line.count(" ") >= 2 else ""
         if status == 403:
             raise Blocked(name, status, reason, f"HTTP proxy {self.proxy_url}")
         raise TargetUnreachable(f"CONNECT {authority} through {self.proxy_url} answered {status_line!r}")

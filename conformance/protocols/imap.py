@@ -1,8 +1,13 @@
-"""IMAP client with wire capture and deadlines: raw lines for exact checks, an IMAPClient for convenience.
+"""IMAP client on the captured connection: raw lines for exact checks, with deadlines, capture and bounds.
 
-``ImapConnection`` owns one socket. Every byte it sends or receives lands in the case transcript
-(credentials redacted) and in its byte counters. Every read has a deadline: a stalling server raises
-``ServerTimeout`` (a fail with evidence), a refused connect raises ``TargetUnreachable`` (an error).
+``ImapConnection`` holds one ``CapturedConnection`` (socket, deadlines, transcript, the fail-vs-error rule) and
+a sans-IO ``ResponseReader``. A stalling server raises ``ServerTimeout``, a reset or early close
+``ServerClosed``, garbage ``ProtocolViolation`` (all fail, with the transcript); a refused connect raises
+``TargetUnreachable`` (or ``HarnessError`` when the address is the suite's own intermediary).
+
+Bounds: FLOOD_RESPONSES responses or FLOOD_OCTETS octets from the server while the client waits without
+sending (for one tagged response, the IDLE continuation, or over polls) are a ``Flood``; COMPRESS output is
+capped at INFLATE_PER_READ octets per read; one response at ``imapwire.MAX_RESPONSE``.
 """
 
 from __future__ import annotations
@@ -11,14 +16,19 @@ import socket
 import ssl
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ProtocolViolation, ServerClosed, ServerTimeout, TargetUnreachable
-from ..transcript import Transcript, printable
+from ..errors import Flood, ProtocolViolation, ServerTimeout
+from ..transcript import Transcript
+from .connection import DEFAULT_TIMEOUT, CapturedConnection, FloodGuard, scrub_faults
 from .imapwire import Response, ResponseReader, parse_capabilities, quote
+from .tls import insecure_context
 
-DEFAULT_TIMEOUT = 10.0
+FLOOD_RESPONSES = 50_000  # responses while the client waits without sending
+FLOOD_OCTETS = 48 << 20  # octets while the client waits without sending
+INFLATE_PER_READ = 16 << 20  # octets one read may inflate to under COMPRESS=DEFLATE
 
 
 @dataclass
@@ -53,6 +63,24 @@ class CommandResult:
         return "\n".join(self.lines())
 
 
+class Deflate:
+    """COMPRESS=DEFLATE (RFC 4978) as a codec for the captured connection, with a bound on what one read inflates."""
+
+    def __init__(self) -> None:
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+
+    def encode(self, data: bytes) -> bytes:
+        return self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def decode(self, data: bytes) -> bytes:
+        out = self._inflate.decompress(data, INFLATE_PER_READ)
+        if self._inflate.unconsumed_tail:
+            raise Flood(f"flood: {len(data)} compressed octets inflate past {INFLATE_PER_READ} octets")
+        return out
+
+
+@scrub_faults
 class ImapConnection:
     """One IMAP connection. Use as a context manager; ``close()`` is idempotent."""
 
@@ -71,35 +99,61 @@ class ImapConnection:
         leg: str = "direct",
         server_hostname: str = "localhost",
         source_address: tuple[str, int] | None = None,
+        via: str | None = None,
     ) -> None:
-        ImapConnection._counter += 1
-        self.label = label or f"imap#{ImapConnection._counter}"
-        self.transcript = transcript
-        self.redactor = transcript.redactor()
-        self.timeout = timeout
-        self.leg = leg
+        """Connect to ``host:port``; ``via`` names the suite's own intermediary when the address is its listener."""
+        label = self._label(label)
+        conn = CapturedConnection.connect(host, port, transcript=transcript, label=label, leg=leg, timeout=timeout,
+                                          what=f"IMAP at {host}:{port}", via=via, source_address=source_address,
+                                          note=" (TLS)" if tls == "implicit" else "")
+        self._start(conn, host, port, ssl_context, server_hostname, implicit_tls=tls == "implicit")
+
+    @classmethod
+    def over(cls, sock: socket.socket, *, transcript: Transcript, label: str | None = None, leg: str = "direct",
+             timeout: float = DEFAULT_TIMEOUT, implicit_tls: bool = False, ssl_context: ssl.SSLContext | None = None,
+             server_hostname: str = "localhost") -> "ImapConnection":
+        """An ImapConnection on a socket opened elsewhere (a CONNECT tunnel from ``path.open``)."""
+        self = cls.__new__(cls)
+        label = cls._label(label)
+        conn = CapturedConnection(sock, transcript=transcript, label=label, leg=leg, timeout=timeout)
+        conn.note("connected through the path" + (" (TLS)" if implicit_tls else ""))
+        try:
+            host, port = sock.getpeername()[:2]
+        except OSError:
+            host, port = "?", 0
+        self._start(conn, host, port, ssl_context, server_hostname, implicit_tls=implicit_tls)
+        return self
+
+    @classmethod
+    def _label(cls, label: str | None) -> str:
+        cls._counter += 1
+        return label or f"imap#{cls._counter}"
+
+    def _start(self, conn: CapturedConnection, host: str, port: int, ssl_context: ssl.SSLContext | None,
+               server_hostname: str, *, implicit_tls: bool) -> None:
+        self.conn = conn
+        conn.guard = FloodGuard("responses", FLOOD_RESPONSES, FLOOD_OCTETS)
         self.host, self.port = host, port
         self.server_hostname = server_hostname
         self.ssl_context = ssl_context
         self.reader = ResponseReader()
-        self.queue: list[Response] = []
-        self.bytes_sent = 0
-        self.bytes_received = 0  # octets on the wire (compressed if COMPRESS is on)
+        self.queue: deque[Response] = deque()
         self.tagn = 0
-        self.closed = False
-        self._inflate: zlib._Decompress | None = None  # type: ignore[name-defined]
-        self._deflate: zlib._Compress | None = None  # type: ignore[name-defined]
         self.greeting: Response | None = None
-        self.tls_version: str | None = None
-        try:
-            self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
-        except OSError as e:
-            raise TargetUnreachable(f"cannot connect to IMAP at {host}:{port}: {e}") from e
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transcript.add(self.leg, "N", f"connected to {host}:{port}" + (" (TLS)" if tls == "implicit" else ""),
-                       conn=self.label)
-        if tls == "implicit":
-            self._wrap_tls()
+        if implicit_tls:
+            self.start_tls()
+
+    # -- what the connection holds ---------------------------------------------------------------
+    label = property(lambda self: self.conn.label)
+    transcript = property(lambda self: self.conn.transcript)
+    redactor = property(lambda self: self.conn.redactor)
+    leg = property(lambda self: self.conn.leg)
+    timeout = property(lambda self: self.conn.timeout)
+    sock = property(lambda self: self.conn.sock)
+    closed = property(lambda self: self.conn.closed)
+    tls_version = property(lambda self: self.conn.tls_version)
+    bytes_sent = property(lambda self: self.conn.bytes_sent, doc="octets on the wire (compressed if COMPRESS is on)")
+    bytes_received = property(lambda self: self.conn.bytes_received)
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> "ImapConnection":
@@ -109,77 +163,49 @@ class ImapConnection:
         self.close()
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        """Close the connection and let go of what was received and not read (the case may keep this object)."""
+        self.conn.close()
+        self.queue.clear()
+        self.reader = ResponseReader()
 
     # -- wire ----------------------------------------------------------------------------------
-    def _wrap_tls(self, context: ssl.SSLContext | None = None) -> None:
-        ctx = context or self.ssl_context or insecure_context()
-        self.sock.settimeout(self.timeout)
-        try:
-            self.sock = ctx.wrap_socket(self.sock, server_hostname=self.server_hostname)
-        except (ssl.SSLError, OSError) as e:
-            self.transcript.add(self.leg, "N", f"TLS handshake failed: {e}", conn=self.label)
-            raise
-        self.tls_version = self.sock.version()
-        self.transcript.add(self.leg, "N", f"TLS established: {self.tls_version} {self.sock.cipher()[0]}", conn=self.label)
+    def start_tls(self, context: ssl.SSLContext | None = None) -> str:
+        """The TLS handshake now (implicit TLS, or after a STARTTLS the caller sent itself); the version.
+
+        A failed, refused or stalled handshake raises ``TlsHandshakeFailed`` (fail)."""
+        return self.conn.start_tls(context or self.ssl_context or insecure_context(), self.server_hostname)
 
     def send_raw(self, data: bytes, *, note: str | None = None) -> None:
-        """Send exact octets (after compression if active). Recorded as one C entry."""
-        text = self.redactor.client(printable(data))
-        self.transcript.add(self.leg, "C", note or text, len(data), conn=self.label)
-        wire = data
-        if self._deflate is not None:
-            wire = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-        try:
-            self.sock.sendall(wire)
-        except OSError as e:
-            raise ServerClosed(f"{self.label}: sending failed, connection gone: {e}") from e
-        self.bytes_sent += len(wire)
+        """Send exact octets (after compression if active). Recorded as one C entry (``note`` instead if given)."""
+        self.conn.send(data, text=note)
 
-    def _recv(self, deadline: float, waiting_for: str) -> None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ServerTimeout(f"{self.label}: no complete response {waiting_for} within the deadline")
-        self.sock.settimeout(left)
+    def _recv(self, deadline: float, waiting_for: str, since: float | None = None) -> None:
         try:
-            data = self.sock.recv(65536)
-        except (socket.timeout, TimeoutError) as e:
-            raise ServerTimeout(
-                f"{self.label}: server sent nothing {waiting_for} for {left:.1f} s"
-                + (f" ({self.reader.pending} octets of an incomplete response pending)" if self.reader.pending else "")
-            ) from e
-        except ssl.SSLError as e:
-            raise ProtocolViolation(f"{self.label}: TLS error while reading: {e}") from e
-        except ConnectionResetError as e:
-            self.transcript.add(self.leg, "N", "connection reset by peer", conn=self.label)
-            raise ServerClosed(f"{self.label}: connection reset {waiting_for}") from e
-        except OSError as e:
-            raise ServerClosed(f"{self.label}: read failed {waiting_for}: {e}") from e
-        if not data:
-            self.transcript.add(self.leg, "N", "connection closed by peer (EOF)", conn=self.label)
-            raise ServerClosed(f"{self.label}: server closed the connection {waiting_for}")
-        self.bytes_received += len(data)
-        if self._inflate is not None:
-            try:
-                data = self._inflate.decompress(data)
-            except zlib.error as e:
-                raise ProtocolViolation(f"{self.label}: compressed stream does not inflate: {e}") from e
-        for resp in self.reader.feed(data):
-            self.transcript.add(self.leg, "S", self.redactor.server(printable(resp.raw)), len(resp.raw), conn=self.label)
+            data = self.conn.recv(deadline, waiting_for, pending=self.reader.pending, since=since)
+        except ServerTimeout:
+            if self.reader.pending:
+                self.conn.note(f"incomplete response pending when the deadline passed: {self.reader.pending} octets")
+            raise
+        try:
+            responses = self.reader.feed(data)
+        except ProtocolViolation as e:
+            self.conn.record_server(data)  # the evidence: what did not parse (as much as the transcript shows)
+            raise type(e)(f"{self.label}: {e} {waiting_for}") from e
+        for resp in responses:
+            self.conn.record_server(resp.raw)
             self.queue.append(resp)
+        if self.conn.guard is not None:
+            try:
+                self.conn.guard.count(len(responses), len(data), self.label, waiting_for)
+            except Flood:
+                self.queue.clear()  # the case fails on the flood; what it brought is not kept
+                raise
 
     def read_response(self, timeout: float | None = None, waiting_for: str = "") -> Response:
         """The next response; raises ServerTimeout after ``timeout`` seconds."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while not self.queue:
-            self._recv(deadline, waiting_for or "for the next response")
-        return self.queue.pop(0)
+        start = time.monotonic()
+        return self._next(start + (self.timeout if timeout is None else timeout),
+                          waiting_for or "for the next response", start)
 
     def poll(self, timeout: float) -> Response | None:
         """The next response if one arrives within ``timeout`` seconds, else None (no failure)."""
@@ -198,6 +224,11 @@ class ImapConnection:
         self.tagn += 1
         return f"L{self.tagn:03d}"
 
+    def _quoted(self, tag: str, text: str, limit: int = 80) -> str:
+        """'to 'L003 LOGIN "alice" <redacted>'': the command as a failure message may show it."""
+        shown = self.conn.quote(f"{tag} {text}")
+        return shown if len(shown) <= limit else shown[:limit] + "..."
+
     def command(self, text: str, *, timeout: float | None = None, literal: bytes | None = None,
                 on_untagged: Callable[[Response], None] | None = None) -> CommandResult:
         """Send ``tag text`` and read until the tagged response. A ``{n}`` literal is sent after '+'.
@@ -213,7 +244,8 @@ class ImapConnection:
                 text = f"{text} {{{len(literal)}}}"
             self.send_raw(f"{tag} {text}\r\n".encode())
             while True:
-                resp = self._next(deadline, f"to '{tag} {text.split(' ')[0]}' (awaiting continuation)")
+                resp = self._next(deadline, f"to '{self._quoted(tag, text.split(' ')[0])}' (awaiting continuation)",
+                                  start)
                 if resp.is_continuation:
                     break
                 if resp.tag == tag:
@@ -222,29 +254,45 @@ class ImapConnection:
             self.send_raw(literal + b"\r\n")
         else:
             self.send_raw(f"{tag} {text}\r\n".encode())
-        while True:
-            resp = self._next(deadline, f"to '{tag} {text[:60]}'")
-            if resp.tag == tag:
-                return CommandResult(tag, text, resp, untagged, time.monotonic() - start)
-            if on_untagged:
-                on_untagged(resp)
-            untagged.append(resp)
+        waiting_for = f"to '{self._quoted(tag, text)}'"
+        try:
+            while True:
+                resp = self._next(deadline, waiting_for, start)
+                if resp.tag == tag:
+                    return CommandResult(tag, text, resp, untagged, time.monotonic() - start)
+                if on_untagged:
+                    on_untagged(resp)
+                untagged.append(resp)
+        except BaseException:
+            untagged.clear()  # a failure's traceback keeps this frame: not what a flood filled it with
+            raise
 
-    def _next(self, deadline: float, waiting_for: str) -> Response:
+    def _next(self, deadline: float, waiting_for: str, since: float | None = None) -> Response:
+        """The next response: a queued one, or read from the socket until ``deadline`` (the wait began ``since``)."""
         while not self.queue:
-            self._recv(deadline, waiting_for)
-        return self.queue.pop(0)
+            self._recv(deadline, waiting_for, since)
+        return self.queue.popleft()
 
     def wait_tagged(self, tag: str, timeout: float | None = None) -> CommandResult:
         """Read until the tagged response for ``tag`` (for commands sent with send_raw)."""
         start = time.monotonic()
         deadline = start + (self.timeout if timeout is None else timeout)
         untagged: list[Response] = []
-        while True:
-            resp = self._next(deadline, f"to tag {tag}")
-            if resp.tag == tag:
-                return CommandResult(tag, "", resp, untagged, time.monotonic() - start)
-            untagged.append(resp)
+        try:
+            while True:
+                resp = self._next(deadline, f"to tag {tag}", start)
+                if resp.tag == tag:
+                    return CommandResult(tag, "", resp, untagged, time.monotonic() - start)
+                untagged.append(resp)
+        except BaseException:
+            untagged.clear()  # see command()
+            raise
+
+    def take_pending(self) -> tuple[list[Response], bytes]:
+        """What arrived but was not read yet, removed: the queued responses and the octets of no complete one."""
+        queued = list(self.queue)
+        self.queue.clear()
+        return queued, self.reader.take_unparsed()
 
     # -- common commands ----------------------------------------------------------------------
     def capability(self) -> list[str]:
@@ -254,57 +302,56 @@ class ImapConnection:
     def login(self, username: str, password: str) -> CommandResult:
         self.redactor.secrets.add(password)
         self.transcript.secrets.add(password)
-        res = self.command(f"LOGIN {quote(username)} {quote(password)}")
-        return res
+        return self.command(f"LOGIN {quote(username)} {quote(password)}")
 
     def starttls(self, context: ssl.SSLContext | None = None) -> CommandResult:
         res = self.command("STARTTLS")
         if res.ok:
             if self.reader.pending or self.queue:
                 raise ProtocolViolation(f"{self.label}: server sent data after STARTTLS OK before the handshake")
-            self._wrap_tls(context)
+            self.start_tls(context)
         return res
 
     def compress(self) -> CommandResult:
         res = self.command("COMPRESS DEFLATE")
         if res.ok:
-            self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-            self._inflate = zlib.decompressobj(-15)
-            if self.reader.pending:
-                # octets after the OK line were already read uncompressed: re-feed them inflated
-                pending = bytes(self.reader._buf)
-                self.reader._buf.clear()
-                for resp in self.reader.feed(self._inflate.decompress(pending)):
+            codec = Deflate()
+            self.conn.set_codec(codec.encode, codec.decode)
+            pending = self.reader.take_unparsed()  # octets after the OK line were already compressed
+            if pending:
+                for resp in self.reader.feed(self.conn.decode(pending)):
+                    self.conn.record_server(resp.raw)
                     self.queue.append(resp)
         return res
 
     def idle(self, timeout: float | None = None) -> str:
-        """Send IDLE and wait for the continuation; returns the tag (finish with ``done``)."""
+        """Send IDLE and wait for the continuation; returns the tag (finish with ``done``).
+
+        Untagged responses that come before the '+' stay queued, in order, for the caller; the wait reads the
+        socket and honours its deadline however many of them arrive (a flood ends as ``Flood``).
+        """
         tag = self.next_tag()
         self.send_raw(f"{tag} IDLE\r\n".encode())
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            resp = self._next(deadline, f"to '{tag} IDLE' (awaiting '+')")
-            if resp.is_continuation:
-                return tag
-            if resp.tag == tag:
-                raise ProtocolViolation(f"{self.label}: IDLE refused: {resp.first_line}")
-            self.queue.append(resp)  # keep untagged data for the caller
-            if len(self.queue) > 10000:
-                raise ProtocolViolation(f"{self.label}: flood of untagged data before IDLE continuation")
+        start = time.monotonic()
+        deadline = start + (self.timeout if timeout is None else timeout)
+        held: list[Response] = []
+        try:
+            while True:
+                resp = self._next(deadline, f"to '{tag} IDLE' (awaiting '+')", start)
+                if resp.is_continuation:
+                    return tag
+                if resp.tag == tag:
+                    raise ProtocolViolation(f"{self.label}: IDLE refused: {resp.first_line}")
+                held.append(resp)
+        except Flood:
+            held.clear()
+            raise
+        finally:
+            self.queue.extendleft(reversed(held))  # the caller sees them before anything that came later
 
     def done(self, tag: str, timeout: float | None = None) -> CommandResult:
         self.send_raw(b"DONE\r\n")
         return self.wait_tagged(tag, timeout)
 
 
-def insecure_context(minimum: ssl.TLSVersion | None = None, maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
-    """A client context that does not verify (test servers are self-signed), optionally pinned to versions."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if minimum is not None:
-        ctx.minimum_version = minimum
-    if maximum is not None:
-        ctx.maximum_version = maximum
-    return ctx
+__all__ = ["CommandResult", "ImapConnection", "ResponseReader", "insecure_context"]

@@ -3,11 +3,22 @@
 Feed it body bytes as they arrive; it returns complete events (dispatched at a blank line) and comment lines.
 Line ends may be CRLF, LF or CR; a leading UTF-8 BOM is dropped; an event still being built when the stream
 ends is not dispatched (``pending`` tells whether one was left). Nothing here touches a socket.
+
+Bounds (past one, ``Flood``): MAX_LINE octets of a line without its end, MAX_EVENT octets of the lines of one
+event before the blank line that dispatches it (each line charged LINE_OVERHEAD more for its bookkeeping).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+from ..errors import Flood
+
+MAX_LINE = 1 << 20
+MAX_EVENT = 4 << 20
+LINE_OVERHEAD = 64
+_eol = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass
@@ -23,15 +34,16 @@ class SseEvent:
 
 class SseParser:
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf = bytearray()
         self._started = False
         self._cr_pending = False
         self._data: list[str] = []
         self._type = ""
         self._id: str | None = None
         self._retry: int | None = None
-        self._raw = b""
+        self._raw: list[bytes] = []
         self._fields: list[tuple[str, str]] = []
+        self._octets = 0  # charged to the event being built
         self.last_event_id = ""
         self.invalid_utf8 = False
 
@@ -40,33 +52,39 @@ class SseParser:
         """An event was being built (or a partial line buffered) and not yet dispatched."""
         return bool(self._buf or self._fields)
 
+    @property
+    def held(self) -> tuple[int, int]:
+        """(octets of a line without its end, octets charged to the event being built): within the bounds."""
+        return len(self._buf), self._octets
+
     def feed(self, data: bytes) -> list[SseEvent]:
         if not self._started and data:
             self._started = True
             if data.startswith(b"\xef\xbb\xbf"):
                 data = data[3:]
+        scanned = len(self._buf)  # what the buffer held has no line end in it
         self._buf += data
         out: list[SseEvent] = []
+        pos = 0
+        if self._cr_pending and self._buf:
+            if self._buf[:1] == b"\n":  # the LF of a CRLF split across two reads
+                pos = 1
+            self._cr_pending = False
         while True:
-            if self._cr_pending and self._buf:
-                if self._buf.startswith(b"\n"):  # the LF of a CRLF split across two reads
-                    self._buf = self._buf[1:]
-                self._cr_pending = False
-            idx = [i for i in (self._buf.find(b"\r"), self._buf.find(b"\n")) if i >= 0]
-            if not idx:
+            m = _eol.search(self._buf, max(pos, scanned))
+            if not m:
                 break
-            i = min(idx)
-            line, sep = self._buf[:i], self._buf[i:i + 1]
-            self._buf = self._buf[i + 1:]
-            if sep == b"\r":
-                if self._buf.startswith(b"\n"):
-                    self._buf = self._buf[1:]
-                    sep = b"\r\n"
-                elif not self._buf:
-                    self._cr_pending = True
-            ev = self._line(line, line + sep)
+            if m.group() == b"\r" and m.end() == len(self._buf):
+                self._cr_pending = True
+            line, raw = bytes(self._buf[pos:m.start()]), bytes(self._buf[pos:m.end()])
+            pos = m.end()
+            ev = self._line(line, raw)
             if ev:
                 out.append(ev)
+        del self._buf[:pos]
+        if len(self._buf) > MAX_LINE:
+            raise Flood(f"flood: {len(self._buf)} octets of the event stream without an end of line "
+                        f"(the bound is {MAX_LINE})")
         return out
 
     def _line(self, line: bytes, raw: bytes) -> SseEvent | None:
@@ -77,7 +95,11 @@ class SseParser:
             text = line.decode("utf-8", errors="replace")
         if text == "":
             return self._dispatch(raw)
-        self._raw += raw
+        self._octets += len(raw) + LINE_OVERHEAD
+        if self._octets > MAX_EVENT:
+            raise Flood(f"flood: an event of {len(self._fields)} lines ({self._octets} octets) and no blank line "
+                        f"to end it (the bound is {MAX_EVENT} octets)")
+        self._raw.append(raw)
         if text.startswith(":"):
             return SseEvent("comment", text[1:].lstrip(" "), None, self.last_event_id, raw=raw)
         name, _, value = text.partition(":")
@@ -97,12 +119,13 @@ class SseParser:
         return None
 
     def _dispatch(self, raw: bytes) -> SseEvent | None:
-        fields, event_raw = self._fields, self._raw + raw
+        fields, event_raw = self._fields, b"".join(self._raw) + raw
         ev = None
         if self._data:
             ev = SseEvent(self._type or "message", "\n".join(self._data), self._id, self.last_event_id,
                           self._retry, event_raw, fields)
         elif fields:  # an event with no data is not dispatched, but its id still counts (done above)
             pass
-        self._data, self._type, self._id, self._retry, self._raw, self._fields = [], "", None, None, b"", []
+        self._data, self._type, self._id, self._retry, self._raw, self._fields = [], "", None, None, [], []
+        self._octets = 0
         return ev

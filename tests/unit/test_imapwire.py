@@ -51,6 +51,59 @@ def test_fetch_flags_modseq():
     assert parse_fetch(f) == (2, {"UID": 9, "MODSEQ": 41, "FLAGS": ["\\Seen", "$Forwarded"]})
 
 
+def _one(raw: bytes):
+    (resp,) = ResponseReader().feed(raw)
+    return resp
+
+
+def test_fetch_items_after_a_literal_are_kept():
+    seq, items = parse_fetch(_one(b"* 1 FETCH (BODY[] {5}\r\nhello UID 3 FLAGS (\\Seen))\r\n"))
+    assert (seq, items) == (1, {"BODY[]": b"hello", "UID": 3, "FLAGS": ["\\Seen"]})
+
+
+def test_fetch_sections_origins_quoted_nil_and_literal8():
+    raw = (b'* 7 fetch (BODY[HEADER.FIELDS (SUBJECT TO)]<0> "a\\"b" BINARY[1] ~{3}\r\n\x00\x01\x02 BODY[2] NIL '
+           b"BINARY.SIZE[1] 3 RFC822.SIZE 99 MODSEQ (12) ENVELOPE (NIL \"s\"))\r\n")
+    seq, items = parse_fetch(_one(raw))
+    assert seq == 7 and items["BODY[HEADER.FIELDS (SUBJECT TO)]<0>"] == b'a"b'
+    assert items["BINARY[1]"] == b"\x00\x01\x02" and items["BODY[2]"] is None
+    assert items["BINARY.SIZE[1]"] == 3 and items["RFC822.SIZE"] == 99 and items["MODSEQ"] == 12
+    assert items["ENVELOPE"] == [None, b"s"]
+
+
+def test_fetch_that_does_not_parse_is_a_protocol_violation():
+    for raw in (b"* 1 FETCH (UID)\r\n", b"* 1 FETCH (UID 3\r\n", b"* 1 FETCH (UID x)\r\n",
+                b'* 1 FETCH (BODY[] "open)\r\n', b"* 1 FETCH BODY[] {3}\r\nabc\r\n"):
+        with pytest.raises(ProtocolViolation):
+            parse_fetch(_one(raw))
+    assert parse_fetch(_one(b"* 1 EXISTS\r\n")) is None
+
+
+def test_flags_status_and_numbers_past_ten_digits():
+    from conformance.protocols.imapwire import parse_exists, parse_flags, parse_search, parse_status
+
+    assert parse_flags(_one(b"* 4 FETCH (FLAGS (\\Deleted $Junk) UID 9)\r\n")) == (4, ["\\Deleted", "$Junk"])
+    assert parse_exists(_one(b"* " + b"9" * 5000 + b" EXISTS\r\n")) is None  # not a ValueError from int()
+    assert parse_search(_one("* SEARCH 2 \u00b2 3\r\n".encode())) == [2, 3]
+    assert parse_status(_one(b'* STATUS "a b" (MESSAGES 3 UIDNEXT 9)\r\n')) == ("a b", {"MESSAGES": 3, "UIDNEXT": 9})
+
+
+def test_reader_bounds_and_take_unparsed():
+    from conformance.errors import Flood
+    from conformance.protocols import imapwire
+
+    r = ResponseReader()
+    with pytest.raises(ProtocolViolation, match="literal"):
+        r.feed(b"* 1 FETCH (BODY[] {%d}\r\n" % (imapwire.MAX_LITERAL + 1))
+    r = ResponseReader()
+    with pytest.raises(Flood):
+        for _ in range(imapwire.MAX_RESPONSE // (64 << 10) + 2):
+            r.feed(b"* 1 FETCH (BODY[1] {65536}\r\n" + b"x" * 65536 + b" BODY[2] {0}\r\n")
+    r = ResponseReader()
+    assert r.feed(b"A1 OK done\r\nxyz") and r.take_unparsed() == b"xyz" and r.pending == 0
+    r.feed(b"* 1 FETCH (BODY[] {5}\r\nab")
+    with pytest.raises(ProtocolViolation):
+        r.take_unparsed()
 def test_exists_expunge_search_and_response_codes():
     from conformance.protocols.imapwire import (
         Response,

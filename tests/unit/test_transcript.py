@@ -39,3 +39,67 @@ def test_secret_and_its_base64_scrubbed_anywhere():
 def test_printable_escapes_controls_and_summarises_tls():
     assert printable(b"a\x00b\r\n") == "a\\x00b\r\n"
     assert printable(b"\x17\x03\x03\x00\x10" + b"x" * 16).startswith("[TLS records")
+
+
+def test_secret_forms_catch_the_password_inside_sasl_plain_and_basic():
+    from conformance.transcript import secret_forms
+
+    pw = "alicepw"
+    forms = secret_forms(pw)
+    for wrapped in (f"\0alice\0{pw}", f"alice:{pw}", f"\0a\0{pw}", f"xy:{pw}"):
+        encoded = base64.b64encode(wrapped.encode()).decode()
+        assert any(f in encoded for f in forms), wrapped
+        assert pw not in Redactor({pw}).scrub(encoded) and "<redacted>" in Redactor({pw}).scrub(encoded)
+
+
+def test_quote_redacts_a_command_without_touching_the_sasl_state():
+    r = Redactor({"pw123"})
+    r.client("a1 AUTHENTICATE PLAIN\r\n")
+    assert r.quote('L001 LOGIN "alice" "pw123"') == f'L001 LOGIN "alice" {REDACTED}'
+    assert r.in_sasl, "quoting a command for a message leaves the connection's SASL state alone"
+
+
+def test_a_connection_keeps_its_head_and_a_ring_of_its_tail_and_notes_the_gap():
+    from conformance.transcript import CONN_HEAD_BYTES, CONN_TAIL_BYTES, ENTRY_OVERHEAD
+
+    t = Transcript()
+    t.add("direct", "S", "* OK greeting", conn="imap#1")
+    for i in range(20000):
+        t.add("direct", "S", f"* OK flood {i}", 12, conn="imap#1")
+    t.add("direct", "S", "L001 OK the end", conn="imap#1")
+    texts = [e["text"] for e in t.as_list()]
+    assert texts[0] == "* OK greeting" and texts[-1] == "L001 OK the end"
+    gap = [x for x in texts if x.startswith("[transcript:")]
+    assert len(gap) == 1 and "left out here" in gap[0] and t.dropped > 10000
+    assert t.retained_bytes <= CONN_HEAD_BYTES + CONN_TAIL_BYTES + ENTRY_OVERHEAD + 100
+    assert texts.index(gap[0]) < texts.index("L001 OK the end")
+
+
+def test_a_case_is_bounded_across_its_connections_and_marks_survive_drops():
+    from conformance.transcript import CASE_BYTES
+
+    t = Transcript()
+    mark = None
+    for c in range(40):
+        for _ in range(300):
+            t.add("direct", "C", "x" * 100, 100, conn=f"imap#{c}")
+        if c == 30:
+            mark = t.mark()
+    assert t.retained_bytes <= CASE_BYTES and t.dropped > 0
+    since = t.since(mark)
+    assert since and all(e.conn not in {f"imap#{c}" for c in range(31)} for e in since)
+    assert len(t.text().splitlines()) == len(t.as_list())
+
+
+def test_quoting_a_command_without_its_line_end_leaves_the_next_line_alone():
+    r = Redactor({"pw123"})
+    assert r.quote('L001 LOGIN "alice" "pw123"') == f'L001 LOGIN "alice" {REDACTED}'
+    assert r.client("L002 NOOP\r\n") == "L002 NOOP\r\n"
+
+
+def test_octet_totals_count_what_the_ring_left_out():
+    t = Transcript()
+    for _ in range(5000):
+        t.add("relay", "S", "x" * 100, 100, conn="conn#1")
+    assert t.dropped > 0 and t.octets("conn#1") == {"S": 500000}
+    assert sum(e.nbytes for e in t.entries if e.conn == "conn#1") < 500000

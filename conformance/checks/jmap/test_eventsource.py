@@ -270,7 +270,7 @@ def test_closeafter_state_ends_response(case):
     require_eventsource_200(stream, "GET eventSourceUrl closeafter=state")
     t_change, state = _import_and_await_state(case, stream, w, "closeafter", budget + 1)
     assert state is not None, f"no state event within {budget + 1:.1f} s of the change"
-    mark = len(case.transcript.entries)
+    mark = case.transcript.mark()
     after = list(stream.events(time.monotonic() + close_within))
     case.attach("timeline", timeline(stream, [(t_change, "Email/import")], title="closeafter=state",
                                      end=case.transcript.now(), thresholds=[("close within", close_within)]))
@@ -278,7 +278,7 @@ def test_closeafter_state_ends_response(case):
     assert eof is not None, (f"closeafter=state: the response did not end within {close_within:.1f} s after the "
                              f"state event at t={state.t:.2f} "
                              f"(then: {[x.event.type if x.event else x.kind for x in after]})")
-    cuts = [x.text for x in case.transcript.entries[mark:] if x.direction == "I"]
+    cuts = [x.text for x in case.transcript.since(mark) if x.direction == "I"]
     assert not cuts, f"the response was ended by the intermediary, not by the server: {cuts[0]}"
     others = [x.event.type for x in after if x.kind == "event"]
     assert not others, f"events after the first state event before the end: {others}"

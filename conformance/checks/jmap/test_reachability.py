@@ -9,8 +9,6 @@ changes talks to the target directly.
 from __future__ import annotations
 
 import json
-import smtplib
-import socket
 import time
 from typing import Any
 
@@ -29,34 +27,14 @@ from conformance.checks.support.jmap import (
 )
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.intermediaries.path import Blocked
-from conformance.protocols.imap import ImapConnection, ResponseReader
+from conformance.protocols.imap import ImapConnection
 from conformance.protocols.jmap import MAIL, WEBSOCKET, sample_message
+from conformance.protocols.smtp import CapturingSMTP
 
 FIREWALLS = ("direct", "https-only", "inspecting")
 PROTOCOLS = ("IMAP", "IMAPS", "submission", "JMAP", "JMAP push (EventSource)", "JMAP push (WebSocket)",
              "IMAPS on the HTTPS port")
 STEPS = ("login", "read", "push")
-
-
-class PathImap(ImapConnection):
-    """ImapConnection over a socket the scenario path opened (for example a CONNECT tunnel)."""
-
-    def __init__(self, sock: socket.socket, *, transcript, implicit_tls: bool, ssl_context, label: str, leg: str,
-                 timeout: float = 8.0) -> None:
-        ImapConnection._counter += 1
-        self.label, self.transcript, self.redactor = label, transcript, transcript.redactor()
-        self.timeout, self.leg, self.server_hostname, self.ssl_context = timeout, leg, "localhost", ssl_context
-        self.host, self.port = sock.getpeername()[:2]
-        self.reader, self.queue = ResponseReader(), []
-        self.bytes_sent = self.bytes_received = self.tagn = 0
-        self.closed = False
-        self._inflate = self._deflate = None
-        self.greeting = None
-        self.tls_version = None
-        self.sock = sock
-        transcript.add(leg, "N", f"{label}: connected through the path" + (" (TLS)" if implicit_tls else ""), conn=label)
-        if implicit_tls:
-            self._wrap_tls()
 
 
 def _why(e: Exception) -> str:
@@ -84,7 +62,7 @@ class Matrix:
 
     def attempt(self, protocol: str, step: str, fn) -> Any:
         """Run one step; record ok / blocked / failed; the remaining steps of a failed one are 'not reached'."""
-        mark = len(self.case.transcript.entries)
+        mark = self.case.transcript.mark()
         try:
             out = fn()
         except NotApplicable as e:
@@ -92,7 +70,7 @@ class Matrix:
             return None
         except Exception as e:  # noqa: BLE001 - every outcome is data in this matrix
             # the firewall refused (403 to CONNECT) or an intermediary said it cut the connection: blocked
-            cuts = [x.text for x in self.case.transcript.entries[mark:] if x.direction == "I"
+            cuts = [x.text for x in self.case.transcript.since(mark) if x.direction == "I"
                     and any(w in x.text.lower() for w in ("cut", "refused", "blocked", "reset", "dropped"))]
             if isinstance(e, Blocked) or cuts:
                 self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not isinstance(e, Blocked) else _why(e))
@@ -117,8 +95,9 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
 
     def login():
         sock = case.path.open(endpoint)
-        conn = case.adopt(PathImap(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
-                                   ssl_context=tls_context(case), label=f"{endpoint}-reach", leg=case.path.leg))
+        conn = case.adopt(ImapConnection.over(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
+                                              ssl_context=tls_context(case), label=f"{endpoint}-reach",
+                                              leg=case.path.leg, timeout=8.0))
         conn.read_greeting()
         if endpoint == "imap" and "STARTTLS" in conn.capability():
             res = conn.starttls(tls_context(case))
@@ -166,13 +145,9 @@ def _submission_row(case, m: Matrix) -> None:
 
     def login():
         sock = case.path.open("submission")
-        smtp = smtplib.SMTP(timeout=8)
-        smtp.sock = sock
-        smtp._host = "localhost"  # the name STARTTLS uses (connect() would have set it)
-        code, msg = smtp.getreply()
-        case.transcript.add(case.path.leg, "S", f"{code} {msg.decode(errors='replace')}", conn="submission-reach")
-        if code != 220:
-            raise ConformanceFailure(f"submission greeting {code}")
+        smtp = CapturingSMTP.over(sock, transcript=case.transcript, label="submission-reach", leg=case.path.leg,
+                                  timeout=8.0)
+        case.on_cleanup(smtp.close)
         smtp.ehlo("client.test")
         if smtp.has_extn("starttls"):
             ctx = tls_context(case)
@@ -180,7 +155,6 @@ def _submission_row(case, m: Matrix) -> None:
             smtp.ehlo("client.test")
         smtp.login(acct.username, acct.password)
         case.transcript.add(case.path.leg, "N", "submission: EHLO, STARTTLS, AUTH accepted", conn="submission-reach")
-        case.on_cleanup(lambda: smtp.close())
 
     m.attempt(protocol, "login", login)
 

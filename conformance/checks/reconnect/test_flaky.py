@@ -73,9 +73,11 @@ class Client:
         """One round: wait briefly for unsolicited changes, then NOOP; fetch messages announced by EXISTS."""
         assert self.conn is not None
         untagged = []
-        r = self.conn.poll(POLL)
+        r, until = self.conn.poll(POLL), time.monotonic() + 2 * POLL
         while r is not None:
             untagged.append(r)
+            if time.monotonic() >= until:  # a server that never stops talking: the NOOP below reads the rest
+                break
             r = self.conn.poll(0.01)
         noop = self.conn.command("NOOP", timeout=5)
         untagged += noop.untagged

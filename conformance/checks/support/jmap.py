@@ -8,12 +8,12 @@ it), ``path.proxy_url`` and ``path.ca_file`` for forward and TLS-inspecting prox
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from conformance.errors import ConformanceFailure, NotApplicable
+from conformance.protocols.eventsource import stream_connection
 from conformance.protocols.jmap import (
     WEBSOCKET,
     EventStream,
@@ -22,17 +22,15 @@ from conformance.protocols.jmap import (
     Timed,
     sample_message,
     split_url,
-    wrap_tls,
 )
+from conformance.protocols.tls import trusting
 
 
 def tls_context(case):
     """The TLS context for a raw stream through the path: trust the path's own CA when it terminates TLS."""
     ca = getattr(case.path, "ca_file", None)
     if ca:
-        ctx = ssl.create_default_context(cafile=ca)
-        ctx.check_hostname = False
-        return ctx
+        return trusting(ca)
     return case.target.tls.client_context()
 
 
@@ -47,7 +45,7 @@ def client(case, account: int = 0, label: str | None = None, via_path: bool = Tr
     c = JmapClient(f"{ep.scheme}://{ep.host}:{ep.port}", acct.username, acct.password, case.transcript,
                    label=label or f"jmap#{len(case.clients) + 1}", leg=case.path.leg if via_path else "direct",
                    verify=verify, proxy=getattr(case.path, "proxy_url", None) if via_path else None,
-                   timeout=case.deadline)
+                   timeout=case.deadline, via=case.intermediary_name(via_path))
     own = case.target.endpoint("jmap")
     if via_path and (own.host, own.port) != (ep.host, ep.port):
         c.aliases[f"{own.host}:{own.port}"] = f"{ep.host}:{ep.port}"
@@ -68,11 +66,14 @@ def import_message(c: JmapClient, subject: str, mailbox_id: str | None = None) -
     return c.import_email(sample_message(subject), mailbox_id or c.mailbox_id())
 
 
-def _open(case, scheme: str):
-    """A raw connection to the JMAP endpoint through the path, TLS-wrapped for https; and its authority."""
+def _open(case, scheme: str, label: str):
+    """A captured connection for a raw stream to the JMAP endpoint through the path (TLS for https); and its
+    authority."""
     ep = case.path.endpoint("jmap")
     sock = case.path.open("jmap")
-    return wrap_tls(sock, scheme, ep.host, tls_context(case)), f"{ep.host}:{ep.port}"
+    conn = stream_connection(sock, scheme, ep.host, tls_context(case), transcript=case.transcript, label=label,
+                             leg=case.path.leg, timeout=case.deadline)
+    return conn, f"{ep.host}:{ep.port}"
 
 
 def event_source_url(c: JmapClient, types: str = "*", closeafter: str = "no", ping: int = 0) -> str:
@@ -94,7 +95,7 @@ def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no
     """GET eventSourceUrl through the path (Last-Event-ID when given); the stream with its response head read."""
     url = event_source_url(c, types, closeafter, ping)
     scheme, _, _, target = split_url(url)
-    sock, host = _open(case, urlsplit(c.base_url).scheme)
+    sock, host = _open(case, urlsplit(c.base_url).scheme, label)
     headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
     stream = EventStream(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg, headers=headers)
     case.adopt(stream)
@@ -131,7 +132,7 @@ def websocket(case, c: JmapClient, *, label: str = "ws", subprotocols: list[str]
     ``handshake`` is False; see ``require_accepted``."""
     url = websocket_url(c)
     _, _, _, target = split_url(url)
-    sock, host = _open(case, urlsplit(c.base_url).scheme)
+    sock, host = _open(case, urlsplit(c.base_url).scheme, label)
     ws = JmapWebSocket(sock, host, target, c.auth, case.transcript, label=label, leg=case.path.leg,
                        subprotocols=["jmap"] if subprotocols is None else subprotocols)
     case.adopt(ws)

@@ -13,50 +13,28 @@ import ssl
 import pytest
 
 from conformance.errors import HarnessError, NotApplicable
-from conformance.protocols.imapwire import ResponseReader, parse_capabilities
-from conformance.transcript import printable
+from conformance.protocols.connection import CapturedConnection
+from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import parse_capabilities
+from conformance.protocols.tls import insecure_context
 
 from .wire import GOOD_VERSIONS, OLD_VERSIONS, VERSIONS, SmtpLine, client_can_offer, ehlo_keywords, pinned_context
 
 
 def _imap_upgrade(case, sock: socket.socket, label: str) -> None:
     """Greeting, CAPABILITY and STARTTLS on a raw socket, recorded; leaves the socket ready for the handshake."""
-    leg = case.path.leg
-    reader = ResponseReader()
-
-    def read(tag: str | None):
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                raise HarnessError("connection closed before STARTTLS completed")
-            case.transcript.add(leg, "S", printable(data), len(data), conn=label)
-            for r in reader.feed(data):
-                if tag is None or r.tag == tag:
-                    return r
-
-    def send(line: bytes) -> None:
-        case.transcript.add(leg, "C", printable(line), len(line), conn=label)
-        sock.sendall(line)
-
-    greeting = read(None)
-    caps = parse_capabilities(greeting.text)
-    if not caps:
-        send(b"c1 CAPABILITY\r\n")
-        r = read(None)
-        caps = parse_capabilities(r.text)
-        read("c1")
+    imap = ImapConnection.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
+    greeting = imap.read_greeting()
+    caps = parse_capabilities(greeting.text) or imap.capability()
     if "STARTTLS" not in caps:
         raise NotApplicable("the cleartext IMAP port does not advertise STARTTLS")
-    send(b"c2 STARTTLS\r\n")
-    res = read("c2")
-    if res.status != "OK":
-        raise NotApplicable(f"STARTTLS refused: {res.first_line}")
+    res = imap.command("STARTTLS")
+    if not res.ok:
+        raise NotApplicable(f"STARTTLS refused: {res.tagged.first_line}")
 
 
 def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
-    smtp = SmtpLine.__new__(SmtpLine)
-    smtp.transcript, smtp.leg, smtp.label, smtp.timeout = case.transcript, case.path.leg, label, case.deadline
-    smtp.redactor, smtp.sock, smtp.buf, smtp.tls_version = case.transcript.redactor(), sock, b"", None
+    smtp = SmtpLine.over(sock, transcript=case.transcript, label=label, leg=case.path.leg, timeout=case.deadline)
     assert smtp.reply().code == 220, "no 220 greeting from submission"
     if "STARTTLS" not in ehlo_keywords(smtp.command("EHLO client.test")):
         raise NotApplicable("submission does not advertise STARTTLS")
@@ -131,14 +109,12 @@ def test_tls_versions_every_endpoint(case):
 @pytest.mark.uses("imaps")
 def test_certificate_names(case):
     """Informational: the names the imaps certificate carries and whether it validates for the target's host."""
-    sock = case.path.open("imaps")
-    case.on_cleanup(sock.close)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    tls = ctx.wrap_socket(sock, server_hostname="localhost")
-    der = tls.getpeercert(binary_form=True)
-    tls.close()
+    conn = CapturedConnection(case.path.open("imaps"), transcript=case.transcript, label="imaps-certificate",
+                              leg=case.path.leg, timeout=case.deadline)
+    case.on_cleanup(conn.close)
+    conn.start_tls(insecure_context())
+    der = conn.sock.getpeercert(binary_form=True)
+    conn.close()
     if not der:
         raise HarnessError("the server sent no certificate")
     from cryptography import x509
@@ -182,14 +158,10 @@ def test_submissions_implicit_tls(case):
         case.non_strict(f"target {case.target.name} declares no submissions (implicit TLS, port 465) endpoint; "
                         "RFC 8314 3.3 asks for one beside STARTTLS on 587")
         return
-    sock = case.path.open("submissions")
-    case.on_cleanup(sock.close)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    tls = ctx.wrap_socket(sock, server_hostname="localhost")
-    tls.settimeout(10)
-    greeting = tls.recv(512)
-    case.transcript.add(case.path.leg, "S", printable(greeting), len(greeting), conn="submissions")
-    assert greeting.startswith(b"220"), f"implicit-TLS submission greeting must be 220, got {greeting[:80]!r}"
-    case.passed(f"submissions greets over {tls.version()}")
+    smtp = SmtpLine.over(case.path.open("submissions"), transcript=case.transcript, label="submissions",
+                         leg=case.path.leg, timeout=case.deadline)
+    case.on_cleanup(smtp.close)
+    smtp.start_tls(insecure_context())
+    greeting = smtp.reply()
+    assert greeting.code == 220, f"implicit-TLS submission greeting must be 220, got {greeting.text[:80]!r}"
+    case.passed(f"submissions greets over {smtp.tls_version}")
