@@ -36,7 +36,8 @@ def text_of(data: bytes) -> str:
 class RecordMessages:
     """Whether the recorders keep every relayed message (``lemonade_record=all``, the default) or only what
     happens to connections (``connections``: opened, cut, closed), for runs where per-message evidence is of no
-    use and its cost is the suite's own latency (``lemonade load``); also skipped once the transcript is full."""
+    use and its cost is the suite's own latency (``lemonade load``). The transcript bounds what it keeps itself
+    (a head and a ring per connection), so a long transfer still shows how it began and how it ended."""
 
     def __init__(self, transcript: Transcript) -> None:
         self.transcript = transcript
@@ -48,8 +49,7 @@ class RecordMessages:
             self.messages = options().lemonade_record == "all"
 
     def keep(self) -> bool:
-        t = self.transcript
-        return self.messages and len(t.entries) < t.max_entries
+        return self.messages
 
 
 class ServerLegIn(RecordMessages):
