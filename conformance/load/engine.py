@@ -181,16 +181,18 @@ class Engine:
             return None
 
     async def _ramp_up(self) -> list[asyncio.Task]:
-        """Start every session, at most ``connect_concurrency`` logging in at once; wait until all idle."""
+        """Start every session, at most ``connect_concurrency`` logging in at once; each holds its place until its
+        first attempt has an outcome (idling, or refused, dropped or failed: it then retries on its own)."""
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
 
         async def start(s: Session) -> None:
             async with gate:
                 task = asyncio.ensure_future(s.run(self))
                 started.append(task)
-                deadline = time.monotonic() + self.plan.deadline_s * 2
-                while s.state not in ("idle", "stopped") and time.monotonic() < deadline:
-                    await asyncio.sleep(0.01)
+                try:
+                    await asyncio.wait_for(s.settled.wait(), self.plan.deadline_s * 2)
+                except asyncio.TimeoutError:
+                    pass  # a login the server never answers: the session's own deadline reports it
 
         started: list[asyncio.Task] = []
         # the control group interleaved with the path group, so both land alike in the server's processes

@@ -77,6 +77,8 @@ class PushSession:
     resyncs: list[Resync] = field(default_factory=list)
     first_idle_at: float = 0.0
     conn: Any = field(default=None, repr=False)
+    # set once the first attempt has an outcome (idling, refused, dropped, failed): the ramp-up moves on then
+    settled: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     resync_method = "reconnect"  # what a subclass's resynchronisation is called in the report
 
@@ -116,6 +118,7 @@ class PushSession:
                     self.first_idle_at = time.monotonic()
                 backoff = 0.0
                 self.state = "idle"
+                self.settled.set()
                 await self.listen(engine)
             except Refused as e:
                 counts = self.storm_refusals if engine.in_storm(time.monotonic(), self.group) else self.refusals
@@ -145,6 +148,7 @@ class PushSession:
                 self.state = "stopped"
                 return
             finally:
+                self.settled.set()
                 if self.conn is not None:
                     self.max_gap_s = max(self.max_gap_s, self.conn.max_gap)
                     self.conn.close()
