@@ -104,7 +104,10 @@ class BareRelay:
             self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
             self.address = self.server.sockets[0].getsockname()[:2]
             ready.set()
-            await self.server.serve_forever()
+            try:
+                await self.server.serve_forever()
+            except asyncio.CancelledError:  # stop(): closing the server ends serve_forever this way
+                pass
 
         self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(main()), daemon=True)
         self.thread.start()
