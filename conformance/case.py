@@ -4,15 +4,17 @@ A check asks the case for clients (``case.imap()``, ``case.submission()``), whic
 scenario's path and record into the case transcript; records measurements (``case.measure``); judges each
 requirement it names (``case.require``, ``case.requirement_not_applicable``, ``case.requirement_error``);
 marks softer outcomes (``case.informational``, ``case.non_strict``); and declares applicability
-(``case.require_capability``). Teardown closes every client and stops the path.
+(``case.require_capability``). What a case creates on the target (scratch mailboxes, messages put in the user's own
+mailboxes, JMAP objects) is removed at teardown; what could not be removed becomes a ``Leftover`` of the result.
+Teardown removes, closes every client and stops the path.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 from .catalog import PARAM_TYPES, Catalog
 from .errors import ConformanceFailure, HarnessError, IntermediaryFailed, NotApplicable
@@ -25,6 +27,18 @@ from .protocols.tls import insecure_context
 from .targets import Target
 from .transcript import Transcript
 from .verdicts import Judgement
+
+
+@dataclass
+class Leftover:
+    """Something the case created on the target and could not remove at its end (listed in the run's output)."""
+
+    kind: str  # mailbox, message, jmap (an object made with a /set or /import call), upload
+    what: str  # e.g. "alice: mailbox lemonade-1f3a..." or "alice: Email M12 (account u1)"
+    reason: str  # why it is still there
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 @dataclass
@@ -52,6 +66,8 @@ class CaseContext:
         self.outcome = Outcome()
         self._clients: list[Any] = []
         self._cleanups: list[Any] = []
+        self.leftovers: list[Leftover] = []
+        self.nonce = uuid.uuid4().hex[:12]  # unique per case: Message-IDs and bodies a server might deduplicate
         self.path = NetworkPath.for_scenario(scenario, target, self.transcript)
         self.started = time.time()
 
@@ -70,6 +86,8 @@ class CaseContext:
         for fn in reversed(self._cleanups):
             try:
                 fn()
+            except _Removal as r:  # a removal that could not complete: a leftover, not a harness error
+                self.leftovers.append(r.leftover)
             except Exception as e:  # noqa: BLE001 - cleanup must go on
                 errors.append(e)
         for c in self._clients:
@@ -88,6 +106,28 @@ class CaseContext:
 
     def on_cleanup(self, fn) -> None:
         self._cleanups.append(fn)
+
+    def remove_at_end(self, kind: str, what: str, remove: Callable[[], None]) -> None:
+        """At teardown (last registered, first run), ``remove`` removes something this case created (``kind``, ``what``:
+        see ``Leftover``). If it raises, or reports a rest with ``case.leftover``, the result lists it as a leftover
+        instead of the case ending in error: the verdicts stand, the user learns what to delete by hand."""
+
+        def run() -> None:
+            try:
+                remove()
+            except Exception as e:  # noqa: BLE001 - whatever went wrong, the thing is still there
+                raise _Removal(Leftover(kind, what, f"{type(e).__name__}: {e}")) from e
+
+        self._cleanups.append(run)
+
+    def leftover(self, kind: str, what: str, reason: str) -> None:
+        """Record that something this case created stays on the target (and why)."""
+        self.leftovers.append(Leftover(kind, what, reason))
+
+    def unique(self, label: str = "m") -> str:
+        """A token no earlier run made: for Message-IDs and bodies a server may deduplicate (``<label>.<nonce>.<n>``)."""
+        self._unique = getattr(self, "_unique", 0) + 1
+        return f"{label}.{self.nonce}.{self._unique}"
 
     # -- evidence -----------------------------------------------------------------------------
     def measure(self, name: str, value: Any, unit: str = "", **extra: Any) -> None:
@@ -281,18 +321,73 @@ class CaseContext:
 
     def delete_at_end(self, *mailboxes: str, account: int = 0) -> None:
         """Delete these mailboxes at teardown through a direct connection (those a check makes other than with
-        ``scratch_mailbox``, e.g. by CREATE or RENAME on a connection it judges); a mailbox already gone is fine."""
+        ``scratch_mailbox``, e.g. by CREATE or RENAME on a connection it judges); a mailbox already gone is fine, one
+        still listed after DELETE is a leftover."""
+        user = self.target.accounts[account].username if account < len(self.target.accounts) else f"#{account}"
 
         def delete() -> None:
+            c = self.imap(account, via_path=False, label="cleanup", timeout=5)
             try:
-                c = self.imap(account, via_path=False, label="cleanup", timeout=5)
                 for name in mailboxes:
-                    c.command(f"DELETE {quote(name)}")
+                    res = c.command(f"DELETE {quote(name)}")
+                    if not res.ok and _listed(c, name):
+                        self.leftover("mailbox", f"{user}: mailbox {name}", f"DELETE answered {res.tagged.first_line}")
+            finally:
                 c.close()
-            except Exception:  # noqa: BLE001 - a leftover scratch mailbox is harmless
-                pass
 
-        self.on_cleanup(delete)
+        self.remove_at_end("mailbox", f"{user}: mailbox{'es' if len(mailboxes) > 1 else ''} {', '.join(mailboxes)}",
+                           delete)
+
+    def expunge_at_end(self, mailbox: str, message_id: str, account: int = 0) -> None:
+        """At teardown, expunge the messages of ``mailbox`` whose Message-ID is ``message_id``, and only those (for
+        what a check puts in a mailbox it did not create, such as INBOX): UID EXPUNGE needs UIDPLUS; without it they
+        stay, listed as leftovers, since a plain EXPUNGE would also remove what the user marked \\Deleted."""
+        user = self.target.accounts[account].username if account < len(self.target.accounts) else f"#{account}"
+        what = f"{user}: {mailbox} message {message_id}"
+
+        def expunge() -> None:
+            c = self.imap(account, via_path=False, label="cleanup", timeout=5)
+            try:
+                if not c.command(f"SELECT {quote(mailbox)}").ok:
+                    return
+                found = _search(c, message_id)
+                if not found:
+                    return
+                if "UIDPLUS" not in {x.upper() for x in c.capability()}:
+                    self.leftover("message", what, "the server lacks UIDPLUS: only a plain EXPUNGE could remove it, "
+                                                   "which would also remove messages the user marked \\Deleted")
+                    return
+                uid_set = ",".join(map(str, found))
+                c.command(f"UID STORE {uid_set} +FLAGS.SILENT (\\Deleted)")
+                res = c.command(f"UID EXPUNGE {uid_set}")
+                if _search(c, message_id):
+                    self.leftover("message", what, f"UID EXPUNGE answered {res.tagged.first_line}")
+            finally:
+                c.close()
+
+        self.remove_at_end("message", what, expunge)
+
+
+class _Removal(Exception):
+    """A removal at teardown failed: carries the leftover to record."""
+
+    def __init__(self, leftover: Leftover) -> None:
+        super().__init__(leftover.what)
+        self.leftover = leftover
+
+
+def _listed(conn: ImapConnection, mailbox: str) -> bool:
+    """Does LIST still show ``mailbox``? (True when LIST itself fails: then nobody knows it is gone.)"""
+    res = conn.command(f'LIST "" {quote(mailbox)}')
+    return not res.ok or any(r.first_line.upper().startswith("* LIST") for r in res.untagged)
+
+
+def _search(conn: ImapConnection, message_id: str) -> list[int]:
+    """UIDs of the selected mailbox's messages whose Message-ID header contains ``message_id``."""
+    from .protocols.imapwire import parse_search
+
+    res = conn.command(f"UID SEARCH HEADER Message-ID {quote(message_id)}")
+    return sorted(uid for r in res.untagged for uid in (parse_search(r) or [])) if res.ok else []
 
 
 _ = insecure_context  # re-exported for checks that pin TLS versions

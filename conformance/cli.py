@@ -308,6 +308,15 @@ def print_summary(doc: dict[str, Any], out: Path) -> None:
     con.print(table)
     counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
     con.print(f"{s['total']} results: {counts or 'none'}")
+    left = doc.get("leftovers") or []
+    if left:
+        kept = [x for x in left if x.get("kind") != "upload"]
+        uploads = len(left) - len(kept)
+        con.print(f"leftovers: {len(kept)} thing(s) the run created and could not remove"
+                  + (f", {uploads} case(s) with uploads left to the server's expiry" if uploads else "")
+                  + " (results.json 'leftovers', report section Leftovers)")
+        for x in kept[:10]:
+            con.print(f"  {x.get('kind')}: {x.get('what')} ({x.get('reason')})", markup=False)
     con.print(f"verdict: [bold]{s['verdict'].upper()}[/]   report: {out / 'index.html'}", markup=True)
 
 
@@ -513,6 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-o", "--output", required=True, help="the site folder (made, or extended when it holds a site)")
     st.add_argument("--title", help="heading of every page (default: lemonade interop results)")
     st.set_defaults(fn=cmd_site)
+    sv = sub.add_parser("serve", help="start a reference server (optionally behind a scenario's intermediaries), "
+                                      "print its target file and keep it up until SIGINT/SIGTERM")
+    sv.add_argument("--target", required=True, help="a reference target (dovecot, cyrus-push, cyrus-3.10, ...) or a "
+                                                    "target file (then only the scenario's path is started in front)")
+    sv.add_argument("--scenario", help="put this scenario's intermediaries in front (e.g. nat-idle:timeout=30)")
+    sv.add_argument("--depth", choices=("quick", "full"), default="quick", help="server settings and scenario "
+                                                                                 "defaults of this depth")
+    sv.add_argument("--write", metavar="FILE", help="also save the target file here (mode 0600: it holds passwords)")
+    sv.add_argument("--logs", metavar="DIR", help="keep the server's logs here when it stops")
+    sv.set_defaults(fn=lambda a: __import__("conformance.serve", fromlist=["cmd_serve"]).cmd_serve(a))
     doc = sub.add_parser("doctor", help="what this machine lacks for each part of the suite, and how to install it "
                                         "(exit 1: the default run cannot work here)")
     doc.add_argument("--format", choices=["text", "json"], default="text")

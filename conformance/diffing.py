@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadInput
-from .results import SCHEMA_VERSION, summarize, upgrade
+from .results import SCHEMA_VERSION, leftovers_of, summarize, upgrade
 from .verdicts import FAILING, case_id, requirement_verdicts
 
 BAD = set(FAILING)  # fail, xpass
@@ -228,7 +228,7 @@ def merge_runs(docs: list[dict[str, Any]], names: list[str], catalog=None) -> di
     failing = ("fail",) if baselines and all(b.get("allow_xpass") for b in baselines) else FAILING
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run": run, "results": results,
                            "summary": summarize(results, profiles, coverage, failing, requirements or None),
-                           "merged": sources}
+                           "merged": sources, "leftovers": leftovers_of(results)}
     if coverage is not None:
         doc["coverage"] = coverage
     if requirements:

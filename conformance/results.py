@@ -131,6 +131,13 @@ def exit_code(doc: dict[str, Any]) -> int:
     return {"pass": 0, "fail": 1}.get(v, 2)
 
 
+def leftovers_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Everything the run created on its targets and could not remove, one entry each with the case it came from
+    (from each result's ``evidence.leftovers``)."""
+    return [{"check": r.get("check", ""), "target": r.get("target", ""), "scenario": r.get("scenario", ""), **x}
+            for r in results for x in (r.get("evidence") or {}).get("leftovers", [])]
+
+
 def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
     results = read_partial(outdir / "results.d")
     run = dict(run_meta)
@@ -140,6 +147,7 @@ def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | 
         "run": run,
         "results": results,
         "summary": summarize(results, run.get("profiles", []), coverage),
+        "leftovers": leftovers_of(results),
     }
     if coverage is not None:
         doc["coverage"] = coverage

@@ -117,7 +117,9 @@ class ProxyHost:
         self.master.addons.handle_lifecycle = FastLifecycle(self.master.addons)
         # http2_ping_keepalive=0: mitmproxy must not add traffic of its own (PINGs would keep an emulated
         # idle timer, or a real upstream NAT, alive)
-        opts.update(mode=modes, ssl_insecure=True, connection_strategy="eager", http2_ping_keepalive=0, **extra)
+        # ssl_insecure unless the path says otherwise (the target's TLS settings: NetworkPath.upstream_tls_options)
+        opts.update(**{"mode": modes, "ssl_insecure": True, "connection_strategy": "eager", "http2_ping_keepalive": 0,
+                       **extra})
         run = asyncio.ensure_future(self.master.run())
         ps = self.master.addons.get("proxyserver")
         deadline = time.monotonic() + 8

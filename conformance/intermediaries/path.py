@@ -92,6 +92,7 @@ class NetworkPath:
             addons, opts = self._build(element)
             behaviour += addons
             self.options.update(opts)
+        self.options.update(self.upstream_tls_options())
         if not any(isinstance(a, Kill) for a in behaviour):
             behaviour.append(Kill())  # on-demand cuts are always available to checks
         paths = self.scenario.paths
@@ -141,6 +142,15 @@ class NetworkPath:
         self.transcript.note(f"scenario {self.scenario}: intermediary listening for " + ", ".join(where)
                              + f" (ready in {self.host.started_in:.3f} s)")
         return self
+
+    def upstream_tls_options(self) -> dict[str, Any]:
+        """mitmproxy options for the proxy-server leg: the target's TLS settings hold there too (a target that says
+        ``verify = true`` or names a ``ca_file`` has its certificate verified by the intermediary that terminates
+        TLS in front of it; ``verify = false`` keeps mitmproxy's upstream leg unverified, as before)."""
+        tls = self.target.tls
+        if not (tls.verify or tls.ca_file):
+            return {}
+        return {"ssl_insecure": False, **({"ssl_verify_upstream_trusted_ca": str(tls.ca_file)} if tls.ca_file else {})}
 
     def _build(self, element: Element) -> tuple[list[Any], dict[str, Any]]:
         """An emulated element's addon and option values (it may need the target's ports by endpoint)."""

@@ -90,6 +90,8 @@ def build_result(state: RunState, item: pytest.Item, phases: dict) -> dict[str, 
         if ctx.transcript.dropped:
             evidence["transcript_dropped"] = ctx.transcript.dropped
         evidence.update(ctx.attachments)
+        if ctx.leftovers:  # what the case created and could not remove (results.json lists them all)
+            evidence["leftovers"] = [x.as_dict() for x in ctx.leftovers]
         if verdicts.verdict == "fail" and ctx.outcome.non_strict:
             evidence["should_violations"] = ctx.outcome.non_strict
     name = state.target_names.get(spec, spec)

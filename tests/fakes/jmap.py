@@ -11,6 +11,9 @@ WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 a
 details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
 relative WebSocket url, no requestId echo). Used only to prove that the checks can fail and pass.
 
+``omit-state``, ``omit-accountId`` and ``omit-newState`` leave that member out of every method response that must carry
+it (/get; every standard method; /changes, /set and Email/import): the checks must fail naming the member, not crash.
+
 ``eager_ping=True`` sends the first ping at once (pings are due at the latest N s after the previous event, so an
 early one is allowed): the ping-clamp check can then read the interval without waiting 30 s.
 """
@@ -27,7 +30,8 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
-              "silent-push")
+              "silent-push", "omit-state", "omit-accountId", "omit-newState")
+OMITS = {"omit-state": "state", "omit-accountId": "accountId", "omit-newState": "newState"}
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
 CORE = "urn:ietf:params:jmap:core"
@@ -46,7 +50,8 @@ class FakeJmapServer:
         self.state = 1
         self.cond = threading.Condition()
         self.blobs: dict[str, bytes] = {}
-        self.emails: dict[str, dict] = {}  # id -> {"blobId", "keywords"}
+        self.emails: dict[str, dict] = {}  # id -> {"blobId", "keywords", "mailboxIds"}
+        self.mailboxes: dict[str, dict] = {"inbox": {"id": "inbox", "role": "inbox", "name": "Inbox"}}
         self.log: list[tuple[int, str, str]] = []  # (state after, id, created|updated|destroyed)
         self.stopping = False
         self.conns: list[socket.socket] = []
@@ -201,7 +206,7 @@ class FakeJmapServer:
         if len(req["methodCalls"]) > 16:
             return 400, problem, json.dumps({"type": "urn:ietf:params:jmap:error:limit", "status": 400,
                                              "limit": "maxCallsInRequest"}).encode()
-        out = [self._method(*c) for c in req["methodCalls"]]
+        out = [self._omit(self._method(*c)) for c in req["methodCalls"]]
         if sloppy:
             out = [r for r in out if r[0] != "error"]
         return 200, "application/json", json.dumps(
@@ -214,29 +219,45 @@ class FakeJmapServer:
             self.cond.notify_all()
             return str(self.state)
 
+    def _omit(self, response: list) -> list:
+        """The member this peer leaves out, removed from the answers that must carry it."""
+        member = OMITS.get(self.behaviour)
+        name, args = response[0], response[1]
+        kinds = {"state": ("/get",), "accountId": ("/get", "/changes", "/set", "/query", "/import"),
+                 "newState": ("/changes", "/set", "/import")}
+        if member and name != "error" and any(name.endswith(k) for k in kinds[member]):
+            args.pop(member, None)
+        return response
+
     def _method(self, name: str, args: dict, cid: str) -> list:
         sloppy = self.behaviour == "sloppy"
         if name == "Core/echo":
             return [name, args, cid]
         if name == "Mailbox/get":
-            return [name, {"accountId": ACCOUNT, "state": "m1", "list": [{"id": "inbox", "role": "inbox", "name": "Inbox"}],
+            return [name, {"accountId": ACCOUNT, "state": "m1", "list": list(self.mailboxes.values()),
                            "notFound": []}, cid]
+        if name == "Mailbox/set":
+            return self._mailbox_set(args, cid)
         if name == "Email/get":
             ids = args.get("ids")
             ids = list(self.emails) if ids is None else ids
-            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(self.blobs[self.emails[i]["blobId"]])}
+            found = [{"id": i, "blobId": self.emails[i]["blobId"], "size": len(self.blobs[self.emails[i]["blobId"]]),
+                      "mailboxIds": {m: True for m in self.emails[i]["mailboxIds"]}}
                      for i in ids if i in self.emails]
             return [name, {"accountId": ACCOUNT, "state": "1" if sloppy else str(self.state), "list": found,
                            "notFound": [i for i in ids if i not in self.emails]}, cid]
         if name == "Email/query":
-            return [name, {"accountId": ACCOUNT, "ids": list(reversed(self.emails)), "position": 0,
+            box = (args.get("filter") or {}).get("inMailbox")
+            ids = [i for i in reversed(self.emails) if box is None or box in self.emails[i]["mailboxIds"]]
+            return [name, {"accountId": ACCOUNT, "ids": ids, "position": 0,
                            "queryState": str(self.state), "canCalculateChanges": False}, cid]
         if name == "Email/import":
             old = str(self.state)
             created = {}
             for k, v in args["emails"].items():
                 eid = f"M{len(self.emails) + len(self.log) + 1}"
-                self.emails[eid] = {"blobId": v["blobId"], "keywords": dict(v.get("keywords") or {})}
+                self.emails[eid] = {"blobId": v["blobId"], "keywords": dict(v.get("keywords") or {}),
+                                    "mailboxIds": set(v.get("mailboxIds") or {})}
                 self._record(eid, "created")
                 created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[v["blobId"]])}
             return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "created": created}, cid]
@@ -259,6 +280,28 @@ class FakeJmapServer:
         if name == "Email/changes" and not sloppy:
             return self._changes(args, cid)
         return ["error", {"type": "unknownMethod"}, cid]
+
+    def _mailbox_set(self, args: dict, cid: str) -> list:
+        created, destroyed, not_destroyed = {}, [], {}
+        for k, v in (args.get("create") or {}).items():
+            mid = f"mb{len(self.mailboxes) + 1}"
+            self.mailboxes[mid] = {"id": mid, "role": None, "name": v.get("name", "")}
+            created[k] = {"id": mid}
+        for mid in args.get("destroy") or []:
+            if mid not in self.mailboxes or mid == "inbox":
+                not_destroyed[mid] = {"type": "notFound" if mid not in self.mailboxes else "forbidden"}
+                continue
+            inside = [e for e, m in self.emails.items() if mid in m["mailboxIds"]]
+            if inside and not args.get("onDestroyRemoveEmails"):
+                not_destroyed[mid] = {"type": "mailboxHasEmail"}
+                continue
+            for e in inside:
+                self.emails.pop(e)
+                self._record(e, "destroyed")
+            self.mailboxes.pop(mid)
+            destroyed.append(mid)
+        return ["Mailbox/set", {"accountId": ACCOUNT, "oldState": "m1", "newState": "m1", "created": created,
+                                "destroyed": destroyed, "notDestroyed": not_destroyed or None}, cid]
 
     def _changes(self, args: dict, cid: str) -> list:
         since = args.get("sinceState")
@@ -429,7 +472,7 @@ class FakeJmapServer:
                         kind = obj.get("@type")
                         if kind == "Request":
                             out = {"@type": "Response", "sessionState": "s1",
-                                   "methodResponses": [self._method(*c) for c in obj["methodCalls"]]}
+                                   "methodResponses": [self._omit(self._method(*c)) for c in obj["methodCalls"]]}
                             if "id" in obj and self.behaviour != "sloppy":
                                 out["requestId"] = obj["id"]
                             send(ws.send(TextMessage(data=json.dumps(out))))

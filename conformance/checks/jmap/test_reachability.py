@@ -28,6 +28,7 @@ from conformance.checks.support.jmap import (
 from conformance.errors import ConformanceFailure, NotApplicable
 from conformance.intermediaries.path import Blocked
 from conformance.protocols.imap import ImapConnection
+from conformance.protocols.imapwire import quote
 from conformance.protocols.jmap import MAIL, WEBSOCKET, sample_message
 from conformance.protocols.smtp import CapturingSMTP
 
@@ -83,7 +84,8 @@ class Matrix:
 
 
 def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> None:
-    """IMAP or IMAPS through the path: log in, read the newest INBOX message, get a change pushed during IDLE."""
+    """IMAP or IMAPS through the path: log in, read the newest message of a mailbox, get a change pushed during IDLE
+    (a scratch mailbox: the account's own mail is never touched)."""
     if case.target.endpoint(endpoint) is None:
         m.row(protocol)
         return
@@ -91,16 +93,17 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
         m.set(protocol, s, "not reached")
     acct = case.account(0)
     changer = ChangeMaker(case, label=f"writer-{endpoint}")
-    changer.append("INBOX", sample_message(f"reachability {protocol}"), blame=Blame.SERVER)
+    box = changer.scratch_mailbox("reachability")
+    changer.append(box, sample_message(f"reachability {protocol}"), blame=Blame.SERVER)
 
     def login():
         sock = case.path.open(endpoint)
         conn = case.adopt(ImapConnection.over(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
-                                              ssl_context=tls_context(case), label=f"{endpoint}-reach",
+                                              ssl_context=tls_context(case, endpoint), label=f"{endpoint}-reach",
                                               leg=case.path.leg, timeout=8.0))
         conn.read_greeting()
         if endpoint == "imap" and "STARTTLS" in conn.capability():
-            res = conn.starttls(tls_context(case))
+            res = conn.starttls(tls_context(case, endpoint))
             if not res.ok:
                 raise ConformanceFailure(f"STARTTLS refused: {res.tagged.first_line}")
         res = conn.login(acct.username, acct.password)
@@ -113,7 +116,7 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
         return
 
     def read():
-        sel = conn.command("SELECT INBOX")
+        sel = conn.command(f"SELECT {quote(box)}")
         if not sel.ok:
             raise ConformanceFailure(f"SELECT failed: {sel.tagged.first_line}")
         res = conn.command("FETCH * BODY.PEEK[]")
@@ -125,7 +128,7 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
 
     def push():
         tag = conn.idle()
-        changer.append("INBOX", sample_message("reachability push"), blame=Blame.SERVER)
+        changer.append(box, sample_message("reachability push"), blame=Blame.SERVER)
         wait_for_untagged(conn, untagged.exists(), budget, blame=Blame.SERVER, expected="EXISTS during IDLE")
         conn.done(tag)
 
@@ -150,7 +153,7 @@ def _submission_row(case, m: Matrix) -> None:
         case.on_cleanup(smtp.close)
         smtp.ehlo("client.test")
         if smtp.has_extn("starttls"):
-            ctx = tls_context(case)
+            ctx = tls_context(case, "submission")
             smtp.starttls(context=ctx)
             smtp.ehlo("client.test")
         smtp.login(acct.username, acct.password)
@@ -171,7 +174,7 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
     m.set("JMAP", "push", "n/a", "push: see the JMAP push rows")
     w = writer(case)
     inbox = w.mailbox_id()
-    import_message(w, "reachability seed", inbox)
+    seed = import_message(w, "reachability seed", inbox)  # read back below: never the account's own mail
     c = client(case, label="jmap-reach")
 
     def login():
@@ -186,8 +189,7 @@ def _jmap_rows(case, m: Matrix, budget: float) -> None:
         return
 
     def read():
-        ids = c.ok("Email/query", {"accountId": c.account_id, "limit": 1})["ids"]
-        got = c.ok("Email/get", {"accountId": c.account_id, "ids": ids, "properties": ["blobId"]})["list"]
+        got = c.ok("Email/get", {"accountId": c.account_id, "ids": [seed["id"]], "properties": ["blobId"]})["list"]
         down = c.download(got[0]["blobId"], "m.eml", "message/rfc822")
         if down.status_code != 200 or b"Subject:" not in down.content:
             raise ConformanceFailure(f"download of the message answered {down.status_code}")

@@ -80,9 +80,12 @@ def test_idle_reports_submitted_mail(case):
     select(imap, "INBOX")
     tag = imap.idle(timeout=5)
     smtp = case.submission(via_path=False)
+    message_id = f"<{case.unique('submitted')}@lemonade.test>"
+    case.expunge_at_end("INBOX", message_id)  # where it lands: the user's INBOX, so exactly it is removed
     change_at = case.transcript.now()
     smtp.sendmail(address, [address], (b"From: " + address.encode() + b"\r\nTo: " + address.encode()
-                                       + b"\r\nSubject: lemonade push via submission\r\n\r\nhello\r\n"))
+                                       + b"\r\nSubject: lemonade push via submission\r\nMessage-ID: "
+                                       + message_id.encode() + b"\r\n\r\nhello\r\n"))
     watch = Watch(case, imap)
     bound = max(4.0, 2 * max_latency)
     got = watch.until(bound, untagged.exists())

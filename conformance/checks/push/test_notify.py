@@ -10,6 +10,7 @@ import pytest
 from conformance.checks.support import ChangeMaker, Watch, select, untagged
 from conformance.errors import NotApplicable
 from conformance.protocols.imapwire import parse_fetch, quote
+from conformance.protocols.members import Obj
 
 from .timelines import longest_gap, timeline
 
@@ -37,13 +38,13 @@ def watch_selected(case, notify_args: str):
     return imap, other, box
 
 
-def status_items(line: str) -> dict[str, int]:
-    """The numeric items of a STATUS response: '* STATUS x (MESSAGES 1 UIDNEXT 2)' -> {'MESSAGES': 1, 'UIDNEXT': 2}."""
+def status_items(line: str) -> Obj:
+    """The numeric items of a STATUS response: '* STATUS x (MESSAGES 1 UIDNEXT 2)' -> {'MESSAGES': 1, 'UIDNEXT': 2}
+    (read through ``Obj``: an item the response lacks fails naming it, RFC 9051 7.2.4)."""
     m = re.search(r"\(([^()]*)\)\s*$", line)
-    if not m:
-        return {}
-    parts = m.group(1).split()
-    return {k.upper(): int(v) for k, v in zip(parts[::2], parts[1::2]) if v.isdigit()}
+    parts = m.group(1).split() if m else []
+    return Obj({k.upper(): int(v) for k, v in zip(parts[::2], parts[1::2]) if v.isdigit()},
+               f"the STATUS response {line[:120]!r}", "RFC 9051 7.2.4")
 
 
 def status_for(responses, mailbox: str) -> list[str]:

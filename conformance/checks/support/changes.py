@@ -7,6 +7,7 @@ test. Everything it does is set-up: a refusal is the harness's fault (``error``)
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from conformance.protocols.imap import CommandResult, ImapConnection
@@ -15,12 +16,13 @@ from .blame import Blame, refuse
 from .imap import Appended, Selected, append, populate, search_uids, select
 
 MESSAGE = (b"From: push-check@example.test\r\nTo: alice@example.test\r\nSubject: lemonade push check\r\n"
-           b"Message-ID: <push-{n}@example.test>\r\n\r\nA change the idling client should hear about.\r\n")
+           b"Message-ID: <push-{n}.{unique}@example.test>\r\n\r\nA change the idling client should hear about.\r\n")
 
 
 def message(n: int | str = 1) -> bytes:
-    """A small message whose Message-ID carries ``n`` (push-n@example.test)."""
-    return MESSAGE.replace(b"{n}", str(n).encode())
+    """A small message whose Message-ID carries ``n`` and a token of its own (push-n.<token>@example.test): a server
+    that deduplicates by Message-ID or content must still store it, run after run."""
+    return MESSAGE.replace(b"{n}", str(n).encode()).replace(b"{unique}", uuid.uuid4().hex[:12].encode())
 
 
 class ChangeMaker:

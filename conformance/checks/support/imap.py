@@ -8,10 +8,12 @@ server refuses the step; the default is the harness's, as for a set-up step.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from conformance.protocols.imap import CommandResult, ImapConnection
 from conformance.protocols.imapwire import Response, parse_exists, parse_fetch, parse_search, quote, response_code
+from conformance.protocols.members import Obj
 
 from .blame import Blame, refuse
 
@@ -156,7 +158,7 @@ def uids(conn: ImapConnection, *, blame: Blame | None = Blame.HARNESS) -> list[i
     return search_uids(conn, "ALL", blame=blame)
 
 
-def fetch_uid(conn: ImapConnection, uid: int, *items: str, blame: Blame | None = Blame.HARNESS) -> dict[str, object]:
+def fetch_uid(conn: ImapConnection, uid: int, *items: str, blame: Blame | None = Blame.HARNESS) -> Obj:
     """UID FETCH ``items`` of one message: its FETCH items merged over every FETCH response for it (a server may
     split them); empty when the server sent none. Literals (BODY[...], BINARY[...]) are bytes."""
     res = conn.command(f"UID FETCH {uid} ({' '.join(items)})")
@@ -165,14 +167,18 @@ def fetch_uid(conn: ImapConnection, uid: int, *items: str, blame: Blame | None =
     return fetch_items(res.untagged, uid)
 
 
-def fetch_items(responses: list[Response], uid: int) -> dict[str, object]:
-    """The FETCH items for ``uid`` merged over ``responses`` (a FETCH without UID counts for it too)."""
+FETCH_ITEMS = {"UID": int, "MODSEQ": int, "FLAGS": list, "RFC822.SIZE": int}
+
+
+def fetch_items(responses: list[Response], uid: int) -> Obj:
+    """The FETCH items for ``uid`` merged over ``responses`` (a FETCH without UID counts for it too), read through
+    ``Obj``: ``items["MODSEQ"]`` on a FETCH that lacks it fails naming the item (RFC 9051 7.5.2), no KeyError."""
     merged: dict[str, object] = {}
     for r in responses:
         parsed = parse_fetch(r)
         if parsed and parsed[1].get("UID", uid) == uid:
             merged.update(parsed[1])
-    return merged
+    return Obj(merged, f"the FETCH response for UID {uid}", "RFC 9051 7.5.2", FETCH_ITEMS)
 
 
 def populate(conn: ImapConnection, mailbox: str, count: int, *, size: int = 120, batch: int = 500,
@@ -183,11 +189,12 @@ def populate(conn: ImapConnection, mailbox: str, count: int, *, size: int = 120,
     multi = "MULTIAPPEND" in caps
     plus = "LITERAL+" in caps or "LITERAL-" in caps
     done = 0
+    unique = uuid.uuid4().hex[:10]  # a server may deduplicate by Message-ID: each run's messages are new ones
     while done < count:
         n = min(batch if multi else 1, count - done)
         parts = []
         for i in range(done, done + n):
-            body = f"Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}@lemonade.test>\r\n\r\n".encode()
+            body = f"Subject: {tag} {i}\r\nMessage-ID: <{tag}.{i}.{unique}@lemonade.test>\r\n\r\n".encode()
             body += b"x" * max(0, size - len(body) - 2) + b"\r\n"
             parts.append(body)
         if plus:

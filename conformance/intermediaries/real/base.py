@@ -19,7 +19,7 @@ from ...targets import Target
 from ...transcript import Transcript
 from ..path import NetworkPath
 from ..scenario import Element, Scenario
-from .program import CALIBRATION_LINK, Program, Running
+from .program import CALIBRATION_LINK, Program, Running, give_to
 
 
 class RealPath(NetworkPath):
@@ -60,6 +60,20 @@ class RealPath(NetworkPath):
 
     def launch(self) -> None:
         raise NotImplementedError
+
+    def upstream_trust(self, user: str | None) -> dict[str, Any]:
+        """How the program verifies the target's certificate on its own leg: the target's TLS settings hold there
+        (``verify``: bool; ``ca``: a copy of the target's ca_file the program's user can read, or the system bundle)."""
+        tls = self.target.tls
+        if not (tls.verify or tls.ca_file):
+            return {"verify": False, "ca": ""}
+        ca = Path("/etc/ssl/certs/ca-certificates.crt")
+        if tls.ca_file:
+            assert self.workdir is not None
+            ca = self.workdir / "upstream-ca.pem"
+            shutil.copy(tls.ca_file, ca)
+            give_to(user, ca)
+        return {"verify": True, "ca": str(ca)}
 
     def describe(self) -> str:
         """One line: which program, which version, from which package."""

@@ -46,7 +46,8 @@ class HaproxyPath(RealPath):
             tls = jmap.scheme == "https"
             cert = server_cert(self.workdir / "tls") if tls else None
             http = {"listen": free_port(), "tls": tls, "host": jmap.host, "port": jmap.port,
-                    "bundle": cert.bundle if cert else ""}
+                    "bundle": cert.bundle if cert else "",
+                    "trust": self.upstream_trust(None) if tls else {"verify": False}}
             if cert:
                 self.tls_ca, self.intercepts_tls = cert.ca, True
             self.reverse["jmap"] = ("127.0.0.1", http["listen"])

@@ -3,7 +3,10 @@ endpoints (stream module), from Debian's nginx.conf with the parameters' values 
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
+import ssl
 from pathlib import Path
 
 from ...errors import NotApplicable
@@ -35,6 +38,20 @@ RULES = [
 class NginxPath(RealPath):
     program = NGINX
 
+    def upstream_name(self, host: str, port: int) -> str:
+        """The name nginx checks the target's certificate against (``proxy_ssl_name``): the host itself, or, for an
+        IP address (nginx matches only DNS names, never a certificate's iPAddress entries), the first DNS name the
+        certificate carries; the chain is verified with the target's trust either way. A certificate with no DNS
+        name leaves nginx unable to verify it: then nginx does not, and the transcript says so."""
+        if not _is_ip(host):
+            return host
+        names = _dns_names(host, port)
+        if names:
+            return names[0]
+        self.transcript.note(f"real-nginx: the target's certificate at {host}:{port} names no DNS host, which nginx "
+                             "needs to verify it: nginx's leg to the target is not verified (the suite's own clients "
+                             "verify the target with its TLS settings under direct)")
+        return ""
     def launch(self) -> None:
         binary = self.program.require()
         user = service_user("www-data")
@@ -48,7 +65,10 @@ class NginxPath(RealPath):
             tls = jmap.scheme == "https"
             cert = server_cert(self.workdir / "tls") if tls else None
             http = {"listen": free_port(), "tls": tls, "upstream": f"{jmap.scheme}://{jmap.host}:{jmap.port}",
-                    "cert": cert.cert if cert else "", "key": cert.key if cert else ""}
+                    "cert": cert.cert if cert else "", "key": cert.key if cert else "",
+                    "trust": self.upstream_trust(user) if tls else {"verify": False}}
+            if http["trust"]["verify"]:
+                http["trust"]["name"] = self.upstream_name(jmap.host, jmap.port)
             if cert:
                 self.tls_ca = cert.ca
                 self.intercepts_tls = True
@@ -77,3 +97,27 @@ class NginxPath(RealPath):
         self.running.start(ports)
         self.record_program({"config": "Debian 12 nginx.conf; changed: " + ", ".join(
             f"{k}={v}" for k, v in self.params.items())})
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _dns_names(host: str, port: int) -> list[str]:
+    """The DNS names of the certificate the server at host:port presents (read without verifying it; nginx verifies)."""
+    from cryptography import x509
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw) as s:
+            der = s.getpeercert(binary_form=True)
+        cert = x509.load_der_x509_certificate(der)
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName))
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return []
