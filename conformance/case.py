@@ -290,7 +290,10 @@ class CaseContext:
         if tls == "starttls":
             if not smtp.has_extn("starttls"):
                 raise ConformanceFailure("submission does not advertise STARTTLS")
-            smtp.starttls(context=self.target.tls.client_context())
+            code, msg = smtp.starttls(context=self.target.tls.client_context())
+            if code != 220:
+                raise ConformanceFailure(f"submission advertises STARTTLS but refused it: {code} "
+                                         f"{msg.decode(errors='replace')}")
             smtp.ehlo("client.test")
         if account is not None:
             acct = self.account(account)

@@ -7,8 +7,12 @@ with every fake as a separate --target keeps this test to a single run.
 
 from contextlib import ExitStack
 
+import pytest
+
 from tests.fakes.imap import FakeImapServer
 from tests.fakes.lemonade_store import StoreSession
+from tests.fakes.push_store import DeliveringSmtp
+from tests.fakes.starttls import server_context
 
 CHECKS = {
     "keywords": "capability/lemonade_keywords_stored_copied_searchable",
@@ -32,7 +36,13 @@ BROKEN = {  # target name: (misbehaviour, the check it must fail, what the failu
 }
 
 
-def test_misbehaving_stores_fail_exactly_their_check(lemonade, tmp_path):
+@pytest.mark.proves("capability/lemonade_keywords_stored_copied_searchable", "lemonade.store.keywords")
+@pytest.mark.proves("capability/url_partial_in_catenate_and_urlfetch", "lemonade.store.url-partial")
+@pytest.mark.proves("capability/binary_append_accepted", "lemonade.store.binary-append")
+@pytest.mark.proves("capability/literal_plus_without_continuation", "literal-plus.nonsync")
+@pytest.mark.proves("capability/esearch_count_always_single_response", "esearch.count-always")
+@pytest.mark.proves("capability/context_update_order", "context.update-order")
+def test_misbehaving_stores_fail_exactly_their_check(lemonade, tmp_path, prove):
     args = ["run", "-k", K]
     with ExitStack() as stack:
         for name in ["correct", *BROKEN]:
@@ -44,7 +54,7 @@ def test_misbehaving_stores_fail_exactly_their_check(lemonade, tmp_path):
     got = {(r["target"], r["check"]): r for r in run.results["results"]}
     for name, (_, check, expect) in BROKEN.items():
         r = got[(name, CHECKS[check])]
-        assert r["verdict"] == "fail" and expect in r["message"], (name, r["verdict"], r["message"])
+        prove(r, CHECKS[check], r["requirements"][0], expect)
         others = {c: got[(name, c)]["verdict"] for k, c in CHECKS.items() if k not in (check, "idle")}
         assert set(others.values()) == {"pass"}, (name, others)  # the fault breaks one rule only
     for key, check in CHECKS.items():
@@ -54,11 +64,68 @@ def test_misbehaving_stores_fail_exactly_their_check(lemonade, tmp_path):
     assert run.rc == 1
 
 
-def test_store_that_pushes_nothing_while_idle_fails_idle_check(lemonade, tmp_path):
+@pytest.mark.proves("capability/idle_notification_is_prompt", "lemonade.store.idle-timely")
+def test_store_that_pushes_nothing_while_idle_fails_idle_check(lemonade, tmp_path, prove):
     with FakeImapServer(StoreSession) as fake:  # its IDLE answers '+' and then stays silent until DONE
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "idle_notification")
-    r = run.result(CHECKS["idle"])
-    assert r["verdict"] == "fail" and "no EXISTS while idling within 2 s" in r["message"], r["message"]
+    prove(run, CHECKS["idle"], "lemonade.store.idle-timely", "no EXISTS while idling within 2 s")
+
+
+class FewCapabilities(StoreSession):
+    """Leaves CATENATE and URL-PARTIAL out of its capabilities."""
+
+    capabilities = StoreSession.capabilities.replace(" CATENATE", "").replace(" URL-PARTIAL", "")
+
+
+class NoGreetingCode(StoreSession):
+    """Greets without a [CAPABILITY ...] response code."""
+
+    greeting_caps = None
+
+
+class AuthenticateWithoutCode(StoreSession):
+    """Its tagged OK to AUTHENTICATE carries no [CAPABILITY ...] code."""
+
+    def cmd_authenticate(self, tag, args):
+        if " " not in args.strip():
+            self.send("+ ")
+            if self.readline() is None:
+                return False
+        self.authenticated = True
+        self.send(f"{tag} OK Logged in")
+
+
+@pytest.mark.proves("capability/store_capabilities", "lemonade.store.capabilities")
+@pytest.mark.proves("capability/store_starttls_offered", "lemonade.store.starttls")
+@pytest.mark.proves("capability/capability_code_greeting_and_login", "lemonade.store.capability-code")
+@pytest.mark.proves("capability/capability_code_authenticate", "lemonade.store.capability-code")
+@pytest.mark.proves("capability/submission_ehlo_keywords", "lemonade.submit.extensions")
+@pytest.mark.proves("capability/submission_burl_imap", "lemonade.submit.burl-imap")
+def test_stores_and_a_submission_server_missing_the_lemonade_announcements_fail(lemonade, tmp_path, prove):
+    """Capabilities, STARTTLS, CAPABILITY response codes and the submission keywords: one fake leaves each out."""
+    fakes = {"few-caps": FewCapabilities, "no-greeting-code": NoGreetingCode, "auth-no-code": AuthenticateWithoutCode}
+    with ExitStack() as stack:
+        args = ["run", "--profile", "lemonade", "-k", "store_capabilities or store_starttls_offered or capability_code "
+                "or submission_ehlo_keywords or submission_burl_imap"]
+        for name, session in fakes.items():
+            server = stack.enter_context(FakeImapServer(session))
+            extra = None
+            if name == "few-caps":
+                smtp = stack.enter_context(DeliveringSmtp(server, server_context(tmp_path)))
+                extra = {"submission": f"smtp://127.0.0.1:{smtp.port}"}
+            args += ["--target", str(server.target_file(tmp_path, name=name, extra_endpoints=extra))]
+        run = lemonade(*args, timeout=600)
+    prove(run, "capability/store_capabilities", "lemonade.store.capabilities",
+          ["missing 3 of", "CATENATE URLAUTH URL-PARTIAL"], target="few-caps")
+    prove(run, "capability/store_starttls_offered", "lemonade.store.starttls", "STARTTLS not advertised before TLS",
+          target="few-caps")
+    prove(run, "capability/capability_code_greeting_and_login", "lemonade.store.capability-code",
+          "greeting has no CAPABILITY response code", target="no-greeting-code")
+    prove(run, "capability/capability_code_authenticate", "lemonade.store.capability-code",
+          "tagged OK of AUTHENTICATE has no CAPABILITY response code", target="auth-no-code")
+    prove(run, "capability/submission_ehlo_keywords", "lemonade.submit.extensions", "EHLO lacks", target="few-caps")
+    prove(run, "capability/submission_burl_imap", "lemonade.submit.burl-imap", "BURL not advertised after AUTH",
+          target="few-caps")
 
 
 def test_capability_checks_pass_against_dovecot(lemonade):

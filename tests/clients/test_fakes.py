@@ -15,7 +15,12 @@ def by_case(run) -> dict[tuple[str, str, str], dict]:
     return {(r["check"], r["subject"], r["scenario"].split(":")[0]): r for r in run.results["results"]}
 
 
-def test_each_check_fails_for_its_own_reason(lemonade):
+@pytest.mark.proves("client/fetch_complete", "client.fetch.complete")
+@pytest.mark.proves("client/no_loss_no_duplicate", "client.sync.no-loss-no-duplicate")
+@pytest.mark.proves("client/resync_cost", "client.sync.resync-cost")
+@pytest.mark.proves("client/no_credentials_without_tls", "client.tls.no-cleartext-credentials")
+@pytest.mark.proves("client/no_credentials_to_interceptor", "client.tls.verify-before-credentials")
+def test_each_check_fails_for_its_own_reason(lemonade, prove):
     fakes = ["fake-skip-last", "fake-duplicates", "fake-redownload", "fake-opportunistic", "fake-trust-all"]
     args = [a for f in fakes for a in ("--client", str(FAKES / f))]
     run = lemonade("run", *args, "-n", "2", "-k", "fetch_complete or no_loss or resync_cost or credentials",
@@ -23,16 +28,20 @@ def test_each_check_fails_for_its_own_reason(lemonade):
     assert run.rc == 1, run.err
     got = by_case(run)
     expect = {
-        ("client/fetch_complete", "fake-skip-last", "direct"): "were never delivered",
-        ("client/no_loss_no_duplicate", "fake-duplicates", "kill"): "delivered more than once",
-        ("client/no_loss_no_duplicate", "fake-duplicates", "flaky"): "delivered more than once",
-        ("client/resync_cost", "fake-redownload", "direct"): "O(mailbox) re-download",
-        ("client/no_credentials_without_tls", "fake-opportunistic", "strip-starttls"): "credentials in cleartext",
-        ("client/no_credentials_to_interceptor", "fake-trust-all", "inspecting"): "sent credentials through it",
+        ("client/fetch_complete", "fake-skip-last", "direct"): ("client.fetch.complete", "were never delivered"),
+        ("client/no_loss_no_duplicate", "fake-duplicates", "kill"): ("client.sync.no-loss-no-duplicate",
+                                                                     "delivered more than once"),
+        ("client/no_loss_no_duplicate", "fake-duplicates", "flaky"): ("client.sync.no-loss-no-duplicate",
+                                                                      "delivered more than once"),
+        ("client/resync_cost", "fake-redownload", "direct"): ("client.sync.resync-cost", "O(mailbox) re-download"),
+        ("client/no_credentials_without_tls", "fake-opportunistic", "strip-starttls"): (
+            "client.tls.no-cleartext-credentials", "credentials in cleartext"),
+        ("client/no_credentials_to_interceptor", "fake-trust-all", "inspecting"): (
+            "client.tls.verify-before-credentials", "sent credentials through it"),
     }
-    for key, words in expect.items():
+    for key, (requirement, words) in expect.items():
         r = got[key]
-        assert r["verdict"] == "fail" and words in r["message"], (key, r["verdict"], r["message"])
+        prove(r, key[0], requirement, words)
         assert r["role"] == "client" and r["subject"] == key[1]
         assert r["evidence"]["transcript"], key
     # the same fakes pass the checks whose rule they keep (each fake breaks one rule only)

@@ -5,6 +5,7 @@ and the redaction of what real clients send (LOGIN, AUTHENTICATE PLAIN with SASL
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -50,10 +51,17 @@ def test_real_imap_clients_end_to_end(lemonade):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the Cyrus targets need root (master drops to user cyrus)")
-def test_jmapc_against_cyrus_push(lemonade):
-    run = lemonade("run", "--client", "jmapc", "--target", "cyrus-push", "-k", "fetch_complete or push_delivery",
-                   "--scenario", "direct", timeout=240)
-    got = {r["check"]: r for r in run.results["results"]}
-    assert got["client/fetch_complete"]["verdict"] == "pass", got["client/fetch_complete"]["message"]
-    assert got["client/push_delivery"]["verdict"] == "pass", got["client/push_delivery"]["message"]
+@pytest.mark.proves("client/eventsource_reconnect_resume", "sse.reconnect-resume")
+def test_jmapc_against_cyrus_push(lemonade, prove):
+    """jmapc fetches, is pushed to and resumes its EventSource stream with Last-Event-ID; in the same run a fake that
+    reconnects without Last-Event-ID (tests/fakes/clients/fake-sse-forgetful) fails sse.reconnect-resume."""
+    forgetful = Path(__file__).resolve().parents[1] / "fakes" / "clients" / "fake-sse-forgetful"
+    run = lemonade("run", "--client", "jmapc", "--client", str(forgetful), "--target", "cyrus-push", "-n", "2",
+                   "-k", "fetch_complete or push_delivery or eventsource_reconnect_resume", "--scenario", "direct",
+                   "--scenario", "read-timeout", timeout=300)
+    got = {(r["check"], r["subject"]): r for r in run.results["results"]}
+    for check in ("client/fetch_complete", "client/push_delivery", "client/eventsource_reconnect_resume"):
+        assert got[(check, "jmapc")]["verdict"] == "pass", got[(check, "jmapc")]["message"]
+    prove(got[("client/eventsource_reconnect_resume", "fake-sse-forgetful")], "client/eventsource_reconnect_resume",
+          "sse.reconnect-resume", "the client reconnected without Last-Event-ID")
     no_password_in(run)

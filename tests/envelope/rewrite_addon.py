@@ -2,7 +2,8 @@
 
 ``rewrite:mode=eol`` turns CRLF into LF inside IMAP literals the server sends (fixing the literal's octet
 count, as a line-ending-"normalising" gateway would); ``rewrite:mode=cte`` relabels
-``Content-Transfer-Encoding: 7bit`` as ``8bit`` (same length). STARTTLS is hidden from the client so the
+``Content-Transfer-Encoding: 7bit`` as ``8bit`` (same length); ``rewrite:mode=keywords`` drops the Lemonade
+keyword $Submitted from the FLAGS of FETCH responses (a store that cannot keep it). STARTTLS is hidden from the client so the
 session stays readable to the intermediary (the embedded Dovecot trusts its own address and still accepts the
 login). Importing this module registers the intermediary; it is never part of the product.
 """
@@ -17,10 +18,11 @@ from conformance.intermediaries.addons.common import add_options, check_options,
 from conformance.intermediaries.addons.strip_starttls import strip_capabilities
 from conformance.intermediaries.scenario import REGISTRY, Emulator, Param, register
 
-MODE = Param("mode", str, "eol", "eol", "eol: CRLF to LF in server literals; cte: 7bit label to 8bit",
-             choices=("eol", "cte"), option="rewrite_mode")
+MODE = Param("mode", str, "eol", "eol", "eol: CRLF to LF in server literals; cte: 7bit label to 8bit; "
+             "keywords: $Submitted dropped from FETCH FLAGS", choices=("eol", "cte", "keywords"), option="rewrite_mode")
 
 LITERAL = re.compile(rb"\{(\d+)\}\r\n")
+SUBMITTED = re.compile(rb"(?m)(^\* \d+ FETCH \([^\r\n]*FLAGS \([^)\r\n]*?) ?\$Submitted")
 
 
 def rewrite_literals(data: bytes, mode: str) -> tuple[bytes, list[str]]:
@@ -64,7 +66,12 @@ class Rewrite:
         content, removed = strip_capabilities(m.content)
         if removed:
             s.record("rewrite", f"hid {' '.join(sorted(set(removed)))} so the session stays in cleartext", s.label(flow))
-        content, changes = rewrite_literals(content, value(MODE))
+        mode = value(MODE)
+        if mode == "keywords":
+            content, n = SUBMITTED.subn(rb"\1", content)
+            changes = [f"dropped $Submitted from {n} FETCH FLAGS"] if n else []
+        else:
+            content, changes = rewrite_literals(content, mode)
         for c in changes:
             s.record("rewrite", f"server->client leg: {c}", s.label(flow))
         m.content = content
@@ -73,4 +80,4 @@ class Rewrite:
 if "rewrite" not in REGISTRY:
     register(Emulator(
         name="rewrite", path="tcp", addon=Rewrite, endpoints=("imap",),
-        summary="TEST ONLY: rewrites line endings or transfer-encoding labels in mail."))
+        summary="TEST ONLY: rewrites line endings or transfer-encoding labels in mail, or drops $Submitted."))

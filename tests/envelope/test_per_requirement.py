@@ -1,5 +1,5 @@
-"""A verdict per requirement, shown on envelope/signed_append_fetch_byte_exact (seven requirements): a server
-without UIDPLUS fails uidplus.appenduid only; the octets still decide the six others (issue 13 section 1)."""
+"""A verdict per requirement, shown on envelope/signed_append_fetch_byte_exact (eight requirements): a server
+without UIDPLUS fails uidplus.appenduid only; the octets still decide the seven others (issue 13 section 1)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, CliRun
 
 CHECK = "envelope/signed_append_fetch_byte_exact"
 OTHERS = {"imap.msg.append-roundtrip", "mobile.envelope.signed-byte-exact", "smime.part-headers-covered",
-          "smime.canonical-text", "smime.binary-capable", "imap.msg.size-matches"}
+          "smime.canonical-text", "smime.binary-capable", "smime.signed-7bit", "imap.msg.size-matches"}
 
 
 def run_without_uidplus(tmp_path, name: str, *args: str) -> CliRun:
@@ -26,13 +28,13 @@ def run_without_uidplus(tmp_path, name: str, *args: str) -> CliRun:
     return CliRun(p.returncode, p.stdout, p.stderr, out)
 
 
-def test_a_server_without_uidplus_fails_only_uidplus_appenduid(tmp_path):
+@pytest.mark.proves("envelope/signed_append_fetch_byte_exact", "uidplus.appenduid")
+def test_a_server_without_uidplus_fails_only_uidplus_appenduid(tmp_path, prove):
     run = run_without_uidplus(tmp_path, "all-profiles")  # lemonade's capability table requires UIDPLUS
     r = run.result(CHECK)
     rv = r["requirement_verdicts"]
     assert set(rv) == OTHERS | {"uidplus.appenduid"}, rv
-    assert rv["uidplus.appenduid"]["verdict"] == "fail", rv
-    assert "UIDPLUS is required by the selected profile" in rv["uidplus.appenduid"]["message"]
+    prove(r, CHECK, "uidplus.appenduid", "UIDPLUS is required by the selected profile")
     assert {rid: v["verdict"] for rid, v in rv.items() if rid in OTHERS} == dict.fromkeys(OTHERS, "pass"), rv
     assert r["verdict"] == "fail" and r["message"].startswith("UIDPLUS is required") and run.rc == 1, run.out
     actions = [e["text"] for e in r["evidence"]["transcript"] if e["direction"] == "I"]

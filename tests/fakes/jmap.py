@@ -7,9 +7,17 @@ Email/import and Email/set (each bumps the Email state), an EventSource endpoint
 whatever was asked); ``clamp-ping`` raises any ping below 60 s to 60 (RFC 8620 7.3 allows no minimum above 30);
 ``late-ping`` announces the requested interval but sends pings twice as far apart; ``silent-push`` accepts
 WebSocketPushEnable but never pushes; ``no-push`` answers EventSource with 204 and offers no WebSocket;
-``sloppy`` breaks the core rules (no /.well-known/jmap, a template without {name}, wrong sessionState, 500 instead of problem
+``no-wellknown`` answers /.well-known/jmap with 404 (the Session is at /session);
+``sloppy`` breaks the other core rules (a template without {name}, wrong sessionState, 500 instead of problem
 details, a dropped method call, an Email state that never changes, no /changes, corrupted downloads, a
-relative WebSocket url, no requestId echo). Used only to prove that the checks can fail and pass.
+relative WebSocket url, no requestId echo, an upload response without accountId); ``wrong-ctype`` answers
+EventSource with 200 text/plain; ``bad-utf8`` sends an invalid UTF-8 octet in a comment; ``unterminated`` ends a
+closeafter=state response with an event that lacks its blank line after the state event; ``quiet-stream`` answers
+EventSource with 200 and pings but never sends a
+state event; ``clamp-ping-30`` raises any ping below 30 to 30 (the most RFC 8620 7.3 allows: lawful);
+``import-fixes`` stores an imported message changed (an added header) under a new blob, yet answers the import with
+the uploaded blobId; ``cannot-calculate`` answers every Email/changes with cannotCalculateChanges (lawful).
+Used only to prove that the checks can fail and pass.
 
 ``omit-state``, ``omit-accountId`` and ``omit-newState`` leave that member out of every method response that must carry
 it (/get; every standard method; /changes, /set and Email/import): the checks must fail naming the member, not crash.
@@ -30,7 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
-              "silent-push", "omit-state", "omit-accountId", "omit-newState")
+              "silent-push", "quiet-stream", "clamp-ping-30", "import-fixes", "cannot-calculate", "no-wellknown",
+              "wrong-ctype", "bad-utf8", "unterminated", "omit-state", "omit-accountId", "omit-newState")
 OMITS = {"omit-state": "state", "omit-accountId": "accountId", "omit-newState": "newState"}
 ACCOUNT = "acc1"
 USERS = (("alice", "alice-fake-pw1"), ("bob", "bob-fake-pw2"))
@@ -169,15 +178,17 @@ class FakeJmapServer:
         u = urlsplit(target)
         path = u.path
         sloppy = self.behaviour == "sloppy"
-        if path == "/.well-known/jmap" and sloppy:
+        if path == "/.well-known/jmap" and self.behaviour == "no-wellknown":
             return 404, "text/plain", b"not here"
         if path in ("/.well-known/jmap", "/session"):
             return 200, "application/json", json.dumps(self._session()).encode()
         if path.startswith("/upload/"):
             blob = f"B{len(self.blobs) + 1}"
             self.blobs[blob] = body
-            return 201, "application/json", json.dumps({"accountId": ACCOUNT, "blobId": blob, "size": len(body),
-                                                         "type": headers.get("content-type", "")}).encode()
+            info = {"accountId": ACCOUNT, "blobId": blob, "size": len(body), "type": headers.get("content-type", "")}
+            if sloppy:
+                del info["accountId"]
+            return 201, "application/json", json.dumps(info).encode()
         if path.startswith("/download/"):
             blob = path.split("/")[3]
             if blob not in self.blobs:
@@ -234,7 +245,7 @@ class FakeJmapServer:
         if name == "Core/echo":
             return [name, args, cid]
         if name == "Mailbox/get":
-            return [name, {"accountId": ACCOUNT, "state": "m1", "list": list(self.mailboxes.values()),
+            return [name, {"accountId": ACCOUNT, "state": f"m{self.state}", "list": list(self.mailboxes.values()),
                            "notFound": []}, cid]
         if name == "Mailbox/set":
             return self._mailbox_set(args, cid)
@@ -256,10 +267,15 @@ class FakeJmapServer:
             created = {}
             for k, v in args["emails"].items():
                 eid = f"M{len(self.emails) + len(self.log) + 1}"
-                self.emails[eid] = {"blobId": v["blobId"], "keywords": dict(v.get("keywords") or {}),
+                blob = v["blobId"]
+                if self.behaviour == "import-fixes":  # a "fixed" copy under a new blob; the answer names the old one
+                    fixed = f"B{len(self.blobs) + 1}"
+                    self.blobs[fixed] = b"X-Fixed-By: fake\r\n" + self.blobs[blob]
+                    blob = fixed
+                self.emails[eid] = {"blobId": blob, "keywords": dict(v.get("keywords") or {}),
                                     "mailboxIds": set(v.get("mailboxIds") or {})}
                 self._record(eid, "created")
-                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[v["blobId"]])}
+                created[k] = {"id": eid, "blobId": v["blobId"], "threadId": "T" + eid, "size": len(self.blobs[blob])}
             return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "created": created}, cid]
         if name == "Email/set":
             old = str(self.state)
@@ -277,11 +293,16 @@ class FakeJmapServer:
                     destroyed.append(eid)
             return [name, {"accountId": ACCOUNT, "oldState": old, "newState": str(self.state), "updated": updated,
                            "destroyed": destroyed}, cid]
+        if name == "Email/changes" and self.behaviour == "cannot-calculate":
+            if args.get("maxChanges") is not None and args["maxChanges"] <= 0:
+                return ["error", {"type": "invalidArguments"}, cid]
+            return ["error", {"type": "cannotCalculateChanges"}, cid]
         if name == "Email/changes" and not sloppy:
             return self._changes(args, cid)
         return ["error", {"type": "unknownMethod"}, cid]
 
     def _mailbox_set(self, args: dict, cid: str) -> list:
+        old = f"m{self.state}"
         created, destroyed, not_destroyed = {}, [], {}
         for k, v in (args.get("create") or {}).items():
             mid = f"mb{len(self.mailboxes) + 1}"
@@ -300,7 +321,9 @@ class FakeJmapServer:
                 self._record(e, "destroyed")
             self.mailboxes.pop(mid)
             destroyed.append(mid)
-        return ["Mailbox/set", {"accountId": ACCOUNT, "oldState": "m1", "newState": "m1", "created": created,
+        if created or destroyed:
+            self.bump()  # a mailbox change is pushed as a Mailbox StateChange
+        return ["Mailbox/set", {"accountId": ACCOUNT, "oldState": old, "newState": f"m{self.state}", "created": created,
                                 "destroyed": destroyed, "notDestroyed": not_destroyed or None}, cid]
 
     def _changes(self, args: dict, cid: str) -> list:
@@ -344,6 +367,8 @@ class FakeJmapServer:
         out = {}
         if "Email" in types:
             out["Email"] = str(self.state)
+        if "Mailbox" in types:
+            out["Mailbox"] = f"m{self.state}"  # every change here moves a count or a mailbox
         return {ACCOUNT: out} if out else {}
 
     # -- EventSource --------------------------------------------------------------------------------
@@ -357,16 +382,21 @@ class FakeJmapServer:
         ping = int(q.get("ping") or 0)
         if self.behaviour == "clamp-ping" and ping > 0:
             ping = max(ping, 60)  # the minimum is 60: ping=30 becomes 60, which RFC 8620 7.3 forbids
+        if self.behaviour == "clamp-ping-30" and ping > 0:
+            ping = max(ping, 30)  # the minimum is 30: as high as RFC 8620 7.3 allows
         every = 2 * ping if self.behaviour == "late-ping" else ping  # late-ping: announces ping, sends at 2 x ping
         closeafter = q.get("closeafter") == "state"
+        ctype = "text/plain" if self.behaviour == "wrong-ctype" else "text/event-stream"
         conn.sendall(h.send(h11.Response(status_code=200, headers=[
-            ("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Connection", "close")])))
+            ("Content-Type", ctype), ("Cache-Control", "no-cache"), ("Connection", "close")])))
+        if self.behaviour == "bad-utf8":
+            conn.sendall(h.send(h11.Data(data=b": not \xff UTF-8\n\n")))
         seen = self.state
         last = headers.get("last-event-id")
 
         def state_event() -> bytes:
             changed = self._changed(types)
-            if not changed:
+            if not changed or self.behaviour == "quiet-stream":
                 return b""
             data = json.dumps({"@type": "StateChange", "changed": changed})
             return f"id: {self.state}\nevent: state\ndata: {data}\n\n".encode()
@@ -390,6 +420,8 @@ class FakeJmapServer:
                 if changed:
                     ev = state_event()
                     if ev:
+                        if self.behaviour == "unterminated" and closeafter:
+                            ev += b"event: extra\ndata: {}\n"  # no blank line: clients discard it
                         conn.sendall(h.send(h11.Data(data=ev)))
                         last_sent = time.monotonic()
                         if closeafter and self.behaviour != "never-close":

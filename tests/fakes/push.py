@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.fakes.imap import FakeImapSession
 
@@ -47,6 +48,7 @@ class NotifyingMailStore(FakeImapSession):
     """
 
     deleted_attrs = "\\NonExistent"
+    exists_for_new_mail = True
     fetch_new_mail = True
     flag_change_always = False
     expunge_at_once = False
@@ -134,7 +136,7 @@ class NotifyingMailStore(FakeImapSession):
         msgs.append(set())
         n = len(msgs)
         for s in self.others():
-            if s.selected == box:
+            if s.selected == box and s.exists_for_new_mail:
                 s.push(f"* {n} EXISTS")
                 if s.fetch_new_mail and re.search(r"MessageNew \(", s.notify, re.I):
                     s.push(f"* {n} FETCH (UID {n} FLAGS ())")
@@ -197,7 +199,29 @@ class NotifyMessageNewExistsOnly(NotifyingMailStore):
     fetch_new_mail = False
 
 
+class NotifyNewMailNeverSent(NotifyingMailStore):
+    """Accepts NOTIFY SET with MessageNew for the selected mailbox but never sends the EXISTS for another session's
+    new message: a chosen event missing."""
+
+    exists_for_new_mail = False
+
+
 class NotifyDelayedExpungesAtOnce(NotifyingMailStore):
     """Accepts SELECTED-DELAYED but reports another connection's expunge at once, with no command in progress."""
 
     expunge_at_once = True
+
+
+class IdleOneKeepaliveThenSilence(FakeImapSession):
+    """Answers IDLE with '+', sends one '* OK' keepalive 0.1 s later and then nothing at all (a keepalive schedule
+    of, say, 20 minutes): behind a NAT that drops it silently, no client can tell the loss from a quiet mailbox."""
+
+    def cmd_idle(self, tag: str, args: str):
+        self.send("+ idling")
+        time.sleep(0.1)
+        self.send("* OK Still here")
+        self.sock.settimeout(60)
+        line = self.readline()
+        if line is None:
+            return False
+        self.send(f"{tag} OK IDLE terminated")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conformance.providers.dovecot import DovecotProvider
 from conformance.targets import write_target_file
 from tests.push.support import by_case
 
 
-def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path):
+@pytest.mark.proves("push/push_survives_idle_timeout", "mobile.push.survives-idle-timeout")
+@pytest.mark.proves("push/push_survives_idle_timeout", "idle.keepalive")
+@pytest.mark.proves("push/push_survives_idle_timeout", "nat.idle-timeouts")
+@pytest.mark.proves("push/silent_drop_noticed", "mobile.push.silent-drop-noticed")
+def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path, prove):
     """The same checks against a Dovecot whose keepalive is longer than the intermediary's timeout (3 s).
 
     Dovecot aligns the first keepalive of an IDLE to a slot derived from the clock and the client address, so it
@@ -25,15 +31,16 @@ def test_long_keepalive_fails_with_timeline_evidence(lemonade, tmp_path):
         prov.stop()
     results = by_case(run)
     assert run.rc == 1, run.out + run.err
-    direct = results["push/push_survives_idle_timeout|direct"]
-    assert direct["verdict"] == "fail" and "not below the idle timeout 3 s" in direct["message"], direct["message"]
+    check = "push/push_survives_idle_timeout"
+    for rid in ("mobile.push.survives-idle-timeout", "idle.keepalive", "nat.idle-timeouts"):
+        prove(run, check, rid, "not below the idle timeout 3 s", scenario="direct")
+        prove(run, check, rid, "did not survive an idle timeout of 3 s", scenario="nat-idle:timeout=3,mode=rst")
     rst = results["push/push_survives_idle_timeout|nat-idle:timeout=3,mode=rst"]
-    assert rst["verdict"] == "fail" and "did not survive an idle timeout of 3 s" in rst["message"], rst["message"]
     tl = rst["evidence"]["timeline"]
     assert tl["verdict"] == "fail" and any(e["kind"] == "intermediary" for e in tl["events"])
     assert any(s["kind"] == "gap" and s["end"] - s["start"] >= 2.9 for s in tl["spans"])
     silent = results["push/push_survives_idle_timeout|nat-idle:timeout=3,mode=silent"]
     assert silent["verdict"] == "fail" and "silent black hole nobody noticed" in silent["message"], silent["message"]
     assert any(s["kind"] == "blackhole" for s in silent["evidence"]["timeline"]["spans"])
-    noticed = results["push/silent_drop_noticed|nat-idle:timeout=3,mode=silent"]
-    assert noticed["verdict"] == "fail" and "no keepalive" in noticed["message"], noticed["message"]
+    prove(run, "push/silent_drop_noticed", "mobile.push.silent-drop-noticed", "fewer than two keepalives",
+          scenario="nat-idle:timeout=3,mode=silent")

@@ -6,9 +6,9 @@ Options: ``rewrite_drop_vanished`` removes every ``* VANISHED`` line; ``rewrite_
 of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per message after ``* n EXISTS`` (a
 server whose SELECT costs grow with the mailbox); ``rewrite_strip_highestmodseq`` removes [HIGHESTMODSEQ n]
 codes; ``rewrite_constant_modseq`` reports every FETCH MODSEQ as 1 (a server whose mod-sequences do not
-grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines; ``rewrite_drop_fetch`` removes every ``* n FETCH``
-line (a server whose QRESYNC SELECT forgets the changes since the client's modseq). Only works on cleartext IMAP
-(a target without STARTTLS).
+grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines; ``rewrite_close_highestmodseq`` adds [HIGHESTMODSEQ 1] to
+Dovecot's tagged OK of CLOSE; ``rewrite_drop_fetch`` removes every ``* n FETCH`` line (a server whose QRESYNC
+SELECT forgets the changes since the client's modseq). Only works on cleartext IMAP (a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
@@ -31,6 +31,7 @@ _fetch_line = re.compile(rb"^\* \d+ FETCH [^\r\n{]*\r\n", re.M | re.I)
 _tagged = re.compile(rb"^[A-Za-z]\d+ ", re.M)
 _modseq_value = re.compile(rb"(^\* \d+ FETCH \([^\r\n]*?)MODSEQ \(\d+\)", re.M | re.I)
 _modseq = re.compile(rb"^(\* \d+ FETCH \([^\r\n]*?) ?MODSEQ \(\d+\)", re.M | re.I)
+_close_ok = re.compile(rb"^([A-Za-z]\d+) OK (Close completed)", re.M)
 
 
 class RewriteResponses:
@@ -45,6 +46,7 @@ class RewriteResponses:
         loader.add_option("rewrite_drop_enabled", bool, False, "Drop every '* ENABLED' response line.")
         loader.add_option("rewrite_constant_modseq", bool, False, "Report every FETCH MODSEQ as MODSEQ (1).")
         loader.add_option("rewrite_pad_exists", bool, False, "Add one untagged OK line per message after EXISTS.")
+        loader.add_option("rewrite_close_highestmodseq", bool, False, "Add [HIGHESTMODSEQ 1] to the tagged OK of CLOSE.")
         loader.add_option("rewrite_drop_fetch", bool, False, "Drop every '* n FETCH' line (without literals).")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
@@ -68,6 +70,8 @@ class RewriteResponses:
             data = _modseq_value.sub(rb"\1MODSEQ (1)", data)
         if ctx.options.rewrite_strip_highestmodseq:
             data = _highest.sub(b"", data)
+        if ctx.options.rewrite_close_highestmodseq:
+            data = _close_ok.sub(rb"\1 OK [HIGHESTMODSEQ 1] \2", data)
         if ctx.options.rewrite_drop_enabled:
             data = _enabled.sub(b"", data)
         if ctx.options.rewrite_drop_fetch:

@@ -7,6 +7,7 @@ import pytest
 
 from tests.fakes.imap import FakeImapServer
 from tests.fakes.reconnect import BufferingCompressSession, EagerVanishedSession, HalfSentRelay, MisbehavingStoreSession
+from tests.proving import run_check
 
 ALL_CHECKS = {
     "reconnect/enable_reports_enabled|direct", "reconnect/qresync_before_enable_is_bad|direct",
@@ -47,7 +48,15 @@ def test_every_reconnect_check_passes_against_dovecot(lemonade):
     assert push["compressed_push_latency"]["value"] <= push["compressed_push_latency"]["budget"], push
 
 
-def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_checks(lemonade, tmp_path):
+@pytest.mark.proves("reconnect/append_cut_midway", "mobile.upload.no-partial-message")
+@pytest.mark.proves("reconnect/qresync_before_enable_is_bad", "qresync.select-preconditions")
+@pytest.mark.proves("reconnect/stale_uidvalidity_ignored", "qresync.select-baseline")
+@pytest.mark.proves("reconnect/compress_full_sync_through_path", "compress.start-point")
+@pytest.mark.proves("reconnect/closed_code_between_mailboxes", "qresync.closed-code")
+@pytest.mark.proves("reconnect/expunge_codes_and_close", "qresync.expunge-modseq")
+@pytest.mark.proves("reconnect/compress_refusals", "compress.capability")
+@pytest.mark.proves("reconnect/compress_refusals", "compress.failure-modes")
+def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_checks(lemonade, tmp_path, prove):
     with FakeImapServer(MisbehavingStoreSession, timeout=1.0) as fake:
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k",
                        "append_cut_midway or before_enable or stale_uidvalidity or compress_full_sync or closed_code "
@@ -56,24 +65,36 @@ def test_misbehaving_store_fails_the_upload_precondition_baseline_and_compress_c
     appends = [r for r in run.results["results"] if r["check"] == "reconnect/append_cut_midway"]
     assert len(appends) == 3, run.out
     for r in appends:  # literal, LITERAL+ and CATENATE: the truncated part was stored
-        assert r["verdict"] == "fail" and "not the one sent" in r["message"], (r["nodeid"], r["verdict"], r["message"])
+        prove(r, "reconnect/append_cut_midway", "mobile.upload.no-partial-message", "not the one sent")
         assert any("cut" in e["text"] for e in r["evidence"]["transcript"])
-    before = run.result("reconnect/qresync_before_enable_is_bad")
-    assert before["verdict"] == "fail" and "must be BAD" in before["message"], before["message"]
-    stale = run.result("reconnect/stale_uidvalidity_ignored")
-    assert stale["verdict"] == "fail" and "VANISHED (EARLIER)" in stale["message"], stale["message"]
-    comp = run.result("reconnect/compress_full_sync_through_path")
-    assert comp["verdict"] == "fail" and "compressed session broke" in comp["message"], comp["message"]
-    expected = {"closed_code_between_mailboxes": "no OK [CLOSED]", "expunge_codes_and_close": "[HIGHESTMODSEQ n]",
-                "compress_refusals": "COMPRESS before authentication must be refused"}
-    for check, words in expected.items():
-        r = run.result(f"reconnect/{check}")
-        assert r["verdict"] == "fail" and words in r["message"], (check, r["verdict"], r["message"])
+    prove(run, "reconnect/qresync_before_enable_is_bad", "qresync.select-preconditions", "must be BAD")
+    prove(run, "reconnect/stale_uidvalidity_ignored", "qresync.select-baseline", "VANISHED (EARLIER)")
+    # its replies stay uncompressed after COMPRESS: they do not inflate
+    prove(run, "reconnect/compress_full_sync_through_path", "compress.start-point", "does not decode as raw DEFLATE")
+    prove(run, "reconnect/closed_code_between_mailboxes", "qresync.closed-code", "no OK [CLOSED]")
+    prove(run, "reconnect/expunge_codes_and_close", "qresync.expunge-modseq", "[HIGHESTMODSEQ n]")
+    prove(run, "reconnect/compress_refusals", "compress.capability", "COMPRESS before authentication must be refused")
+    prove(run, "reconnect/compress_refusals", "compress.failure-modes", "COMPRESS with an unknown mechanism must be refused")
     assert run.rc == 1
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")
+def test_a_cut_that_did_not_happen_is_an_error_not_a_pass(lemonade):
+    """An intermediary that arms cuts and never makes them (tests/reconnect/missing_kill_addon.py): the uploads go
+    through whole and used to pass; the path's record has no cut, so the cut-midway checks now say error."""
+    run = lemonade("run", "--scenario", "kill-that-misses", "-k", "append_cut_midway or submission_cut_midway",
+                   prelude="import tests.reconnect.missing_kill_addon")
+    results = [r for r in run.results["results"] if r["check"] in ("reconnect/append_cut_midway",
+                                                                   "reconnect/submission_cut_midway")]
+    assert len(results) == 5, run.out + run.err
+    for r in results:
+        assert r["verdict"] == "error" and "did not cut" in r["message"] and "no cut in the path's record" in r["message"], r
+    assert run.rc == 2
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the check module uses lemonade markers
-def test_half_sent_submission_relayed_fails_the_check(tmp_path):
+@pytest.mark.proves("reconnect/submission_cut_midway", "mobile.upload.no-partial-message")
+def test_half_sent_submission_relayed_fails_the_check(tmp_path, prove):
     from conformance.case import CaseContext
     from conformance.catalog import load_catalog
     from conformance.checks.reconnect.test_upload import test_submission_cut_midway
@@ -87,8 +108,8 @@ def test_half_sent_submission_relayed_fails_the_check(tmp_path):
                        requirements=["mobile.upload.no-partial-message"], profiles=["mobile-intermediary"],
                        depth="quick", check="reconnect/submission_cut_midway").start()
     try:
-        with pytest.raises(AssertionError, match="relayed truncated"):
-            test_submission_cut_midway(case, "DATA")
+        result = run_check(case, test_submission_cut_midway, "DATA")
+        prove(result, "reconnect/submission_cut_midway", "mobile.upload.no-partial-message", "relayed truncated")
         assert relay.messages and len(relay.messages[0].data) < 65536
         assert any("cut" in e["text"] for e in case.transcript.as_list())
     finally:
@@ -96,22 +117,22 @@ def test_half_sent_submission_relayed_fails_the_check(tmp_path):
         relay.stop()
 
 
-def test_push_held_in_the_compressor_fails_the_interactive_flush_check(lemonade, tmp_path):
+@pytest.mark.proves("reconnect/compress_idle_push_decodes_promptly", "compress.interactive-flush")
+def test_push_held_in_the_compressor_fails_the_interactive_flush_check(lemonade, tmp_path, prove):
     with FakeImapServer(BufferingCompressSession, timeout=5.0) as fake:
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "compress_idle_push")
-    r = run.result("reconnect/compress_idle_push_decodes_promptly")
-    assert r["verdict"] == "fail" and "held it in the compressor" in r["message"], (r["verdict"], r["message"])
+    r = prove(run, "reconnect/compress_idle_push_decodes_promptly", "compress.interactive-flush",
+              "held it in the compressor")
     assert r["evidence"]["measurements"]["compressed_push_latency"]["value"] >= 2, r["evidence"]["measurements"]
     assert "reply to DONE ('* 2 EXISTS')" in r["message"]  # decoded, but only once DONE's reply flushed it
     assert run.rc == 1
 
 
-def test_vanished_out_of_turn_fails_the_visible_only_check(lemonade, tmp_path):
+@pytest.mark.proves("reconnect/vanished_only_when_allowed", "qresync.vanished-visible-only")
+def test_vanished_out_of_turn_fails_the_visible_only_check(lemonade, tmp_path, prove):
     with FakeImapServer(EagerVanishedSession, timeout=5.0) as fake:
         run = lemonade("run", "--target", str(fake.target_file(tmp_path)), "-k", "vanished_only_when")
-    r = run.result("reconnect/vanished_only_when_allowed")
-    assert r["verdict"] == "fail", (r["verdict"], r["message"])
-    for words in ("sent '* VANISHED 4' while no command was in progress", "VANISHED during FETCH",
-                  "UID 99, never announced by EXISTS"):
-        assert words in r["message"], (words, r["message"])
+    prove(run, "reconnect/vanished_only_when_allowed", "qresync.vanished-visible-only",
+          ["sent '* VANISHED 4' while no command was in progress", "VANISHED during FETCH",
+           "UID 99, never announced by EXISTS"])
     assert run.rc == 1

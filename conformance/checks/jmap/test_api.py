@@ -8,8 +8,11 @@ import re
 
 import pytest
 
+from conformance.checks.support import Blame, examine, fetch_uid, search_uids
 from conformance.checks.support.jmap import client, ids_in, scratch_mailbox
-from conformance.errors import ConformanceFailure
+from conformance.errors import ConformanceFailure, HarnessError
+from conformance.fixtures.smime import first_difference
+from conformance.protocols.imapwire import quote
 from conformance.protocols.jmap import CORE, MAIL, sample_message
 
 pytestmark = pytest.mark.uses("jmap")
@@ -122,15 +125,22 @@ def test_request_level_errors(case):
 
 @pytest.mark.requirement("jmap.api.method-errors", "jmap.api.in-order")
 def test_method_error_in_place(case):
-    """An unknown method gets an error response in its place; the calls after it still run, in order."""
+    """An unknown method gets an error response in its place (jmap.api.method-errors); the calls around it still run,
+    and the responses come in the order of the calls (jmap.api.in-order)."""
     c = client(case)
     data = c.call([["Core/echo", {"n": 1}, "a"], ["Lemonade/nosuchmethod", {}, "b"], ["Core/echo", {"n": 3}, "c"]])
     rs = data["methodResponses"]
-    assert [r[2] for r in rs] == ["a", "b", "c"], f"responses out of order or missing: {[r[:1] + r[2:] for r in rs]}"
-    assert rs[1][0] == "error" and rs[1][1].get("type") == "unknownMethod", (
-        f"call b (unknown method) answered {rs[1][0]} {rs[1][1]}, expected error unknownMethod")
-    assert rs[0] == ["Core/echo", {"n": 1}, "a"] and rs[2] == ["Core/echo", {"n": 3}, "c"], (
-        f"the echo calls around the error did not run normally: {rs[0]}, {rs[2]}")
+    ids = [r[2] for r in rs]
+    case.require("jmap.api.in-order", ids == ["a", "b", "c"],
+                 f"responses out of order or missing: {[r[:1] + r[2:] for r in rs]}")
+    by_id = {r[2]: r for r in rs}
+    b = by_id.get("b")
+    case.require("jmap.api.method-errors", b is not None and b[0] == "error" and b[1].get("type") == "unknownMethod",
+                 f"call b (unknown method) answered {b[0] + ' ' + str(b[1]) if b else 'nothing'}, expected error "
+                 f"unknownMethod in its place")
+    case.require("jmap.api.in-order", by_id.get("a") == ["Core/echo", {"n": 1}, "a"]
+                 and by_id.get("c") == ["Core/echo", {"n": 3}, "c"],
+                 f"the echo calls around the error did not run normally: {by_id.get('a')}, {by_id.get('c')}")
     case.passed("unknownMethod in place; echo calls before and after ran in order")
 
 
@@ -155,7 +165,7 @@ def test_get_state_changes(case):
 ATTEMPTS = 3
 
 
-class StateOutdated(ConformanceFailure):
+class StateOutdated(Exception):
     """Email/changes answered cannotCalculateChanges for a state the check read moments before."""
 
 
@@ -173,7 +183,8 @@ def _changes(c, since: str, max_changes: int | None = None):
 
 @pytest.mark.requirement("jmap.changes.maxchanges")
 def test_changes_maxchanges(case):
-    """maxChanges=1 with several pending changes: at most one id and hasMoreChanges; maxChanges=0 is invalidArguments."""
+    """maxChanges=1 with several pending changes: at most one id and hasMoreChanges (or cannotCalculateChanges, which
+    RFC 8620 5.2 allows); maxChanges=0 is invalidArguments."""
     c = client(case)
     inbox = c.mailbox_id()
     for attempt in range(1, ATTEMPTS + 1):
@@ -186,17 +197,19 @@ def test_changes_maxchanges(case):
         case.note(f"attempt {attempt}: maxChanges=1 from a state read moments before answered cannotCalculateChanges "
                   "(allowed: another change to the account may have outdated it); measuring again")
     if name == "error":
-        assert args.get("type") == "cannotCalculateChanges", f"maxChanges=1 answered error {args}"
-        case.informational("maxChanges=1 answered cannotCalculateChanges (allowed, but clients must resync fully)")
+        case.require("jmap.changes.maxchanges", args.get("type") == "cannotCalculateChanges",
+                     f"maxChanges=1 answered error {args}")
+        case.note("maxChanges=1 answered cannotCalculateChanges (allowed; clients must then resync fully)")
     else:
         n = sum(len(args.get(k) or []) for k in ("created", "updated", "destroyed"))
-        assert n <= 1, f"maxChanges=1 but {n} ids returned: {args}"
-        assert args.get("hasMoreChanges") is True, (f"3 changes pending, 1 returned, but "
-                                                    f"hasMoreChanges={args.get('hasMoreChanges')}")
+        case.require("jmap.changes.maxchanges", n <= 1, f"maxChanges=1 but {n} ids returned: {args}")
+        case.require("jmap.changes.maxchanges", args.get("hasMoreChanges") is True,
+                     f"3 changes pending, at most 1 returned, but hasMoreChanges={args.get('hasMoreChanges')}")
     name0, args0 = _changes(c, since, 0)
-    assert name0 == "error" and args0.get("type") == "invalidArguments", (
-        f"maxChanges=0 answered {name0} {args0}, expected error invalidArguments")
-    case.passed("maxChanges=1 honoured with hasMoreChanges; maxChanges=0 rejected with invalidArguments")
+    case.require("jmap.changes.maxchanges", name0 == "error" and args0.get("type") == "invalidArguments",
+                 f"maxChanges=0 answered {name0} {args0}, expected error invalidArguments")
+    case.passed("maxChanges=1 honoured" + (" (cannotCalculateChanges)" if name == "error" else " with hasMoreChanges")
+                + "; maxChanges=0 rejected with invalidArguments")
 
 
 def walk_changes(c, since: str, max_changes: int, limit: int = 200):
@@ -240,7 +253,10 @@ def in_mailbox(c, ids: set[str], mailbox_id: str) -> set[str]:
 
 @pytest.mark.requirement("jmap.changes.paging", "jmapmail.email-changes")
 def test_email_changes_reconstruct_after_reconnect(case):
-    """Email/changes, paged after a reconnect, turns the old id set into exactly the server's current set."""
+    """Email/changes, paged after a reconnect, turns the old id set into exactly the server's current set; an unusable
+    sinceState gets cannotCalculateChanges (jmap.changes.paging). A server may answer cannotCalculateChanges for a
+    real state too (RFC 8620 5.2): the check measures again from a fresh state, and when every attempt is outdated the
+    pages cannot be judged (not-applicable, with the reason)."""
     # a mailbox of its own: the account may hold anything, and other cases change it at the same time
     box = scratch_mailbox(case, client(case, label="jmap#setup"))
     for attempt in range(1, ATTEMPTS + 1):
@@ -257,52 +273,75 @@ def test_email_changes_reconstruct_after_reconnect(case):
         truth = set(ids_in(w, box))
         r = client(case, label="jmap#reconnected")
         bogus_name, bogus = _changes(r, "lemonade-bogus-state")
-        assert bogus_name == "error" and bogus.get("type") in ("cannotCalculateChanges", "invalidArguments"), (
-            f"sinceState='lemonade-bogus-state' answered {bogus_name} {bogus}, expected cannotCalculateChanges")
+        if not (bogus_name == "error" and bogus.get("type") in ("cannotCalculateChanges", "invalidArguments")):
+            case.require("jmap.changes.paging", False, f"sinceState='lemonade-bogus-state' answered {bogus_name} "
+                                                       f"{bogus}, expected cannotCalculateChanges")
         try:
             created, updated, destroyed, pages, _ = walk_changes(r, since, 2)
             break
         except StateOutdated as e:
             if attempt == ATTEMPTS:
-                raise
+                for rid in ("jmap.changes.paging", "jmapmail.email-changes"):
+                    case.requirement_not_applicable(rid, f"{e} in each of {ATTEMPTS} attempts (allowed by RFC 8620 "
+                                                         f"5.2): the pages cannot be walked, the client must resync "
+                                                         f"fully")
+                return
             case.note(f"attempt {attempt}: {e} (allowed: another change to the account may have outdated the state); "
                       "measuring again")
     # the account's changes include other mailboxes' (other cases, the user's mail): keep those of this mailbox
     elsewhere = created - in_mailbox(r, created, box)
     rebuilt = (known | (created - elsewhere)) - destroyed
     case.measure("pages", pages, "requests")
-    assert rebuilt == truth, (f"after {pages} Email/changes page(s) the rebuilt set differs from Email/query: "
-                              f"missing {sorted(truth - rebuilt)}, extra {sorted(rebuilt - truth)} "
-                              f"(created {sorted(created)}, destroyed {sorted(destroyed)})")
-    assert keep[0] in updated or keep[0] in created, f"flag change on {keep[0]} not reported as updated: {sorted(updated)}"
+    for rid in ("jmap.changes.paging", "jmapmail.email-changes"):
+        case.require(rid, rebuilt == truth,
+                     f"after {pages} Email/changes page(s) the rebuilt set differs from Email/query: missing "
+                     f"{sorted(truth - rebuilt)}, extra {sorted(rebuilt - truth)} (created {sorted(created)}, destroyed "
+                     f"{sorted(destroyed)})")
+        case.require(rid, keep[0] in updated or keep[0] in created,
+                     f"flag change on {keep[0]} not reported as updated: {sorted(updated)}")
     case.passed(f"{len(truth)} ids rebuilt exactly from {pages} page(s) of maxChanges=2")
 
 
 @pytest.mark.requirement("jmap.upload.response", "jmap.download.headers")
 def test_upload_download_identical(case):
-    """An upload answers {accountId, blobId, type, size}; downloading the blob gives the same bytes and type."""
+    """An upload answers {accountId, blobId, type, size} with the size sent (jmap.upload.response); downloading the
+    blob gives the same bytes, with the type and name asked for (jmap.download.headers)."""
     c = client(case)
     data = bytes(range(256)) * 37 + b"\r\n.\r\nlemonade\x00end"
     up = c.upload(data, "application/x-lemonade-test")
-    assert up.status_code in (200, 201), f"upload answered {up.status_code}: {up.text[:200]}"
-    info = up.json()
+    if up.status_code not in (200, 201):
+        raise ConformanceFailure(f"upload answered {up.status_code}: {up.text[:200]}", requirement="jmap.upload.response")
+    try:
+        info = up.json()
+    except ValueError:
+        info = None
+    if not case.require("jmap.upload.response", isinstance(info, dict),
+                        f"the upload response is not a JSON object: {up.text[:200]!r}"):
+        return
     missing = [k for k in ("accountId", "blobId", "type", "size") if k not in info]
-    assert not missing, f"upload response lacks {', '.join(missing)}: {info}"
-    assert info["size"] == len(data), f"upload size {info['size']} != {len(data)} octets sent"
+    case.require("jmap.upload.response", not missing, f"upload response lacks {', '.join(missing)}: {info}")
+    case.require("jmap.upload.response", info.get("size") == len(data),
+                 f"upload size {info.get('size')} != {len(data)} octets sent")
+    if "blobId" not in info:
+        case.requirement_not_applicable("jmap.download.headers", "the upload named no blobId to download")
+        return
     down = c.download(info["blobId"], "a.bin", "application/x-lemonade-test")
-    assert down.status_code == 200, f"download answered {down.status_code}"
-    assert hashlib.sha256(down.content).hexdigest() == hashlib.sha256(data).hexdigest(), (
-        f"downloaded {len(down.content)} octets differ from the {len(data)} uploaded")
+    if not case.require("jmap.download.headers", down.status_code == 200,
+                        f"download of the uploaded blob answered {down.status_code}"):
+        return
+    case.require("jmap.download.headers", hashlib.sha256(down.content).digest() == hashlib.sha256(data).digest(),
+                 f"downloaded {len(down.content)} octets differ from the {len(data)} uploaded")
     ctype = down.headers.get("content-type", "").split(";")[0].strip()
-    assert ctype == "application/x-lemonade-test", f"download Content-Type {ctype!r}, expected the type variable"
+    case.require("jmap.download.headers", ctype == "application/x-lemonade-test",
+                 f"download Content-Type {ctype!r}, expected the type variable")
     cd = down.headers.get("content-disposition", "")
-    if cd:
-        assert "a.bin" in cd, f"Content-Disposition {cd!r} does not carry the name variable a.bin"
+    case.require("jmap.download.headers", not cd or "a.bin" in cd,
+                 f"Content-Disposition {cd!r} does not carry the name variable a.bin")
     case.passed(f"{len(data)} octets identical after upload and download; type and name honoured")
 
 
 SIGNED_LIKE = (b"From: Alice <alice@localhost>\r\nTo: bob@localhost\r\nSubject: byte-exact\r\n"
-               b"Date: Sun, 29 Nov 2026 04:00:00 +0000\r\nMessage-ID: <{unique}@lemonade.test>\r\n"
+               b"Date: Sun, 29 Nov 2026 04:00:00 +0000\r\nMessage-ID: <{marker}>\r\n"
                b"X-Folded: a header folded\r\n\tunusually  with   spaces \r\nMIME-Version: 1.0\r\n"
                b"Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=b1\r\n\r\n"
                b"--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\ntrailing spaces   \r\n\r\n--b1\r\n"
@@ -310,23 +349,75 @@ SIGNED_LIKE = (b"From: Alice <alice@localhost>\r\nTo: bob@localhost\r\nSubject: 
                b"-----END PGP SIGNATURE-----\r\n--b1--\r\n")
 
 
+def _imap_body(case, marker: str) -> bytes | None:
+    """BODY[] of the INBOX message whose Message-ID is ``marker``, read over IMAP on a direct connection (None when
+    the target has no IMAP endpoint or the message is not found there)."""
+    if case.target.endpoint("imap") is None and case.target.endpoint("imaps") is None:
+        return None
+    endpoint = "imap" if case.target.endpoint("imap") is not None else "imaps"
+    conn = case.imap(via_path=False, endpoint=endpoint, label="imap-cross-check")
+    examine(conn, "INBOX")
+    found = search_uids(conn, f"HEADER Message-ID {quote(marker)}")
+    if not found:
+        return None
+    data = fetch_uid(conn, found[-1], "BODY.PEEK[]", blame=Blame.SERVER).get("BODY[]")
+    return data if isinstance(data, bytes) else None
+
+
 @pytest.mark.requirement("jmapmail.import.modified-blobid", "jmapmail.blobid-raw")
 def test_import_keeps_blob_byte_exact(case):
-    """Email/import of an upload: the same blobId means the same octets, and Email.blobId downloads them exactly."""
+    """Upload a signed-like message and Email/import its blob. The import's blobId is the Email's (Email/get), and
+    when it is the uploaded blobId the stored octets are the uploaded ones (jmapmail.import.modified-blobid: a server
+    that changes a message must give it a new blobId). Email.blobId downloads the raw message: IMAP's BODY[] of the
+    same message where the target speaks IMAP too, else the uploaded octets when the blobId was kept
+    (jmapmail.blobid-raw)."""
     c = client(case)
     # a Message-ID of this run's own: a server may deduplicate identical octets (Cyrus answers alreadyExists)
-    raw = SIGNED_LIKE.replace(b"{unique}", case.unique("byte-exact").encode())
-    created = c.import_email(raw, c.mailbox_id())
+    marker = f"{case.unique('byte-exact')}@lemonade.test"
+    raw = SIGNED_LIKE.replace(b"{marker}", marker.encode())
+    up = c.upload(raw)
+    if up.status_code not in (200, 201):
+        raise HarnessError(f"upload of the message failed: {up.status_code} {up.text[:200]}")
+    uploaded = up.json()["blobId"]
+    args = c.ok("Email/import", {"accountId": c.account_id, "emails": {
+        "e1": {"blobId": uploaded, "mailboxIds": {c.mailbox_id(): True}, "keywords": {}}}})
+    created = (args.get("created") or {}).get("e1")
+    if not created:
+        raise ConformanceFailure(f"Email/import of an uploaded RFC 5322 message did not create it: "
+                                 f"{args.get('notCreated')}")
+    case.on_cleanup(lambda: c.one("Email/set", {"accountId": c.account_id, "destroy": [created["id"]]}))
+    imported = created.get("blobId")
     got = c.ok("Email/get", {"accountId": c.account_id, "ids": [created["id"]], "properties": ["blobId", "size"]})
-    email = got.list("list")[0] if got.list("list") else {}
-    blob = email.get("blobId") or created.get("blobId")
-    down = c.download(blob, "m.eml", "message/rfc822")
-    assert down.status_code == 200, f"download of Email.blobId {blob} answered {down.status_code}"
-    same = down.content == raw
-    if blob == created["blobId"]:
-        assert same, (f"Email.blobId equals the uploaded blobId {blob} but the downloaded octets differ "
-                      f"({len(down.content)} vs {len(raw)} octets)")
-        case.passed("import kept the uploaded blobId and the octets byte for byte")
+    email = (got.get("list") or [{}])[0]
+    stored = email.get("blobId")
+    case.measure("blob_ids", {"uploaded": uploaded, "import_answer": imported, "email": stored})
+    case.require("jmapmail.import.modified-blobid", imported is not None and imported == stored,
+                 f"Email/import answered blobId {imported!r} but the Email's blobId (Email/get) is {stored!r}: the "
+                 f"import's answer does not name the stored message")
+    down = c.download(stored, "m.eml", "message/rfc822") if stored else None
+    if down is None or down.status_code != 200:
+        raise ConformanceFailure(f"download of Email.blobId {stored!r} answered "
+                                 f"{down.status_code if down is not None else 'nothing (no blobId)'}",
+                                 requirement="jmapmail.blobid-raw")
+    kept = imported == uploaded
+    if kept:
+        case.require("jmapmail.import.modified-blobid", down.content == raw,
+                     f"the import kept the uploaded blobId {uploaded!r}, but the stored message differs from the "
+                     f"uploaded octets: {first_difference(raw, down.content)}")
     else:
-        case.informational(f"import changed the blobId ({created['blobId']} -> {blob}); "
-                           f"the content is {'identical' if same else 'modified'}")
+        case.note(f"the import gave the message a new blobId ({uploaded} -> {imported}); the content is "
+                  f"{'identical' if down.content == raw else 'modified'}, which a new blobId allows")
+    imap_body = _imap_body(case, marker)
+    if imap_body is not None:
+        case.require("jmapmail.blobid-raw", down.content == imap_body,
+                     f"Email.blobId {stored!r} does not download the raw message IMAP's BODY[] holds: "
+                     f"{first_difference(imap_body, down.content)}")
+    elif kept:
+        case.require("jmapmail.blobid-raw", down.content == raw,
+                     f"Email.blobId {stored!r} (the uploaded blob) does not download the raw uploaded octets: "
+                     f"{first_difference(raw, down.content)}")
+    else:
+        case.requirement_not_applicable("jmapmail.blobid-raw", "the import changed the blobId and the target has no "
+                                        "IMAP endpoint to read the raw message another way")
+    case.passed(f"{'the import kept the uploaded blobId and' if kept else 'a new blobId;'} Email.blobId downloads the "
+                f"raw message byte for byte{' (compared with IMAP BODY[])' if imap_body is not None else ''}")

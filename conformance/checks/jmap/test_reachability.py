@@ -62,30 +62,39 @@ class Matrix:
             r["note"] = (r["note"] + "; " if r["note"] else "") + note
 
     def attempt(self, protocol: str, step: str, fn) -> Any:
-        """Run one step; record ok / blocked / failed; the remaining steps of a failed one are 'not reached'."""
+        """Run one step; record ok / blocked / failed; the remaining steps of a failed one are 'not reached'.
+
+        What a server or a firewall does is data in this matrix: a refusal by the path (``Blocked``, or a
+        connection the intermediary says it cut) is "blocked", a server's failure (``ConformanceFailure``: it
+        refused, stalled, closed or answered garbage) is "failed". Trouble on the suite's own side (a HarnessError,
+        a bug) is not a cell: it propagates and the case is an error.
+        """
         mark = self.case.transcript.mark()
         try:
             out = fn()
         except NotApplicable as e:
             self.set(protocol, step, "not offered", str(e)[:160])
             return None
-        except Exception as e:  # noqa: BLE001 - every outcome is data in this matrix
+        except (Blocked, ConformanceFailure, OSError) as e:
             # the firewall refused (403 to CONNECT) or an intermediary said it cut the connection: blocked
             cuts = [x.text for x in self.case.transcript.since(mark) if x.direction == "I"
                     and any(w in x.text.lower() for w in ("cut", "refused", "blocked", "reset", "dropped"))]
             if isinstance(e, Blocked) or cuts:
                 self.set(protocol, step, "blocked", cuts[0][:200] if cuts and not isinstance(e, Blocked) else _why(e))
-            else:
+            elif isinstance(e, ConformanceFailure):
                 self.set(protocol, step, "failed", _why(e))
+            else:
+                raise
             self.case.note(f"reachability {protocol} {step}: {_why(e)}")
             return None
         self.set(protocol, step, "ok")
         return out if out is not None else True
 
 
-def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> None:
+def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float, alpn: list[str] | None = None) -> None:
     """IMAP or IMAPS through the path: log in, read the newest message of a mailbox, get a change pushed during IDLE
-    (a scratch mailbox: the account's own mail is never touched)."""
+    (a scratch mailbox: the account's own mail is never touched; ``alpn``: the protocols offered in the TLS
+    handshake, for IMAPS on a port shared with HTTPS)."""
     if case.target.endpoint(endpoint) is None:
         m.row(protocol)
         return
@@ -94,12 +103,15 @@ def _imap_row(case, m: Matrix, protocol: str, endpoint: str, budget: float) -> N
     acct = case.account(0)
     changer = ChangeMaker(case, label=f"writer-{endpoint}")
     box = changer.scratch_mailbox("reachability")
-    changer.append(box, sample_message(f"reachability {protocol}"), blame=Blame.SERVER)
+    changer.append(box, sample_message(f"reachability {protocol}"))  # set-up: a refusal is the harness's
 
     def login():
         sock = case.path.open(endpoint)
+        ctx = tls_context(case, endpoint)
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
         conn = case.adopt(ImapConnection.over(sock, transcript=case.transcript, implicit_tls=endpoint == "imaps",
-                                              ssl_context=tls_context(case, endpoint), label=f"{endpoint}-reach",
+                                              ssl_context=ctx, label=f"{endpoint}-reach" + ("-alpn" if alpn else ""),
                                               leg=case.path.leg, timeout=8.0))
         conn.read_greeting()
         if endpoint == "imap" and "STARTTLS" in conn.capability():
@@ -246,14 +258,17 @@ def _websocket_row(case, m: Matrix, c, w, inbox: str, budget: float) -> None:
     m.attempt(p, "push", ws_push)
 
 
-def _https_port_row(case, m: Matrix) -> None:
-    """IMAPS served on the port that also serves HTTPS (the port an HTTPS-only firewall lets through)."""
+def _https_port_row(case, m: Matrix, budget: float) -> None:
+    """IMAPS served on the port that also serves HTTPS (the port an HTTPS-only firewall lets through): where the
+    target declares it so, the same three steps as IMAPS, with ALPN "imap" in the handshake."""
+    protocol = "IMAPS on the HTTPS port"
     imaps, jmap = case.target.endpoint("imaps"), case.target.endpoint("jmap")
-    m.row("IMAPS on the HTTPS port")
-    if imaps and jmap and imaps.port == jmap.port:
-        m.set("IMAPS on the HTTPS port", "login", "ok", "same port as HTTPS (ALPN)")
+    if imaps and jmap and imaps.port == jmap.port and imaps.host == jmap.host:
+        _imap_row(case, m, protocol, "imaps", budget, alpn=["imap"])
+        m.set(protocol, "login", m.row(protocol)["login"], "same port as HTTPS (ALPN imap)")
     else:
-        m.set("IMAPS on the HTTPS port", "login", "not offered", "the target serves IMAPS and HTTPS on different ports")
+        m.row(protocol)
+        m.set(protocol, "login", "not offered", "the target serves IMAPS and HTTPS on different ports")
 
 
 @pytest.mark.requirement("mobile.http.mail-over-https")
@@ -266,7 +281,7 @@ def test_reachability(case):
     _imap_row(case, m, "IMAPS", "imaps", budget)
     _submission_row(case, m)
     _jmap_rows(case, m, budget)
-    _https_port_row(case, m)
+    _https_port_row(case, m, budget)
     rows = {p: m.rows.get(p, {s: "not offered" for s in STEPS} | {"note": ""}) for p in PROTOCOLS}
     case.attach("reachability", {"target": case.target.name, "scenario": str(case.scenario), "rows": rows})
     complete = [p for p, r in rows.items() if all(r[s] in ("ok", "n/a") for s in STEPS) and r["push"] == "ok"]

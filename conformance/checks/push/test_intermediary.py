@@ -12,9 +12,10 @@ import pytest
 
 from conformance.checks.support import ChangeMaker, Watch, select, untagged
 from conformance.errors import HarnessError, NotApplicable
+from conformance.intermediaries.addons.record import LEG as SERVER_LEG
 
 from .idling import IdleRun, idle_then_append
-from .timelines import conn_entries, intermediary_actions, longest_gap, timeline
+from .timelines import conn_entries, intermediary_actions, timeline
 
 SCENARIOS = ("direct", "nat-idle:mode=rst", "nat-idle:mode=fin", "nat-idle:mode=silent", "lifetime")
 
@@ -61,14 +62,28 @@ def _timeline(case, run: IdleRun, limit: float, title: str, *, labels: tuple[str
                     blackhole_at=blackhole_at)
 
 
+KEEPALIVE_RULES = ("idle.keepalive", "nat.idle-timeouts")  # the gap rule, stated for IMAP and for NATs
+
+
+def _judge_gap(case, run: IdleRun, limit: float, what: str) -> bool:
+    """The keepalive gap against the idle timeout: judged for every requirement this check names."""
+    gap = run.gap
+    message = (f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}, "
+               f"{run.keepalives} keepalives in {run.change_at - run.idle_from:.1f} s) is not below the idle timeout "
+               f"{limit:g} s ({what}): an intermediary with that timeout would drop this push channel")
+    ok = True
+    for rid in (*KEEPALIVE_RULES, "mobile.push.survives-idle-timeout"):
+        ok = case.require(rid, gap[0] < limit, message) and ok
+    return ok
+
+
 def _judge_under_session_limit(case, scenario, run: IdleRun, limit: float, wait: float) -> None:
     """Under ``lifetime`` a session limit cuts whatever the traffic (not the server's fault): the keepalive gap and
     a working push on the next session are what the server controls."""
     gap, watch = run.gap, run.watch
     case.attach("timeline", _timeline(case, run, limit, f"IMAP IDLE through {scenario}").as_dict(
         "pass" if gap[0] < limit else "fail"))
-    assert gap[0] < limit, (f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}) "
-                            f"is not below the idle timeout {limit:g} s (profile idle_timeout)")
+    _judge_gap(case, run, limit, "profile idle_timeout")
     if run.got is not None:
         case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; change reported after {run.latency:.3f} s "
                     "(the session limit had not cut the connection yet)")
@@ -80,14 +95,16 @@ def _judge_under_session_limit(case, scenario, run: IdleRun, limit: float, wait:
     change2 = case.transcript.now()
     run.other.append(run.box, n=2)
     got2 = second.until(wait, untagged.exists())
-    assert got2 is not None, (f"after {scenario} cut the first session, a new IDLE session was not told about "
-                              f"a new message within {wait:g} s")
-    case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
-    again.done(tag2, timeout=3)
     tl = _timeline(case, run, limit, f"IMAP IDLE through {scenario}, then a new session", labels=(again.label,),
                    end=case.transcript.now())
     tl.event(change2, "change", "APPEND while the new session idles")
-    case.attach("timeline", tl.as_dict("pass"))
+    case.attach("timeline", tl.as_dict("pass" if got2 is not None and gap[0] < limit else "fail"))
+    if not case.require("mobile.push.survives-idle-timeout", got2 is not None,
+                        f"after {scenario} cut the first session, a new IDLE session was not told about a new message "
+                        f"within {wait:g} s"):
+        return
+    case.measure("resumed_latency", round(second.seen[-1][0] - change2, 3), "s")
+    again.done(tag2, timeout=3)
     case.passed(f"keepalive gap {gap[0]:.3f} s < {limit:g} s; the session was cut at its maximum age "
                 f"(t={watch.closed_at or run.end:.3f}); a new session got the change after "
                 f"{second.seen[-1][0] - change2:.3f} s")
@@ -95,34 +112,37 @@ def _judge_under_session_limit(case, scenario, run: IdleRun, limit: float, wait:
 
 def _judge_idle_timeout(case, scenario, run: IdleRun, limit: float, mode: str | None, wait: float) -> None:
     """Direct or behind nat-idle: the connection must never fall silent for the idle timeout, so the intermediary
-    never drops it and the change reaches the client."""
+    never drops it (every requirement), and the change reaches the client (mobile.push.survives-idle-timeout)."""
     gap, drop, watch, change_at = run.gap, run.drop, run.watch, run.change_at
     blackhole_at = drop.t if drop is not None and mode == "silent" else None
     survived = watch.closed_at is None and run.got is not None and drop is None
     tl = _timeline(case, run, limit, f"IMAP IDLE through {scenario}", blackhole_at=blackhole_at)
     case.attach("timeline", tl.as_dict("pass" if survived and gap[0] < limit else "fail"))
-    quiet_before_drop = 0.0
     if drop is not None:
         before = [e.t for e in conn_entries(case, run.imap.label, run.idle_from, drop.t)]
-        quiet_before_drop = round(drop.t - max(before or [run.idle_from]), 3)
-    if drop is not None and mode == "silent":
-        raise AssertionError(
-            f"silent black hole nobody noticed: after {quiet_before_drop:.3f} s without a keepalive (idle timeout "
-            f"{limit:g} s) "
-            f"the intermediary dropped the mapping at t={drop.t:.3f} s ({drop.text}); no byte, FIN or RST reached "
-            f"the client, and the message APPENDed at t={change_at:.3f} s was never reported "
-            f"({'session looks alive to the client' if watch.closed_at is None else watch.closed_reason})")
-    if drop is not None:
-        raise AssertionError(
-            f"push did not survive an idle timeout of {limit:g} s: the server sent nothing for {quiet_before_drop:.3f} s "
-            f"(longest gap t={gap[1]:.3f}-{gap[2]:.3f}), so the intermediary dropped the idling connection at "
-            f"t={drop.t:.3f} s ({drop.text}); the message APPENDed at t={change_at:.3f} s never reached the client")
-    assert gap[0] < limit, (
-        f"longest silence on the idling connection {gap[0]:.3f} s (t={gap[1]:.3f}-{gap[2]:.3f}, "
-        f"{run.keepalives} keepalives in {change_at - run.idle_from:.1f} s) is not below the idle timeout "
-        f"{limit:g} s: an intermediary with that timeout would drop this push channel")
-    assert watch.closed_at is None, f"the idling connection ended at t={watch.closed_at:.3f} s: {watch.closed_reason}"
-    assert run.got is not None, f"the message APPENDed at t={change_at:.3f} s was not reported within {wait:g} s"
+        quiet = round(drop.t - max(before or [run.idle_from]), 3)
+        alive = "session looks alive to the client" if watch.closed_at is None else watch.closed_reason
+        if mode == "silent":
+            message = (f"silent black hole nobody noticed: after {quiet:.3f} s without a keepalive (idle timeout "
+                       f"{limit:g} s) the intermediary dropped the mapping at t={drop.t:.3f} s ({drop.text}); no byte, "
+                       f"FIN or RST reached the client, and the message APPENDed at t={change_at:.3f} s was never "
+                       f"reported ({alive})")
+        else:
+            message = (f"push did not survive an idle timeout of {limit:g} s: the server sent nothing for {quiet:.3f} s "
+                       f"(longest gap t={gap[1]:.3f}-{gap[2]:.3f}), so the intermediary dropped the idling connection "
+                       f"at t={drop.t:.3f} s ({drop.text}); the message APPENDed at t={change_at:.3f} s never reached "
+                       f"the client")
+        for rid in (*KEEPALIVE_RULES, "mobile.push.survives-idle-timeout"):
+            case.require(rid, False, message)
+        return
+    if not _judge_gap(case, run, limit, "nat-idle timeout" if mode else "profile idle_timeout"):
+        return
+    if not case.require("mobile.push.survives-idle-timeout", watch.closed_at is None,
+                        f"the idling connection ended at t={watch.closed_at or 0:.3f} s: {watch.closed_reason}"):
+        return
+    if not case.require("mobile.push.survives-idle-timeout", run.got is not None,
+                        f"the message APPENDed at t={change_at:.3f} s was not reported within {wait:g} s"):
+        return
     run.imap.done(run.tag, timeout=3)
     case.passed(f"keepalive gap {gap[0]:.3f} s < idle timeout {limit:g} s ({run.keepalives} keepalives); "
                 f"change reported after {run.latency:.3f} s")
@@ -142,10 +162,25 @@ def test_push_survives_idle_timeout(case, scenario):
         _judge_idle_timeout(case, scenario, run, limit, mode, wait)
 
 
+def server_sent(case, start: float, end: float) -> list[float]:
+    """When the server sent something on the proxy-to-server leg between ``start`` and ``end``: what it sent, seen
+    before any intermediary action (the leg is recorded as it arrives, also after a black hole)."""
+    return sorted(e.t for e in case.transcript.entries
+                  if e.leg == SERVER_LEG and e.direction == "S" and start <= e.t <= end)
+
+
 @pytest.mark.requirement("mobile.push.silent-drop-noticed")
 @pytest.mark.scenarios("nat-idle:mode=silent")
 def test_silent_drop_noticed(case, scenario):
-    """A black-holed IDLE channel is noticed within detect_within, because keepalives stop on a known schedule."""
+    """A black-holed IDLE channel is noticed within detect_within, because keepalives stop on a known schedule.
+
+    The schedule is learned from what the server sends (the proxy-to-server leg, which no intermediary action cuts)
+    over a window long enough for two keepalives of any schedule that can pass; the longest silence in it is the
+    schedule, and a silence still running when learning ends counts as a lower bound of it. A client that declares
+    the channel dead after ``slack`` times that silence notices a black hole, at worst, ``slack`` x schedule after
+    it began (a black hole right after a keepalive): that must be within detect_within. Fewer than two keepalives
+    in the window is no schedule a client could learn.
+    """
     nat = scenario.element("nat-idle")
     if nat is None or nat.get("mode") != "silent":
         raise NotApplicable(f"needs a silent drop; {scenario} is not nat-idle with mode=silent "
@@ -158,45 +193,57 @@ def test_silent_drop_noticed(case, scenario):
     imap.idle(timeout=5)
     idle_from = case.transcript.now()
     watch = Watch(case, imap)
-    learn = detect_within / slack + 0.5  # long enough to see at least one gap a passing server may have
-    watch.until(learn)
+    # a passing schedule is at most detect_within / slack: two of its keepalives come within twice that
+    learn_min, learn_max = detect_within / slack + 0.5, 2 * detect_within / slack + 0.5
+    watch.until(learn_min)
+    while len(server_sent(case, idle_from, case.transcript.now())) < 2 and case.transcript.now() - idle_from < learn_max:
+        watch.until(min(0.25, learn_max - (case.transcript.now() - idle_from)))
     learned_at = case.transcript.now()
+    sent = server_sent(case, idle_from, learned_at)
+    marks = [idle_from, *sent, learned_at]
+    gaps = [(round(b - a, 3), a, b) for a, b in zip(marks, marks[1:])]
+    schedule = max(gaps)  # the last gap is still running: a lower bound of the schedule, counted as such
     natural = [e for e in intermediary_actions(case) if e.t >= idle_from]
-    schedule = longest_gap(case, imap.label, idle_from, natural[0].t if natural else learned_at)
-    server_times = [t for t, _ in watch.seen]
     if natural:
         blackhole_at = natural[0].t
+        case.note(f"the intermediary acted on its own at t={blackhole_at:.3f} s: {natural[0].text}")
     else:
         blackhole_at = case.transcript.now()
         if case.path.blackhole() < 1:
             raise HarnessError("the intermediary had no live connection to black-hole")
-    last_server = max([t for t in server_times if t <= blackhole_at] or [idle_from])
-    expected = schedule[0] * slack if server_times else None
-    noticed_at = last_server + expected if expected is not None else None
-    if noticed_at is not None:
-        leak = watch.until(max(0.0, noticed_at - case.transcript.now()) + 0.3, lambda r: True)
-        if leak is not None:
-            raise HarnessError(f"data arrived through a black-holed connection: {leak.first_line!r}")
-    else:
-        watch.until(1.0)
+    client_saw = [t for t, _ in watch.seen if t <= blackhole_at]
+    last_seen = max(client_saw or [idle_from])
+    worst = round(slack * schedule[0], 3)
+    noticed_at = last_seen + slack * schedule[0]
+    delay = round(noticed_at - blackhole_at, 3)
+    leak = watch.until(max(0.0, min(noticed_at, blackhole_at + detect_within) - case.transcript.now()) + 0.3,
+                       lambda r: True)
+    if leak is not None:
+        raise HarnessError(f"data arrived through a black-holed connection: {leak.first_line!r}")
     end = case.transcript.now()
-    delay = round(noticed_at - blackhole_at, 3) if noticed_at is not None else None
-    case.measure("keepalive_gap", schedule[0] if server_times else None, "s")
+    case.measure("keepalives", len(sent), "", learned_s=round(learned_at - idle_from, 3))
+    case.measure("keepalive_gap", schedule[0], "s", start=schedule[1], end=schedule[2],
+                 lower_bound=schedule is gaps[-1])
     case.measure("blackhole_at", round(blackhole_at, 3), "s", natural=bool(natural))
-    case.measure("noticed_after", delay, "s", threshold=detect_within, rule=f"{slack:g} x longest keepalive gap")
+    case.measure("noticed_after", delay, "s", threshold=detect_within, worst_case=worst,
+                 rule=f"{slack:g} x longest keepalive gap")
     tl = timeline(case, imap.label, f"silent drop on {scenario}", start=max(0.0, idle_from - 0.3), end=end + 0.2,
-                  idle_from=idle_from, noticed_at=noticed_at,
-                  noticed_label=f"no keepalive for {expected:.3f} s: client declares the channel dead" if expected else "",
-                  gap=schedule if server_times else None, blackhole_at=blackhole_at,
-                  thresholds={"detect within": (detect_within, blackhole_at)})
-    ok = delay is not None and delay <= detect_within
+                  idle_from=idle_from, noticed_at=noticed_at if len(sent) >= 2 else None,
+                  noticed_label=f"no keepalive for {slack * schedule[0]:.3f} s: client declares the channel dead",
+                  gap=schedule, blackhole_at=blackhole_at, thresholds={"detect within": (detect_within, blackhole_at)})
+    ok = len(sent) >= 2 and worst <= detect_within
     case.attach("timeline", tl.as_dict("pass" if ok else "fail"))
-    assert server_times, (
-        f"no keepalive in {learned_at - idle_from:.1f} s of IDLE, so a client cannot tell a silent drop from a quiet "
-        f"mailbox: the black hole that began at t={blackhole_at:.3f} s went unnoticed "
-        f"(detect_within {detect_within:g} s)")
-    assert delay <= detect_within, (
-        f"a black hole that began at t={blackhole_at:.3f} s is only noticeable at t={noticed_at:.3f} s "
-        f"({delay:.3f} s later; longest keepalive gap {schedule[0]:.3f} s x {slack:g}), expected within {detect_within:g} s")
-    case.passed(f"keepalives every <= {schedule[0]:.3f} s: the black hole from t={blackhole_at:.3f} s is noticed "
-                f"{delay:.3f} s later (<= {detect_within:g} s)")
+    window = f"{learned_at - idle_from:.1f} s of IDLE"
+    assert len(sent) >= 2, (
+        f"fewer than two keepalives ({len(sent)}) in {window}: the server's silence of at least {schedule[0]:.3f} s "
+        f"(t={schedule[1]:.3f}-{schedule[2]:.3f}) is no schedule a client can learn, so the black hole that began at "
+        f"t={blackhole_at:.3f} s cannot be told from a quiet mailbox within {detect_within:g} s "
+        f"(a passing schedule is at most {detect_within / slack:.2f} s: detect_within / slack)")
+    bound = " at least" if schedule is gaps[-1] else ""
+    assert worst <= detect_within, (
+        f"the server's keepalive schedule is{bound} {schedule[0]:.3f} s (longest silence t={schedule[1]:.3f}-"
+        f"{schedule[2]:.3f} in {window}, {len(sent)} keepalives), so a black hole right after a keepalive is noticed "
+        f"only{bound} {worst:.3f} s later ({slack:g} x the schedule), expected within {detect_within:g} s; this one, "
+        f"from t={blackhole_at:.3f} s, at t={noticed_at:.3f} s")
+    case.passed(f"keepalives every <= {schedule[0]:.3f} s ({len(sent)} in {window}): a black hole is noticed within "
+                f"{worst:.3f} s (<= {detect_within:g} s); this one, from t={blackhole_at:.3f} s, {delay:.3f} s later")

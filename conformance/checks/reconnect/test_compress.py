@@ -8,14 +8,36 @@ import time
 import pytest
 
 from conformance.checks.support import ChangeMaker, full_sync, populate, select, untagged, wait_for_untagged
-from conformance.errors import ConformanceFailure
+from conformance.errors import ConformanceFailure, HarnessError, ProtocolViolation, ServerClosed, ServerTimeout
+
+CUT_AFTER = 600  # compressed octets of the full sync's answer that pass before the kill scenario cuts it
+
+
+def _compressed_sync(case, label: str, name: str):
+    """A COMPRESS=DEFLATE session through the path and its full sync of ``name``: (view, octets on the wire, the
+    session). A refusal of COMPRESS fails compress.start-point; a stream that does not inflate fails it too."""
+    comp = case.imap(label=label)
+    res = comp.compress()
+    if not res.ok:
+        raise ConformanceFailure(f"COMPRESS DEFLATE refused although advertised: {res.tagged.first_line}",
+                                 requirement="compress.start-point")
+    start = comp.bytes_sent + comp.bytes_received
+    try:
+        view, _ = full_sync(comp, name)
+    except ProtocolViolation as e:
+        raise ConformanceFailure(f"the compressed stream does not decode as raw DEFLATE from the octet after the OK: "
+                                 f"{e}", requirement="compress.start-point") from e
+    return view, comp.bytes_sent + comp.bytes_received - start, comp
 
 
 @pytest.mark.requirement("mobile.compress.through-intermediaries", "compress.start-point")
 @pytest.mark.scenarios("kill", "nat-idle:timeout=30,mode=silent")
 def test_compress_full_sync_through_path(case):
     """The same full sync (SELECT, UID FETCH 1:* (FLAGS)) on a plain and on a COMPRESS=DEFLATE session through
-    the intermediary: identical results, the compressed session stays usable, and fewer octets on the wire."""
+    the intermediary: the compressed replies decode from the octet after the OK (compress.start-point); the results
+    are identical, the compressed session stays usable, and it puts fewer octets on the wire
+    (mobile.compress.through-intermediaries). Under ``kill`` the first compressed sync is cut midway and a new
+    compressed session must then give the same result (a cut leaves nothing behind that breaks the next one)."""
     setup = ChangeMaker(case, label="fill")
     case.require_capability(setup.conn.capability(), "COMPRESS=DEFLATE")
     n = case.param("messages")
@@ -27,28 +49,50 @@ def test_compress_full_sync_through_path(case):
     plain_view, _ = full_sync(plain, name)
     plain_bytes = plain.bytes_sent + plain.bytes_received - start
 
-    comp = case.imap(label="compressed")
-    res = comp.compress()
-    assert res.ok, f"COMPRESS DEFLATE refused although advertised: {res.tagged.first_line}"
-    start = comp.bytes_sent + comp.bytes_received
-    try:
-        comp_view, _ = full_sync(comp, name)
-        comp_bytes = comp.bytes_sent + comp.bytes_received - start
-        noop = comp.command("NOOP")
-    except ConformanceFailure as e:
-        raise ConformanceFailure(f"the compressed session broke through the intermediary: {e}") from e
-    assert noop.ok, f"NOOP on the compressed session failed: {noop.tagged.first_line}"
+    cutting = case.scenario.element("kill") is not None
+    if cutting:
+        comp = case.imap(label="compressed-cut")
+        res = comp.compress()
+        if not res.ok:
+            raise ConformanceFailure(f"COMPRESS DEFLATE refused although advertised: {res.tagged.first_line}",
+                                     requirement="compress.start-point")
+        mark = case.transcript.mark()
+        case.path.kill_after(CUT_AFTER, side="server", endpoint="imap")
+        failed: Exception | None = None
+        try:
+            full_sync(comp, name)
+        except (ServerClosed, ServerTimeout, ProtocolViolation) as e:
+            failed = e
+        cut = next((e.text for e in case.transcript.since(mark) if e.direction == "I" and "cut" in e.text), None)
+        if cut is None and isinstance(failed, ProtocolViolation):
+            raise ConformanceFailure(f"the compressed stream does not decode as raw DEFLATE from the octet after the "
+                                     f"OK: {failed}", requirement="compress.start-point") from failed
+        if failed is not None:
+            case.note(f"compressed full sync cut as planned: {failed}")
+        if cut is None:
+            raise HarnessError(f"the intermediary did not cut the compressed full sync after {CUT_AFTER} octets "
+                               f"(no cut in the path's record): the answer was smaller, or the cut did not happen")
+        comp.close()
+    comp_view, comp_bytes, comp = _compressed_sync(case, "compressed-after-cut" if cutting else "compressed", name)
+    case.require("compress.start-point", True, "")
+    noop = comp.command("NOOP")
+    after = " after a cut compressed session" if cutting else ""
+    case.require("mobile.compress.through-intermediaries", noop.ok,
+                 f"NOOP on the compressed session{after} failed: {noop.tagged.first_line}")
     diff = comp_view.diff(plain_view)
-    assert not diff, "the compressed session saw a different mailbox: " + "; ".join(diff)
+    case.require("mobile.compress.through-intermediaries", not diff,
+                 f"the compressed session{after} saw a different mailbox: " + "; ".join(diff))
     ratio = plain_bytes / comp_bytes if comp_bytes else 0.0
     case.measure("full_sync_bytes.plain", plain_bytes, "B", messages=n)
     case.measure("full_sync_bytes.compressed", comp_bytes, "B", messages=n)
     case.measure("bytes_saved", plain_bytes - comp_bytes, "B")
     case.measure("compression_ratio", round(ratio, 2), "x")
-    assert comp_bytes < plain_bytes, (f"COMPRESS=DEFLATE did not reduce the full sync of {n} messages: "
-                                      f"{comp_bytes} B compressed vs {plain_bytes} B plain")
+    case.require("mobile.compress.through-intermediaries", comp_bytes < plain_bytes,
+                 f"COMPRESS=DEFLATE did not reduce the full sync of {n} messages: {comp_bytes} B compressed vs "
+                 f"{plain_bytes} B plain")
     case.passed(f"full sync of {n} messages: {plain_bytes} B plain, {comp_bytes} B compressed "
-                f"({plain_bytes - comp_bytes} B saved, ratio {ratio:.1f}x); session usable afterwards")
+                f"({plain_bytes - comp_bytes} B saved, ratio {ratio:.1f}x); session usable afterwards"
+                + ("; a new compressed session after a cut one gave the same result" if cutting else ""))
 
 
 @pytest.mark.requirement("compress.interactive-flush")

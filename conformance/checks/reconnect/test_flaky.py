@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conformance.checks.support import ChangeMaker, MailboxView, find_code, full_sync, ground_truth
-from conformance.errors import ProtocolViolation, ServerClosed, ServerTimeout
+from conformance.errors import ConformanceFailure, HarnessError, ProtocolViolation, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import parse_exists
 
@@ -126,8 +126,9 @@ def test_flaky_link_converges(case):
     while time.monotonic() < stop_changes:
         changer.change()
         client.round()
-        assert client.connects - 1 <= budget, (
-            f"more than {budget} reconnects while the mailbox was changing ({client.resets} resets)")
+        if client.connects - 1 > budget:
+            raise ConformanceFailure(f"more than {budget} reconnects while the mailbox was changing ({client.resets} "
+                                     f"resets)", requirement="mobile.reconnect.flaky-convergence")
     # after the last change: one complete round on a live connection must bring the client to the truth
     settled = False
     while client.connects - 1 <= budget:
@@ -138,13 +139,16 @@ def test_flaky_link_converges(case):
     case.measure("reconnects", reconnects, "")
     case.measure("resets", client.resets, "")
     case.measure("changes", dict(changer.count), "")
-    assert settled, f"no complete resync within {budget} reconnects ({client.resets} resets)"
+    if client.resets < 1:
+        raise HarnessError("the flaky link never reset the client: the scenario was too gentle to prove anything")
+    if not settled:
+        raise ConformanceFailure(f"no complete resync within {budget} reconnects ({client.resets} resets)",
+                                 requirement="mobile.reconnect.flaky-convergence")
     truth = ground_truth(case, name)
-    assert not client.problems, "; ".join(client.problems[:5])
+    case.require("qresync.resync-equivalence", not client.problems, "; ".join(client.problems[:5]))
     diff = client.view.diff(truth)
-    assert not diff, (f"after {reconnects} reconnects and {sum(changer.count.values())} changes the client's state "
-                      "differs from the server: " + "; ".join(diff))
-    assert client.resets >= 1, "the flaky link never reset the client (scenario too gentle to prove anything)"
+    for rid in ("mobile.reconnect.flaky-convergence", "qresync.resync-equivalence", "qresync.no-lost-changes"):
+        case.require(rid, not diff, f"after {reconnects} reconnects and {sum(changer.count.values())} changes the "
+                                    f"client's state differs from the server: " + "; ".join(diff))
     case.passed(f"{sum(changer.count.values())} changes {changer.count}, {client.resets} resets, {reconnects} "
                 f"reconnects (budget {budget}); {len(truth.flags)} messages match the server")
-

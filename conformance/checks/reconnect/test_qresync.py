@@ -20,7 +20,7 @@ from conformance.checks.support import (
     populate,
     select,
 )
-from conformance.errors import HarnessError, ServerClosed, ServerTimeout
+from conformance.errors import ConformanceFailure, HarnessError, ServerClosed, ServerTimeout
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import format_uid_set, parse_exists, parse_fetch, parse_vanished, quote, response_code
 
@@ -72,16 +72,20 @@ def test_enable_reports_enabled(case):
     before = conn.capability()
     case.require_capability(before, "ENABLE", "QRESYNC")
     res = conn.command("ENABLE QRESYNC X-LEMONADE-UNKNOWN")
-    assert res.ok, f"ENABLE QRESYNC X-LEMONADE-UNKNOWN failed (unknown names must be ignored): {res.tagged.first_line}"
     names = enabled_names(res)
-    assert "QRESYNC" in names, f"expected '* ENABLED QRESYNC', saw: {res}"
-    assert "X-LEMONADE-UNKNOWN" not in names, f"an unknown extension was reported as enabled: {res}"
+    case.require("enable.enabled-response", res.ok, f"ENABLE QRESYNC X-LEMONADE-UNKNOWN failed (unknown names must be "
+                                                    f"ignored): {res.tagged.first_line}")
+    case.require("enable.enabled-response", "QRESYNC" in names, f"expected '* ENABLED QRESYNC', saw: {res}")
+    case.require("qresync.enable", res.ok and "QRESYNC" in names, f"ENABLE QRESYNC did not enable QRESYNC: {res}")
+    case.require("enable.enabled-response", "X-LEMONADE-UNKNOWN" not in names,
+                 f"an unknown extension was reported as enabled: {res}")
     after = conn.capability()
-    assert sorted(before) == sorted(after), (f"CAPABILITY changed after ENABLE: before {' '.join(before)}; "
-                                             f"after {' '.join(after)}")
+    case.require("enable.enabled-response", sorted(before) == sorted(after),
+                 f"CAPABILITY changed after ENABLE: before {' '.join(before)}; after {' '.join(after)}")
     other = case.imap(label="both-forms")
     res2 = other.command("ENABLE QRESYNC CONDSTORE")
-    assert res2.ok and "QRESYNC" in enabled_names(res2), f"ENABLE QRESYNC CONDSTORE did not enable QRESYNC: {res2}"
+    case.require("qresync.enable", res2.ok and "QRESYNC" in enabled_names(res2),
+                 f"ENABLE QRESYNC CONDSTORE did not enable QRESYNC: {res2}")
     case.passed(f"ENABLED {' '.join(sorted(names))}; unknown name ignored; CAPABILITY unchanged")
 
 
@@ -92,11 +96,15 @@ def test_qresync_before_enable_is_bad(case):
     case.require_capability(conn.capability(), "QRESYNC")
     name = scratch_with(case, conn, 3)
     probe = case.imap(label="probe")
-    uv = examine(probe, name, condstore=True, blame=None).uidvalidity
+    uv = examine(probe, name, condstore=True).uidvalidity  # set-up: a refusal is the harness's
+    if uv is None:
+        raise HarnessError(f"EXAMINE {name} gave no UIDVALIDITY: the QRESYNC parameters cannot be built")
     probe.command("UNSELECT")
     res = select(conn, name, qresync=(uv, 1), blame=None).result
     assert res.status == "BAD", f"SELECT (QRESYNC ...) before ENABLE QRESYNC must be BAD, got: {res.tagged.first_line}"
-    assert conn.command("ENABLE QRESYNC").ok
+    enabled = conn.command("ENABLE QRESYNC")
+    if not enabled.ok:
+        raise ConformanceFailure(f"ENABLE QRESYNC refused although QRESYNC is advertised: {enabled.tagged.first_line}")
     bad = conn.command(f"SELECT {quote(name)} (QRESYNC ({uv} -1))")
     assert bad.status == "BAD", f"SELECT with modseq -1 must be BAD, got: {bad.tagged.first_line}"
     after = conn.command("FETCH 1 (FLAGS)")
@@ -168,12 +176,17 @@ def test_resync_after_drop(case):
     again = qresync_session(case, label="client-again")
     resync = quick_resync(again, name, cached)
     truth = ground_truth(case, name)
-    assert not resync.problems, "; ".join(resync.problems)
+    order = [p for p in resync.problems if "after a FETCH" in p]
+    case.require("qresync.vanished-before-fetch", not order, "; ".join(order))
+    other = [p for p in resync.problems if p not in order]
+    case.require("qresync.select.vanished-earlier", not other, "; ".join(other))
     missed = changes.expunged - resync.vanished
-    assert not missed, (f"expunged UIDs {format_uid_set(missed)} were not reported in VANISHED (EARLIER) "
-                        f"(reported: {format_uid_set(resync.vanished) or 'nothing'})")
+    case.require("qresync.select.vanished-earlier", not missed,
+                 f"expunged UIDs {format_uid_set(missed)} were not reported in VANISHED (EARLIER) "
+                 f"(reported: {format_uid_set(resync.vanished) or 'nothing'})")
     diff = resync.view.diff(truth)
-    assert not diff, "reconstructed state differs from a fresh full sync: " + "; ".join(diff)
+    for rid in ("qresync.select.vanished-earlier", "mobile.reconnect.resync-after-drop"):
+        case.require(rid, not diff, "reconstructed state differs from a fresh full sync: " + "; ".join(diff))
     case.measure("resync_bytes", again.bytes_sent + again.bytes_received, "B")
     case.passed(f"{changes}; resync reconstructed {len(truth.flags)} messages exactly")
 
@@ -210,20 +223,27 @@ def test_uid_fetch_changedsince_vanished(case):
     conn.command("UNSELECT")
     select(conn, name, blame=Blame.SERVER)  # a plain SELECT: the client then asks what changed since its modseq
     res = conn.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {cached.highestmodseq} VANISHED)")
-    assert res.ok, f"UID FETCH ... (CHANGEDSINCE m VANISHED) failed: {res.tagged.first_line}"
+    if not res.ok:
+        raise ConformanceFailure(f"UID FETCH ... (CHANGEDSINCE m VANISHED) failed: {res.tagged.first_line}")
     problems: list[str] = []
     view = cached.copy()
     # unsolicited VANISHED (no EARLIER) for this session's own view may precede: apply them too
     vanished, _ = apply_responses(view, res.untagged, problems)
     truth = ground_truth(case, name)
-    assert not problems, "; ".join(problems)
-    low = [r.first_line for r in res.untagged
-           if (p := parse_fetch(r)) and int(p[1].get("MODSEQ", 0)) <= cached.highestmodseq]
-    assert not low, f"CHANGEDSINCE {cached.highestmodseq} returned messages with MODSEQ not above it: {low[:3]}"
+    case.require("qresync.uid-fetch-vanished", not problems, "; ".join(problems))
+    fetched = [(r.first_line, p[1]) for r in res.untagged if (p := parse_fetch(r))]
+    without = [line for line, items in fetched if "MODSEQ" not in items]
+    case.require("condstore.changedsince", not without,
+                 f"CHANGEDSINCE must add MODSEQ to every FETCH it returns; without it: {without[:3]}")
+    low = [line for line, items in fetched if "MODSEQ" in items and int(items["MODSEQ"]) <= cached.highestmodseq]
+    case.require("condstore.changedsince", not low,
+                 f"CHANGEDSINCE {cached.highestmodseq} returned messages with MODSEQ not above it: {low[:3]}")
     missed = changes.expunged - vanished
-    assert not missed, f"expunged UIDs {format_uid_set(missed)} missing from VANISHED: {res}"
+    case.require("qresync.uid-fetch-vanished", not missed,
+                 f"expunged UIDs {format_uid_set(missed)} missing from VANISHED: {res}")
     diff = view.diff(truth)
-    assert not diff, "cache + UID FETCH (CHANGEDSINCE VANISHED) differs from the server: " + "; ".join(diff)
+    case.require("qresync.uid-fetch-vanished", not diff,
+                 "cache + UID FETCH (CHANGEDSINCE VANISHED) differs from the server: " + "; ".join(diff))
     probes = {
         "UID FETCH without CHANGEDSINCE": conn.command("UID FETCH 1:* (FLAGS) (VANISHED)"),
         "plain FETCH with VANISHED": conn.command(f"FETCH 1:* (FLAGS) (CHANGEDSINCE {cached.highestmodseq} VANISHED)"),
@@ -233,7 +253,7 @@ def test_uid_fetch_changedsince_vanished(case):
     examine(plain, name, blame=None)
     probes["VANISHED without ENABLE QRESYNC"] = plain.command("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
     not_bad = [f"{what}: {r.tagged.first_line}" for what, r in probes.items() if r.status != "BAD"]
-    assert not not_bad, "expected BAD for: " + "; ".join(not_bad)
+    case.require("qresync.uid-fetch-vanished", not not_bad, "expected BAD for: " + "; ".join(not_bad))
     case.passed(f"{changes}; VANISHED first, every FETCH above modseq {cached.highestmodseq}; 3 misuse probes BAD")
 
 
@@ -260,20 +280,23 @@ def test_vanished_not_expunge_and_uid_modseq(case):
     body = conn.command(f"UID FETCH {uids[4]} (BODY[])")  # sets \Seen implicitly
     seen += body.untagged
     expunge = [r.first_line for r in seen if r.first_line.upper().split(" ")[2:3] == ["EXPUNGE"]]
-    assert not expunge, f"EXPUNGE responses after ENABLE QRESYNC (must be VANISHED): {expunge}"
+    case.require("qresync.vanished-not-expunge", not expunge,
+                 f"EXPUNGE responses after ENABLE QRESYNC (must be VANISHED): {expunge}")
     vanished = set().union(*[v[1] for r in seen if (v := parse_vanished(r))] or [set()])
-    assert {uids[1], uids[3]} <= vanished, (f"expected VANISHED for UIDs {uids[1]} (own EXPUNGE) and {uids[3]} (other "
-                                            f"session), saw VANISHED {format_uid_set(vanished) or 'none'}")
+    case.require("qresync.vanished-not-expunge", {uids[1], uids[3]} <= vanished,
+                 f"expected VANISHED for UIDs {uids[1]} (own EXPUNGE) and {uids[3]} (other session), saw VANISHED "
+                 f"{format_uid_set(vanished) or 'none'}")
     earlier = [r.first_line for r in seen if (v := parse_vanished(r)) and v[0]]
-    assert not earlier, f"unsolicited VANISHED must not carry (EARLIER): {earlier}"
+    case.require("qresync.vanished-not-expunge", not earlier, f"unsolicited VANISHED must not carry (EARLIER): {earlier}")
     fetches = [r for r in seen if parse_fetch(r)]
     lacking = [f"{label}: {' / '.join(lines)}" for label, lines in fetch_items_lacking(
         [("own STORE", own.untagged), ("NOOP after the other session's STORE", noop.untagged),
          ("FETCH BODY[] setting \\Seen", body.untagged)])]
-    assert not lacking, f"FETCH data without UID and MODSEQ for a message after ENABLE QRESYNC: {lacking}"
+    case.require("qresync.fetch-uid-modseq-always", not lacking,
+                 f"FETCH data without UID and MODSEQ for a message after ENABLE QRESYNC: {lacking}")
     flagged = {parse_fetch(r)[1].get("UID") for r in fetches}
-    assert uids[2] in flagged, (f"the other session's flag change on UID {uids[2]} was not reported: "
-                                f"{[r.first_line for r in fetches]}")
+    case.require("qresync.fetch-uid-modseq-always", uids[2] in flagged,
+                 f"the other session's flag change on UID {uids[2]} was not reported: {[r.first_line for r in fetches]}")
     case.passed(f"{len(vanished)} expunges as VANISHED, {len(fetches)} FETCHes all with UID and MODSEQ")
 
 
@@ -328,7 +351,7 @@ def test_highestmodseq_on_select(case):
     assert res.ok, f"ENABLE CONDSTORE failed: {res.tagged.first_line}"
     codes = []
     for read_only in (False, True):
-        sel = select(conn, name, examine=read_only, blame=None)
+        sel = select(conn, name, examine=read_only, blame=Blame.SERVER)
         hm, nomod = sel.code("HIGHESTMODSEQ"), sel.code("NOMODSEQ")
         assert (hm is None) != (nomod is None), (f"{'EXAMINE' if read_only else 'SELECT'} must give exactly one of "
                                                  f"HIGHESTMODSEQ or NOMODSEQ: {sel.result}")
@@ -363,7 +386,7 @@ def test_known_uids_and_sequence_match(case):
     assert inside in vanished, (f"UID {inside} is in known-uids {known} and was expunged, but VANISHED (EARLIER) "
                                 f"reported {format_uid_set(vanished) or 'nothing'}")
     if outside in vanished:
-        case.informational(f"VANISHED (EARLIER) also named UID {outside}, outside known-uids {known}")
+        case.note(f"VANISHED (EARLIER) also named UID {outside}, outside known-uids {known} (noted, not judged)")
     conn.command("UNSELECT")
     truth1 = ground_truth(case, name)
     # second round: the client knows truth1 and offers a sequence-match pair for its first three messages
@@ -410,37 +433,54 @@ def test_expunge_codes_and_close(case):
         conn.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)")
         res = conn.command(command)
         hm = response_code(res.tagged, "HIGHESTMODSEQ")
-        assert res.ok and hm, f"tagged OK of {command.split(' ')[0]} without [HIGHESTMODSEQ n]: {res.tagged.first_line}"
-        assert int(hm) > seen[-1], f"{command.split(' ')[0]} HIGHESTMODSEQ {hm} did not grow beyond {seen[-1]}"
+        verb = command.split(" ")[0]
+        if not case.require("qresync.expunge-modseq", res.ok and hm and hm.isdigit(),
+                            f"tagged OK of {verb} without [HIGHESTMODSEQ n]: {res.tagged.first_line}"):
+            continue
+        case.require("qresync.expunge-modseq", int(hm) > seen[-1],
+                     f"{verb} HIGHESTMODSEQ {hm} did not grow beyond {seen[-1]}")
         seen.append(int(hm))
     conn.command(f"UID STORE {uids[2]} +FLAGS.SILENT (\\Deleted)")
     close = conn.command("CLOSE")
-    assert close.ok, f"CLOSE failed: {close.tagged.first_line}"
-    assert response_code(close.tagged, "HIGHESTMODSEQ") is None, (f"CLOSE must not carry HIGHESTMODSEQ: "
-                                                               f"{close.tagged.first_line}")
+    if not close.ok:
+        raise ConformanceFailure(f"CLOSE failed: {close.tagged.first_line}", requirement="qresync.close-no-highestmodseq")
+    case.require("qresync.close-no-highestmodseq", response_code(close.tagged, "HIGHESTMODSEQ") is None,
+                 f"CLOSE must not carry HIGHESTMODSEQ: {close.tagged.first_line}")
     resync = quick_resync(conn, name, cached)
     missed = set(uids[:3]) - resync.vanished
-    assert not missed, (f"UIDs expunged by EXPUNGE, UID EXPUNGE and CLOSE must be reported to a resync from "
-                        f"modseq {cached.highestmodseq}; missing {format_uid_set(missed)}")
-    case.passed(f"HIGHESTMODSEQ {seen[1]} then {seen[2]} on EXPUNGE/UID EXPUNGE, none on CLOSE; all three remembered")
+    case.require("qresync.expunge-modseq", not missed,
+                 f"UIDs expunged by EXPUNGE, UID EXPUNGE and CLOSE must be reported to a resync from modseq "
+                 f"{cached.highestmodseq}; missing {format_uid_set(missed)}")
+    case.passed(f"HIGHESTMODSEQ {' then '.join(map(str, seen[1:]))} on EXPUNGE/UID EXPUNGE, none on CLOSE; all three "
+                f"remembered")
 
 
 @pytest.mark.requirement("compress.failure-modes", "compress.capability")
 def test_compress_refusals(case):
     """COMPRESS before login, with an unknown mechanism, or a second time is refused, and the session goes on
     uncompressed (or compressed, after the second attempt) without a hitch."""
-    pre = case.imap(account=None, label="not-authenticated")
-    early = pre.command("COMPRESS DEFLATE")
-    assert early.status in ("BAD", "NO"), f"COMPRESS before authentication must be refused: {early.tagged.first_line}"
-    assert pre.command("NOOP").ok, "session unusable after a refused COMPRESS"
     conn = case.imap()
     case.require_capability(conn.capability(), "COMPRESS=DEFLATE")
+    pre = case.imap(account=None, label="not-authenticated")
+    early = pre.command("COMPRESS DEFLATE")
+    case.require("compress.capability", early.status in ("BAD", "NO"),
+                 f"COMPRESS before authentication must be refused: {early.tagged.first_line}")
+    if early.status in ("BAD", "NO"):
+        case.require("compress.failure-modes", pre.command("NOOP").ok,
+                     "after a COMPRESS refused before login, the next reply must be plain text (NOOP failed)")
     bad = conn.command("COMPRESS X-LEMONADE-NONE")
-    assert bad.status in ("BAD", "NO"), f"COMPRESS with an unknown mechanism must be refused: {bad.tagged.first_line}"
-    assert conn.command("NOOP").ok, "after a refused COMPRESS the next reply must be plain text"
-    assert conn.compress().ok
+    case.require("compress.failure-modes", bad.status in ("BAD", "NO"),
+                 f"COMPRESS with an unknown mechanism must be refused: {bad.tagged.first_line}")
+    case.require("compress.failure-modes", conn.command("NOOP").ok,
+                 "after a refused COMPRESS the next reply must be plain text")
+    started = conn.compress()
+    if not case.require("compress.capability", started.ok,
+                        f"COMPRESS DEFLATE after login refused although advertised: {started.tagged.first_line}"):
+        return
     again = conn.command("COMPRESS DEFLATE")
-    assert again.status in ("BAD", "NO"), f"a second COMPRESS must be refused: {again.tagged.first_line}"
-    assert conn.command("NOOP").ok, "the compressed session broke after a refused second COMPRESS"
+    case.require("compress.failure-modes", again.status in ("BAD", "NO"),
+                 f"a second COMPRESS must be refused: {again.tagged.first_line}")
+    case.require("compress.failure-modes", conn.command("NOOP").ok,
+                 "the compressed session broke after a refused second COMPRESS")
     case.passed(f"refused before login ({early.status}), unknown mechanism ({bad.status}) and second COMPRESS "
                 f"({again.status}); plain and compressed sessions went on working")

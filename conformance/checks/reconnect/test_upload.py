@@ -41,6 +41,20 @@ def stored_copies(conn: ImapConnection, mailbox: str, marker: str) -> list[bytes
     return out
 
 
+def cut_recorded(case, mark: int) -> str | None:
+    """The path's own record of a cut made after transcript entry ``mark`` (None: the intermediary cut nothing)."""
+    return next((e.text for e in case.transcript.since(mark) if e.direction == "I" and "cut" in e.text), None)
+
+
+def require_cut(case, mark: int, what: str) -> str:
+    """The cut the check armed must have happened, or nothing was judged: the intermediary's record says so."""
+    cut = cut_recorded(case, mark)
+    if cut is None:
+        raise HarnessError(f"the intermediary did not cut the {what} (no cut in the path's record): the upload went "
+                           f"through whole, so what the server does with a cut upload was not tested")
+    return cut
+
+
 def cut_append(case, conn: ImapConnection, mailbox: str, variant: str, message: bytes) -> str:
     """Send the APPEND of ``message`` so that the intermediary cuts it about halfway through the literal."""
     half = len(message) // 2
@@ -90,8 +104,10 @@ def test_append_cut_midway(case, variant):
     marker = f"cut-{variant.replace('+', 'plus')}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
     conn = case.imap(label=f"append-{variant}")
+    mark = case.transcript.mark()
     outcome = cut_append(case, conn, mailbox, variant, message)
     case.note(outcome)
+    require_cut(case, mark, f"APPEND ({variant})")
     deadline = time.monotonic() + SETTLE_SECONDS
     copies: list[bytes] = []
     while True:  # bounded: look now and until the settle time is over
@@ -172,8 +188,10 @@ def test_submission_cut_midway(case, command):
     size = case.param("message_size")
     marker = f"cut-{command.lower()}-{uuid.uuid4().hex[:10]}"
     message = make_message(marker, size)
+    mark = case.transcript.mark()
     outcome = cut_submission(case, smtp, command, message)
     case.note(outcome)
+    require_cut(case, mark, f"submission ({command})")
     relayed = sink.wait_for(lambda m: marker.encode() in m.data, SETTLE_SECONDS)
     if relayed is not None:
         assert relayed.data.rstrip(b"\r\n") == message.rstrip(b"\r\n") or message.rstrip(b"\r\n") in relayed.data, (

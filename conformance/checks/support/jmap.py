@@ -198,13 +198,15 @@ def event_stream(case, c: JmapClient, *, types: str = "*", closeafter: str = "no
     return stream
 
 
-def require_eventsource_200(stream: EventStream, what: str) -> None:
-    """The EventSource response must be 200 text/event-stream (sse.content-type); else the check fails."""
+def require_eventsource_200(stream: EventStream, what: str, requirement: str | tuple[str, ...] | None = None) -> None:
+    """The EventSource response must be 200 text/event-stream (sse.content-type); else the check fails (for
+    ``requirement`` only, when given: the check's other requirements are then not judged)."""
     ctype = stream.header("content-type").split(";")[0].strip().lower()
     if stream.status != 200 or ctype != "text/event-stream":
+        reason = stream.response.reason.decode(errors="replace") if stream.response else ""
         raise ConformanceFailure(f"{what}: expected 200 with Content-Type text/event-stream, got {stream.status} "
-                                 f"{stream.response.reason.decode(errors='replace') if stream.response else ''} "
-                                 f"(Content-Type {ctype or 'none'}): no push over EventSource")
+                                 f"{reason} (Content-Type {ctype or 'none'}): no push over EventSource",
+                                 requirement=requirement)
 
 
 def websocket_url(c: JmapClient) -> str:

@@ -7,14 +7,17 @@ command in one TCP segment; the stripping check runs behind an intermediary that
 from __future__ import annotations
 
 import base64
+import re
 import time
 
 import pytest
 
-from conformance.errors import HarnessError, NotApplicable, ProtocolViolation, ServerClosed, TlsHandshakeFailed
+from conformance.errors import ConformanceFailure, HarnessError, NotApplicable, ProtocolViolation, ServerClosed
 from conformance.protocols.imap import ImapConnection, insecure_context
 from conformance.protocols.imapwire import parse_capabilities
+from conformance.transcript import printable
 
+from .observed_tls import Handshake, handshake
 from .wire import SmtpLine, ehlo_keywords, remote_source
 
 
@@ -53,9 +56,48 @@ def _smtp_plain(case, label: str) -> tuple[SmtpLine, set[str]]:
     return smtp, ehlo_keywords(ehlo)
 
 
+INJECTED_IMAP_REPLY = re.compile(rb"(?m)^b (?:OK|NO|BAD)\b")
+INJECTED_SMTP_REPLY = re.compile(rb"(?m)^\d{3}[ -]")
+
+
+def _observed_handshake(case, conn, label: str) -> Handshake:
+    """The TLS handshake after STARTTLS, every server octet kept; what came back in cleartext goes into the
+    transcript (the connection's own reader never sees it)."""
+    hs = handshake(conn.sock, insecure_context(), case.deadline)
+    clear = hs.cleartext()
+    if clear:
+        case.transcript.add(case.path.leg, "S", printable(clear), len(clear), conn=label)
+    if hs.tls is None:
+        case.transcript.add(case.path.leg, "N", f"TLS handshake failed: {hs.error}", conn=label)
+    else:
+        case.transcript.add(case.path.leg, "N", f"TLS established: {hs.tls.version()} {hs.tls.cipher()[0]}",
+                            conn=label)
+    return hs
+
+
+def _judge_failed_handshake(case, hs: Handshake, reply: re.Pattern, injected: str, ok_line: str) -> None:
+    """A handshake after the injection failed: a cleartext answer to the injected command breaks the rule; TLS
+    alerts or silence mean the server fed the injected bytes to its TLS stack (the rule kept)."""
+    clear = hs.cleartext()
+    if clear and reply.search(clear):
+        raise ConformanceFailure(
+            f"the injected command '{injected}' was executed in cleartext: after {ok_line} to STARTTLS the server "
+            f"answered {clear[:120]!r} instead of starting the TLS handshake (the handshake then failed: {hs.error})")
+    if clear:
+        raise ProtocolViolation(f"after {ok_line} to STARTTLS the server sent cleartext {clear[:120]!r} instead of "
+                                f"the TLS handshake ({hs.error})")
+    case.note(f"TLS handshake after the injected bytes failed ({hs.error}); the server sent only TLS records "
+              f"({len(hs.raw)} octets) or nothing: it fed the injected bytes to its TLS stack")
+    case.passed("injected bytes were not executed: the server treated them as TLS handshake data (its TLS stack "
+                "refused them; no cleartext reply)")
+
+
 @pytest.mark.requirement("tls.starttls-injection", "mobile.tls.no-starttls-injection")
 def test_imap_starttls_injection(case):
-    """A command pipelined after STARTTLS in the same segment is never answered, neither before nor after TLS."""
+    """A command pipelined after STARTTLS in the same segment is never answered, neither before nor after TLS.
+
+    Both requirements state the same rule (the mobile profile restates RFC 9051 6.2.1), so one judgement serves both.
+    """
     imap, caps = _imap_plain(case, "imap-inject")
     case.require_capability(caps, "STARTTLS")
     imap.send_raw(b"a STARTTLS\r\nb NOOP\r\n", note="a STARTTLS\\r\\nb NOOP\\r\\n  (one segment)")
@@ -64,17 +106,14 @@ def test_imap_starttls_injection(case):
     if not res.ok:
         raise NotApplicable(f"STARTTLS refused ({res.tagged.first_line}); nothing to inject into")
     queued, pending = imap.take_pending()
-    cleartext_b = [r.first_line for r in queued if r.tag == "b"]
-    assert not cleartext_b, (f"the injected command 'b NOOP' was answered in cleartext after 'a OK' to STARTTLS: "
-                             f"{cleartext_b}")
+    answered = [r.first_line for r in [*res.untagged, *queued] if r.tag == "b"]
+    assert not answered, f"the injected command 'b NOOP' was answered in cleartext around 'a OK' to STARTTLS: {answered}"
     assert not pending.startswith(b"b "), f"the injected command was answered before the handshake: {pending[:80]!r}"
-    try:
-        imap.start_tls(insecure_context())
-    except TlsHandshakeFailed as e:
-        # the server fed 'b NOOP' to its TLS stack or dropped the connection: both keep the command unexecuted
-        case.note(f"TLS handshake after the injected bytes failed ({e}): the server did not run them as a command")
-        case.passed("injected bytes were not executed (the server treated them as handshake data)")
+    hs = _observed_handshake(case, imap, imap.label)
+    if hs.tls is None:
+        _judge_failed_handshake(case, hs, INJECTED_IMAP_REPLY, "b NOOP", "'a OK'")
         return
+    imap.conn.sock, imap.conn.tls_version = hs.tls, hs.tls.version()
     seen: list[str] = []
     res = imap.command("NOOP")  # sent with our own tag; the injected command had tag b
     seen += [r.first_line for r in res.untagged if r.tag == "b"]
@@ -96,7 +135,7 @@ def test_imap_starttls_injection(case):
 @pytest.mark.requirement("tls.starttls-injection", "mobile.tls.no-starttls-injection")
 @pytest.mark.uses("submission")
 def test_submission_starttls_injection(case):
-    """An SMTP command pipelined after STARTTLS is never answered inside TLS (RFC 3207 section 4.2)."""
+    """An SMTP command pipelined after STARTTLS is never answered, in cleartext or inside TLS (RFC 3207 section 4.2)."""
     smtp, kw = _smtp_plain(case, "smtp-inject")
     if "STARTTLS" not in kw:
         raise NotApplicable("submission does not advertise STARTTLS")
@@ -105,13 +144,13 @@ def test_submission_starttls_injection(case):
     assert go.code != 0, f"unparseable reply to STARTTLS: {go.text!r}"
     if go.code != 220:
         raise NotApplicable(f"STARTTLS refused ({go.text}); nothing to inject into")
-    assert not smtp.buf, f"the server sent data after '220' to STARTTLS, before the handshake: {smtp.buf[:80]!r}"
-    try:
-        smtp.start_tls(insecure_context())
-    except TlsHandshakeFailed as e:
-        case.note(f"TLS handshake after the injected bytes failed ({e}): the server did not run them as a command")
-        case.passed("injected bytes were not executed (the server treated them as handshake data)")
+    assert not smtp.buf, (f"the injected command 'NOOP INJECTED' was answered in cleartext right after '220' to "
+                          f"STARTTLS, before the handshake: {smtp.buf[:80]!r}")
+    hs = _observed_handshake(case, smtp, smtp.label)
+    if hs.tls is None:
+        _judge_failed_handshake(case, hs, INJECTED_SMTP_REPLY, "NOOP INJECTED", "'220'")
         return
+    smtp.conn.sock, smtp.conn.tls_version = hs.tls, hs.tls.version()
     smtp.send(b"EHLO client.test\r\n")
     replies = []
     first = smtp.reply()
@@ -189,70 +228,109 @@ def test_submission_state_after_starttls(case):
 
 @pytest.mark.requirement("tls.logindisabled", "tls.cleartext-auth-denial")
 def test_imap_logindisabled_honoured(case):
-    """While LOGINDISABLED is advertised, LOGIN gets NO, and good and bad passwords get the same answer."""
+    """While LOGINDISABLED is advertised, LOGIN gets NO (tls.logindisabled), and good and bad passwords get the same
+    answer (tls.cleartext-auth-denial).
+
+    Without LOGINDISABLED neither rule applies to this configuration (RFC 9051 6.2.3 asks that a refusing
+    configuration exist, which a client cannot see): both are not-applicable, with what cleartext LOGIN did; the
+    hygiene check (east.pre-tls-hygiene) judges a cleartext port that invites passwords.
+    """
     imap, caps = _imap_plain(case, "imap-cleartext")
+    acct = case.account(0)
     if "LOGINDISABLED" not in caps:
-        acct = case.account(0)
         res = imap.login(acct.username, acct.password)
         case.measure("cleartext_login", res.status, "")
-        case.informational(f"LOGINDISABLED not advertised on the cleartext port; cleartext LOGIN "
-                           f"{'was ACCEPTED' if res.ok else 'was refused: ' + res.tagged.first_line}")
+        why = (f"LOGINDISABLED is not advertised on the cleartext port, and cleartext LOGIN "
+               f"{'was ACCEPTED' if res.ok else 'was refused: ' + res.tagged.first_line}: this configuration "
+               f"{'permits' if res.ok else 'does not announce whether it permits'} cleartext passwords, so the rule "
+               f"about LOGIN while LOGINDISABLED is advertised cannot be judged (see transport/imap_pre_tls_hygiene)")
+        case.requirement_not_applicable("tls.logindisabled", why)
+        case.requirement_not_applicable("tls.cleartext-auth-denial", why)
         return
-    acct = case.account(0)
     good = imap.login(acct.username, acct.password)
-    assert good.status != "OK", "LOGIN with valid credentials succeeded in cleartext although LOGINDISABLED is advertised"
+    refused = case.require("tls.logindisabled", good.status != "OK",
+                           "LOGIN with valid credentials succeeded in cleartext although LOGINDISABLED is advertised")
     imap2, _ = _imap_plain(case, "imap-cleartext-bad")
     bad = imap2.login(acct.username, "wrong-" + acct.password[::-1])
 
     def strip(r):  # the tagged reply without its tag
         return r.tagged.first_line.split(" ", 1)[1]
 
-    assert strip(good) == strip(bad), (f"valid and invalid credentials get different cleartext denials "
-                                       f"({strip(good)!r} vs {strip(bad)!r}): the reply confirms the password")
+    if not refused:
+        case.requirement_not_applicable("tls.cleartext-auth-denial", "cleartext LOGIN was not withdrawn: valid "
+                                        "credentials were accepted, so there is no denial to compare")
+        return
+    case.require("tls.cleartext-auth-denial", strip(good) == strip(bad),
+                 f"valid and invalid credentials get different cleartext denials ({strip(good)!r} vs {strip(bad)!r}): "
+                 f"the reply confirms the password")
     case.passed(f"LOGIN refused before TLS with the same reply for good and bad passwords: {strip(good)}")
+
+
+def _auth_plain(smtp: SmtpLine, case, username: str, password: str):
+    """AUTH PLAIN with an initial response; the password is redacted from the transcript."""
+    smtp.redactor.secrets.add(password)
+    case.transcript.secrets.add(password)
+    blob = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+    return smtp.command(f"AUTH PLAIN {blob}")
+
+
+def _same_denial(good, bad) -> bool:
+    """Same reply code and text (without the code) for two SMTP replies."""
+    return (good.code, good.lines[-1][4:]) == (bad.code, bad.lines[-1][4:])
 
 
 @pytest.mark.requirement("tls.cleartext-auth-denial", "east.pre-tls-hygiene")
 @pytest.mark.uses("submission")
 def test_submission_cleartext_auth_refused(case):
-    """Before STARTTLS, submission offers no AUTH and refuses AUTH PLAIN, whatever the password."""
+    """Before STARTTLS, submission offers no AUTH and refuses AUTH PLAIN (east.pre-tls-hygiene), with the same reply
+    whatever the password (tls.cleartext-auth-denial)."""
     smtp, kw = _smtp_plain(case, "smtp-cleartext")
     acct = case.account(0)
-    smtp.redactor.secrets.add(acct.password)
-    case.transcript.secrets.add(acct.password)
-    blob = base64.b64encode(f"\0{acct.username}\0{acct.password}".encode()).decode()
-    good = smtp.command(f"AUTH PLAIN {blob}")
-    assert good.code != 235, ("AUTH PLAIN with valid credentials succeeded before TLS"
-                              + (" (EHLO offered AUTH " + ("and STARTTLS" if "STARTTLS" in kw else "without STARTTLS") + ")"
-                                 if "AUTH" in kw else ""))
-    assert "AUTH" not in kw, f"EHLO before TLS offers AUTH (EHLO: {' '.join(sorted(kw))}): passwords invited in cleartext"
-    bad_blob = base64.b64encode(f"\0{acct.username}\0wrong-password".encode()).decode()
-    bad = smtp.command(f"AUTH PLAIN {bad_blob}")
-    assert (good.code, good.lines[-1][4:]) == (bad.code, bad.lines[-1][4:]), (
-        f"valid and invalid credentials get different cleartext denials ({good.text!r} vs {bad.text!r})")
+    good = _auth_plain(smtp, case, acct.username, acct.password)
+    offered = " (EHLO offered AUTH " + ("and STARTTLS" if "STARTTLS" in kw else "without STARTTLS") + ")"
+    case.require("east.pre-tls-hygiene", "AUTH" not in kw,
+                 f"EHLO before TLS offers AUTH (EHLO: {' '.join(sorted(kw))}): passwords invited in cleartext")
+    accepted = good.code == 235
+    case.require("east.pre-tls-hygiene", not accepted,
+                 "AUTH PLAIN with valid credentials succeeded before TLS" + (offered if "AUTH" in kw else ""))
+    if accepted:
+        case.requirement_not_applicable("tls.cleartext-auth-denial", "cleartext AUTH was not withdrawn: valid "
+                                        "credentials were accepted, so there is no denial to compare")
+        return
+    bad = _auth_plain(smtp, case, acct.username, "wrong-password")
+    case.require("tls.cleartext-auth-denial", _same_denial(good, bad),
+                 f"valid and invalid credentials get different cleartext denials ({good.text!r} vs {bad.text!r})")
     case.passed(f"no AUTH before TLS; AUTH PLAIN refused alike for good and bad passwords: {good.text}")
 
 
 @pytest.mark.requirement("east.pre-tls-hygiene", "tls.cleartext-starttls")
 def test_imap_pre_tls_hygiene(case):
-    """Before TLS: STARTTLS and LOGINDISABLED, no password mechanism; after TLS the capabilities are re-issued."""
+    """Before TLS: STARTTLS and LOGINDISABLED (tls.cleartext-starttls) and no password mechanism (east.pre-tls-hygiene);
+    STARTTLS then works, and after TLS the capabilities are re-issued: LOGINDISABLED gone, AUTH=PLAIN offered."""
     imap, caps = _imap_plain(case, "imap-hygiene")
     case.attach("capabilities", {"before_tls": caps})
-    problems = []
-    if "STARTTLS" not in caps:
-        problems.append("STARTTLS not advertised")
+    shown = f"(CAPABILITY: {' '.join(caps)})"
     offered = [c for c in caps if c.startswith("AUTH=") and c not in ("AUTH=EXTERNAL", "AUTH=ANONYMOUS")]
-    if offered and "LOGINDISABLED" in caps:
-        problems.append(f"LOGINDISABLED together with {' '.join(offered)}")
-    elif "LOGINDISABLED" not in caps:
-        problems.append("LOGINDISABLED not advertised (cleartext LOGIN allowed)"
-                        + (f" and {' '.join(offered)} offered" if offered else ""))
-    assert not problems, f"cleartext port before TLS: {'; '.join(problems)} (CAPABILITY: {' '.join(caps)})"
+    case.require("east.pre-tls-hygiene", not offered,
+                 f"cleartext port before TLS offers password mechanisms {' '.join(offered)} {shown}")
+    case.require("east.pre-tls-hygiene", "LOGINDISABLED" in caps,
+                 f"LOGINDISABLED not advertised (cleartext LOGIN allowed) {shown}")
+    case.require("tls.cleartext-starttls", "LOGINDISABLED" in caps,
+                 f"the cleartext port does not implement LOGINDISABLED {shown}")
+    if not case.require("tls.cleartext-starttls", "STARTTLS" in caps, f"STARTTLS not advertised {shown}"):
+        case.requirement_not_applicable("east.pre-tls-hygiene", "no STARTTLS: the capabilities after TLS cannot be read")
+        return
     res = imap.starttls(insecure_context())
-    assert res.ok, f"STARTTLS advertised but the handshake could not start: {res.tagged.first_line}"
+    if not case.require("tls.cleartext-starttls", res.ok,
+                        f"STARTTLS advertised but refused: {res.tagged.first_line}"):
+        return
     after = imap.capability()
     case.attach("capabilities", {"before_tls": caps, "after_tls": after})
-    assert "LOGINDISABLED" not in after, f"LOGINDISABLED still advertised after TLS (CAPABILITY: {' '.join(after)})"
+    case.require("east.pre-tls-hygiene", "LOGINDISABLED" not in after,
+                 f"LOGINDISABLED still advertised after TLS: the capabilities were not re-issued "
+                 f"(CAPABILITY: {' '.join(after)})")
+    case.require("tls.cleartext-starttls", "AUTH=PLAIN" in after,
+                 f"AUTH=PLAIN not offered after TLS (CAPABILITY: {' '.join(after)})")
     mechanisms = " ".join(c for c in after if c.startswith("AUTH="))
     case.passed(f"before TLS: STARTTLS LOGINDISABLED, no AUTH=; after TLS: {mechanisms}")
 
@@ -275,21 +353,38 @@ def test_starttls_on_implicit_tls_port(case):
     case.passed(f"STARTTLS on imaps: {res.tagged.first_line}")
 
 
+def _server_hid(case, word: str) -> bool:
+    """Did the stripping intermediary remove ``word`` from what the server announced (so the server did announce it)?"""
+    return any(e.direction == "I" and "removed" in e.text and word in e.text.split(" from ")[0]
+               for e in case.transcript.entries)
+
+
 @pytest.mark.requirement("mobile.tls.no-starttls-injection", "tls.logindisabled")
 @pytest.mark.scenarios("strip-starttls")
 def test_imap_stripped_starttls_cleartext_login(case):
-    """Behind an intermediary that hides STARTTLS and LOGINDISABLED, the server still refuses a cleartext LOGIN."""
+    """Behind an intermediary that hides STARTTLS and LOGINDISABLED, the server still refuses a cleartext LOGIN
+    (mobile.tls.no-starttls-injection); when the server did announce LOGINDISABLED, that refusal is also what
+    tls.logindisabled asks."""
     imap, caps = _imap_plain(case, "imap-stripped")
     if "STARTTLS" in caps:
         raise HarnessError(f"the stripping intermediary left STARTTLS in CAPABILITY: {' '.join(caps)}")
+    announced = _server_hid(case, "LOGINDISABLED")
+    if not announced:
+        case.requirement_not_applicable("tls.logindisabled", "the server did not announce LOGINDISABLED on the "
+                                        "cleartext port (nothing for the intermediary to hide)")
     acct = case.account(0)
     try:
         res = imap.login(acct.username, acct.password)
     except (ServerClosed, ProtocolViolation) as e:
         case.passed(f"server closed instead of accepting a cleartext LOGIN: {e}")
         return
-    assert not res.ok, ("the server accepted LOGIN with valid credentials over cleartext after an intermediary "
-                        "stripped STARTTLS: the password crossed the path unprotected and the session is open")
+    case.require("mobile.tls.no-starttls-injection", not res.ok,
+                 "the server accepted LOGIN with valid credentials over cleartext after an intermediary stripped "
+                 "STARTTLS: the password crossed the path unprotected and the session is open")
+    if announced:
+        case.require("tls.logindisabled", not res.ok,
+                     "LOGIN with valid credentials succeeded in cleartext although the server announced LOGINDISABLED "
+                     "(an intermediary hid it from the client)")
     case.passed(f"cleartext LOGIN refused behind the stripper: {res.tagged.first_line}")
 
 
@@ -297,15 +392,21 @@ def test_imap_stripped_starttls_cleartext_login(case):
 @pytest.mark.uses("submission")
 @pytest.mark.scenarios("strip-starttls")
 def test_submission_stripped_starttls_cleartext_auth(case):
-    """Behind an intermediary that hides STARTTLS, submission still refuses AUTH in cleartext."""
+    """Behind an intermediary that hides STARTTLS, submission still refuses AUTH in cleartext
+    (mobile.tls.no-starttls-injection), with the same reply for a wrong password (tls.cleartext-auth-denial)."""
     smtp, kw = _smtp_plain(case, "smtp-stripped")
     if "STARTTLS" in kw:
         raise HarnessError(f"the stripping intermediary left STARTTLS in EHLO: {' '.join(sorted(kw))}")
     acct = case.account(0)
-    smtp.redactor.secrets.add(acct.password)
-    case.transcript.secrets.add(acct.password)
-    blob = base64.b64encode(f"\0{acct.username}\0{acct.password}".encode()).decode()
-    res = smtp.command(f"AUTH PLAIN {blob}")
-    assert res.code != 235, ("submission accepted AUTH PLAIN with valid credentials over cleartext after an "
-                             "intermediary stripped STARTTLS: the password crossed the path unprotected")
+    res = _auth_plain(smtp, case, acct.username, acct.password)
+    if not case.require("mobile.tls.no-starttls-injection", res.code != 235,
+                        "submission accepted AUTH PLAIN with valid credentials over cleartext after an intermediary "
+                        "stripped STARTTLS: the password crossed the path unprotected"):
+        case.requirement_not_applicable("tls.cleartext-auth-denial", "cleartext AUTH was not withdrawn: valid "
+                                        "credentials were accepted, so there is no denial to compare")
+        return
+    bad = _auth_plain(smtp, case, acct.username, "wrong-password")
+    case.require("tls.cleartext-auth-denial", _same_denial(res, bad),
+                 f"valid and invalid credentials get different cleartext denials behind the stripper "
+                 f"({res.text!r} vs {bad.text!r})")
     case.passed(f"cleartext AUTH refused behind the stripper: {res.text}")

@@ -7,12 +7,13 @@ TLS), imap after STARTTLS, submission after STARTTLS, submissions when the targe
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 
 import pytest
 
-from conformance.errors import HarnessError, NotApplicable
+from conformance.errors import ConformanceFailure, HarnessError, NotApplicable
 from conformance.protocols.connection import CapturedConnection
 from conformance.protocols.imap import ImapConnection
 from conformance.protocols.imapwire import parse_capabilities
@@ -43,7 +44,7 @@ def _smtp_upgrade(case, sock: socket.socket, label: str) -> None:
         raise NotApplicable(f"STARTTLS refused: {res.text}")
 
 
-UPGRADES = {"imaps": None, "imap": _imap_upgrade, "submission": _smtp_upgrade, "submissions": None}
+UPGRADES = {"imaps": None, "imap": _imap_upgrade, "submission": _smtp_upgrade, "submissions": None, "jmap": None}
 
 
 def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
@@ -71,14 +72,20 @@ def handshake(case, endpoint: str, version: str) -> tuple[str | None, str]:
 
 
 def _endpoints(case) -> list[str]:
-    return [e for e in ("imaps", "imap", "submission", "submissions") if case.target.endpoint(e) is not None
-            and case.scenario.supports(e)]
+    """The target's TLS endpoints the scenario carries: implicit TLS, STARTTLS upgrades, and JMAP over https."""
+    out = [e for e in ("imaps", "imap", "submission", "submissions") if case.target.endpoint(e) is not None
+           and case.scenario.supports(e)]
+    jmap = case.target.endpoint("jmap")
+    if jmap is not None and jmap.scheme == "https" and case.scenario.supports("jmap"):
+        out.append("jmap")
+    return out
 
 
 @pytest.mark.requirement("tls.min-version", "mobile.tls.min-version")
 @pytest.mark.uses("imap", "imaps", "submission")
 def test_tls_versions_every_endpoint(case):
-    """TLS 1.0 and 1.1 are refused and TLS 1.2 and 1.3 accepted on every TLS endpoint and after every STARTTLS."""
+    """TLS 1.0 and 1.1 are refused and TLS 1.2 and 1.3 accepted on every TLS endpoint (JMAP over https included) and
+    after every STARTTLS. The mobile profile restates the same rule: one judgement serves both requirements."""
     for v in OLD_VERSIONS:
         why = client_can_offer(v)
         if why:
@@ -105,18 +112,42 @@ def test_tls_versions_every_endpoint(case):
     case.passed(f"1.0/1.1 refused, 1.2/1.3 accepted on {', '.join(eps)}")
 
 
+def name_matches(host: str, dns: list[str], ips: list[str]) -> bool:
+    """Does a certificate with these SAN entries name ``host`` (RFC 6125 6.4, as RFC 7817 3 asks of mail clients: an
+    IP address only as an iPAddress entry; a wildcard only as the whole left-most label, matching one label)?"""
+    try:
+        ipaddress.ip_address(host)
+        return host in ips
+    except ValueError:
+        pass
+    want = host.lower().rstrip(".").split(".")
+    for name in dns:
+        labels = name.lower().rstrip(".").split(".")
+        if len(labels) != len(want):
+            continue
+        if labels == want or (labels[0] == "*" and len(labels) > 2 and labels[1:] == want[1:]):
+            return True
+    return False
+
+
 @pytest.mark.requirement("tls.cert-identity")
 @pytest.mark.uses("imaps")
 def test_certificate_names(case):
-    """Informational: the names the imaps certificate carries and whether it validates for the target's host."""
+    """The imaps certificate names the target's host (a DNS-ID, or an iPAddress for an address) and, when the target
+    file gives a trust anchor (``[tls] verify`` or ``ca_file``), validates against it for that host.
+
+    Without a trust anchor (``verify = false``) the certificate's validity cannot be judged: the requirement is
+    not-applicable, with its names as evidence; a certificate that does not name the host fails either way.
+    """
+    host = case.target.endpoint("imaps").host
     conn = CapturedConnection(case.path.open("imaps"), transcript=case.transcript, label="imaps-certificate",
                               leg=case.path.leg, timeout=case.deadline)
     case.on_cleanup(conn.close)
-    conn.start_tls(insecure_context())
+    conn.start_tls(insecure_context(), server_hostname=host)
     der = conn.sock.getpeercert(binary_form=True)
     conn.close()
     if not der:
-        raise HarnessError("the server sent no certificate")
+        raise ConformanceFailure("the imaps endpoint presented no certificate")
     from cryptography import x509
 
     cert = x509.load_der_x509_certificate(der)
@@ -126,17 +157,31 @@ def test_certificate_names(case):
         ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         dns, ips = [], []
-    host = case.target.endpoint("imaps").host
-    matches = host in ips or host in dns or any(n.startswith("*.") and host.endswith(n[1:]) and
-                                                host.count(".") == n.count(".") for n in dns)
+    matches = name_matches(host, dns, ips)
     self_signed = cert.issuer == cert.subject
     info = {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(), "dns_names": dns,
             "ip_addresses": ips, "host": host, "name_matches_host": matches, "self_signed": self_signed,
             "not_after": cert.not_valid_after_utc.isoformat() if hasattr(cert, "not_valid_after_utc") else ""}
     case.attach("certificate", info)
-    case.informational(f"certificate for {', '.join(dns + ips) or cert.subject.rfc4514_string()}; "
-                       f"{'matches' if matches else 'does not match'} {host}; "
-                       f"{'self-signed' if self_signed else 'issued by ' + cert.issuer.rfc4514_string()}")
+    names = ", ".join(dns + ips) or "no subjectAltName"
+    assert matches, (f"the certificate does not name the host {host}: its subjectAltName holds {names} (RFC 8314 4.4, "
+                     f"RFC 7817 3: a DNS-ID for a host name, an iPAddress for an address; the subject CN is not used)")
+    policy = case.target.tls
+    if not (policy.verify or policy.ca_file):
+        case.requirement_not_applicable(
+            "tls.cert-identity", f"the certificate names {host} ({names}), but the target file gives no trust anchor "
+            f"([tls] verify = false), so whether it is valid cannot be judged "
+            f"({'self-signed' if self_signed else 'issued by ' + cert.issuer.rfc4514_string()})")
+        return
+    verifying = case.path.open("imaps")
+    case.on_cleanup(verifying.close)
+    try:
+        checked = policy.client_context().wrap_socket(verifying, server_hostname=host)
+    except ssl.SSLCertVerificationError as e:
+        raise ConformanceFailure(f"the certificate for {host} does not validate against the target's trust anchor: "
+                                 f"{e.verify_message or e}") from e
+    checked.close()
+    case.passed(f"certificate for {names} validates for {host}")
 
 
 @pytest.mark.requirement("tls.implicit-tls-ports")
