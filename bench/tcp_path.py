@@ -1,10 +1,13 @@
-"""Benchmark (not a test): the TCP path against a direct connection to the embedded Dovecot, in one run.
+"""Benchmark (not a test): the TCP path against a direct connection and a bare relay, in one run.
 
-Measures the median round trip of 1,000 IMAP NOOPs and the throughput of one 20 MB FETCH, direct and
-through the path (scenario ``nat-idle`` with a window far beyond the run, so it never fires), prints both
-ratios, and the start time of a path (ProxyHost, one mitmproxy master) per case.
+Measures the median round trip of IMAP NOOPs and the throughput of a 20 MB FETCH to the embedded Dovecot:
+direct; through a bare asyncio relay in a thread of this process (the floor of any Python relay); through the
+path (scenario ``nat-idle`` with a window far beyond the run, so it never fires), recording every message as
+checks do; and through the same path with recording off (``path.record_messages(False)``, as ``lemonade load``
+runs it). Variants are interleaved in rounds; prints the ratios, the relay thread's CPU per round trip and per
+MB, and the start time of a path.
 
-    .venv/bin/python bench/tcp_path.py [--noops 1000] [--size-mb 20] [--scenario nat-idle:timeout=100000]
+    .venv/bin/python bench/tcp_path.py [--noops 1000] [--size-mb 20] [--rounds 3] [--scenario nat-idle:timeout=100000]
 """
 
 from __future__ import annotations
@@ -101,11 +104,26 @@ class BareRelay:
             self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
             self.address = self.server.sockets[0].getsockname()[:2]
             ready.set()
-            await self.server.serve_forever()
+            try:
+                await self.server.serve_forever()
+            except asyncio.CancelledError:  # stop(): closing the server ends serve_forever this way
+                pass
 
         self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(main()), daemon=True)
         self.thread.start()
         ready.wait(10)
+
+    def thread_cpu(self) -> float:
+        """CPU seconds of the relay's thread so far."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(self._cpu(), self.loop).result(5)
+
+    async def _cpu(self) -> float:
+        return time.thread_time()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
 
 
 def noop_rtts(addr, n: int) -> list[float]:
@@ -144,43 +162,65 @@ def append_message(addr, user, size: int) -> None:
     c.sock.close()
 
 
+def measure(addr, user, size: int, noops: int, cpu=None) -> tuple[list[float], float, float, float]:
+    """(NOOP round trips, FETCH rate, relay CPU s per round trip, relay CPU s per MB) through ``addr``."""
+    c0 = cpu() if cpu else 0.0
+    rtts = noop_rtts(addr, noops)
+    c1 = cpu() if cpu else 0.0
+    rate = fetch_rate(addr, user, size)
+    c2 = cpu() if cpu else 0.0
+    return rtts, rate, (c1 - c0) / noops, (c2 - c1) / (size / 1e6)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--noops", type=int, default=1000)
     ap.add_argument("--size-mb", type=float, default=20)
     ap.add_argument("--scenario", default="nat-idle:timeout=100000")
     ap.add_argument("--starts", type=int, default=10, help="path starts to time")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every variant")
     args = ap.parse_args()
     size = int(args.size_mb * 1_000_000)
     prov = DovecotProvider()
     target = prov.start()
+    variants = ["direct", "bare relay", "path", "path, recording off"]
+    if not hasattr(NetworkPath, "record_messages"):  # an older tree (before/after comparisons)
+        variants.remove("path, recording off")
+    rtts: dict[str, list[float]] = {v: [] for v in variants}
+    rounds: list[dict[str, tuple[float, float]]] = []  # per round: variant -> (median NOOP, FETCH rate)
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_rtt: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_mb: dict[str, list[float]] = {v: [] for v in variants}
     try:
         user = target.accounts[0]
         direct = (target.endpoint("imap").host, target.endpoint("imap").port)
         append_message(direct, user, size)
         transcript = Transcript()
         transcript.secrets |= target.secrets()
+        # recording on formats and adds every message all along; the transcript keeps a bounded head and ring
         path = NetworkPath(parse_scenario(args.scenario), target, transcript).start()
+        bare = BareRelay(direct)
         try:
             via = path.address("imap")
-            # interleave direct and path runs so load changes on the machine hit both
-            rd, rp, fd, fp = [], [], [], []
-            cpu_noop = cpu_fetch = 0.0
-            for _ in range(2):
-                rd += noop_rtts(direct, args.noops // 2)
-                c0 = path.host.call(time.thread_time)
-                rp += noop_rtts(via, args.noops // 2)
-                c1 = path.host.call(time.thread_time)
-                fd.append(fetch_rate(direct, user, size))
-                fp.append(fetch_rate(via, user, size))
-                c2 = path.host.call(time.thread_time)
-                cpu_noop += c1 - c0
-                cpu_fetch += c2 - c1
+            proxy_cpu = path.relay_cpu if hasattr(path, "relay_cpu") else (lambda: path.host.call(time.thread_time))
+            bare_cpu = bare.thread_cpu
+            # interleave the variants so a changing machine load hits them all alike
+            for _ in range(args.rounds):
+                rounds.append({})
+                for v in variants:
+                    if v.startswith("path") and "path, recording off" in variants:
+                        path.record_messages(v == "path")
+                    addr, cpu = {"direct": (direct, None), "bare relay": (bare.address, bare_cpu),
+                                 "path": (via, proxy_cpu), "path, recording off": (via, proxy_cpu)}[v]
+                    r, rate, c_rtt, c_mb = measure(addr, user, size, args.noops // args.rounds, cpu)
+                    rtts[v] += r
+                    rates[v].append(rate)
+                    rounds[-1][v] = (statistics.median(r), rate)
+                    cpu_rtt[v].append(c_rtt)
+                    cpu_mb[v].append(c_mb)
         finally:
             path.stop()
-        bare = BareRelay(direct)
-        rb = noop_rtts(bare.address, args.noops // 2)
-        fb = fetch_rate(bare.address, user, size)
+            bare.stop()
         starts = []
         for _ in range(args.starts):
             t0 = time.perf_counter()
@@ -189,21 +229,40 @@ def main() -> int:
             p.stop()
     finally:
         prov.stop()
-    md, mp = statistics.median(rd), statistics.median(rp)
-    td, tp = max(fd), max(fp)
-    print(f"scenario {parse_scenario(args.scenario)} against {target.version}, {len(rd)} NOOPs each way")
-    print(f"NOOP round trip, median: direct {md * 1e3:.3f} ms, path {mp * 1e3:.3f} ms, ratio {mp / md:.2f} (aim <= 1.5)")
-    print(f"FETCH {size / 1e6:g} MB, best of 2: direct {td / 1e6:.1f} MB/s, path {tp / 1e6:.1f} MB/s, "
-          f"path/direct {tp / td:.0%} (aim >= 50%)")
+    md = statistics.median(rtts["direct"])
+    td = max(rates["direct"])
+    mb, tb = statistics.median(rtts["bare relay"]), max(rates["bare relay"])
+    print(f"scenario {parse_scenario(args.scenario)} against {target.version}, {len(rtts['direct'])} NOOPs and "
+          f"{args.rounds} FETCHes of {size / 1e6:g} MB per variant, interleaved")
+    print(f"{'variant':>20} {'NOOP ms':>8} {'/direct':>8} {'/bare':>6} {'FETCH MB/s':>11} {'of direct':>10} "
+          f"{'bare/this':>10} {'CPU ms/RTT':>11} {'CPU ms/MB':>10}")
+    summary = {}
+    for v in variants:
+        m, t = statistics.median(rtts[v]), max(rates[v])
+        c1 = statistics.median(cpu_rtt[v]) * 1e3 if v != "direct" else 0.0
+        c2 = statistics.median(cpu_mb[v]) * 1e3 if v != "direct" else 0.0
+        summary[v] = {"noop_ms": round(m * 1e3, 4), "noop_over_direct": round(m / md, 2),
+                      "noop_over_bare": round(m / mb, 2), "fetch_mb_s": round(t / 1e6, 1),
+                      "fetch_of_direct": round(t / td, 2), "bare_fetch_over_this": round(tb / t, 2),
+                      "cpu_ms_per_rtt": round(c1, 3), "cpu_ms_per_mb": round(c2, 2)}
+        print(f"{v:>20} {m * 1e3:8.3f} {m / md:8.2f} {m / mb:6.2f} {t / 1e6:11.1f} {t / td:10.0%} {tb / t:10.2f} "
+              f"{c1:11.3f} {c2:10.2f}")
+    print("aims: the path within 1.25x of the bare relay on both figures (NOOP /bare <= 1.25, bare/this <= 1.25)")
+    # the same ratios per round (variants measured one after the other share the machine's load), median of rounds
+    for v in variants[2:]:
+        noop = statistics.median(r[v][0] / r["bare relay"][0] for r in rounds)
+        fetch = statistics.median(r["bare relay"][1] / r[v][1] for r in rounds)
+        summary[v]["round_noop_over_bare"], summary[v]["round_bare_fetch_over_this"] = round(noop, 2), round(fetch, 2)
+        print(f"{v:>20}: per round, median of {len(rounds)}: NOOP /bare {noop:.2f}, bare/this FETCH {fetch:.2f}")
     print(f"path start (NetworkPath.start, one mitmproxy master, 3 listeners), median of {len(starts)}: "
           f"{statistics.median(starts) * 1e3:.0f} ms, max {max(starts) * 1e3:.0f} ms")
-    print(f"for scale, a bare asyncio relay in a thread of this process (no mitmproxy, no recording): NOOP "
-          f"{statistics.median(rb) * 1e3:.3f} ms (ratio {statistics.median(rb) / md:.2f}), FETCH {fb / 1e6:.1f} MB/s "
-          f"({fb / td:.0%} of direct)")
-    print(f"proxy thread CPU: {cpu_noop / len(rp) * 1e3:.3f} ms per NOOP round trip (two relayed messages), "
-          f"{cpu_fetch / (2 * size / 1e6) * 1e3:.1f} ms per MB fetched")
-    print(f"transcript entries recorded on the path: {len(transcript.entries)} (+{transcript.dropped} over the cap)")
-    print(f"load average while measuring: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(f"transcript entries recorded on the path: {len(transcript.entries)} kept, {transcript.dropped} left out "
+          f"by its bounds")
+    load = os.getloadavg()
+    print(f"load average while measuring: {', '.join(f'{x:.1f}' for x in load)} on {os.cpu_count()} CPUs")
+    import json
+
+    print(json.dumps({"variants": summary, "load1": round(load[0], 2)}))
     return 0
 
 

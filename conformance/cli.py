@@ -297,20 +297,16 @@ def start_run_meta(out: Path, plan, args: argparse.Namespace, previous: dict[str
     return run_meta
 
 
-def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
-    """pytest over conformance/checks with the plugin (and xdist for -n); the plugin appends the results."""
-    import pytest
-
+def pytest_args_for(out: Path, plan, targets: list[str] | None = None) -> list[str]:
+    """The pytest command line of a run: conformance/checks with the plugin and the plan's options."""
     from . import checks
 
     pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
-                   "-p", "no:terminal", "-p", "no:warnings",
+                   "-p", "no:terminal", "-p", "no:warnings", "-p", "no:anyio", "-p", "no:timeout",
                    "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
                    "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
                    "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
-    if args.resume:
-        pytest_args.append("--lemonade-resume")
-    for t in plan.targets:
+    for t in plan.targets if targets is None else targets:
         pytest_args += ["--lemonade-target", t]
     for p in plan.profiles_given:
         pytest_args += ["--lemonade-profile", p]
@@ -318,20 +314,67 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["--lemonade-scenario", s]
     for p in plan.params_given:
         pytest_args += ["--lemonade-param", p]
+    return pytest_args
+
+
+def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
+    """pytest over conformance/checks with the plugin (and xdist for -n); the plugin appends the results."""
+    import pytest
+
+    pytest_args = pytest_args_for(out, plan)
+    if args.resume:
+        pytest_args.append("--lemonade-resume")
     if args.k:
         pytest_args += ["-k", args.k]
-    if args.n and args.n != "0":
-        pytest_args += ["-n", args.n, "-p", "xdist"]
-        if plan.clients:  # client cases wait for minutes or seconds: idle workers take pending cases from busy ones
-            pytest_args += ["--dist", "worksteal"]
     for c in plan.clients:
         pytest_args += ["--lemonade-client", c]
     if args.shard:
         pytest_args += ["--lemonade-shard", args.shard]
+    whole = not (args.k or args.shard or plan.profiles_given or plan.scenarios_given or plan.clients)
+    workers = worker_setting(args.n, pytest_args, plan.targets, whole)
+    if workers != "0":
+        pytest_args += ["-n", workers, "-p", "xdist"]
+        if args.schedule == "collection":
+            pytest_args += ["--dist", "load", "--lemonade-schedule", "collection"]
+        elif plan.clients:  # client cases wait for minutes or seconds: idle workers take pending cases from busy ones
+            pytest_args += ["--dist", "worksteal"]
     from .progress import progress_for
 
     with progress_for(console()) as progress:
         return int(pytest.main(pytest_args, plugins=[progress]))
+
+
+class CaseCollector:
+    """A pytest plugin object: keeps the node ids of the selected cases (for ``-n auto``)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def pytest_collection_finish(self, session) -> None:
+        self.ids = [item.nodeid for item in session.items]
+
+
+def worker_setting(n: str | None, pytest_args: list[str], targets: list[str], whole: bool = False) -> str:
+    """The -n given to pytest. ``auto`` (the default): the count comes from the selected cases' expected durations
+    (``plugin/schedule.py``: more workers than cores, as cases mostly wait; none, i.e. this process, for a single
+    case or a few short ones). A ``whole`` run (no -k, profile, scenario, shard or client given) is the run the
+    expectations were measured on, so they are used as they are; any other selection is collected here first.
+    ``0`` runs every case in this process."""
+    if n not in (None, "auto"):
+        return n
+    from .plugin.schedule import auto_workers, expected_s, load_durations
+
+    if whole and load_durations():
+        expected = list(load_durations().values()) * max(1, len(targets))
+    else:
+        import pytest
+
+        collector = CaseCollector()
+        pytest.main([*pytest_args, "--collect-only"], plugins=[collector])  # a problem shows in the run itself
+        expected = [expected_s(i) for i in collector.ids]
+    workers = str(auto_workers(expected, targets))
+    console().print(f"workers: {workers} for {len(expected)} cases (-n auto)", markup=False)
+    return workers
 
 
 def suite_version() -> str:
@@ -617,8 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "yet (an interrupted or killed run), with the options it recorded; "
                                                    "the results join that run")
     r.add_argument("-k", help="pytest -k expression over check names")
-    r.add_argument("-n", help="parallel workers (pytest-xdist), e.g. 2 or auto")
+    r.add_argument("-n", default="auto", help="parallel workers (pytest-xdist): a number, 0 for none, or auto "
+                                              "(default: more workers than cores, as cases mostly wait; the "
+                                              "longest expected waits start first)")
     r.add_argument("--shard", help="i/n: run only this deterministic share of the cases")
+    r.add_argument("--schedule", choices=("longest-first", "collection"), default="longest-first",
+                   help="order in which workers get the cases: the longest expected waits first (default), or "
+                        "pytest-xdist's own load scheduling in collection order")
     r.add_argument("--baseline", help="TOML file of expected failures (reason mandatory): matching failures become "
                                       "xfail, matching passes xpass")
     r.add_argument("--allow-xpass", action="store_true", help="an xpass (baseline entry that now passes) does not "
@@ -690,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(exit 1: the default run cannot work here)")
     doc.add_argument("--format", choices=["text", "json"], default="text")
     doc.set_defaults(fn=cmd_doctor)
+    from .load.command import add_parser as add_load_parser
+
+    add_load_parser(sub)
     return ap
 
 
@@ -703,6 +754,11 @@ def main(argv: list[str] | None = None) -> int:
         return die(str(e))
     except KeyboardInterrupt:
         return die("interrupted; results appended so far are kept in the run directory's results.d/")
+    finally:
+        if argv is None:  # the `lemonade` command itself, about to exit: skip the final walk of every object
+            import gc
+
+            gc.freeze()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import tomllib
@@ -183,7 +184,8 @@ def load_target_file(path: str | Path) -> Target:
 
 def write_target_file(target: Target, path: Path) -> Path:
     """Write a target file for a running target (used by tests and `lemonade` helpers). Contains passwords."""
-    lines = [f'name = "{target.name}"', "[endpoints]"]
+    lines = [f'name = "{target.name}"'] + ([f"version = {json.dumps(target.version)}"] if target.version else [])
+    lines.append("[endpoints]")
     for k, ep in target.endpoints.items():
         lines.append(f'{k} = "{ep.url}"')
     lines += ["[tls]", f"verify = {'true' if target.tls.verify else 'false'}"]

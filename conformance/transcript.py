@@ -7,6 +7,7 @@ touches a socket. All legs of a case share one clock, so the report can draw the
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import threading
 import time
@@ -121,8 +122,10 @@ class Redactor:
         return text
 
 
-def secret_forms(secret: str) -> list[str]:
-    """The password itself and the base64 forms it takes inside SASL PLAIN/LOGIN and HTTP Basic.
+@functools.lru_cache(maxsize=256)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The password itself and the base64 forms it takes inside SASL PLAIN/LOGIN and HTTP Basic (computed once
+    per secret: an intermediary scrubs every relayed message).
 
     Base64 of data that contains the password (``\\0alice\\0pw``, ``alice:pw``) contains, whatever comes before
     it, one of three strings: the characters that encode only the password's own bits at each of the three
@@ -135,7 +138,7 @@ def secret_forms(secret: str) -> list[str]:
         core = enc[(8 * k + 5) // 6: (8 * (k + len(raw))) // 6]
         if len(core) >= 4:
             forms.add(core)
-    return sorted((f for f in forms if len(f) >= 3), key=len, reverse=True)
+    return tuple(sorted((f for f in forms if len(f) >= 3), key=len, reverse=True))
 
 
 # -- bounds ----------------------------------------------------------------------------------------

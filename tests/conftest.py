@@ -87,11 +87,11 @@ def run_cli(out_dir: Path, *args: str, timeout: float = 300, output: bool = True
     if prelude:
         cmd = [sys.executable, "-c", f"{prelude}\nimport sys\nfrom conformance.cli import main\n"
                f"sys.exit(main(sys.argv[1:]))", *args]
-    if output and args and args[0] == "run" and "--output" not in args:
+    if output and args and args[0] in ("run", "load") and "--output" not in args:
         cmd += ["--output", str(out_dir)]
     env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(out_dir.parent / "reports"))
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
-    run_dir = out_dir if args and args[0] == "run" else None
+    run_dir = out_dir if args and args[0] in ("run", "load") else None
     if run_dir is not None and (run_dir / "results.json").is_file():
         # every run any test makes must match the documented results.json schema
         from conformance.schema import validate_results

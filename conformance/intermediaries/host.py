@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import socket
 import tempfile
 import threading
 import time
@@ -137,6 +139,7 @@ class ProxyHost:
         for s in ps.servers:
             addr = s.listen_addrs[0]
             self.listen[s.mode.full_spec] = (addr[0], addr[1])
+            deepen_accept_queue(s)
         self._ready.set()
         await run
 
@@ -233,6 +236,27 @@ class FastLifecycle:
             update = _mitm_hooks.UpdateHook([message])
             if self.handlers(update):
                 await self.run(update)
+
+
+def deepen_accept_queue(server) -> None:
+    """Raise a listener's accept queue from asyncio's default of 100 to the kernel's limit (somaxconn).
+
+    mitmproxy listens with asyncio's default backlog: a thousand clients reconnecting at once through the path
+    (a reconnect storm) would overflow it, and the SYNs the kernel then drops would be retransmitted seconds
+    later: a delay of the suite's own making, which a NAT (it forwards SYNs, it does not accept them) never adds.
+    ``listen()`` again on the same socket only changes its backlog."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            backlog = int(f.read().strip())
+    except (OSError, ValueError):
+        backlog = 4096
+    for srv in getattr(server, "_servers", []):
+        for sock in getattr(srv, "sockets", ()):
+            try:
+                with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                    dup.listen(backlog)
+            except OSError:
+                pass
 
 
 def _where(func: Callable, event) -> str:

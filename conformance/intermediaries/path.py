@@ -266,6 +266,20 @@ class NetworkPath:
         kill, port = self._kill_addon(), self._port(endpoint)
         self.host.call(lambda: kill.kill_after(Trigger(octets, side, how, port)))
 
+    def record_messages(self, on: bool) -> None:
+        """Record every relayed message into the transcript (the default), or only what happens to connections:
+        a load run's thousands of sessions need no per-message evidence, and recording is the path's own cost."""
+        if self.host is not None:
+            value = "all" if on else "connections"
+            self.host.call(lambda: self.host.master.options.update(lemonade_record=value))
+
+    def relay_cpu(self) -> float | None:
+        """CPU seconds the intermediary's own thread has used so far (None when the path has none): what relaying
+        costs the suite, measured by load runs and benchmarks."""
+        if self.host is None:
+            return None
+        return self.host.call(time.thread_time)
+
     def stop(self) -> None:
         if self.host:
             self.host.stop()

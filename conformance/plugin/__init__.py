@@ -2,14 +2,16 @@
 
 Loaded with ``-p conformance.plugin``. Each check is a test function marked with
 ``@pytest.mark.requirement("id", ...)``; it is parametrised over the selected targets and the scenarios it
-is meaningful under (``selection.py``), gets the ``case`` fixture (``fixtures.py``), runs under the per-case
-time limit (``watchdog.py``), and its outcome becomes one verdict per requirement and a result appended to
-the run (``outcome.py``, rules in ``conformance/verdicts.py``). ``state.py`` holds the process's targets.
+is meaningful under (``selection.py``), gets the ``case`` fixture (``fixtures.py``), is handed to an xdist
+worker longest-expected-first (``schedule.py``), runs under the per-case time limit (``watchdog.py``), and its
+outcome becomes one verdict per requirement and a result appended to the run (``outcome.py``, rules in
+``conformance/verdicts.py``). ``state.py`` holds the process's targets.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 
@@ -18,14 +20,17 @@ import pytest
 from ..processes import WORKER, note_started
 from ..subjects.plugin import client_under_test
 from ..transcript import Redactor
-from .fixtures import case, lemonade_case_param, path, scenario, target
+from .fixtures import case, lemonade_case_param, load_plan, load_protocol, load_shard, path, scenario, target
 from .health import TargetStopped, timed_out
 from .outcome import PHASES, build_result, credential_forms, scrub
+from .schedule import LongestFirstPlugin
 from .selection import FinalSelection, case_param, parametrize, select
 from .state import STATE, RunState, state_of
 from .watchdog import WATCHDOG, CaseWatchdog
 
-__all__ = ["case", "client_under_test", "lemonade_case_param", "path", "scenario", "target"]  # fixtures pytest finds here
+# the fixtures pytest finds here
+__all__ = ["case", "client_under_test", "lemonade_case_param", "load_plan", "load_protocol", "load_shard", "path",
+           "scenario", "target"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,6 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lemonade-shard", default=None, help="i/n: run only this deterministic share of the cases")
     g.addoption("--lemonade-rerun-prefix", default="lemonade run", help="command shown to rerun one case")
     g.addoption("--lemonade-deadline", default=None, help="seconds a client waits for one answer (default 10)")
+    g.addoption("--lemonade-schedule", default="longest-first", choices=("longest-first", "collection"),
+                help="xdist workers get the longest expected waits first, or the cases in collection order")
+    g.addoption("--lemonade-load", default=None, help="JSON of a load plan: run only the load checks (lemonade load)")
     g.addoption("--lemonade-case-timeout", default=None, help="seconds one case may take before it is stopped "
                                                               "as an error (default 300 at quick depth)")
     g.addoption("--lemonade-param", action="append", default=[],
@@ -54,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "uses(*endpoints): endpoints the check needs (imap, imaps, submission, jmap)")
     config.addinivalue_line("markers", "scenarios(*specs): scenarios the check is meaningful under (default: direct)")
     config.addinivalue_line("markers", "depth(name): only run at this depth; skipped with the command otherwise")
+    config.addinivalue_line("markers", "load: a load check (many concurrent sessions): run by lemonade load only")
     config.addinivalue_line("markers", "long_wait: the check observes for a long time; scheduled first")
     if not config.getoption("--lemonade-output", None):
         return
@@ -61,6 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     config.stash[WATCHDOG] = CaseWatchdog(state.plan.case_timeout_s)
     config.pluginmanager.register(FinalSelection(), "lemonade-final-selection")
+    if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
+            and config.getoption("--lemonade-schedule") == "longest-first"):
+        config.pluginmanager.register(LongestFirstPlugin(), "lemonade-longest-first")
     worker = getattr(config, "workerinput", {}).get("workerid")
     if worker:  # a worker of the run: recorded (the run's sweep ends it first); SIGINT and SIGTERM end it cleanly
         note_started(os.getpid(), f"{WORKER} {worker}", leads=False)
@@ -90,6 +102,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = state_of(metafunc.config)
     if state is not None and "lemonade_case_param" in metafunc.fixturenames:
         parametrize(metafunc, state)
+    raw = metafunc.config.getoption("--lemonade-load", None)
+    if state is not None and raw is not None and "load_shard" in metafunc.fixturenames:
+        spec = json.loads(raw)
+        shards = int(spec.get("shards", 1))
+        metafunc.parametrize("load_shard", [f"{i}/{shards}" for i in range(1, shards + 1)], indirect=True)
+        if "load_protocol" in metafunc.fixturenames:
+            metafunc.parametrize("load_protocol", spec.get("protocols") or ["imap"], indirect=True)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -145,6 +164,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         state.writer.append(result)
     except OSError as e:  # the run directory vanished: say so, keep going
         item.config.issue_config_time_warning(pytest.PytestWarning(f"cannot append result: {e}"), stacklevel=2)
+    if item.config.getoption("--lemonade-load", None) is not None and hasattr(item.config, "workerinput"):
+        # a load shard may run on another machine (xdist --tx ssh=...): the whole result travels back with the
+        # report, and the controller keeps it when the worker's own results file is not on its disk
+        report.user_properties.append(("lemonade_load_result", result))
     report.user_properties.append(("lemonade_result", {
         "check": result["check"], "target": result["target"], "scenario": result["scenario"],
         "subject": result["subject"], "role": result["role"], "verdict": result["verdict"],
@@ -189,9 +212,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             os._exit(2)  # every result is on disk already (appended and synced per case)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """An interrupted worker, its targets stopped and the controller told (xdist sent 'workerfinished' when the
     session finished), leaves at once: the interpreter's own shutdown takes seconds (garbage collection of
-    everything the cases made) that an interrupted run should not wait for."""
+    everything the cases made) that an interrupted run should not wait for. Any other xdist worker about to exit
+    leaves every object it holds to the exit itself: without this the interpreter's final garbage collection walks
+    them all (mitmproxy, pytest, the checks), up to a second per worker while the run waits for its last one."""
     if config.stash.get(INTERRUPTED, False):
         os._exit(2)
+    if state_of(config) is not None and hasattr(config, "workerinput"):
+        import gc
+
+        gc.freeze()

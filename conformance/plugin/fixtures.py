@@ -70,3 +70,29 @@ def path(case):
     """The case's ``NetworkPath`` (same as ``case.path``): ``kill()``, ``blackhole()``, ``kill_after()``, ``open()``,
     ``address()``, ``proxy_url``, ``ca_file``."""
     return case.path
+
+
+@pytest.fixture
+def load_plan(request: pytest.FixtureRequest, load_shard: str, load_protocol: str):
+    """The ``LoadPlan`` of a ``lemonade load`` run (sessions, rate, duration, storm...), with this case's shard."""
+    import json
+
+    from ..load.engine import LoadPlan
+
+    raw = request.config.getoption("--lemonade-load", None)
+    if raw is None:
+        pytest.skip("a load check runs only under `lemonade load`")
+    fields = {k: v for k, v in json.loads(raw).items() if k not in ("shards", "protocols")}
+    return LoadPlan(**{**fields, "shard": load_shard, "protocol": load_protocol})
+
+
+@pytest.fixture
+def load_shard(request: pytest.FixtureRequest) -> str:
+    """"i/n": this case's share of a load run's sessions (one case per xdist worker, ``lemonade load --workers``)."""
+    return getattr(request, "param", "1/1")
+
+
+@pytest.fixture
+def load_protocol(request: pytest.FixtureRequest) -> str:
+    """The push sessions of this load case: ``imap`` (IDLE) or ``eventsource`` (JMAP)."""
+    return getattr(request, "param", "imap")

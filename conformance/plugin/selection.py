@@ -54,6 +54,8 @@ def client_of(item) -> str | None:
 
 
 def rerun_command(state: RunState, item: pytest.Item, depth: str | None = None) -> str:
+    if state.config.getoption("--lemonade-load", None) is not None:
+        return state.rerun_prefix  # `lemonade load` passes its whole command: its target file is private
     spec, sc = case_param(item)
     client = client_of(item)
     parts = [state.rerun_prefix, *(["--client", client] if client else []), "--target", spec, "--scenario", str(sc),
@@ -101,7 +103,11 @@ def select(config: pytest.Config, state: RunState, items: list[pytest.Item]) -> 
     unknown = []
     selected_ids = state.catalog.ids_for(state.profiles)
     keep, drop = [], []
+    load_run = state.config.getoption("--lemonade-load", None) is not None
     for item in items:
+        if bool(item.get_closest_marker("load")) != load_run:  # load checks run by `lemonade load` only, and alone
+            drop.append(item)
+            continue
         reqs = requirements_of(item)
         if not reqs:
             unknown.append(f"{item.nodeid}: no @pytest.mark.requirement")

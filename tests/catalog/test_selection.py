@@ -63,8 +63,9 @@ def test_several_profiles_select_the_union(selections):
 
 
 def test_no_profile_means_every_profile(selections):
-    # every server check; the client checks run only when a run judges clients (--client)
-    assert selections[()] == {c.check for c in index() if not c.check.startswith("client/")}
+    # every server check; the client checks run only when a run judges clients (--client), the load check
+    # (scale/) only under `lemonade load`
+    assert selections[()] == {c.check for c in index() if not c.check.startswith(("client/", "scale/"))}
 
 
 def test_run_with_a_profile_none_of_whose_checks_match_selects_nothing(lemonade):

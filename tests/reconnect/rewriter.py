@@ -7,7 +7,8 @@ of the same segment; ``rewrite_pad_exists`` adds one untagged OK line per messag
 server whose SELECT costs grow with the mailbox); ``rewrite_strip_highestmodseq`` removes [HIGHESTMODSEQ n]
 codes; ``rewrite_constant_modseq`` reports every FETCH MODSEQ as 1 (a server whose mod-sequences do not
 grow); ``rewrite_drop_enabled`` removes ``* ENABLED`` lines; ``rewrite_close_highestmodseq`` adds [HIGHESTMODSEQ 1] to
-Dovecot's tagged OK of CLOSE. Only works on cleartext IMAP (a target without STARTTLS).
+Dovecot's tagged OK of CLOSE; ``rewrite_drop_fetch`` removes every ``* n FETCH`` line (a server whose QRESYNC
+SELECT forgets the changes since the client's modseq). Only works on cleartext IMAP (a target without STARTTLS).
 Alone: ``mitmdump --mode reverse:tcp://127.0.0.1:143@10143 -s tests/reconnect/rewriter.py
 --set rewrite_drop_vanished=true``.
 """
@@ -26,6 +27,7 @@ _vanished = re.compile(rb"^\* VANISHED[^\r\n]*\r\n", re.M | re.I)
 _exists = re.compile(rb"^\* (\d+) EXISTS\r\n", re.M)
 _highest = re.compile(rb"\[HIGHESTMODSEQ \d+\] ?")
 _enabled = re.compile(rb"^\* ENABLED[^\r\n]*\r\n", re.M | re.I)
+_fetch_line = re.compile(rb"^\* \d+ FETCH [^\r\n{]*\r\n", re.M | re.I)
 _tagged = re.compile(rb"^[A-Za-z]\d+ ", re.M)
 _modseq_value = re.compile(rb"(^\* \d+ FETCH \([^\r\n]*?)MODSEQ \(\d+\)", re.M | re.I)
 _modseq = re.compile(rb"^(\* \d+ FETCH \([^\r\n]*?) ?MODSEQ \(\d+\)", re.M | re.I)
@@ -45,6 +47,7 @@ class RewriteResponses:
         loader.add_option("rewrite_constant_modseq", bool, False, "Report every FETCH MODSEQ as MODSEQ (1).")
         loader.add_option("rewrite_pad_exists", bool, False, "Add one untagged OK line per message after EXISTS.")
         loader.add_option("rewrite_close_highestmodseq", bool, False, "Add [HIGHESTMODSEQ 1] to the tagged OK of CLOSE.")
+        loader.add_option("rewrite_drop_fetch", bool, False, "Drop every '* n FETCH' line (without literals).")
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
@@ -71,6 +74,8 @@ class RewriteResponses:
             data = _close_ok.sub(rb"\1 OK [HIGHESTMODSEQ 1] \2", data)
         if ctx.options.rewrite_drop_enabled:
             data = _enabled.sub(b"", data)
+        if ctx.options.rewrite_drop_fetch:
+            data = _fetch_line.sub(b"", data)
         if ctx.options.rewrite_vanished_last:
             lines = _vanished.findall(data)
             if lines:

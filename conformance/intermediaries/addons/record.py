@@ -11,7 +11,7 @@ import re
 
 from mitmproxy import http, tcp
 
-from conformance.intermediaries.addons.common import shared
+from conformance.intermediaries.addons.common import options, shared
 from conformance.transcript import Redactor, Transcript, printable
 
 LEG = "proxy-server"
@@ -33,9 +33,29 @@ def text_of(data: bytes) -> str:
     return text
 
 
-class ServerLegIn:
+class RecordMessages:
+    """Whether the recorders keep every relayed message (``lemonade_record=all``, the default) or only what
+    happens to connections (``connections``: opened, cut, closed), for runs where per-message evidence is of no
+    use and its cost is the suite's own latency (``lemonade load``). The transcript bounds what it keeps itself
+    (a head and a ring per connection), so a long transfer still shows how it began and how it ended."""
+
     def __init__(self, transcript: Transcript) -> None:
         self.transcript = transcript
+        self.messages = True
+
+    def configure(self, updated) -> None:
+        if "lemonade_record" in updated:
+            self.messages = options().lemonade_record == "all"
+
+    def keep(self) -> bool:
+        return self.messages
+
+
+class ServerLegIn(RecordMessages):
+    def load(self, loader) -> None:
+        loader.add_option("lemonade_record", str, "all", "What the path records into the case transcript: every "
+                                                         "relayed message (all) or connection events only.",
+                          choices=["all", "connections"])
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         s = shared()
@@ -45,7 +65,7 @@ class ServerLegIn:
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
-        if not m.from_client and m.content:
+        if not m.from_client and m.content and self.keep():
             self.transcript.add(LEG, "S", redactor_of(flow, self.transcript).server(text_of(m.content)), len(m.content),
                                 conn=shared().label(flow))
 
@@ -108,14 +128,11 @@ class HttpLegOut:
         self.transcript.add(LEG, "N", f"CONNECT {q.host}:{q.port}: {verdict}", conn=f"connect {q.host}:{q.port}")
 
 
-class ServerLegOut:
-    def __init__(self, transcript: Transcript) -> None:
-        self.transcript = transcript
-
+class ServerLegOut(RecordMessages):
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
-        label = shared().label(flow)
-        if m.from_client:
+        if m.from_client and self.keep():
+            label = shared().label(flow)
             if m.content:
                 self.transcript.add(LEG, "C", redactor_of(flow, self.transcript).client(text_of(m.content)),
                                     len(m.content), conn=label)
