@@ -274,9 +274,11 @@ def prepare_targets(plan) -> str | None:
     return None
 
 
-def start_run_meta(out: Path, plan, args: argparse.Namespace, previous: dict[str, Any] | None) -> dict[str, Any]:
+def start_run_meta(out: Path, plan, args: argparse.Namespace | None = None,
+                   previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """run.json: what the run is, written before the checks start (a killed run still says what it was, and
-    --resume takes its options from it). A resumed run keeps its first run.json and notes the new start."""
+    --resume takes its options from it). A resumed run keeps its first run.json and notes the new start.
+    Without ``args`` (``lemonade load``) no options are recorded: such a run cannot be resumed."""
     from .processes import ProcInfo
     from .rundir import write_run_meta
 
@@ -291,7 +293,9 @@ def start_run_meta(out: Path, plan, args: argparse.Namespace, previous: dict[str
         run_meta["resumed"] = [*previous.get("resumed", []), {"started": now, "command": command}]
     else:
         run_meta = {"id": out.name, "started": now, "command": command, "suite_version": suite_version(),
-                    **plan.as_run_meta(), "targets": [], "output": str(out), "options": recorded_options(args)}
+                    **plan.as_run_meta(), "targets": [], "output": str(out)}
+        if args is not None:
+            run_meta["options"] = recorded_options(args)
     run_meta.update({"pid": os.getpid(), "pid_start": me.start if me else None, "segment_started": now})
     write_run_meta(out, run_meta)
     return run_meta

@@ -116,7 +116,7 @@ def check_resumable(out: Path) -> dict[str, Any]:
     """run.json of a run that ``--resume`` can continue (a BadInput naming what is wrong otherwise)."""
     meta = read_run_meta(out)
     if "options" not in meta:
-        raise BadInput(f"{out}: run.json records no options (made by an older suite): it cannot be resumed")
+        raise BadInput(f"{out}: run.json records no options (a load run, or made by an older suite): it cannot be resumed")
     if still_running(meta):
         raise BadInput(f"{out}: the run is still going (pid {meta['pid']}); resume it once it ended")
     return meta

@@ -83,6 +83,8 @@ def run_cli(out_dir: Path, *args: str, timeout: float = 300, output: bool = True
     """Run the real CLI in a subprocess; a ``run`` writes into ``out_dir``. ``prelude``: Python run in the CLI's
     process first (e.g. importing a test-only intermediary, which registers it, or pointing the catalog at a copied
     profiles folder); without ``-n`` the checks run in that same process."""
+    if prelude and args and args[0] == "run" and "-n" not in args:
+        args = (*args, "-n", "0")  # what the prelude registers exists in this process only, not in xdist workers
     cmd = [sys.executable, "-m", "conformance.cli", *args]
     if prelude:
         cmd = [sys.executable, "-c", f"{prelude}\nimport sys\nfrom conformance.cli import main\n"

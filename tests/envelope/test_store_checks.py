@@ -32,7 +32,8 @@ def run_mangled(tmp_path, *args: str) -> CliRun:
     out = tmp_path / "mangle-run"
     code = "import sys, tests.envelope.mangle_addon; from conformance.cli import main; sys.exit(main(sys.argv[1:]))"
     env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
-    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), *args], capture_output=True,
+    # -n 0: one process, since the workers would not know the addon
+    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), "-n", "0", *args], capture_output=True,
                        text=True, timeout=300, cwd=ROOT, env=env)
     return CliRun(p.returncode, p.stdout, p.stderr, out)
 
