@@ -78,12 +78,18 @@ def _args(fn, smime):
     return (smime,) if fn in (checks.test_burl_8bit_content, checks.test_submission_modifies_only_what_it_may) else ()
 
 
-@pytest.mark.parametrize("knob", sorted(BROKEN))
-def test_broken_msa_fails_its_check(knob, smime, tls_context):
-    fn, rid, words = BROKEN[knob]
-    with burl_target(tls_context, **{knob: True}) as target:
-        run = run_check(fn, target, *_args(fn, smime))
-    assert_judged(run, CHECK[fn], rid, "fail", words)
+@pytest.mark.proves("envelope/burl_refusals", "burl.failure-modes")
+@pytest.mark.proves("envelope/burl_refusals", "burl.submit-plus-check")
+@pytest.mark.proves("envelope/burl_bdat_interleave", "burl.bdat-interleave")
+@pytest.mark.proves("envelope/burl_8bit_content", "burl.8bit-downconvert")
+@pytest.mark.proves("envelope/submission_size_after_burl", "lemonade.submit.size-after-burl")
+@pytest.mark.proves("envelope/submission_modifies_only_what_it_may", "submit.modification-limits")
+def test_broken_msas_fail_their_checks(smime, tls_context, prove):
+    """One fake MSA per misbehaviour, each check run in this process: every one fails its requirement."""
+    for knob, (fn, rid, words) in sorted(BROKEN.items()):
+        with burl_target(tls_context, **{knob: True}) as target:
+            run = run_check(fn, target, *_args(fn, smime))
+        prove(run, CHECK[fn], rid, words)
 
 
 def test_correct_msa_passes_every_check(smime, tls_context):
@@ -96,21 +102,30 @@ def test_correct_msa_passes_every_check(smime, tls_context):
             assert r["verdict"] == "pass", (CHECK[fn], r["message"], r["requirement_verdicts"])
 
 
-@pytest.mark.parametrize("mode,verdict", [("cleartext", "non-strict"), ("starttls", "pass")])
-def test_fetch_over_tls_judged_from_what_the_msa_sends_first(mode, verdict, tls_context):
-    """A SHOULD: a cleartext LOGIN first is non-strict; STARTTLS first passes; an MSA that never calls is n/a."""
-    with burl_target(tls_context, fetch_mode=mode) as target:
+@pytest.mark.proves("envelope/burl_fetch_over_tls", "lemonade.submit.burl-fetch-tls")
+def test_fetch_over_tls_cleartext_login_first_is_non_strict(tls_context, prove):
+    """A SHOULD: an MSA that sends its LOGIN in the clear before STARTTLS is non-strict, its password redacted."""
+    with burl_target(tls_context, fetch_mode="cleartext") as target:
         run = run_check(checks.test_burl_fetch_over_tls, target)
-    words = "sent 'LOGIN (arguments not shown)' in the clear" if mode == "cleartext" else ""
-    r = assert_judged(run, CHECK[checks.test_burl_fetch_over_tls], "lemonade.submit.burl-fetch-tls", verdict, words)
+    r = prove(run, CHECK[checks.test_burl_fetch_over_tls], "lemonade.submit.burl-fetch-tls",
+              "sent 'LOGIN (arguments not shown)' in the clear")
     assert "secret" not in str(r["evidence"]["transcript"])  # the MSA's password is redacted
+
+
+def test_fetch_over_tls_starttls_first_passes_and_no_session_is_not_applicable(tls_context):
+    """STARTTLS first passes; an MSA that never calls the IMAP server is not applicable."""
+    check = CHECK[checks.test_burl_fetch_over_tls]
+    with burl_target(tls_context, fetch_mode="starttls") as target:
+        run = run_check(checks.test_burl_fetch_over_tls, target)
+    r = assert_judged(run, check, "lemonade.submit.burl-fetch-tls", "pass")
+    assert "secret" not in str(r["evidence"]["transcript"])
     with burl_target(tls_context) as target:
         run = run_check(checks.test_burl_fetch_over_tls, target)
-    assert_judged(run, CHECK[checks.test_burl_fetch_over_tls], "lemonade.submit.burl-fetch-tls", "not-applicable",
-                  "opened no IMAP session")
+    assert_judged(run, check, "lemonade.submit.burl-fetch-tls", "not-applicable", "opened no IMAP session")
 
 
-def test_relay_on_port_25_offering_burl_fails(lemonade, tmp_path, tls_context):
+@pytest.mark.proves("envelope/burl_not_on_port_25", "burl.not-on-25")
+def test_relay_on_port_25_offering_burl_fails(lemonade, tmp_path, tls_context, prove):
     with FakeImapServer(UrlauthStore) as imap:
         targets = []
         for name, burl in (("relay-with-burl", True), ("relay-without-burl", False)):
@@ -123,6 +138,5 @@ def test_relay_on_port_25_offering_burl_fails(lemonade, tmp_path, tls_context):
         finally:
             targets[0].__exit__(None, None, None)
             targets[2].__exit__(None, None, None)
-    assert_judged(run, "envelope/burl_not_on_port_25", "burl.not-on-25", "fail", "before TLS: BURL imap",
-                  target="relay-with-burl")
+    prove(run, "envelope/burl_not_on_port_25", "burl.not-on-25", "before TLS: BURL imap", target="relay-with-burl")
     assert_judged(run, "envelope/burl_not_on_port_25", "burl.not-on-25", "pass", target="relay-without-burl")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from contextlib import ExitStack
 
+import pytest
+
 from tests.conftest import ROOT, CliRun
 from tests.direct import assert_judged
 from tests.fakes.imap import FakeImapServer
@@ -38,12 +40,18 @@ def run_mangled(tmp_path, *args: str) -> CliRun:
     return CliRun(p.returncode, p.stdout, p.stderr, out)
 
 
-def test_mangled_answers_fail_their_checks(tmp_path):
+@pytest.mark.proves("envelope/binary_append_seen_as_text", "binary.crlf-output")
+@pytest.mark.proves("envelope/binary_append_seen_as_text", "binary.bodystructure-view")
+@pytest.mark.proves("envelope/binary_append_seen_as_text", "binary.no-rfc2047")
+@pytest.mark.proves("envelope/binary_unknown_cte", "binary.unknown-cte")
+@pytest.mark.proves("envelope/no_uids_without_read_right", "uidplus.no-disclosure")
+@pytest.mark.proves("envelope/uid_expunge_only_named", "uidplus.uid-expunge")
+def test_mangled_answers_fail_their_checks(tmp_path, prove):
     scenarios = [a for mode in MANGLED for a in ("--scenario", f"mangle:mode={mode}")]
     run = run_mangled(tmp_path, "-k", K, *scenarios)  # one process: the workers would not know the addon
     assert run.rc == 1, run.out + run.err[-3000:]
     for mode, (check, rid, words) in MANGLED.items():
-        r = assert_judged(run, check, rid, "fail", words, scenario=f"mangle:mode={mode}")
+        r = prove(run, check, rid, words, scenario=f"mangle:mode={mode}")
         actions = [e["text"] for e in r["evidence"]["transcript"] if e["direction"] == "I"]
         assert any("mangle" in a or "server->client" in a or "client->server" in a for a in actions), actions
     # each mangling breaks its own rule: the neighbours judged in the same check still pass
@@ -59,7 +67,9 @@ CATENATE = {  # target: (store knobs, requirement, words)
 }
 
 
-def test_catenate_refusals_fail_against_stores_breaking_one_rule(lemonade, tmp_path):
+@pytest.mark.proves("envelope/catenate_badurl", "catenate.badurl")
+@pytest.mark.proves("envelope/catenate_toobig", "catenate.toobig")
+def test_catenate_refusals_fail_against_stores_breaking_one_rule(lemonade, tmp_path, prove):
     args = ["run", "-k", "catenate_badurl or catenate_toobig"]
     with ExitStack() as stack:
         for name, knobs in [("correct", {"append_limit": 5000}), *((n, k) for n, (k, _, _) in CATENATE.items())]:
@@ -67,7 +77,6 @@ def test_catenate_refusals_fail_against_stores_breaking_one_rule(lemonade, tmp_p
             args += ["--target", str(fake.target_file(tmp_path, name=name))]
         run = lemonade(*args)
     for name, (_, rid, words) in CATENATE.items():
-        assert_judged(run, f"envelope/{'catenate_toobig' if 'toobig' in rid else 'catenate_badurl'}", rid, "fail",
-                      words, target=name)
+        prove(run, f"envelope/{'catenate_toobig' if 'toobig' in rid else 'catenate_badurl'}", rid, words, target=name)
     assert_judged(run, "envelope/catenate_badurl", "catenate.badurl", "pass", target="correct")
     assert_judged(run, "envelope/catenate_toobig", "catenate.toobig", "pass", target="correct")

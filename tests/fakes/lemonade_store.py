@@ -1,7 +1,7 @@
 """A small in-memory IMAP message store for the capability checks' failure tests.
 
 ``StoreSession`` implements just enough of IMAP (CREATE/DELETE, SELECT, APPEND with {n}, {n+}, ~{n} and
-CATENATE URL parts, UID STORE/FETCH/COPY/SEARCH, ESEARCH result options, SEARCH RETURN (UPDATE) contexts,
+CATENATE URL parts, UID STORE/FETCH (one UID or n:*)/COPY/SEARCH, ESEARCH result options, SEARCH RETURN (UPDATE) contexts,
 NOOP, EXPUNGE) to behave correctly by default. Each class attribute below switches on one misbehaviour, so
 a test subclass states exactly the fault a check must catch. Sessions share the store through the server.
 """
@@ -189,12 +189,21 @@ class StoreSession(FakeImapSession):
             msg.flags = list(flags)
 
     def cmd_uid_fetch(self, tag, args):
+        every = re.match(r"(\d+):\* \((.*)\)$", args)
+        if every:  # UID n:* (FLAGS ...): each message from UID n on
+            for msg in [x for x in self.msgs() if x.uid >= int(every.group(1))]:
+                self.fetch_one(msg, every.group(2).upper())
+            self.send(f"{tag} OK FETCH completed")
+            return
         m = re.match(r"(\d+) \((.*)\)$", args)
         msg = self.by_uid(int(m.group(1))) if m else None
         if msg is None:
             self.send(f"{tag} OK FETCH completed (nothing)")
             return
-        items = m.group(2).upper()
+        self.fetch_one(msg, m.group(2).upper())
+        self.send(f"{tag} OK FETCH completed")
+
+    def fetch_one(self, msg: Msg, items: str) -> None:
         seq = self.view.index(msg.uid) + 1 if msg.uid in self.view else 1
         parts = [f"UID {msg.uid}"]
         if "FLAGS" in items:
@@ -206,7 +215,6 @@ class StoreSession(FakeImapSession):
             body = section1(msg.data)
             out += f" BINARY[1] ~{{{len(body)}}}\r\n".encode() + body
         self.send(out + b")")
-        self.send(f"{tag} OK FETCH completed")
 
     def cmd_uid_copy(self, tag, args):
         m = re.match(r"(\d+) (.+)$", args)

@@ -4,7 +4,8 @@
 truncated part of an APPEND cut mid-literal, accepts SELECT (QRESYNC ...) without ENABLE and answers it with
 resync data even for a stale UIDVALIDITY, and after COMPRESS DEFLATE inflates what it reads but keeps
 answering uncompressed. ``BufferingCompressSession``: compresses its replies but flushes the compressor only
-for tagged replies, so an IDLE push stays in it. ``EagerVanishedSession``: sends VANISHED unsolicited, during
+for tagged replies, so an IDLE push stays in it. ``StoredBlocksCompressStore``: a store speaking DEFLATE without
+compressing (stored blocks), so COMPRESS saves nothing. ``EagerVanishedSession``: sends VANISHED unsolicited, during
 FETCH and for UIDs it never announced. ``HalfSentRelay``: a submission server (and its own relay record) that relays a DATA
 cut by a dropped connection as if the client had finished it.
 """
@@ -19,6 +20,7 @@ import zlib
 
 from conformance.providers.smtpsink import SmtpSink
 from tests.fakes.imap import FakeImapSession
+from tests.fakes.lemonade_store import StoreSession
 
 
 class MisbehavingStoreSession(FakeImapSession):
@@ -118,17 +120,17 @@ class HalfSentRelay(SmtpSink):
             buf += line[1:] if line.startswith(b".") else line
 
 
-class BufferingCompressSession(FakeImapSession):
-    """COMPRESS DEFLATE done right on the wire, except that untagged responses are fed to the compressor without
-    a flush: they leave only when a tagged reply or a continuation flushes the stream. In IDLE it reports a
-    message APPENDed by another session as ``* n EXISTS``, which therefore stays in the compressor until DONE."""
+class DeflateSession(FakeImapSession):
+    """COMPRESS DEFLATE (RFC 4978) on the wire at compression ``level``; every reply is flushed, untagged ones too
+    only when ``flush_untagged``."""
+
+    level = zlib.Z_DEFAULT_COMPRESSION
+    flush_untagged = True
 
     def __init__(self, sock, server) -> None:
         super().__init__(sock, server)
         self.inflate = None
         self.deflate = None
-        if not hasattr(server, "appended"):
-            server.appended = 0
 
     def send(self, line: str | bytes) -> None:
         data = line if isinstance(line, bytes) else line.encode()
@@ -136,7 +138,7 @@ class BufferingCompressSession(FakeImapSession):
             data += b"\r\n"
         if self.deflate is not None:
             out = self.deflate.compress(data)
-            if not data.startswith(b"* "):  # the bug: only tagged replies and continuations are flushed
+            if self.flush_untagged or not data.startswith(b"* "):
                 out += self.deflate.flush(zlib.Z_SYNC_FLUSH)
             data = out
         if data:
@@ -156,8 +158,32 @@ class BufferingCompressSession(FakeImapSession):
 
     def cmd_compress(self, tag: str, args: str):
         self.send(f"{tag} OK DEFLATE active")
-        self.deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self.deflate = zlib.compressobj(self.level, zlib.DEFLATED, -15)
         self.inflate = zlib.decompressobj(-15)
+
+
+class DeflatingStore(DeflateSession, StoreSession):
+    """The in-memory store (tests/fakes/lemonade_store.py) with COMPRESS DEFLATE done right."""
+
+
+class StoredBlocksCompressStore(DeflatingStore):
+    """COMPRESS DEFLATE that decodes fine but never compresses: level 0 (stored blocks) and a flush per line, so a
+    compressed full synchronisation puts more octets on the wire than a plain one."""
+
+    level = 0
+
+
+class BufferingCompressSession(DeflateSession):
+    """COMPRESS DEFLATE done right on the wire, except that untagged responses are fed to the compressor without
+    a flush: they leave only when a tagged reply or a continuation flushes the stream. In IDLE it reports a
+    message APPENDed by another session as ``* n EXISTS``, which therefore stays in the compressor until DONE."""
+
+    flush_untagged = False  # the bug: only tagged replies and continuations are flushed
+
+    def __init__(self, sock, server) -> None:
+        super().__init__(sock, server)
+        if not hasattr(server, "appended"):
+            server.appended = 0
 
     def cmd_append(self, tag: str, args: str):
         if super().cmd_append(tag, args) is False:

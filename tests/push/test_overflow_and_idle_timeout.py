@@ -26,7 +26,8 @@ FLOOD = "push/notify_flood_reported_or_overflowed"
 IDLE = "push/idle_timeout_announced_with_bye"
 
 
-def test_notify_flood_fails_a_silent_stop_and_events_after_overflow(lemonade, tmp_path):
+@pytest.mark.proves("push/notify_flood_reported_or_overflowed", "notify.overflow")
+def test_notify_flood_fails_a_silent_stop_and_events_after_overflow(lemonade, tmp_path, prove):
     stores = {"reports-all": NotifyingMailStore, "overflows": NotifyOverflows, "stops-silently": NotifyStopsSilently,
               "keeps-sending": NotifyOverflowKeepsSending}
     args = ["run", "-n", "2", "-k", "notify_flood"]
@@ -37,9 +38,9 @@ def test_notify_flood_fails_a_silent_stop_and_events_after_overflow(lemonade, tm
         run = lemonade(*args)
     assert_judged(run, FLOOD, "notify.overflow", "pass", target="reports-all")
     assert_judged(run, FLOOD, "notify.overflow", "pass", target="overflows")
-    assert_judged(run, FLOOD, "notify.overflow", "fail", "no NOTIFICATIONOVERFLOW came: notifications stopped in "
-                  "silence", target="stops-silently")
-    assert_judged(run, FLOOD, "notify.overflow", "fail", "must behave as NOTIFY NONE, but got '* ", target="keeps-sending")
+    prove(run, FLOOD, "notify.overflow", "no NOTIFICATIONOVERFLOW came: notifications stopped in silence",
+          target="stops-silently")
+    prove(run, FLOOD, "notify.overflow", "must behave as NOTIFY NONE, but got '* ", target="keeps-sending")
 
 
 def short_catalog(idle_for: float, grace: float):
@@ -51,15 +52,23 @@ def short_catalog(idle_for: float, grace: float):
     return catalog
 
 
-@pytest.mark.parametrize("session,verdict,words", [
-    (type("Drops", (IdleEndsAfter,), {"after": 3.0}), "fail", "closed after 3 s of IDLE without an untagged BYE"),
-    (type("ByeEarly", (IdleEndsAfter,), {"after": 0.5, "bye": True}), "fail", "before 2 s"),
-    (type("ByeLate", (IdleEndsAfter,), {"after": 2.5, "bye": True}), "pass", ""),
-    (FakeImapSession, "pass", ""),
-])
-def test_idle_timeout_check_at_full_depth(session, verdict, words):
+def idle_run(session):
+    """The IDLE timeout check run in this process at full depth (idle 2 s, grace 1.5 s) against a fake ``session``."""
     with FakeImapServer(session) as fake:
         target = Target(name="fake-idle", endpoints={"imap": Endpoint("imap", "imap", "127.0.0.1", fake.port)},
                         accounts=[Account(u, p) for u, p in ACCOUNTS])
-        run = run_check(idle_check, target, depth="full", catalog=short_catalog(idle_for=2.0, grace=1.5))
-    assert_judged(run, IDLE, "idle.timeout-while-idle", verdict, words)
+        return run_check(idle_check, target, depth="full", catalog=short_catalog(idle_for=2.0, grace=1.5))
+
+
+@pytest.mark.proves("push/idle_timeout_announced_with_bye", "idle.timeout-while-idle")
+@pytest.mark.parametrize("session,words", [
+    (type("Drops", (IdleEndsAfter,), {"after": 3.0}), "closed after 3 s of IDLE without an untagged BYE"),
+    (type("ByeEarly", (IdleEndsAfter,), {"after": 0.5, "bye": True}), "before 2 s"),
+])
+def test_idle_timeout_check_fails_at_full_depth(session, words, prove):
+    prove(idle_run(session), IDLE, "idle.timeout-while-idle", words)
+
+
+@pytest.mark.parametrize("session", [type("ByeLate", (IdleEndsAfter,), {"after": 2.5, "bye": True}), FakeImapSession])
+def test_idle_timeout_check_passes_at_full_depth(session):
+    assert_judged(idle_run(session), IDLE, "idle.timeout-while-idle", "pass")

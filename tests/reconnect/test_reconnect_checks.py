@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.imap import FakeImapServer
-from tests.fakes.reconnect import BufferingCompressSession, EagerVanishedSession, HalfSentRelay, MisbehavingStoreSession
+from tests.fakes.reconnect import (
+    BufferingCompressSession,
+    DeflatingStore,
+    EagerVanishedSession,
+    HalfSentRelay,
+    MisbehavingStoreSession,
+    StoredBlocksCompressStore,
+)
 from tests.proving import run_check
 
 ALL_CHECKS = {
@@ -126,6 +133,30 @@ def test_push_held_in_the_compressor_fails_the_interactive_flush_check(lemonade,
     assert r["evidence"]["measurements"]["compressed_push_latency"]["value"] >= 2, r["evidence"]["measurements"]
     assert "reply to DONE ('* 2 EXISTS')" in r["message"]  # decoded, but only once DONE's reply flushed it
     assert run.rc == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")  # the check module uses lemonade markers
+@pytest.mark.proves("reconnect/compress_full_sync_through_path", "mobile.compress.through-intermediaries")
+def test_compress_that_saves_nothing_fails_the_full_sync_check(prove):
+    """A store whose DEFLATE stream decodes but is made of stored blocks (level 0) fails for the octets, not for the
+    stream's start; the same store compressing at the default level passes. Both run in this process."""
+    from conformance.checks.reconnect.test_compress import test_compress_full_sync_through_path as check
+    from conformance.targets import Account, Endpoint, Target
+    from tests.direct import assert_judged
+    from tests.direct import run_check as run_direct
+    from tests.fakes.imap import ACCOUNTS
+
+    runs = {}
+    for session in (StoredBlocksCompressStore, DeflatingStore):
+        with FakeImapServer(session, timeout=5.0) as fake:
+            target = Target(name=session.__name__, accounts=[Account(u, p) for u, p in ACCOUNTS],
+                            endpoints={"imap": Endpoint("imap", "imap", "127.0.0.1", fake.port)})
+            runs[session] = run_direct(check, target)
+    check_id = "reconnect/compress_full_sync_through_path"
+    r = prove(runs[StoredBlocksCompressStore], check_id, "mobile.compress.through-intermediaries",
+              "COMPRESS=DEFLATE did not reduce the full sync of 300 messages")
+    assert r["requirement_verdicts"]["compress.start-point"]["verdict"] == "pass", r["requirement_verdicts"]
+    assert_judged(runs[DeflatingStore], check_id, "mobile.compress.through-intermediaries", "pass")
 
 
 @pytest.mark.proves("reconnect/vanished_only_when_allowed", "qresync.vanished-visible-only")
