@@ -139,6 +139,10 @@ class FakeJmapServer:
         self.stopping = True
         with self.cond:
             self.cond.notify_all()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone leaves blocked (Linux)
+        except OSError:
+            pass
         self.sock.close()
         for c in list(self.conns):
             try:
