@@ -1,4 +1,4 @@
-"""A scripted JMAP peer (plain HTTP on loopback) whose push misbehaves on purpose.
+"""A scripted JMAP peer (plain HTTP on loopback, https for two faults) whose push misbehaves on purpose.
 
 Just enough JMAP for the push checks: the Session, Core/echo, Mailbox/get, Email/get (state), upload,
 Email/import and Email/set (each bumps the Email state), an EventSource endpoint and JMAP over WebSocket.
@@ -24,6 +24,8 @@ EmailDelivery and HTTP behaviour; without them the peer keeps those rules. Its P
 server of RFC 8030: it POSTs a PushVerification on create (RFC 8291-encrypted when keys were given), pushes a
 StateChange for each change once verified, honours 429 Retry-After and expires, allows exactly 127.0.0.1 as an
 internal push target (the suite's receiver; other internal addresses are refused) and 64 subscriptions per user.
+``close-delimited`` and ``tls-unclean-close`` serve https (a self-signed certificate) and frame EventSource bodies by the
+close, ended with a TLS close_notify or with a bare TCP close (http.tls-closure).
 
 ``omit-state``, ``omit-accountId`` and ``omit-newState`` leave that member out of every method response that must carry
 it (/get; every standard method; /changes, /set and Email/import): the checks must fail naming the member, not crash.
@@ -73,7 +75,10 @@ FAULTS = (
     "comments",           # a ": keepalive" comment every second on every EventSource stream
     "no-accel",           # no X-Accel-Buffering: no on EventSource responses
     "unframed-events",    # a state event ends with its last line, without the blank line that dispatches it
+    "close-delimited",    # serves https; EventSource bodies are framed by the close, which sends close_notify
+    "tls-unclean-close",  # as close-delimited, but the close is a bare TCP close: no TLS close_notify
 )
+CLOSE_DELIMITED = frozenset({"close-delimited", "tls-unclean-close"})  # faults that serve https
 SUB_LIMIT = 64
 BEHAVIOURS = ("conformant", "ignore-ping", "never-close", "extra-types", "sloppy", "no-push", "clamp-ping", "late-ping",
               "silent-push", "quiet-stream", "clamp-ping-30", "import-fixes", "cannot-calculate", "no-wellknown",
@@ -104,10 +109,17 @@ class FakeJmapServer:
         self.delivery_state = 1  # EmailDelivery (RFC 8621 1.5): changes when a new Email is added
         self.blob_owner: dict[str, tuple[str, float]] = {}  # blobId -> (accountId, uploaded at)
         self.push = PushSubscriptions(self.faults, SUB_LIMIT)
+        self.tls = None
+        if self.faults & CLOSE_DELIMITED:
+            from tests.fakes.tls import server_context
+
+            self.tls = server_context(rsa=False)
+        self.base = f"{'https' if self.tls else 'http'}://127.0.0.1:{{port}}"
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(32)
         self.port = self.sock.getsockname()[1]
+        self.base = self.base.format(port=self.port)
         self.state = 1
         self.cond = threading.Condition()
         self.blobs: dict[str, bytes] = {}
@@ -146,7 +158,7 @@ class FakeJmapServer:
         name = f"fake-jmap-{name or self.behaviour}"
         p = directory / f"{name}.toml"
         accounts = "".join(f'[[accounts]]\nusername = "{u}"\npassword = "{pw}"\n' for u, pw in USERS)
-        p.write_text(f'name = "{name}"\n[endpoints]\njmap = "http://127.0.0.1:{self.port}"\n'
+        p.write_text(f'name = "{name}"\n[endpoints]\njmap = "{self.base}"\n'
                      f"{accounts}")
         return p
 
@@ -170,6 +182,9 @@ class FakeJmapServer:
         h = h11.Connection(h11.SERVER)
         conn.settimeout(30)
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                self.conns.append(conn)
             while not self.stopping:
                 ev = h.next_event()
                 if ev is h11.NEED_DATA:
@@ -239,15 +254,15 @@ class FakeJmapServer:
                                     "maxObjectsInSet": 500, "collationAlgorithms": []},
                              "urn:ietf:params:jmap:mail": {},
                              **({} if self.behaviour == "no-push" else {WS: {
-                                 "url": "ws:/ws" if self.behaviour == "sloppy" else f"ws://127.0.0.1:{self.port}/ws",
+                                 "url": "ws:/ws" if self.behaviour == "sloppy" else f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws",
                                  "supportsPush": True}})},
             "accounts": {acc: {"name": user, "isPersonal": True, "isReadOnly": False, "accountCapabilities": {}}},
             "primaryAccounts": {"urn:ietf:params:jmap:mail": acc},
-            "username": user, "apiUrl": f"http://127.0.0.1:{self.port}/api",
-            "downloadUrl": f"http://127.0.0.1:{self.port}/download/{{accountId}}/{{blobId}}/"
+            "username": user, "apiUrl": f"{self.base}/api",
+            "downloadUrl": f"{self.base}/download/{{accountId}}/{{blobId}}/"
                            + ("file" if self.behaviour == "sloppy" else "{name}") + "?type={type}",
-            "uploadUrl": f"http://127.0.0.1:{self.port}/upload/{{accountId}}",
-            "eventSourceUrl": f"http://127.0.0.1:{self.port}/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
+            "uploadUrl": f"{self.base}/upload/{{accountId}}",
+            "eventSourceUrl": f"{self.base}/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
             "state": "s1",
         }
 
@@ -536,9 +551,17 @@ class FakeJmapServer:
         head = [("Content-Type", ctype), ("Connection", "close")]
         head += [] if "cacheable" in self.faults else [("Cache-Control", "no-cache")]
         head += [] if "no-accel" in self.faults else [("X-Accel-Buffering", "no")]
-        conn.sendall(h.send(h11.Response(status_code=200, headers=head)))
+        by_close = bool(self.faults & CLOSE_DELIMITED)  # no chunks, no length: the body ends with the connection
+        if by_close:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in head) + b"\r\n")
+        else:
+            conn.sendall(h.send(h11.Response(status_code=200, headers=head)))
+
+        def send(data: bytes) -> None:
+            conn.sendall(data if by_close else h.send(h11.Data(data=data)))
+
         if self.behaviour == "bad-utf8":
-            conn.sendall(h.send(h11.Data(data=b": not \xff UTF-8\n\n")))
+            send(b": not \xff UTF-8\n\n")
         seen = self.state
         last = headers.get("last-event-id")
         sent = {"EmailDelivery": f"d{self.delivery_state}"}
@@ -557,10 +580,10 @@ class FakeJmapServer:
                 ping = ping or 1  # pings although ping=0 asked for none; and Last-Event-ID is ignored
                 last = None
             if last is not None and last != str(self.state):
-                conn.sendall(h.send(h11.Data(data=state_event() or b": resume\n\n")))
+                send(state_event() or b": resume\n\n")
                 seen = self.state
             if self.eager_ping and ping > 0:
-                conn.sendall(h.send(h11.Data(data=f'event: ping\ndata: {{"interval":{ping}}}\n\n'.encode())))
+                send(f'event: ping\ndata: {{"interval":{ping}}}\n\n'.encode())
             last_sent = time.monotonic()
             while not self.stopping:
                 with self.cond:
@@ -572,15 +595,18 @@ class FakeJmapServer:
                     seen = self.state
                 if "comments" in self.faults and time.monotonic() - last_comment >= 0.995:
                     last_comment = time.monotonic()
-                    conn.sendall(h.send(h11.Data(data=b": keepalive\n\n")))
+                    send(b": keepalive\n\n")
                 if changed:
                     ev = state_event()
                     if ev:
                         if self.behaviour == "unterminated" and closeafter:
                             ev += b"event: extra\ndata: {}\n"  # no blank line: clients discard it
-                        conn.sendall(h.send(h11.Data(data=ev)))
+                        send(ev)
                         last_sent = time.monotonic()
                         if closeafter and self.behaviour != "never-close":
+                            if by_close:
+                                self._close_delimited_end(conn)
+                                return
                             if "unterminated-chunked" in self.faults:
                                 conn.close()  # the body ends without its last (0-size) chunk
                                 return
@@ -590,9 +616,21 @@ class FakeJmapServer:
                 if ping > 0 and time.monotonic() - last_sent >= every - 0.005:
                     last_sent = time.monotonic()
                     if self.behaviour != "ignore-ping":
-                        conn.sendall(h.send(h11.Data(data=f'event: ping\ndata: {{"interval":{ping}}}\n\n'.encode())))
+                        send(f'event: ping\ndata: {{"interval":{ping}}}\n\n'.encode())
         except OSError:
             return
+
+    def _close_delimited_end(self, conn: socket.socket) -> None:
+        """End a close-delimited body: with a TLS close_notify (``close-delimited``), or a bare TCP close without one
+        (``tls-unclean-close``: the client cannot tell the end from a truncation, RFC 9112 9.8)."""
+        if "tls-unclean-close" in self.faults:
+            conn.shutdown(socket.SHUT_RDWR)  # below TLS: no close_notify goes out
+            return
+        conn.settimeout(2)
+        try:
+            conn.unwrap()  # sends close_notify (and waits a little for the client's)
+        except (OSError, ValueError):
+            pass
 
     # -- WebSocket ----------------------------------------------------------------------------------
     def _websocket(self, conn: socket.socket, req: h11.Request) -> None:

@@ -33,19 +33,12 @@ def run_peers(lemonade, tmp_path, k: str, peers: dict[str, tuple[str, ...]], *, 
     return run, by_peer
 
 
-def judged(results: dict, check: str, rid: str) -> dict:
-    """The verdict and message the result of ``check`` gives requirement ``rid`` (the check must name it)."""
-    assert check in results, f"no result for {check}; have {sorted(results)}"
-    r = results[check]
-    assert rid in r["requirements"], f"{check} does not name {rid}: {r['requirements']}"
-    return r["requirement_verdicts"][rid]
-
-
-def assert_fails(results: dict, check: str, rid: str, reason: str, verdict: str = "fail") -> None:
-    """``check`` judged ``rid`` ``verdict`` (fail, or non-strict for a SHOULD/MAY), for ``reason``."""
-    v = judged(results, check, rid)
-    assert v["verdict"] == verdict and reason in v["message"], (check, rid, v)
-    assert results[check]["evidence"]["transcript"], f"{check} failed without a transcript"
+def proven(prove, run, check: str, rid: str, reason: str | list[str], *, target: str | None = None) -> dict:
+    """``check`` judged ``rid`` fail (non-strict for a SHOULD/MAY) for ``reason``, asserted and recorded through the
+    ``prove`` fixture (tests/proving.py), and the failure carries a transcript; the result."""
+    r = prove(run, check, rid, reason, target=target)
+    assert r["evidence"]["transcript"], f"{check} failed without a transcript"
+    return r
 
 
 def assert_passes(results: dict, checks: set[str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fakes.jmap import FakeJmapServer
+from tests.proving import find_result
 
 PUSH_CHECKS = ("state_event_on_change or types_filter or ping_interval or ping_zero or closeafter or "
                "last_event_id or ws_ or buffering_proxy")
@@ -26,6 +27,8 @@ RUNS = {  # behaviour -> -k
     "bad-utf8": "state_event_on_change",
     "unterminated": "closeafter",
 }
+# more peers (name -> faults) as targets of a behaviour's run: no start-up of their own
+EXTRA = {"unterminated": {"tls-unclean": ("tls-unclean-close",), "tls-clean": ("close-delimited",)}}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,9 @@ def runs(tmp_path_factory):
             fake = stack.enter_context(FakeJmapServer(behaviour))
             jobs[behaviour] = ["run", "--target", str(fake.target_file(tmp)), "--profile", "jmap", "--profile",
                                "mobile-intermediary", "--scenario", "direct", "-k", k]
+            for name, faults in EXTRA.get(behaviour, {}).items():
+                extra = stack.enter_context(FakeJmapServer(faults=faults))
+                jobs[behaviour] += ["--target", str(extra.target_file(tmp, name))]
             if behaviour == "conformant":  # the long one; the others run one check or two
                 jobs[behaviour] += ["-n", "2"]
         with ThreadPoolExecutor(3) as pool:
@@ -146,5 +152,20 @@ def test_event_stream_framing_faults_fail_the_sse_rules(runs, prove):
     assert r["requirement_verdicts"]["sse.utf8-lines"]["verdict"] == "skipped", r["requirement_verdicts"]
     r = prove(runs["bad-utf8"], "jmap/state_event_on_change", "sse.utf8-lines", "not valid UTF-8")
     assert r["requirement_verdicts"]["jmap.eventsource.state-event"]["verdict"] == "pass", r["requirement_verdicts"]
-    r = prove(runs["unterminated"], "jmap/closeafter_state_ends_response", "sse.utf8-lines", "unterminated event")
+    r = prove(runs["unterminated"], "jmap/closeafter_state_ends_response", "sse.utf8-lines", "unterminated event",
+              target="fake-jmap-unterminated")
     assert r["requirement_verdicts"]["jmap.eventsource.closeafter-state"]["verdict"] == "pass", r["requirement_verdicts"]
+
+
+@pytest.mark.proves("jmap/closeafter_state_ends_response", "http.tls-closure")
+def test_a_close_delimited_stream_ended_without_close_notify_fails_tls_closure(runs, prove):
+    """Over https, a closeafter=state body framed by the close (no length, not chunked) is complete only with a TLS
+    close_notify (RFC 9112 9.8): a bare TCP close fails http.tls-closure; the same body ended by close_notify passes."""
+    run = runs["unterminated"]
+    r = prove(run, "jmap/closeafter_state_ends_response", "http.tls-closure", "ended without a TLS close_notify",
+              target="fake-jmap-tls-unclean")
+    assert r["requirement_verdicts"]["jmap.eventsource.closeafter-state"]["verdict"] == "pass", r["requirement_verdicts"]
+    assert r["evidence"]["measurements"]["framing"]["value"] == "close-delimited", r["evidence"]["measurements"]
+    clean = find_result(run, "jmap/closeafter_state_ends_response", target="fake-jmap-tls-clean")
+    assert clean["verdict"] == "pass", clean["message"]
+    assert clean["evidence"]["measurements"]["framing"]["value"] == "close-delimited", clean["evidence"]
