@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from pathlib import Path
+
+from tests.fakes.listener import Listener
 
 ACCOUNTS = (("alice", "alice-fake-pw"), ("bob", "bob-fake-pw"))
 DEFAULT_CAPS = ("IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE UIDPLUS ESEARCH ESORT SORT CONTEXT=SEARCH "
@@ -152,59 +153,43 @@ class FakeImapSession:
 
 
 class FakeImapServer:
+    """Serves ``session_cls`` sessions on 127.0.0.1 (``port``), one thread each (``listener.Listener``); a context
+    manager that closes every session's socket and stops its threads on exit."""
+
     def __init__(self, session_cls: type[FakeImapSession] = FakeImapSession, timeout: float = 10.0) -> None:
         self.session_cls = session_cls
         self.timeout = timeout
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self.listener = Listener(self._serve, timeout=timeout)
+        self.port = self.listener.port
+        self.stopping = self.listener.stopping
         self.sessions: list[FakeImapSession] = []
-        self.accept_thread = threading.Thread(target=self._accept, daemon=True)
 
     def __enter__(self) -> "FakeImapServer":
-        self.accept_thread.start()
+        self.listener.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stopping.set()
-        self.accept_thread.join(2)
-        for s in self.sessions:
+        for s in self.sessions:  # a session blocked in a read ends at once instead of at its timeout
             try:
                 s.sock.close()
             except OSError:
                 pass
-        for t in self.threads:
-            t.join(2)
-        self.listener.close()
+        self.listener.__exit__(*exc)
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            sock.settimeout(self.timeout)
-            session = self.session_cls(sock, self)
-            self.sessions.append(session)
-            t = threading.Thread(target=self._serve, args=(session,), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _serve(self, session: FakeImapSession) -> None:
+    def _serve(self, sock: socket.socket) -> None:
+        session = self.session_cls(sock, self)
+        self.sessions.append(session)
         try:
             session.run()
-        except (OSError, ssl.SSLError):
+        except ssl.SSLError:
             pass
         finally:
-            try:
-                session.sock.close()
-            except OSError:
-                pass
+            if session.sock is not sock:  # the TLS socket STARTTLS made (the listener closes the one it gave)
+                try:
+                    session.sock.close()
+                except OSError:
+                    pass
 
     def target_file(self, directory: Path, name: str = "fake", extra_endpoints: dict[str, str] | None = None) -> Path:
         lines = [f'name = "{name}"', "[endpoints]", f'imap = "imap://127.0.0.1:{self.port}"']

@@ -1,4 +1,4 @@
-"""What the scripted submission fakes share: a loopback listener, one thread per session, and a line reader.
+"""What the scripted submission fakes share: a loopback listener (``listener.Listener``) and a line reader.
 
 Subclass ``FakeSmtp`` and implement ``session(sock, lines)``; ``lines`` reads one CRLF-terminated line (None at EOF)
 from the session's socket, which ``lines.sock`` may replace after STARTTLS (``lines.wrap(context)``).
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
+
+from .listener import Listener
 
 
 class Lines:
@@ -39,42 +40,29 @@ class FakeSmtp:
 
     def __init__(self, tls_context: ssl.SSLContext) -> None:
         self.tls_context = tls_context
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.listener = Listener(self._serve, timeout=10)
+        self.port = self.listener.port
+        self.stopping = self.listener.stopping
 
     def __enter__(self):
-        self.thread.start()
+        self.listener.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(2)
-        self.listener.close()
+        self.listener.__exit__(*exc)
 
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            sock.settimeout(10)
-            threading.Thread(target=self._serve, args=(Lines(sock),), daemon=True).start()
-
-    def _serve(self, lines: Lines) -> None:
+    def _serve(self, sock: socket.socket) -> None:
+        lines = Lines(sock)
         try:
             self.session(lines)
-        except (OSError, ssl.SSLError):
+        except ssl.SSLError:
             return
         finally:
-            try:
-                lines.sock.close()
-            except OSError:
-                pass
+            if lines.sock is not sock:  # the TLS socket STARTTLS made (the listener closes the one it gave)
+                try:
+                    lines.sock.close()
+                except OSError:
+                    pass
 
     def session(self, lines: Lines) -> None:
         raise NotImplementedError
