@@ -317,8 +317,9 @@ class CaseContext:
         res = conn.command(f"CREATE {quote(name)}")
         if not res.ok:
             raise HarnessError(f"cannot create scratch mailbox {name}: {res.tagged.first_line}")
-        account_index = next((i for i, a in enumerate(self.target.accounts)
-                              if a.password in conn.redactor.secrets), 0)
+        # the account the connection logged in as (not a password its redactor knows: a case's later connections
+        # start with every password the case used, so a second user's mailbox was deleted in the first user's account)
+        account_index = next((i for i, a in enumerate(self.target.accounts) if a.username == conn.username), 0)
         self.delete_at_end(name, account=account_index)
         return name
 

@@ -140,6 +140,7 @@ class ImapConnection:
         self.queue: deque[Response] = deque()
         self.tagn = 0
         self.greeting: Response | None = None
+        self.username: str | None = None  # the account LOGIN succeeded for (whose mailboxes this connection sees)
         if implicit_tls:
             self.start_tls()
 
@@ -302,7 +303,10 @@ class ImapConnection:
     def login(self, username: str, password: str) -> CommandResult:
         self.redactor.secrets.add(password)
         self.transcript.secrets.add(password)
-        return self.command(f"LOGIN {quote(username)} {quote(password)}")
+        res = self.command(f"LOGIN {quote(username)} {quote(password)}")
+        if res.ok:
+            self.username = username
+        return res
 
     def starttls(self, context: ssl.SSLContext | None = None) -> CommandResult:
         res = self.command("STARTTLS")

@@ -64,6 +64,20 @@ def test_expunge_at_end_removes_only_the_case_message(dovecot):
     assert [x.kind for x in case.leftovers] == ["mailbox"] and "INBOX" in case.leftovers[0].what, case.leftovers
 
 
+def test_a_second_users_scratch_mailbox_is_deleted_in_that_users_account(dovecot):
+    """The case's second connection knows the first user's password too (the case's redactor carries every password
+    it used): the mailbox belongs to the account the connection logged in as, and is deleted there."""
+    case = _case(dovecot)
+    case.imap(0, via_path=False, label="owner")
+    guest = case.imap(1, via_path=False, label="guest")
+    box = case.scratch_mailbox(guest, "guest-source")
+    case.close()
+    check = _case(dovecot)
+    listed = check.imap(1, via_path=False).command(f"LIST \"\" {quote(box)}").untagged
+    check.close()
+    assert not listed and not case.leftovers, (listed, case.leftovers)
+
+
 @pytest.fixture
 def dovecot_without_uidplus(tmp_path):
     from conformance.providers.dovecot import DovecotProvider
