@@ -4,14 +4,11 @@ in-memory stores that break one CATENATE rule (tests/fakes/urlauth.py); and what
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from contextlib import ExitStack
 
 import pytest
 
-from tests.conftest import ROOT, CliRun
+from tests.conftest import CliRun, run_cli
 from tests.direct import assert_judged
 from tests.fakes.imap import FakeImapServer
 from tests.fakes.urlauth import UrlauthStore
@@ -30,14 +27,9 @@ MANGLED = {
 
 
 def run_mangled(tmp_path, *args: str) -> CliRun:
-    """`lemonade run` in a process that first registers the test-only mangle intermediary."""
-    out = tmp_path / "mangle-run"
-    code = "import sys, tests.envelope.mangle_addon; from conformance.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
-    # -n 0: one process, since the workers would not know the addon
-    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), "-n", "0", *args], capture_output=True,
-                       text=True, timeout=300, cwd=ROOT, env=env)
-    return CliRun(p.returncode, p.stdout, p.stderr, out)
+    """`lemonade run` in a process that first registers the test-only mangle intermediary (run_cli runs such a run
+    in that one process: the workers would not know the addon)."""
+    return run_cli(tmp_path / "mangle-run", "run", *args, prelude="import tests.envelope.mangle_addon")
 
 
 @pytest.mark.proves("envelope/binary_append_seen_as_text", "binary.crlf-output")
