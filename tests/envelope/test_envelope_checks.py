@@ -3,16 +3,13 @@ test-only rewriting intermediary that the checks must catch."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from conformance.catalog import load_catalog
 from conformance.fixtures.smime import SmimeKit, split_multipart_signed
-from tests.conftest import ROOT, CliRun
+from tests.conftest import CliRun, run_cli
 
 ENVELOPE = "test_signed_roundtrip or test_through_intermediaries"  # the check modules of checks/envelope
 
@@ -97,14 +94,9 @@ def test_envelope_checks_pass_on_default_dovecot(lemonade):
 
 
 def run_with_rewrite(tmp_path, *args: str) -> CliRun:
-    """`lemonade run` in a process that first registers the test-only rewriting intermediary."""
-    out = tmp_path / "rewrite-run"
-    code = ("import sys, tests.envelope.rewrite_addon; from conformance.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
-    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), *args], capture_output=True,
-                       text=True, timeout=300, cwd=ROOT, env=env)
-    return CliRun(p.returncode, p.stdout, p.stderr, out)
+    """`lemonade run` in a process that first registers the test-only rewriting intermediary (run_cli keeps the run
+    in that one process: the workers would not know the addon)."""
+    return run_cli(tmp_path / "rewrite-run", "run", *args, prelude="import tests.envelope.rewrite_addon")
 
 
 @pytest.mark.proves("envelope/signed_append_fetch_byte_exact", "imap.msg.append-roundtrip")

@@ -3,13 +3,9 @@ without UIDPLUS fails uidplus.appenduid only; the octets still decide the seven 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import ROOT, CliRun
+from tests.conftest import CliRun, run_cli
 
 CHECK = "envelope/signed_append_fetch_byte_exact"
 OTHERS = {"imap.msg.append-roundtrip", "mobile.envelope.signed-byte-exact", "smime.part-headers-covered",
@@ -17,15 +13,10 @@ OTHERS = {"imap.msg.append-roundtrip", "mobile.envelope.signed-byte-exact", "smi
 
 
 def run_without_uidplus(tmp_path, name: str, *args: str) -> CliRun:
-    """`lemonade run` in a process that first registers the test-only strip-uidplus intermediary."""
-    out = tmp_path / name
-    code = ("import sys, tests.envelope.strip_uidplus_addon; from conformance.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
-    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), "--scenario", "strip-uidplus",
-                        "-k", "signed_append_fetch_byte_exact", *args], capture_output=True, text=True, timeout=300,
-                       cwd=ROOT, env=env)
-    return CliRun(p.returncode, p.stdout, p.stderr, out)
+    """`lemonade run` in a process that first registers the test-only strip-uidplus intermediary (run_cli keeps the
+    run in that one process: the workers would not know the addon)."""
+    return run_cli(tmp_path / name, "run", "--scenario", "strip-uidplus", "-k", "signed_append_fetch_byte_exact", *args,
+                   prelude="import tests.envelope.strip_uidplus_addon")
 
 
 @pytest.mark.proves("envelope/signed_append_fetch_byte_exact", "uidplus.appenduid")

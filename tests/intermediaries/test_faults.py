@@ -4,16 +4,14 @@ traceback, in ``path.harness_errors``, and makes the case ``error``: never a ``f
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from conformance.intermediaries.path import NetworkPath
 from conformance.intermediaries.scenario import parse_scenario
 from conformance.transcript import Transcript
+from tests.conftest import run_cli
 
 from . import raising_addon  # noqa: F401 - registers the test-only intermediaries
 from .conftest import http_target, outcome, peer_target
@@ -109,18 +107,10 @@ def test_a_case_whose_intermediary_raised_is_error_not_fail(tmp_path):
     """Under hook=tcp_message the client sees the target's connection end (a `fail` on its own); the fault
     of the intermediary makes it `error`, with the traceback in the result's transcript. The control
     scenario (hook=none) passes the same check."""
-    out = tmp_path / "run"
-    code = ("import sys, tests.intermediaries.raising_addon; from conformance.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    env = dict(os.environ, COLUMNS="200", LEMONADE_REPORTS=str(tmp_path / "reports"))
-    p = subprocess.run([sys.executable, "-c", code, "run", "--output", str(out), "-n", "0",
-                        "--scenario", "raising:hook=none", "--scenario", "raising:hook=tcp_message",
-                        "-k", "test_capability_code_greeting_and_login"],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
-    import json
-
-    results = {r["scenario"]: r for r in json.loads((out / "results.json").read_text())["results"]}
-    assert set(results) == {"raising:hook=none", "raising:hook=tcp_message"}, (p.stdout, p.stderr)
+    run = run_cli(tmp_path / "run", "run", "--scenario", "raising:hook=none", "--scenario", "raising:hook=tcp_message",
+                  "-k", "test_capability_code_greeting_and_login", prelude="import tests.intermediaries.raising_addon")
+    results = {r["scenario"]: r for r in run.results["results"]}
+    assert set(results) == {"raising:hook=none", "raising:hook=tcp_message"}, (run.out, run.err)
     assert results["raising:hook=none"]["verdict"] == "pass", results["raising:hook=none"]["message"]
     bad = results["raising:hook=tcp_message"]
     assert bad["verdict"] == "error", (bad["verdict"], bad["message"])
@@ -129,4 +119,4 @@ def test_a_case_whose_intermediary_raised_is_error_not_fail(tmp_path):
     assert bad["requirement_verdicts"] and all(v["verdict"] == "error" for v in bad["requirement_verdicts"].values())
     faults = [e["text"] for e in bad["evidence"]["transcript"] if e["direction"] == "I" and e["leg"] == "intermediary"]
     assert faults and "raising_addon.py" in faults[0], faults
-    assert p.returncode == 2, "a harness error is exit 2"
+    assert run.rc == 2, "a harness error is exit 2"
