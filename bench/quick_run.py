@@ -24,6 +24,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,10 +54,17 @@ def one_run(args: list[str], tree: Path | None = None) -> dict:
         p = subprocess.run(cmd, capture_output=True, text=True, cwd=tree or ROOT, timeout=1800,
                            env=dict(os.environ, LEMONADE_REPORTS=tmp, PYTHONPATH=str(tree or ROOT)))
         wall, cpu = time.monotonic() - t0, children_cpu() - cpu0
+        doc = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
         if p.returncode not in (0, 1):
-            print(p.stdout[-2000:], p.stderr[-2000:], file=sys.stderr)
-            raise SystemExit(f"bench: `{shlex.join(cmd)}` exited {p.returncode}")
-        doc = json.loads((out / "results.json").read_text())
+            kept = Path(tempfile.mkdtemp(prefix="lemonade-bench-kept-"))
+            shutil.copytree(out, kept / "run")
+            (kept / "stdout").write_text(p.stdout)
+            (kept / "stderr").write_text(p.stderr)
+            print(p.stdout[-1500:], p.stderr[-1500:], file=sys.stderr)
+            not_run = [r["nodeid"] for r in (doc or {}).get("run", {}).get("not_run", [])]
+            raise SystemExit(f"bench: `{shlex.join(cmd)}` exited {p.returncode}"
+                             + (f"; planned cases without a result: {not_run}" if not_run else "")
+                             + f"; the run directory and its output are kept in {kept}")
         rs = doc["results"]
         longest = max(rs, key=lambda r: r["duration_s"])
         workers = next((line.split()[1] for line in p.stdout.splitlines() if line.startswith("workers:")), "")

@@ -6,6 +6,7 @@ Exit codes: 0 conformant (baseline applied), 1 conformance failures, 2 harness e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -301,12 +302,18 @@ def start_run_meta(out: Path, plan, args: argparse.Namespace | None = None,
     return run_meta
 
 
+# pytest's plugins a run does without: the results are the plugin's, not pytest's cache, terminal or warnings;
+# unraisableexception and threadexception end every process with five full garbage collections (a second of
+# the run's tail, and of every worker's exit)
+QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnings", "-p", "no:anyio", "-p", "no:timeout",
+                 "-p", "no:unraisableexception", "-p", "no:threadexception")
+
+
 def pytest_args_for(out: Path, plan, targets: list[str] | None = None) -> list[str]:
     """The pytest command line of a run: conformance/checks with the plugin and the plan's options."""
     from . import checks
 
-    pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", "-p", "no:cacheprovider",
-                   "-p", "no:terminal", "-p", "no:warnings", "-p", "no:anyio", "-p", "no:timeout",
+    pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", *QUIET_PLUGINS,
                    "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
                    "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
                    "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
@@ -336,16 +343,45 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["--lemonade-shard", args.shard]
     whole = not (args.k or args.shard or plan.profiles_given or plan.scenarios_given or plan.clients)
     workers = worker_setting(args.n, pytest_args, plan.targets, whole)
-    if workers != "0":
-        pytest_args += ["-n", workers, "-p", "xdist"]
-        if args.schedule == "collection":
-            pytest_args += ["--dist", "load", "--lemonade-schedule", "collection"]
-        elif plan.clients:  # client cases wait for minutes or seconds: idle workers take pending cases from busy ones
-            pytest_args += ["--dist", "worksteal"]
+    from . import checks
+    from .forkserver import ForkServer
     from .progress import progress_for
 
-    with progress_for(console()) as progress:
-        return int(pytest.main(pytest_args, plugins=[progress]))
+    # the fork server imports the checks as the workers' collection will (no run options: nothing is run)
+    collect = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", *QUIET_PLUGINS, "--rootdir", str(checks.CHECKS_DIR),
+               "-c", os.devnull]
+    with only_named_plugins(), ForkServer(collect=collect) if workers != "0" else contextlib.nullcontext() as forks:
+        if workers != "0":
+            tx = forks.tx(int(workers)) if workers.isdigit() else None
+            # the workers forked from the run's fork server (forkserver.py), or fresh interpreters
+            pytest_args += ["-p", "xdist", *(["--tx", tx] if tx else ["-n", workers])]
+            if args.schedule == "collection":
+                pytest_args += ["--dist", "load", "--lemonade-schedule", "collection"]
+            elif plan.clients:  # client cases wait for minutes or seconds: idle workers take pending cases from busy
+                pytest_args += ["--dist", "worksteal"]
+            elif tx:
+                pytest_args += ["--dist", "load"]  # what -n implies
+        from .coverage import warm_index
+
+        with progress_for(console()) as progress:
+            warm_index()  # the checks' markers, read while the cases run (the results' coverage needs them)
+            return int(pytest.main(pytest_args, plugins=[progress]))
+
+
+@contextlib.contextmanager
+def only_named_plugins():
+    """pytest (and the xdist workers it starts, which inherit the environment) loads only the plugins the run names
+    with ``-p``, not every plugin installed beside it: hypothesis alone, pulled in by the suite's own tests, costs
+    each process 0.6 CPU-s at start. The variable is restored afterwards (``lemonade`` may run inside a test)."""
+    before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = before
 
 
 class CaseCollector:
@@ -374,7 +410,8 @@ def worker_setting(n: str | None, pytest_args: list[str], targets: list[str], wh
         import pytest
 
         collector = CaseCollector()
-        pytest.main([*pytest_args, "--collect-only"], plugins=[collector])  # a problem shows in the run itself
+        with only_named_plugins():  # a problem shows in the run itself
+            pytest.main([*pytest_args, "--collect-only"], plugins=[collector])
         expected = [expected_s(i) for i in collector.ids]
     workers = str(auto_workers(expected, targets))
     console().print(f"workers: {workers} for {len(expected)} cases (-n auto)", markup=False)
@@ -417,9 +454,9 @@ def finalize_run(out: Path, run_meta: dict[str, Any], catalog, profiles: list[st
     catalog facts of each requirement, the baseline applied, the summary; written once, whole."""
     from .coverage import coverage_for
     from .report.requirements import requirements_map
-    from .results import FAILING, finalize, mark_incomplete, summarize, write_results
+    from .results import FAILING, finalize_doc, mark_incomplete, summarize, write_results
 
-    doc = finalize(out, run_meta)
+    doc = finalize_doc(out, run_meta)
     doc["coverage"] = coverage_for(catalog, profiles, doc["results"])
     doc["requirements"] = requirements_map(catalog, profiles, doc["results"])
     if baseline is not None:

@@ -16,6 +16,8 @@ skipped, not_run, untested, untestable (lists of ids), total and covered (number
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Any
 
 from .catalog import Catalog
@@ -29,13 +31,33 @@ BUCKETS = ("verified", "failed", "non_strict", "known_failure", "informational",
 
 def checks_by_requirement() -> dict[str, list[str]]:
     """Requirement id -> the checks (family/name) that name it, from the checks' markers."""
-    from .checks import index
-
+    if _warming is not None:
+        _warming.join()
     out: dict[str, list[str]] = {}
-    for info in index():
+    for info in _index():
         for rid in info.requirements:
             out.setdefault(rid, []).append(info.check)
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _index() -> tuple:
+    from .checks import index
+
+    return tuple(index())
+
+
+_warming: threading.Thread | None = None
+
+
+def warm_index() -> None:
+    """Read the checks' markers in the background (importing every check module, mitmproxy with them, takes the
+    run's own process most of a second): ``lemonade run`` starts it while the cases run, so the coverage of its
+    results is not computed on the run's critical path. The checks do not change during a run."""
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=_index, name="lemonade-index", daemon=True)
+        _warming.start()
 
 
 def status(verdicts: list[str], has_check: bool, untestable: bool) -> str:

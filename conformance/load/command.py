@@ -149,6 +149,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         die,
         finalize_run,
         make_run_dir,
+        only_named_plugins,
         print_summary,
         pytest_args_for,
         start_run_meta,
@@ -198,7 +199,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         from ..progress import progress_for
 
         remote = RemoteResults(out)
-        with progress_for(console()) as progress:
+        with progress_for(console()) as progress, only_named_plugins():
             rc = int(pytest.main(pytest_args, plugins=[progress, remote]))
         if remote.keep():
             run_meta["load"]["remote_results"] = True

@@ -14,15 +14,17 @@ import functools
 import json
 import os
 import signal
+import sys
 
 import pytest
 
+from ..errors import HarnessError
 from ..processes import WORKER, note_started
 from ..subjects.plugin import client_under_test
 from ..transcript import Redactor
 from .fixtures import case, lemonade_case_param, load_plan, load_protocol, load_shard, path, scenario, target
 from .health import TargetStopped, timed_out
-from .outcome import PHASES, build_result, credential_forms, scrub
+from .outcome import PHASES, build_result, crash_result, credential_forms, scrub
 from .schedule import LongestFirstPlugin
 from .selection import FinalSelection, case_param, parametrize, select
 from .state import STATE, RunState, state_of
@@ -68,6 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     state = RunState(config)
     config.stash[STATE] = state
+    # a failed case's pytest report is never shown (its result carries the evidence): native tracebacks spare
+    # pytest parsing the source of every traceback entry (a tenth of a worker's CPU in a quick run)
+    config.option.tbstyle = "native"
     config.stash[WATCHDOG] = CaseWatchdog(state.plan.case_timeout_s)
     config.pluginmanager.register(FinalSelection(), "lemonade-final-selection")
     if (config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workerinput")
@@ -115,6 +120,32 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = state_of(config)
     if state is not None:
         select(config, state, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:
+    """An xdist worker ended while it ran a case (killed, crashed, lost its channel): the case gets an ``error``
+    result saying so, with what xdist knows, instead of leaving a silent gap among the results."""
+    from ..rundir import read_planned
+
+    state = state_of(sched.config)
+    case = {c["nodeid"]: c for c in read_planned(state.output) or []}.get(crashitem) if state is not None else None
+    if case is None:
+        return
+    why = HarnessError(f"the pytest worker running this case ended before the case did: "
+                       f"{(report.longreprtext or '').strip()[-600:] or 'no reason given'}")
+    try:
+        state.writer.append(crash_result(state, case, why))
+    except OSError:
+        pass
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """A worker that went down with an error is said on the console (its case, if any, gets an error result)."""
+    if error:
+        print(f"lemonade: pytest worker {node.gateway.id} went down: {str(error).strip()[:300]}", file=sys.stderr,
+              flush=True)
 
 
 # -- the per-case time limit: armed around each phase, so it never fires inside pytest's own bookkeeping --

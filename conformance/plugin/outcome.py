@@ -8,6 +8,7 @@ a LOGIN command or a password in a message still writes no password.
 from __future__ import annotations
 
 import base64
+import shlex
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -106,3 +107,23 @@ def build_result(state: RunState, item: pytest.Item, phases: dict) -> dict[str, 
     accounts = list(state.accounts()) + (list(ctx.target.accounts) if ctx else [])
     secrets = credential_forms(accounts) | (ctx.transcript.secrets if ctx else set())
     return scrub(result.as_dict(), Redactor(secrets))
+
+
+def crash_result(state: RunState, case: dict[str, Any], why: BaseException) -> dict[str, Any]:
+    """The result of a planned case (an entry of planned.json) whose pytest worker ended while it ran: ``error``
+    for each requirement, saying so. Made by the controller, which has no item of the case, only the plan."""
+    reqs = list(case.get("requirements", []))
+    profiles = [p for p in state.profiles if set(reqs) & set(state.catalog.profiles[p].ids)]
+    levels = {r: state.catalog.level(r, profiles) for r in reqs}
+    verdicts = judge(reqs, levels, [Phase("call", why)], None, None, None)
+    spec = next((sp for sp, name in state.target_names.items() if name == case["target"]), case["target"])
+    rerun = " ".join([state.rerun_prefix, *(shlex.quote(p) for p in (
+        "--target", spec, "--scenario", case["scenario"], "--depth", state.depth,
+        "-k", case["nodeid"].split("::")[-1].split("[")[0]))])
+    result = Result(
+        check=case["check"], requirements=reqs, target=case["target"], scenario=case["scenario"],
+        verdict=verdicts.verdict, message=verdicts.message, requirement_verdicts=verdicts.as_dict(),
+        subject=case.get("subject", case["target"]), role=case.get("role", "server"), duration_s=0.0, evidence={},
+        level=strictest(list(levels.values())), profiles=profiles, nodeid=case["nodeid"],
+        rerun=rerun, started=round(time.time(), 3), worker=state.writer.worker)
+    return scrub(result.as_dict(), Redactor(credential_forms(state.accounts())))

@@ -34,13 +34,13 @@ UNKNOWN_S = 0.1  # what a case missing from durations.json is expected to take
 # what one xdist worker costs before its first case, measured on the project's 2-core VM: the interpreter,
 # pytest, the collection of the checks and mitmproxy (CPU seconds), and per target kind the start of its own
 # server (CPU seconds, wall seconds); an external target (a file) is already running
-WORKER_CPU_S = 1.0
-WORKER_START_S = 0.7  # and the wall time before a started worker runs its first case (on the critical path)
+WORKER_CPU_S = 0.3
+WORKER_START_S = 0.3  # and the wall time before a started worker runs its first case (on the critical path)
 TARGET_START = {"dovecot": (0.05, 0.3), "cyrus": (1.0, 3.0), "cyrus-push": (1.0, 3.0)}
 CONTAINER_START = (0.3, 1.0)
-CHECK_CPU_SHARE = 0.12  # of a case's duration, what is CPU (the default run: ~8 CPU-s in 64 s of cases)
+CHECK_CPU_SHARE = 0.08  # of a case's duration, what is CPU (a quick run with 16 forked workers: ~9 CPU-s in 109 s of cases)
 AUTO_WORKERS_MAX = 16
-AUTO_SLACK = 1.1
+AUTO_SLACK = 1.02
 
 
 def case_key(nodeid: str) -> str:
@@ -123,7 +123,7 @@ def auto_workers(expected: list[float], targets: list[str], cpus: int | None = N
     best = min(estimate(n) for n in counts)
     # the fewest workers that come within 10 % (and half a second) of the best: a worker's CPU is not free on a
     # shared machine, and a few short cases are quicker in this process than a worker takes to start
-    return next(n for n in counts if estimate(n) <= best * AUTO_SLACK + 0.5)
+    return next(n for n in counts if estimate(n) <= best * AUTO_SLACK + 0.1)
 
 
 @dataclass

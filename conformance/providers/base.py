@@ -224,7 +224,13 @@ class Provider(Service):
         deadline = time.monotonic() + timeout
         try:
             for check in probes:
-                check(deadline)
+                while True:  # in slices: a server that died (e.g. a port taken before it bound it) ends the wait now,
+                    try:     # and the start is retried at once instead of after the whole timeout
+                        check(min(deadline, time.monotonic() + 0.5))
+                        break
+                    except HarnessError:
+                        if time.monotonic() >= deadline or (self.proc is not None and self.proc.poll() is not None):
+                            raise
         except HarnessError as e:
             if self.proc is not None and self.proc.poll() is not None:
                 raise HarnessError(f"{self.target_name} exited with {self.proc.returncode}: {self.log_tail()}") from e
