@@ -31,8 +31,9 @@ DURATIONS_FILE = Path(__file__).with_name("durations.json")
 LONG_S = 1.0  # a case expected to take this long or longer is a "long" one for the look-ahead rule
 UNKNOWN_S = 0.1  # what a case missing from durations.json is expected to take
 
-# what one xdist worker costs before its first case, measured on the project's 2-core VM: the interpreter,
-# pytest, the collection of the checks and mitmproxy (CPU seconds), and per target kind the start of its own
+# what one xdist worker costs before its first case, measured on the project's 2-core VM: a fork of the run's fork
+# server (``conformance/forkserver.py``: pytest, mitmproxy and the checks imported once), its own pytest session
+# and collection (CPU seconds; a fresh interpreter costs ~1 CPU-s more), and per target kind the start of its own
 # server (CPU seconds, wall seconds); an external target (a file) is already running
 WORKER_CPU_S = 0.3
 WORKER_START_S = 0.3  # and the wall time before a started worker runs its first case (on the critical path)
