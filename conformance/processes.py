@@ -152,7 +152,7 @@ class RunProcesses:
     def records(self) -> list[dict[str, Any]]:
         out = []
         for p in sorted(self.registry.glob("*.jsonl")):
-            for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in p.read_text(encoding="utf-8", errors="replace").split("\n"):
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:

@@ -74,7 +74,11 @@ def read_partial(directory: Path) -> list[dict[str, Any]]:
     """Every result appended so far; a torn last line (killed mid-write) is skipped."""
     out = []
     for p in sorted(directory.glob("*.jsonl")):
-        for line in p.read_text(encoding="utf-8").splitlines():
+        # split at "\n" only: a result is one JSON line, but its strings may hold U+0085, U+2028 or a form feed
+        # (written unescaped), where str.splitlines() would cut it and the result would be lost as a torn line
+        for line in p.read_text(encoding="utf-8").split("\n"):
+            if not line.strip():
+                continue
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
