@@ -177,6 +177,21 @@ def fmt_value(v: Any) -> str:
     return str(v)
 
 
+def wire_lines(transcript: list[dict[str, Any]]) -> Markup:
+    """The transcript's lines as the report shows them (every text escaped). Built here rather than in the template:
+    a run's transcripts are tens of thousands of lines, and a template loop spent most of the report's time on
+    them."""
+    out = []
+    for e in transcript:
+        leg, conn = str(e.get("leg", "")), e.get("conn", "")
+        shown = f"{escape(leg)} {escape(conn)}" if conn and conn != leg else str(escape(leg))
+        out.append(f'<div class="ln d-{escape(e.get("direction", "N"))} leg-{css_token(leg)}"><span class="t">'
+                   f'{float(e.get("t", 0)):.3f}</span><span class="leg" title="{escape(leg)} {escape(conn)}">{shown}'
+                   f'</span><span class="dir">{escape(e.get("direction", ""))}</span><span class="tx">'
+                   f'{escape(str(e.get("text", "")).rstrip())}</span></div>')
+    return Markup("".join(out))
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -185,7 +200,7 @@ def _env() -> jinja2.Environment:
     env.filters["fmt_num"] = fmt_value
     env.globals.update(safe_url=safe_url, result_figures=result_figures, run_figures=run_figures, anchor=anchor,
                        coverage_bar=coverage_bar, other_evidence=other_evidence, legs_of=legs_of,
-                       colors=COLORS, coverage_buckets=COVERAGE_BUCKETS, rank=rank,
+                       colors=COLORS, coverage_buckets=COVERAGE_BUCKETS, rank=rank, wire_lines=wire_lines,
                        requirement_verdicts=requirement_verdicts, where_of=where_of)
     return env
 
