@@ -104,14 +104,21 @@ def serve(sock_path: str, preload: list[str]) -> int:
     import importlib
     import selectors
 
-    for name in preload:  # what every worker needs, imported once; a module that fails is imported by the worker
-        try:
-            if name.startswith(COLLECT):
-                collect(json.loads(name[len(COLLECT):]))
-            else:
-                importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - the worker imports it again and reports any error itself
-            print(f"forkserver: cannot preload {name}: {e}", file=sys.stderr)
+    cache = bytecode_cache()
+    if cache:  # the imports below read (and write) compiled code there: see bytecode_cache
+        sys.pycache_prefix, sys.dont_write_bytecode = cache, False
+    try:
+        for name in preload:  # what every worker needs, imported once; a module that fails is imported by the worker
+            try:
+                if name.startswith(COLLECT):
+                    collect(json.loads(name[len(COLLECT):]))
+                else:
+                    importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - the worker imports it again and reports any error itself
+                print(f"forkserver: cannot preload {name}: {e}", file=sys.stderr)
+    finally:
+        if cache:  # the workers import as the user asked (no bytecode written), their own later imports included
+            sys.pycache_prefix, sys.dont_write_bytecode = None, True
     gc.collect()
     gc.freeze()  # the workers share these pages: a collection in a worker must not touch (and so copy) them
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -147,6 +154,25 @@ def serve(sock_path: str, preload: list[str]) -> int:
         reap(children)
         time.sleep(0.05)
     return 0
+
+
+def bytecode_cache() -> str | None:
+    """Where the fork server keeps compiled code when the user turned bytecode writing off (PYTHONDONTWRITEBYTECODE,
+    common in CI images), or None when Python's own __pycache__ folders serve.
+
+    Without it every run compiles the suite's own modules and rewrites the asserts of every check from source, on
+    the run's critical path (the workers wait for the server). The cache is the user's cache folder
+    (``$XDG_CACHE_HOME/lemonade/pycache``, never the source tree or site-packages), used only while the server
+    imports; Python checks each entry against its source, so an edited check is compiled again."""
+    if not sys.flags.dont_write_bytecode and not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "lemonade", "pycache", f"{sys.implementation.cache_tag}")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
 
 
 def collect(args: list[str]) -> None:

@@ -103,3 +103,18 @@ def test_a_client_that_handed_its_descriptors_over_never_runs_a_second_worker(tm
     srv.close()
     assert p.returncode == 1 and "RAN" not in p.stdout, (p.stdout, p.stderr)
     assert "fork server" in p.stderr
+
+
+def test_the_bytecode_cache_serves_the_server_only_and_only_when_bytecode_is_off(tmp_path, monkeypatch):
+    from conformance.forkserver import bytecode_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    assert bytecode_cache() == str(tmp_path / "lemonade" / "pycache" / sys.implementation.cache_tag)
+    with ForkServer(preload=("json",)) as fs:  # a worker imports as the user asked: no prefix, nothing written
+        p = subprocess.run([*client_cmd(fs), "-u", "-c", "import sys; print(sys.pycache_prefix, sys.dont_write_bytecode)"],
+                           capture_output=True, text=True, timeout=30, env=dict(os.environ))
+        assert p.stdout.split() == ["None", "True"], (p.stdout, p.stderr)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE")
+    if not sys.flags.dont_write_bytecode:
+        assert bytecode_cache() is None  # Python's own __pycache__ folders serve
