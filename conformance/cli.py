@@ -309,13 +309,17 @@ QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:warnin
                  "-p", "no:unraisableexception", "-p", "no:threadexception")
 
 
-def pytest_args_for(out: Path, plan, targets: list[str] | None = None) -> list[str]:
-    """The pytest command line of a run: conformance/checks with the plugin and the plan's options."""
+def checks_args() -> list[str]:
+    """pytest over conformance/checks with the plugin, nothing else: what every run's command line starts with."""
     from . import checks
 
-    pytest_args = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", *QUIET_PLUGINS,
-                   "--rootdir", str(checks.CHECKS_DIR), "-c", os.devnull,
-                   "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
+    return [str(checks.CHECKS_DIR), "-p", "conformance.plugin", *QUIET_PLUGINS, "--rootdir", str(checks.CHECKS_DIR),
+            "-c", os.devnull]
+
+
+def pytest_args_for(out: Path, plan, targets: list[str] | None = None) -> list[str]:
+    """The pytest command line of a run: conformance/checks with the plugin and the plan's options."""
+    pytest_args = [*checks_args(), "--lemonade-output", str(out), "--lemonade-depth", plan.depth,
                    "--lemonade-deadline", repr(plan.deadline_s), "--lemonade-case-timeout", repr(plan.case_timeout_s)]
     for t in plan.targets if targets is None else targets:
         pytest_args += ["--lemonade-target", t]
@@ -343,14 +347,11 @@ def run_checks(out: Path, plan, args: argparse.Namespace) -> int:
         pytest_args += ["--lemonade-shard", args.shard]
     whole = not (args.k or args.shard or plan.profiles_given or plan.scenarios_given or plan.clients)
     workers = worker_setting(args.n, pytest_args, plan.targets, whole)
-    from . import checks
     from .forkserver import ForkServer
     from .progress import progress_for
 
     # the fork server imports the checks as the workers' collection will (no run options: nothing is run)
-    collect = [str(checks.CHECKS_DIR), "-p", "conformance.plugin", *QUIET_PLUGINS, "--rootdir", str(checks.CHECKS_DIR),
-               "-c", os.devnull]
-    with only_named_plugins(), ForkServer(collect=collect) if workers != "0" else contextlib.nullcontext() as forks:
+    with only_named_plugins(), ForkServer(collect=checks_args()) if workers != "0" else contextlib.nullcontext() as forks:
         if workers != "0":
             tx = forks.tx(int(workers)) if workers.isdigit() else None
             # the workers forked from the run's fork server (forkserver.py), or fresh interpreters

@@ -316,9 +316,7 @@ def client(sock_path: str, server_pid: int, python_args: list[str]) -> int:
     s.settimeout(None)
     while True:
         try:
-            line = reply.readline()
-        except InterruptedError:
-            continue
+            line = reply.readline()  # a signal forwarded meanwhile does not interrupt it (PEP 475)
         except OSError:
             line = b""
         words = line.split()

@@ -1,8 +1,8 @@
 """The results contract: one Result per check x target x scenario, appended as each finishes, finalised once.
 
-``results.d/<worker>.jsonl`` grows while a run goes (a killed run keeps what it did); ``finalize`` merges
-them with ``run.json`` into ``results.json``. Schema version 2 added ``requirement_verdicts``, ``subject``
-and ``role`` to each result and ``deadline_s``/``case_timeout_s`` to the run; ``load_results`` still reads
+``results.d/<worker>.jsonl`` grows while a run goes (a killed run keeps what it did); ``finalize_doc`` merges
+them with ``run.json``, ``write_results`` writes ``results.json``. Schema version 2 added ``requirement_verdicts``,
+``subject`` and ``role`` to each result and ``deadline_s``/``case_timeout_s`` to the run; ``load_results`` still reads
 version 1 files (upgrading them in memory), so ``report``, ``diff`` and ``merge`` work on old runs.
 """
 
@@ -170,12 +170,6 @@ def finalize_doc(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any
     if coverage is not None:
         doc["coverage"] = coverage
     mark_incomplete(doc)
-    return doc
-
-
-def finalize(outdir: Path, run_meta: dict[str, Any], coverage: dict[str, Any] | None = None) -> dict[str, Any]:
-    doc = finalize_doc(outdir, run_meta, coverage)
-    write_results(outdir, doc)
     return doc
 
 

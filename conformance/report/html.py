@@ -195,7 +195,6 @@ def wire_lines(transcript: list[dict[str, Any]]) -> Markup:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["fmt_t"] = lambda t: f"{float(t):.3f}"
     env.filters["css"] = css_token
     env.filters["fmt_num"] = fmt_value
     env.globals.update(safe_url=safe_url, result_figures=result_figures, run_figures=run_figures, anchor=anchor,
