@@ -5,7 +5,7 @@ direct; through a bare asyncio relay in a thread of this process (the floor of a
 path (scenario ``nat-idle`` with a window far beyond the run, so it never fires), recording every message as
 checks do; and through the same path with recording off (``path.record_messages(False)``, as ``lemonade load``
 runs it). Variants are interleaved in rounds; prints the ratios, the relay thread's CPU per round trip and per
-MB, and the start time of a path.
+MB (with the CPU of rendering what the path recorded, done when the transcript is read), and the start time of a path.
 
     .venv/bin/python bench/tcp_path.py [--noops 1000] [--size-mb 20] [--rounds 3] [--scenario nat-idle:timeout=100000]
 """
@@ -162,14 +162,28 @@ def append_message(addr, user, size: int) -> None:
     c.sock.close()
 
 
-def measure(addr, user, size: int, noops: int, cpu=None) -> tuple[list[float], float, float, float]:
-    """(NOOP round trips, FETCH rate, relay CPU s per round trip, relay CPU s per MB) through ``addr``."""
+def rendered(transcript) -> float:
+    """CPU seconds this thread spends making the text of the wire messages the path recorded but has not
+    rendered yet (the path renders when the transcript is read, or in batches): part of the path's cost."""
+    c = time.thread_time()
+    if hasattr(transcript, "flush"):
+        transcript.flush()
+    return time.thread_time() - c
+
+
+def measure(addr, user, size: int, noops: int, cpu=None, transcript=None) -> tuple[list[float], float, float, float]:
+    """(NOOP round trips, FETCH rate, relay CPU s per round trip, relay CPU s per MB) through ``addr``; the CPU
+    includes rendering what the path recorded during each part (``transcript``)."""
+    flush = (lambda: rendered(transcript)) if transcript is not None else (lambda: 0.0)
+    flush()
     c0 = cpu() if cpu else 0.0
     rtts = noop_rtts(addr, noops)
     c1 = cpu() if cpu else 0.0
+    r1 = flush()
     rate = fetch_rate(addr, user, size)
     c2 = cpu() if cpu else 0.0
-    return rtts, rate, (c1 - c0) / noops, (c2 - c1) / (size / 1e6)
+    r2 = flush()
+    return rtts, rate, (c1 - c0 + r1) / noops, (c2 - c1 + r2) / (size / 1e6)
 
 
 def main() -> int:
@@ -212,7 +226,8 @@ def main() -> int:
                         path.record_messages(v == "path")
                     addr, cpu = {"direct": (direct, None), "bare relay": (bare.address, bare_cpu),
                                  "path": (via, proxy_cpu), "path, recording off": (via, proxy_cpu)}[v]
-                    r, rate, c_rtt, c_mb = measure(addr, user, size, args.noops // args.rounds, cpu)
+                    r, rate, c_rtt, c_mb = measure(addr, user, size, args.noops // args.rounds, cpu,
+                                                   transcript if v.startswith("path") else None)
                     rtts[v] += r
                     rates[v].append(rate)
                     rounds[-1][v] = (statistics.median(r), rate)

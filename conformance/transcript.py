@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 REDACTED = "<redacted>"
@@ -216,6 +217,15 @@ class _Ring:
         return _cost(old)
 
 
+# Wire messages an intermediary relays are recorded lazily: the relay keeps the octets (at most the part a text
+# would show) and how to render them, and the text is made when the transcript is read, or in one batch once
+# PENDING_MAX messages or PENDING_BYTES octets wait. Rendering and redacting is the relay's largest cost per
+# message; done when read it is off the path a message travels. The evidence is the same either way: entries are
+# rendered in the order they were recorded, so a connection's redactor sees its messages in order.
+PENDING_MAX = 1024
+PENDING_BYTES = 256 << 10
+
+
 @dataclass
 class Transcript:
     """All evidence lines of one case, on one clock, bounded in memory (see the bounds above).
@@ -229,39 +239,84 @@ class Transcript:
     _rings: dict[str, _Ring] = field(default_factory=dict, repr=False)
     _seq: int = 0
     _bytes: int = 0
-    dropped: int = 0  # entries left out over the whole case
+    _dropped: int = 0
+    _pending: list[tuple] = field(default_factory=list, repr=False)
+    _pending_bytes: int = 0
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 4)
 
     def add(self, leg: str, direction: str, text: str, nbytes: int = 0, conn: str = "") -> Entry:
-        if len(text) > ENTRY_TEXT_MAX:
-            text = text[:ENTRY_TEXT_MAX] + f"... [{len(text) - ENTRY_TEXT_MAX} more characters left out]"
         with self._lock:
+            if self._pending:
+                self._render_pending()
             self._seq += 1
             entry = Entry(self.now(), leg, direction, text, nbytes, conn, seq=self._seq)
-            ring = self._rings.setdefault(conn or leg, _Ring())
-            dropped = ring.dropped
-            self._bytes += ring.add(entry)
-            self.dropped += ring.dropped - dropped
-            while self._bytes > CASE_BYTES:  # the case is over its bound: the largest ring gives up its oldest
-                largest = max(self._rings.values(), key=lambda r: r.retained)
-                freed = largest.drop_one()
-                if not freed:
-                    break
-                self._bytes -= freed
-                self.dropped += 1
+            self._keep(entry)
         return entry
+
+    def add_wire(self, leg: str, direction: str, data: bytes, nbytes: int, render: Callable[[bytes, int], str],
+                 conn: str = "") -> None:
+        """Record a chunk of ``nbytes`` octets seen on the wire, of which ``data`` holds at least what its text
+        shows; ``render(data, nbytes)`` makes the text when the transcript is read."""
+        with self._lock:
+            self._seq += 1
+            self._pending.append((time.monotonic(), self._seq, leg, direction, data, nbytes, conn, render))
+            self._pending_bytes += len(data)
+            if len(self._pending) >= PENDING_MAX or self._pending_bytes >= PENDING_BYTES:
+                self._render_pending()
+
+    def _render_pending(self) -> None:
+        """Turn the waiting wire messages into entries, in the order they were recorded (lock held)."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        for t, seq, leg, direction, data, n, conn, render in pending:
+            t = round(t - self.t0, 4)
+            try:
+                text = render(data, n)
+            except Exception as e:  # noqa: BLE001 - the evidence says so; the rest of the transcript stays
+                text = f"[{n} octets the transcript could not render: {type(e).__name__}: {e}]"
+            self._keep(Entry(t, leg, direction, text, n, conn, seq=seq))
+
+    def _keep(self, entry: Entry) -> None:
+        """Put ``entry`` in its connection's ring and keep the case within its bound (lock held)."""
+        if len(entry.text) > ENTRY_TEXT_MAX:
+            entry.text = entry.text[:ENTRY_TEXT_MAX] + f"... [{len(entry.text) - ENTRY_TEXT_MAX} more characters left out]"
+        ring = self._rings.setdefault(entry.conn or entry.leg, _Ring())
+        dropped = ring.dropped
+        self._bytes += ring.add(entry)
+        self._dropped += ring.dropped - dropped
+        while self._bytes > CASE_BYTES:  # the case is over its bound: the largest ring gives up its oldest
+            largest = max(self._rings.values(), key=lambda r: r.retained)
+            freed = largest.drop_one()
+            if not freed:
+                break
+            self._bytes -= freed
+            self._dropped += 1
+
+    def flush(self) -> None:
+        """Render what waits (every reader below does it first)."""
+        with self._lock:
+            if self._pending:
+                self._render_pending()
+
+    @property
+    def dropped(self) -> int:
+        """Entries left out over the whole case."""
+        self.flush()
+        return self._dropped
 
     @property
     def retained_bytes(self) -> int:
         """Octets the retained evidence is charged (never more than CASE_BYTES plus one entry)."""
+        self.flush()
         return self._bytes
 
     @property
     def entries(self) -> list[Entry]:
         """The retained entries in the order they were recorded (a copy)."""
         with self._lock:
+            if self._pending:
+                self._render_pending()
             out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
         return sorted(out, key=lambda e: e.seq)
 
@@ -269,6 +324,8 @@ class Transcript:
         """Wire octets recorded for connection ``conn`` (or a leg without one) by direction, entries left out
         included: sums over ``entries`` undercount once a connection outgrew its ring."""
         with self._lock:
+            if self._pending:
+                self._render_pending()
             ring = self._rings.get(conn)
             return dict(ring.octets) if ring else {}
 
@@ -294,6 +351,8 @@ class Transcript:
     def _with_gaps(self) -> list[Entry]:
         """Retained entries plus one note per connection standing where its left-out entries were."""
         with self._lock:
+            if self._pending:
+                self._render_pending()
             out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
             for key, r in self._rings.items():
                 if r.dropped:

@@ -12,7 +12,7 @@ import re
 from mitmproxy import http, tcp
 
 from conformance.intermediaries.addons.common import options, shared
-from conformance.transcript import Redactor, Transcript, printable
+from conformance.transcript import Redactor, Transcript
 
 LEG = "proxy-server"
 SUMMARY = 256  # a chunk larger than 4 KiB is recorded by its first 256 octets and its size (bulk transfers)
@@ -21,16 +21,40 @@ SUMMARY = 256  # a chunk larger than 4 KiB is recorded by its first 256 octets a
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def text_of(data: bytes) -> str:
+def text_of(data: bytes, nbytes: int | None = None) -> str:
     """``transcript.printable`` with the same output, scanning with a regex instead of per character (this
-    runs for every relayed chunk); bulk chunks are summarised."""
-    limit = SUMMARY if len(data) > 4096 else 2000
-    if len(data) >= 5 and 0x14 <= data[0] <= 0x17 and data[1] == 0x03:
-        return printable(data, limit)
+    runs for every relayed chunk); bulk chunks are summarised. ``nbytes``: the chunk's size when ``data`` is
+    its first octets only (at least the 2,000 a text shows)."""
+    n = len(data) if nbytes is None else nbytes
+    limit = SUMMARY if n > 4096 else 2000
+    if n >= 5 and 0x14 <= data[0] <= 0x17 and data[1] == 0x03:
+        return f"[TLS records, {n} octets]"
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", data[:limit].decode("utf-8", errors="backslashreplace"))
-    if len(data) > limit:
-        text += f"... [{len(data) - limit} more octets]"
+    if n > limit:
+        text += f"... [{n - limit} more octets]"
     return text
+
+
+def shown(data: bytes) -> bytes:
+    """The octets of a chunk its text (``text_of``) shows: the rest is counted, not kept."""
+    n = len(data)
+    return data if n <= 2000 else data[:SUMMARY if n > 4096 else 2000]
+
+
+class WireText:
+    """How one connection's relayed chunks become transcript text: printable, then redacted by the
+    connection's own redactor (its SASL state), when the transcript is read (``Transcript.add_wire``)."""
+
+    __slots__ = ("redactor",)
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def client(self, data: bytes, nbytes: int) -> str:
+        return self.redactor.client(text_of(data, nbytes))
+
+    def server(self, data: bytes, nbytes: int) -> str:
+        return self.redactor.server(text_of(data, nbytes))
 
 
 class RecordMessages:
@@ -47,9 +71,6 @@ class RecordMessages:
         if "lemonade_record" in updated:
             self.messages = options().lemonade_record == "all"
 
-    def keep(self) -> bool:
-        return self.messages
-
 
 class ServerLegIn(RecordMessages):
     def load(self, loader) -> None:
@@ -65,19 +86,21 @@ class ServerLegIn(RecordMessages):
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
-        if not m.from_client and m.content and self.keep():
-            self.transcript.add(LEG, "S", redactor_of(flow, self.transcript).server(text_of(m.content)), len(m.content),
-                                conn=shared().label(flow))
+        if not m.from_client and m.content and self.messages:
+            s = shared()
+            data = m.content
+            self.transcript.add_wire(LEG, "S", shown(data), len(data), wire_text_of(flow, self.transcript, s).server,
+                                     s.label(flow))
 
 
-def redactor_of(flow: tcp.TCPFlow, transcript: Transcript) -> Redactor:
-    """The redactor of one connection, shared by both recorders: the server's final reply (seen by ServerLegIn)
-    ends the SASL exchange the client's AUTHENTICATE began (seen by ServerLegOut); one connection's SASL state
-    never spills onto another."""
-    redactors = shared().redactors
+def wire_text_of(flow: tcp.TCPFlow, transcript: Transcript, s=None) -> WireText:
+    """The rendering of one connection, with its redactor, shared by both recorders: the server's final reply
+    (seen by ServerLegIn) ends the SASL exchange the client's AUTHENTICATE began (seen by ServerLegOut); one
+    connection's SASL state never spills onto another."""
+    redactors = (s or shared()).redactors
     r = redactors.get(flow.client_conn.id)
     if r is None:
-        r = redactors[flow.client_conn.id] = transcript.redactor()
+        r = redactors[flow.client_conn.id] = WireText(transcript.redactor())
     return r
 
 
@@ -131,11 +154,13 @@ class HttpLegOut:
 class ServerLegOut(RecordMessages):
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         m = flow.messages[-1]
-        if m.from_client and self.keep():
-            label = shared().label(flow)
+        if m.from_client and self.messages:
+            s = shared()
+            label = s.label(flow)
             if m.content:
-                self.transcript.add(LEG, "C", redactor_of(flow, self.transcript).client(text_of(m.content)),
-                                    len(m.content), conn=label)
+                data = m.content
+                self.transcript.add_wire(LEG, "C", shown(data), len(data), wire_text_of(flow, self.transcript, s).client,
+                                         label)
             else:
                 self.transcript.add(LEG, "I", "client data not forwarded to the server", conn=label)
         del flow.messages[:-1]  # every addon reads only the newest message; keep memory flat on long transfers
