@@ -21,6 +21,8 @@ import json
 import math
 import os
 import re
+import sys
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -171,7 +173,22 @@ def lower_bound(expected: list[float], workers: int) -> float:
 
 
 class LongestFirstPlugin:
-    """Registered on xdist's controller only: hands the cases out longest-expected-first."""
+    """Registered on xdist's controller only: hands the cases out longest-expected-first, from the moment the
+    first worker is up (``staged_node_manager``)."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_sessionstart(self, session):
+        from xdist import dsession
+
+        before = getattr(dsession, "NodeManager", None)
+        staged = staged_node_manager(before)
+        if staged is not None:
+            dsession.NodeManager = staged  # xdist's DSession makes its node manager in this hook
+        try:
+            yield
+        finally:
+            if staged is not None:
+                dsession.NodeManager = before
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config, log):
@@ -227,3 +244,64 @@ def make_scheduler(config, log):
                 node.shutdown()
 
     return LongestFirst(config, log)
+
+
+STAGED_JOIN_S = 60.0  # at the session's end, how long to wait for workers still being started
+
+
+def staged_node_manager(base):
+    """xdist's NodeManager, except that ``setup_nodes`` returns once the first worker is started and starts the
+    others in a thread, each joining the session as it comes up; ``None`` when this xdist has another layout.
+
+    xdist starts its workers one after the other and handles no worker's events before the last has started:
+    with sixteen forked workers that is 1.2 s in which the worker that could run the longest case waits idle. The
+    scheduler (``LongestFirst``) already begins with the first worker that has collected and takes the others
+    as they join, as xdist does with a worker that replaced a crashed one. Everything else stays xdist's: the same
+    ``setup_node``, the same events, the same teardown (after the starting thread is done).
+    """
+    from xdist import workermanage
+
+    if base is not workermanage.NodeManager:
+        return None
+
+    class StagedNodeManager(base):
+        def setup_nodes(self, putevent):
+            dsession = self.config.pluginmanager.getplugin("dsession")
+            active = getattr(dsession, "_active_nodes", None)
+            if not isinstance(active, set) or len(self.specs) < 2:
+                return super().setup_nodes(putevent)
+            self.config.hook.pytest_xdist_setupnodes(config=self.config, specs=self.specs)
+            first = self.setup_node(self.specs[0], putevent)
+            self.stopping = threading.Event()
+            self.starting = threading.Thread(target=self.setup_later, args=(self.specs[1:], putevent, active),
+                                             name="lemonade-xdist-workers", daemon=True)
+            self.starting.start()
+            return [first]
+
+        def setup_later(self, specs, putevent, active: set) -> None:
+            for spec in specs:
+                if self.stopping.is_set():
+                    return
+                # a worker's events wait until it is one of the session's active nodes (its end removes it)
+                joined = threading.Event()
+
+                def put(event, joined=joined):
+                    joined.wait(STAGED_JOIN_S)
+                    putevent(event)
+
+                try:
+                    active.add(self.setup_node(spec, put))
+                except Exception as e:  # noqa: BLE001 - the run goes on with the workers that started
+                    print(f"lemonade: pytest worker {getattr(spec, 'id', spec)} could not be started: "
+                          f"{str(e).strip()[:300]}; the run goes on without it", file=sys.stderr, flush=True)
+                finally:
+                    joined.set()
+
+        def teardown_nodes(self) -> None:
+            starting = getattr(self, "starting", None)
+            if starting is not None:
+                self.stopping.set()
+                starting.join(STAGED_JOIN_S)
+            super().teardown_nodes()
+
+    return StagedNodeManager
