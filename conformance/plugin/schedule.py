@@ -247,17 +247,18 @@ def make_scheduler(config, log):
 
 
 STAGED_JOIN_S = 60.0  # at the session's end, how long to wait for workers still being started
+STAGED_STARTERS = 2  # workers started at once after the first
 
 
 def staged_node_manager(base):
     """xdist's NodeManager, except that ``setup_nodes`` returns once the first worker is started and starts the
-    others in a thread, each joining the session as it comes up; ``None`` when this xdist has another layout.
+    others in the background (STAGED_STARTERS at a time), each joining the session as it comes up; ``None`` when this xdist has another layout.
 
     xdist starts its workers one after the other and handles no worker's events before the last has started:
     with sixteen forked workers that is 1.2 s in which the worker that could run the longest case waits idle. The
     scheduler (``LongestFirst``) already begins with the first worker that has collected and takes the others
     as they join, as xdist does with a worker that replaced a crashed one. Everything else stays xdist's: the same
-    ``setup_node``, the same events, the same teardown (after the starting thread is done).
+    ``setup_node``, the same events, the same teardown (after the starting threads are done).
     """
     from xdist import workermanage
 
@@ -279,23 +280,28 @@ def staged_node_manager(base):
             return [first]
 
         def setup_later(self, specs, putevent, active: set) -> None:
-            for spec in specs:
-                if self.stopping.is_set():
-                    return
-                # a worker's events wait until it is one of the session's active nodes (its end removes it)
-                joined = threading.Event()
+            from concurrent.futures import ThreadPoolExecutor
 
-                def put(event, joined=joined):
-                    joined.wait(STAGED_JOIN_S)
-                    putevent(event)
+            with ThreadPoolExecutor(STAGED_STARTERS, thread_name_prefix="lemonade-xdist-start") as pool:
+                list(pool.map(lambda spec: self.setup_one(spec, putevent, active), specs))
 
-                try:
-                    active.add(self.setup_node(spec, put))
-                except Exception as e:  # noqa: BLE001 - the run goes on with the workers that started
-                    print(f"lemonade: pytest worker {getattr(spec, 'id', spec)} could not be started: "
-                          f"{str(e).strip()[:300]}; the run goes on without it", file=sys.stderr, flush=True)
-                finally:
-                    joined.set()
+        def setup_one(self, spec, putevent, active: set) -> None:
+            if self.stopping.is_set():
+                return
+            # a worker's events wait until it is one of the session's active nodes (its end removes it)
+            joined = threading.Event()
+
+            def put(event):
+                joined.wait(STAGED_JOIN_S)
+                putevent(event)
+
+            try:
+                active.add(self.setup_node(spec, put))
+            except Exception as e:  # noqa: BLE001 - the run goes on with the workers that started
+                print(f"lemonade: pytest worker {getattr(spec, 'id', spec)} could not be started: "
+                      f"{str(e).strip()[:300]}; the run goes on without it", file=sys.stderr, flush=True)
+            finally:
+                joined.set()
 
         def teardown_nodes(self) -> None:
             starting = getattr(self, "starting", None)
