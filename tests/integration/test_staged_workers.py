@@ -46,31 +46,34 @@ from conftest import log
 @pytest.mark.parametrize("i", range(8))
 def test_case(i):
     log(event="case", i=i, worker=os.environ.get("PYTEST_XDIST_WORKER"))
-    time.sleep(0.2)
+    time.sleep(float(os.environ.get("CASE_S", "0.2")))
 '''
 
 
-def _run(tmp_path: Path, tx: list[str], slow_s: float) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def _run(tmp_path: Path, tx: list[str], slow_s: float, case_s: float = 0.2) -> tuple[subprocess.CompletedProcess,
+                                                                                   list[dict]]:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_cases.py").write_text(TESTS)
     args = [sys.executable, "-m", "pytest", "-p", "xdist", "-p", "no:cacheprovider", "--dist", "load", "-q"]
     for spec in tx:
         args += ["--tx", spec]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", SLOW_START_S=str(slow_s))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", SLOW_START_S=str(slow_s),
+               CASE_S=str(case_s))
     p = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().split("\n") if line]
     return p, events
 
 
 def test_the_first_worker_runs_cases_while_the_others_are_started(tmp_path):
-    p, events = _run(tmp_path, [f"3*popen//python={sys.executable}"], slow_s=1.5)
+    p, events = _run(tmp_path, [f"3*popen//python={sys.executable}"], slow_s=4.0, case_s=0.6)
     assert p.returncode == 0, p.stdout + p.stderr
     cases = [e for e in events if e["event"] == "case"]
-    gateways = [e for e in events if e["event"] == "gateway"]
+    gateways = {e["id"]: e["t"] for e in events if e["event"] == "gateway"}
     assert sorted(e["i"] for e in cases) == list(range(8))  # each case once
-    assert len(gateways) == 3
-    # xdist's own start would have handed out no case before the last worker was up (3 s of slow starts)
-    assert min(e["t"] for e in cases) < max(e["t"] for e in gateways) - 1.0, events
+    # xdist's own start hands out no case before the last worker is up; here the two workers after the first
+    # take 4 s each to start (two at a time), and the first has run cases long before
+    assert set(gateways) == {"gw0", "gw1", "gw2"}, gateways
+    assert min(e["t"] for e in cases) < max(gateways.values()) - 2.0, events
     assert "gw0" in {e["worker"] for e in cases}
 
 
