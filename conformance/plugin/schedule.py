@@ -252,7 +252,8 @@ STAGED_STARTERS = 2  # workers started at once after the first
 
 def staged_node_manager(base):
     """xdist's NodeManager, except that ``setup_nodes`` returns once the first worker is started and starts the
-    others in the background (STAGED_STARTERS at a time), each joining the session as it comes up; ``None`` when this xdist has another layout.
+    others in the background (STAGED_STARTERS at a time), each joining the session as it comes up; ``None`` when
+    this xdist has another layout.
 
     xdist starts its workers one after the other and handles no worker's events before the last has started:
     with sixteen forked workers that is 1.2 s in which the worker that could run the longest case waits idle. The
