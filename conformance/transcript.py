@@ -248,8 +248,7 @@ class Transcript:
 
     def add(self, leg: str, direction: str, text: str, nbytes: int = 0, conn: str = "") -> Entry:
         with self._lock:
-            if self._pending:
-                self._render_pending()
+            self._render_pending()
             self._seq += 1
             entry = Entry(self.now(), leg, direction, text, nbytes, conn, seq=self._seq)
             self._keep(entry)
@@ -268,6 +267,8 @@ class Transcript:
 
     def _render_pending(self) -> None:
         """Turn the waiting wire messages into entries, in the order they were recorded (lock held)."""
+        if not self._pending:
+            return
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         for t, seq, leg, direction, data, n, conn, render in pending:
             t = round(t - self.t0, 4)
@@ -296,8 +297,7 @@ class Transcript:
     def flush(self) -> None:
         """Render what waits (every reader below does it first)."""
         with self._lock:
-            if self._pending:
-                self._render_pending()
+            self._render_pending()
 
     @property
     def dropped(self) -> int:
@@ -315,8 +315,7 @@ class Transcript:
     def entries(self) -> list[Entry]:
         """The retained entries in the order they were recorded (a copy)."""
         with self._lock:
-            if self._pending:
-                self._render_pending()
+            self._render_pending()
             out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
         return sorted(out, key=lambda e: e.seq)
 
@@ -324,8 +323,7 @@ class Transcript:
         """Wire octets recorded for connection ``conn`` (or a leg without one) by direction, entries left out
         included: sums over ``entries`` undercount once a connection outgrew its ring."""
         with self._lock:
-            if self._pending:
-                self._render_pending()
+            self._render_pending()
             ring = self._rings.get(conn)
             return dict(ring.octets) if ring else {}
 
@@ -351,8 +349,7 @@ class Transcript:
     def _with_gaps(self) -> list[Entry]:
         """Retained entries plus one note per connection standing where its left-out entries were."""
         with self._lock:
-            if self._pending:
-                self._render_pending()
+            self._render_pending()
             out = [e for r in self._rings.values() for e in (*r.head, *r.tail)]
             for key, r in self._rings.items():
                 if r.dropped:
