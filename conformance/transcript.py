@@ -1,7 +1,8 @@
 """Evidence of one case: timestamped wire lines of every leg, intermediary actions, with secrets redacted.
 
-Sans-IO: clients and intermediaries call :meth:`Transcript.record` with bytes they saw; nothing here
-touches a socket. All legs of a case share one clock, so the report can draw them on one time axis.
+Sans-IO: clients and intermediaries call :meth:`Transcript.add` (text) or :meth:`Transcript.add_wire` (bytes they
+relayed, rendered when read) with what they saw; nothing here touches a socket. All legs of a case share one
+clock, so the report can draw them on one time axis.
 """
 
 from __future__ import annotations
